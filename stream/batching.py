@@ -1,0 +1,83 @@
+"""The micro-batching policy: when is a batch closed?
+
+Pure: no Kafka, no clock of its own. A batch closes when it holds ``max_items`` events, when
+adding one more would pass ``max_tokens``, or when ``max_wait_s`` has passed since its *first*
+event (so a steady trickle cannot postpone a flush forever).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class MicroBatcher(Generic[T]):
+    """Collects events into batches bounded by count, token budget and age."""
+
+    def __init__(
+        self,
+        max_items: int,
+        max_tokens: int,
+        max_wait_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_items < 1 or max_tokens < 1 or max_wait_s < 0:
+            raise ValueError("max_items and max_tokens must be >= 1 and max_wait_s >= 0")
+        self.max_items = max_items
+        self.max_tokens = max_tokens
+        self.max_wait_s = max_wait_s
+        self._clock = clock
+        self._events: list[T] = []
+        self._tokens = 0
+        self._opened_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    def add(self, event: T, tokens: int = 0) -> list[T] | None:
+        """Add one event; returns a closed batch when this event closed one, else None.
+
+        An event that would push the batch over its token budget closes the current batch
+        and starts the next one; an event larger than the whole budget travels alone.
+        """
+        closed: list[T] | None = None
+        if self._events and self._tokens + tokens > self.max_tokens:
+            closed = self._take()
+        if not self._events:
+            self._opened_at = self._clock()
+        self._events.append(event)
+        self._tokens += tokens
+        if closed is None and (
+            len(self._events) >= self.max_items or self._tokens >= self.max_tokens
+        ):
+            closed = self._take()
+        return closed
+
+    def time_left(self) -> float:
+        """Seconds until the open batch is due; ``max_wait_s`` when nothing is open."""
+        if self._opened_at is None:
+            return self.max_wait_s
+        return max(0.0, self._opened_at + self.max_wait_s - self._clock())
+
+    def due(self) -> list[T] | None:
+        """The open batch if its deadline has passed, else None."""
+        if self._events and self.time_left() <= 0:
+            return self._take()
+        return None
+
+    def flush(self) -> list[T]:
+        """Close and return whatever is open (possibly empty)."""
+        return self._take()
+
+    def _take(self) -> list[T]:
+        batch, self._events = self._events, []
+        self._tokens = 0
+        self._opened_at = None
+        return batch

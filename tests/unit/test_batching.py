@@ -1,0 +1,118 @@
+"""The micro-batching policy, driven by a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.batching import MicroBatcher
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(max_items: int = 3, max_tokens: int = 100, max_wait_s: float = 0.05) -> tuple[
+    MicroBatcher[str], FakeClock
+]:
+    clock = FakeClock()
+    return MicroBatcher(max_items, max_tokens, max_wait_s, clock=clock), clock
+
+
+def test_closes_at_max_items() -> None:
+    """The event that fills the batch to max_items returns the closed batch."""
+    b, _ = make(max_items=3)
+    assert b.add("a", 1) is None
+    assert b.add("b", 1) is None
+    assert b.add("c", 1) == ["a", "b", "c"]
+    assert len(b) == 0
+
+
+def test_token_budget_closes_before_overflow() -> None:
+    """An event that would pass the token budget closes the batch before it and opens the next."""
+    b, _ = make(max_items=10, max_tokens=100)
+    assert b.add("a", 60) is None
+    assert b.add("b", 50) == ["a"]
+    assert len(b) == 1 and b.tokens == 50
+
+
+def test_oversized_event_travels_alone() -> None:
+    """An event larger than the whole budget forms a batch of its own."""
+    b, _ = make(max_items=10, max_tokens=100)
+    assert b.add("a", 10) is None
+    assert b.add("huge", 500) == ["a"]
+    assert b.flush() == ["huge"]
+
+
+def test_deadline_counts_from_first_event() -> None:
+    """A steady trickle does not postpone the flush: the wait starts at the batch's first event."""
+    b, clock = make(max_items=100, max_wait_s=0.05)
+    b.add("a", 1)
+    for name in "bcd":
+        clock.now += 0.02
+        b.add(name, 1)
+        if clock.now - 100.0 < 0.05:
+            assert b.due() is None
+    assert clock.now - 100.0 >= 0.05
+    assert b.due() == ["a", "b", "c", "d"]
+
+
+def test_time_left_and_empty_due() -> None:
+    """Nothing is due when nothing is open; time_left counts down from the first event."""
+    b, clock = make(max_wait_s=0.05)
+    assert b.due() is None
+    assert b.time_left() == pytest.approx(0.05)
+    b.add("a", 1)
+    clock.now += 0.03
+    assert b.time_left() == pytest.approx(0.02)
+    clock.now += 0.03
+    assert b.time_left() == 0.0
+
+
+def test_new_batch_gets_new_deadline() -> None:
+    """After a batch closes, the next one's deadline starts at its own first event."""
+    b, clock = make(max_items=2, max_wait_s=0.05)
+    b.add("a", 1)
+    assert b.add("a2", 1) == ["a", "a2"]
+    clock.now += 1.0
+    assert b.time_left() == pytest.approx(0.05)
+    b.add("b", 1)
+    clock.now += 0.01
+    assert b.time_left() == pytest.approx(0.04)
+
+
+def test_rejects_impossible_limits() -> None:
+    """Limits that cannot form a batch are refused at construction."""
+    with pytest.raises(ValueError):
+        MicroBatcher(0, 10, 0.1)
+    with pytest.raises(ValueError):
+        MicroBatcher(1, 10, -1)
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=300), max_size=200),
+    st.integers(min_value=1, max_value=20),
+    st.integers(min_value=1, max_value=400),
+)
+def test_every_event_once_in_order_within_limits(tokens: list[int], max_items: int, budget: int) -> None:
+    """Whatever the sizes, each event comes out exactly once, in order, and no batch of more than
+    one event passes the item or token limits."""
+    b: MicroBatcher[int] = MicroBatcher(max_items, budget, 1.0, clock=FakeClock())
+    batches: list[list[int]] = []
+    for i, t in enumerate(tokens):
+        closed = b.add(i, t)
+        if closed is not None:
+            batches.append(closed)
+    rest = b.flush()
+    if rest:
+        batches.append(rest)
+    assert [i for batch in batches for i in batch] == list(range(len(tokens)))
+    for batch in batches:
+        assert 1 <= len(batch) <= max_items
+        if len(batch) > 1:
+            assert sum(tokens[i] for i in batch) <= budget
