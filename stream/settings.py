@@ -39,8 +39,12 @@ class Settings(BaseSettings):
     topic_user_events: str = "user.events"
     topic_neighbours: str = "items.neighbours"
     topic_recommendations: str = "users.recommendations"
-    topic_partitions: int = Field(default=4, ge=1, description="partitions of topics recstream creates")
-    max_message_bytes: int = Field(default=262_144, ge=1_024, description="larger values go to the DLQ")
+    topic_partitions: int = Field(
+        default=4, ge=1, description="partitions of topics recstream creates"
+    )
+    max_message_bytes: int = Field(
+        default=262_144, ge=1_024, description="larger values go to the DLQ"
+    )
 
     # vector store
     qdrant_url: str | None = None
@@ -50,7 +54,9 @@ class Settings(BaseSettings):
     # encoder
     model: str = DEFAULT_MODEL
     device: str = "auto"
-    encoder_max_tokens: int = Field(default=8_192, ge=64, description="token budget of one forward pass")
+    encoder_max_tokens: int = Field(
+        default=8_192, ge=64, description="token budget of one forward pass"
+    )
     max_seq_length: int = Field(default=256, ge=8, le=8_192)
 
     # micro-batching

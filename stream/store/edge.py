@@ -68,7 +68,9 @@ class EdgeStore:
         try:
             return self._shards[collection]
         except KeyError:
-            raise KeyError(f"collection {collection!r} not opened: call ensure_collection") from None
+            raise KeyError(
+                f"collection {collection!r} not opened: call ensure_collection"
+            ) from None
 
     def ensure_collection(
         self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
@@ -160,7 +162,10 @@ class EdgeStore:
         with self._lock:
             results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
         return [
-            [Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {})) for p in r]
+            [
+                Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {}))
+                for p in r
+            ]
             for r in results
         ]
 
@@ -177,7 +182,10 @@ class EdgeStore:
             with self._lock:
                 records, offset = self._shard(collection).scroll(
                     qe.ScrollRequest(
-                        offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=with_vectors
+                        offset=offset,
+                        limit=_SCROLL_PAGE,
+                        with_payload=True,
+                        with_vector=with_vectors,
                     )
                 )
             for r in records:

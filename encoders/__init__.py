@@ -1,0 +1,40 @@
+"""Text encoders: texts in, unit-length vectors out.
+
+``BertEncoder`` (and torch with it) is imported on first use, so that importing the package for
+its interface or errors stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from encoders.base import Encoder, EncoderSettings
+from encoders.errors import EncoderError, ModelNotFound, TextRejected
+
+if TYPE_CHECKING:
+    from encoders.bert import BertEncoder
+
+__all__ = [
+    "BertEncoder",
+    "Encoder",
+    "EncoderError",
+    "EncoderSettings",
+    "ModelNotFound",
+    "TextRejected",
+    "load_encoder",
+]
+
+
+def load_encoder(settings: EncoderSettings) -> Encoder:
+    """The encoder the settings describe; raises :class:`EncoderError` when they cannot work."""
+    from encoders.bert import BertEncoder
+
+    return BertEncoder.from_settings(settings)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BertEncoder":
+        from encoders.bert import BertEncoder
+
+        return BertEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

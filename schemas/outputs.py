@@ -1,0 +1,67 @@
+"""Messages recstream publishes: neighbour lists (``items.neighbours``) and recommendations
+(``users.recommendations``), both keyed by the entity id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+# Every field is always written, so the published schema lists them all as required.
+OUTPUT_CONFIG = ConfigDict(
+    frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True
+)
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+UtcTimestamp = Annotated[
+    AwareDatetime,
+    PlainSerializer(_iso_utc, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""An aware datetime written as ISO 8601 in UTC with a ``Z`` suffix."""
+
+
+class _Output(BaseModel):
+    model_config = OUTPUT_CONFIG
+
+    def to_json_bytes(self) -> bytes:
+        """The compact UTF-8 JSON value for the Kafka message."""
+        return self.__pydantic_serializer__.to_json(self)
+
+
+class Neighbour(_Output):
+    """A similar item and its similarity score."""
+
+    item_id: str
+    score: float
+
+
+class NeighbourList(_Output):
+    """An item's current neighbours, ordered by score, descending."""
+
+    item_id: str
+    neighbours: list[Neighbour] = Field(default_factory=list)
+    model: str
+    item_version: int | None = None
+    generated_at: UtcTimestamp
+
+
+class RecommendedItem(_Output):
+    """A recommended item with its score and the parts the score is made of."""
+
+    item_id: str
+    score: float
+    components: dict[str, float] = Field(default_factory=dict)
+
+
+class Recommendations(_Output):
+    """A user's current recommendations, best first."""
+
+    user_id: str
+    items: list[RecommendedItem] = Field(default_factory=list)
+    generated_at: UtcTimestamp

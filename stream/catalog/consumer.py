@@ -1,0 +1,181 @@
+"""The catalog consumer loop: poll, micro-batch, process, publish, then commit.
+
+This is where a batch is closed (``_poll_once``) and where offsets are committed (``_commit``).
+At-least-once: offsets are committed only after the store writes and the publish of every
+output of the batch (neighbour lists, tombstones, dead letters) were acknowledged by the broker.
+The effects are idempotent (deterministic point ids, newest-version-wins, lists compared with
+what was last published), so work redone after a crash converges to the same outputs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from stream.batching import MicroBatcher
+from stream.catalog.processor import BatchResult, CatalogProcessor, Entry
+from stream.kafka.config import consumer_config, producer_config
+from stream.kafka.topics import catalog_topics, ensure_topics
+from stream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_IDLE_POLL_S = 0.5
+_FLUSH_TIMEOUT_S = 30.0
+
+
+class DeliveryFailed(RuntimeError):
+    """Outputs were not acknowledged by the broker; the batch's offsets stay uncommitted."""
+
+
+@dataclass
+class Progress:
+    """Counters a caller (the demo, tests) can read while the consumer runs."""
+
+    batches: int = 0
+    events: int = 0
+    lists: int = 0
+    dead_letters: int = 0
+    last_batch_at: float = 0.0
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+class CatalogConsumer:
+    """Runs a :class:`CatalogProcessor` over ``catalog.items`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: CatalogProcessor,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.progress = Progress()
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._batcher: MicroBatcher[tuple[Entry, Message]] = MicroBatcher(
+            settings.batch_max_items,
+            settings.batch_max_tokens,
+            settings.batch_max_wait_ms / 1000,
+        )
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._delivery_errors: list[str] = []
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then finish the open batch, commit it and close."""
+        s = self.settings
+        ensure_topics(s, catalog_topics(s))
+        self._producer = self._producer_factory(producer_config(s))
+        self._consumer = self._consumer_factory(consumer_config(s, s.catalog_group()))
+        self._consumer.subscribe(
+            [s.topic_items], on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info("catalog.started", topic=s.topic_items, group=s.catalog_group())
+        try:
+            while not stop.is_set():
+                self._poll_once()
+            self._finish(self._batcher.flush())
+        finally:
+            self._consumer.close()
+            self._producer.flush(_FLUSH_TIMEOUT_S)
+            log.info("catalog.stopped", **self.progress.totals)
+
+    def _poll_once(self) -> None:
+        assert self._consumer is not None
+        timeout = self._batcher.time_left() if len(self._batcher) else _IDLE_POLL_S
+        room = max(1, self._batcher.max_items - len(self._batcher))
+        for msg in self._consumer.consume(num_messages=room, timeout=timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    if err.fatal():
+                        raise KafkaException(err)
+                    log.warning("catalog.consume_error", error=str(err))
+                continue
+            entry, tokens = self.processor.receive(msg)
+            closed = self._batcher.add((entry, msg), tokens)
+            if closed:
+                self._finish(closed)
+        due = self._batcher.due()
+        if due:
+            self._finish(due)
+
+    def _finish(self, batch: list[tuple[Entry, Message]]) -> None:
+        """Process a closed batch, publish its outputs, confirm them, commit its offsets."""
+        if not batch:
+            return
+        result = self.processor.process([entry for entry, _ in batch])
+        self._publish(result)
+        self.processor.confirm(result)
+        self._commit([msg for _, msg in batch])
+        p = self.progress
+        p.batches += 1
+        p.events += len(batch)
+        p.lists += result.counts.get("lists", 0)
+        p.dead_letters += result.counts.get("dead_letters", 0)
+        p.last_batch_at = time.monotonic()
+        for name, n in result.counts.items():
+            p.totals[name] = p.totals.get(name, 0) + n
+
+    def _publish(self, result: BatchResult) -> None:
+        assert self._producer is not None
+        self._delivery_errors.clear()
+        for out in result.outputs:
+            while True:
+                try:
+                    self._producer.produce(
+                        out.topic,
+                        key=out.key,
+                        value=out.value,
+                        headers=out.headers,
+                        on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    # local queue full: let deliveries drain, then retry this record
+                    self._producer.poll(0.1)
+        remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
+        if remaining or self._delivery_errors:
+            raise DeliveryFailed(
+                f"{remaining} outputs undelivered, {len(self._delivery_errors)} failed: "
+                + "; ".join(self._delivery_errors[:3])
+            )
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def _commit(self, messages: list[Message]) -> None:
+        """Commit, per partition, the offset after the last message of the batch."""
+        assert self._consumer is not None
+        positions: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            tp = (msg.topic() or "", msg.partition() or 0)
+            positions[tp] = max(positions.get(tp, -1), (msg.offset() or 0) + 1)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # e.g. the partitions were revoked meanwhile: the next owner redoes that work,
+            # which is safe because every effect is idempotent.
+            log.warning("catalog.commit_failed", error=str(exc), partitions=len(offsets))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Finish what was read so far (it may include the revoked partitions) and commit it
+        # while this member still owns them.
+        log.info("catalog.revoked", partitions=[(p.topic, p.partition) for p in partitions])
+        self._finish(self._batcher.flush())
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Ownership is already gone: nothing can be committed; the new owner redoes the work.
+        log.warning("catalog.lost", partitions=[(p.topic, p.partition) for p in partitions])
+        self._batcher.flush()

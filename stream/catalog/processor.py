@@ -1,0 +1,224 @@
+"""One catalogue batch, from received events to store writes and output records.
+
+Kafka-free on purpose: :meth:`CatalogProcessor.process` writes the store and returns the records
+to publish; the consumer loop publishes them and only then calls :meth:`confirm` (which records
+what was published) and commits offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import structlog
+
+from encoders import Encoder, EncoderError
+from encoders.text import content_hash, item_text
+from schemas.catalog import ItemDeleted, parse_catalog_event
+from schemas.errors import InvalidEvent
+from schemas.outputs import Neighbour, NeighbourList
+from stream.catalog.neighbours import NeighbourFinder, NeighbourState
+from stream.catalog.plan import Received, item_payload, newest_per_item, plan_batch
+from stream.kafka.dlq import DeadLetter, Message, dead_letter
+from stream.settings import Settings
+from stream.store import FieldKind, StoredPoint, VectorStore
+from stream.store.base import Payload, Vector
+
+log = structlog.get_logger(__name__)
+
+ITEMS = "items"
+DELETED_ITEMS = "items_deleted"
+"""Deletion records (id and stamp), so that a late, older event cannot resurrect an item."""
+
+_ITEM_INDEXES = {
+    "item_id": FieldKind.KEYWORD,
+    "nb_ids": FieldKind.KEYWORD,
+    "nb_floor": FieldKind.FLOAT,
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Output] = field(default_factory=list)
+    published: dict[str, Payload] = field(default_factory=dict)
+    """Per item, the list state to record once the outputs are delivered."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+Entry = Received | DeadLetter
+
+
+class CatalogProcessor:
+    """Turns catalogue events into store writes and neighbour-list records."""
+
+    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.store = store
+        self.k = settings.neighbours_k
+        store.ensure_collection(ITEMS, encoder.dim, _ITEM_INDEXES)
+        store.ensure_collection(DELETED_ITEMS, 1)
+        self.finder = NeighbourFinder(
+            store, ITEMS, self.k, settings.reverse_search_page, settings.reverse_search_max_pages
+        )
+
+    def receive(self, msg: Message) -> tuple[Entry, int]:
+        """Validate one message: a Received event with its token count, or a dead letter."""
+        value = msg.value()
+        if value is not None and len(value) > self.settings.max_message_bytes:
+            detail = f"{len(value)} bytes > RECSTREAM_MAX_MESSAGE_BYTES={self.settings.max_message_bytes}"
+            return dead_letter(msg, "too_large", detail), 0
+        try:
+            event = parse_catalog_event(msg.key(), value)
+        except InvalidEvent as exc:
+            return dead_letter(msg, exc.reason, exc.detail), 0
+        text = digest = None
+        tokens = 0
+        if not isinstance(event, ItemDeleted):
+            text = item_text(event.item)
+            digest = content_hash(text)
+            tokens = self.encoder.count_tokens([text])[0]
+        received = Received(
+            event,
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            msg.key(),
+            value,
+            text,
+            digest,
+        )
+        return received, tokens
+
+    def process(self, batch: list[Entry]) -> BatchResult:
+        started = time.perf_counter()
+        result = BatchResult()
+        dead = [e for e in batch if isinstance(e, DeadLetter)]
+        newest = newest_per_item([e for e in batch if isinstance(e, Received)])
+        ids = list(newest)
+        stored = {k: p.payload for k, p in self.store.retrieve(ITEMS, ids).items()}
+        deleted = {k: p.payload for k, p in self.store.retrieve(DELETED_ITEMS, ids).items()}
+        plan = plan_batch(newest, stored, deleted, self.encoder.name)
+
+        vectors, rejected = self._encode(plan.encode)
+        dead.extend(rejected)
+        encoded = [r for r in plan.encode if r.item_id in vectors]
+
+        self.store.upsert(
+            ITEMS,
+            [
+                StoredPoint(
+                    r.item_id,
+                    self._with_lists(item_payload(r, self.encoder.name), stored.get(r.item_id)),
+                    vectors[r.item_id],
+                )
+                for r in encoded
+            ],
+        )
+        self.store.set_payload(
+            ITEMS, {r.item_id: item_payload(r, self.encoder.name) for r in plan.refresh}
+        )
+        gone = [r.item_id for r in plan.delete]
+        self.store.delete(ITEMS, gone)
+        self.store.upsert(
+            DELETED_ITEMS,
+            [
+                StoredPoint(r.item_id, r.stamp.to_payload(), np.ones(1, dtype=np.float32))
+                for r in plan.delete
+            ],
+        )
+
+        own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh}
+        changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
+        affected = (
+            own | self.finder.listing([*changed, *gone]) | self.finder.entered_by(changed)
+        ) - set(gone)
+        result.outputs, result.published = self._lists(affected, own)
+        for item_id in gone:
+            result.outputs.append(Output(self.settings.topic_neighbours, item_id.encode(), None))
+        dlq = self.settings.dlq_topic(self.settings.topic_items)
+        result.outputs.extend(Output(dlq, d.key, d.value, d.headers()) for d in dead)
+        result.counts = {
+            "events": len(batch),
+            "encoded": len(encoded),
+            "refreshed": len(plan.refresh),
+            "deleted": len(gone),
+            "stale": len(plan.stale),
+            "dead_letters": len(dead),
+            "lists": len(result.published),
+        }
+        log.info(
+            "catalog.batch",
+            **result.counts,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return result
+
+    def confirm(self, result: BatchResult) -> None:
+        """Record the lists as published (call after the outputs were delivered)."""
+        self.store.set_payload(ITEMS, result.published)
+
+    def _encode(self, items: list[Received]) -> tuple[dict[str, Vector], list[DeadLetter]]:
+        texts = [r.text or "" for r in items]
+        try:
+            matrix = self.encoder.encode(texts)
+            return {r.item_id: matrix[i] for i, r in enumerate(items)}, []
+        except EncoderError as exc:
+            log.warning("catalog.encode_failed_batch", error=str(exc), items=len(items))
+        # Find the culprits one by one: the rest of the batch must not be lost with them.
+        vectors: dict[str, Vector] = {}
+        rejected: list[DeadLetter] = []
+        for r in items:
+            try:
+                vectors[r.item_id] = self.encoder.encode([r.text or ""])[0]
+            except EncoderError as exc:
+                source = f"{r.topic}/{r.partition}/{r.offset}"
+                rejected.append(DeadLetter(r.key, r.value, "encoder_rejected", str(exc), source))
+        return vectors, rejected
+
+    @staticmethod
+    def _with_lists(payload: Payload, previous: Payload | None) -> Payload:
+        # An upsert replaces the payload whole; keep the record of the last published list.
+        for name in ("nb_ids", "nb_scores", "nb_floor"):
+            if previous and name in previous:
+                payload[name] = previous[name]
+        return payload
+
+    def _lists(self, affected: set[str], own: set[str]) -> tuple[list[Output], dict[str, Payload]]:
+        points = self.store.retrieve(ITEMS, sorted(affected), with_vectors=True)
+        vectors = {k: p.vector for k, p in points.items() if p.vector is not None}
+        meta = {k: p.payload for k, p in points.items()}
+        lists = self.finder.top_k(vectors)
+        now = datetime.now(UTC)
+        outputs: list[Output] = []
+        published: dict[str, Payload] = {}
+        for key in sorted(lists):
+            state = lists[key]
+            payload = meta.get(key, {})
+            if key not in own and state.same_as(NeighbourState.from_payload(payload)):
+                continue
+            message = NeighbourList(
+                item_id=key,
+                neighbours=[
+                    Neighbour(item_id=i, score=s)
+                    for i, s in zip(state.ids, state.scores, strict=True)
+                ],
+                model=self.encoder.name,
+                item_version=payload.get("version"),
+                generated_at=now,
+            )
+            outputs.append(
+                Output(self.settings.topic_neighbours, key.encode(), message.to_json_bytes())
+            )
+            published[key] = state.payload(self.k)
+        return outputs, published

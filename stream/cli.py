@@ -1,0 +1,138 @@
+"""The ``recstream`` command. Every setting is also an option: ``--kafka-bootstrap`` and so on."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from stream.settings import Settings
+
+_SETTINGS_HELP = "settings (each also RECSTREAM_<NAME> in the environment)"
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(_SETTINGS_HELP)
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = info.default if info.default is not None else "unset"
+        secret = "password" in name or "api_key" in name
+        group.add_argument(
+            flag,
+            dest=f"setting_{name}",
+            metavar=name.upper(),
+            default=None,
+            help=f"[default: {'***' if secret and default != 'unset' else default}] "
+            + (info.description or ""),
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return Settings(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recstream",
+        description="Real-time similar items and recommendations: Kafka in, BERT + Qdrant, Kafka out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the whole pipeline on embedded parts, no set-up")
+    demo.add_argument("--items", type=int, default=1200, help="sample catalogue size")
+    demo.add_argument("--show", type=int, default=5, help="neighbour lists to print")
+    _add_settings_options(demo)
+
+    run = sub.add_parser("run", help="run the production consumers")
+    run.add_argument("which", choices=["catalog", "behaviour", "all"])
+    _add_settings_options(run)
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (foreground)")
+    broker.add_argument("--port", type=int, default=9092)
+
+    schemas = sub.add_parser("schemas", help="message schemas")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schemas_sub.add_parser("export", help="write the JSON Schema of every message")
+    export.add_argument("directory", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "schemas":
+        from schemas.export import export_schemas
+
+        for path in export_schemas(args.directory):
+            print(path)
+        return 0
+    if args.command == "broker":
+        return _broker(args.port)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"recstream: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    from stream.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    if args.command == "demo":
+        from stream.demo import run_demo
+
+        return run_demo(settings, items=args.items, show=args.show)
+    return _run(settings, args.which)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _run(settings: Settings, which: str) -> int:
+    if which != "catalog":
+        print(f"recstream: 'run {which}' is not built yet; 'run catalog' is", file=sys.stderr)
+        return 2
+    from encoders import load_encoder
+    from stream.catalog.consumer import CatalogConsumer
+    from stream.catalog.processor import CatalogProcessor
+    from stream.store import open_store
+
+    stop = _stop_on_signals()
+    store = open_store(settings)
+    try:
+        processor = CatalogProcessor(settings, load_encoder(settings), store)
+        CatalogConsumer(settings, processor).run(stop)
+    finally:
+        store.close()
+    return 0
+
+
+def _broker(port: int) -> int:
+    from stream.kafka.broker import EmbeddedBroker
+
+    stop = _stop_on_signals()
+    with EmbeddedBroker(port=port) as broker:
+        print(f"recstream broker: bootstrap {broker.bootstrap} (memory storage; Ctrl-C stops it)")
+        sys.stdout.flush()
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

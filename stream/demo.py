@@ -1,0 +1,140 @@
+"""``recstream demo``: the catalog pipeline on embedded parts, start to finish, with no set-up.
+
+Starts the embedded broker, opens the embedded store in a temporary directory, loads the packaged
+model, publishes a sample catalogue, runs the catalog consumer until every event is committed,
+then updates and deletes an item to show the lists follow, prints a sample, and stops it all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Producer
+
+from encoders import load_encoder
+from stream.catalog.consumer import CatalogConsumer
+from stream.catalog.processor import CatalogProcessor
+from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.config import producer_config
+from stream.kafka.inspect import group_lag, latest_by_key, read_topic
+from stream.kafka.topics import catalog_topics, ensure_topics
+from stream.sample_catalog import catalog_events, sample_items
+from stream.settings import Settings
+from stream.store.edge import EdgeStore
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _publish(settings: Settings, events: list[dict[str, Any]]) -> None:
+    producer = Producer(producer_config(settings))
+    for event in events:
+        key = event.get("item_id") or event["item"]["item_id"]
+        producer.produce(settings.topic_items, key=key.encode(), value=json.dumps(event).encode())
+        producer.poll(0)
+    producer.flush(30)
+
+
+def _wait_committed(settings: Settings, consumer: CatalogConsumer, total: int, t0: float) -> None:
+    """Print progress until the group has committed every published event."""
+    last = -1
+    while True:
+        lag = group_lag(settings, settings.catalog_group(), settings.topic_items)
+        done = total - lag
+        if done != last:
+            rate = consumer.progress.events / max(1e-9, time.monotonic() - t0)
+            _say(f"  processed {done:>5}/{total} events, {consumer.progress.lists} lists published ({rate:,.0f} events/s)")
+            last = done
+        if lag == 0:
+            return
+        time.sleep(1.0)
+
+
+def _show(settings: Settings, titles: dict[str, str], item_ids: list[str]) -> None:
+    latest = latest_by_key(read_topic(settings, settings.topic_neighbours))
+    for item_id in item_ids:
+        value = latest.get(item_id.encode())
+        if value is None:
+            _say(f"\n{item_id}: (tombstone: deleted)")
+            continue
+        message = json.loads(value)
+        _say(f"\n{item_id}  {titles.get(item_id, '?')}  (version {message['item_version']})")
+        for n in message["neighbours"][:5]:
+            _say(f"   {n['score']:.3f}  {n['item_id']}  {titles.get(n['item_id'], '?')}")
+
+
+def run_demo(base: Settings, items: int = 1200, show: int = 5) -> int:
+    workdir = tempfile.mkdtemp(prefix="recstream-demo-")
+    with EmbeddedBroker() as broker:
+        settings = base.model_copy(
+            update={
+                "kafka_bootstrap": broker.bootstrap,
+                "qdrant_url": None,
+                "qdrant_path": f"{workdir}/qdrant",
+                # a fresh group joins in ~3 s with these instead of ~23 s
+                "kafka_session_timeout_ms": 6_000,
+                "kafka_max_poll_interval_ms": 60_000,
+            }
+        )
+        _say(f"recstream demo: embedded broker at {broker.bootstrap}, store in {workdir}")
+        encoder = load_encoder(settings)
+        _say(f"model {encoder.name} ({encoder.dim} dims) on {encoder.device}")
+        catalogue = sample_items(items)
+        titles = {i["item_id"]: i["title"] for i in catalogue}
+        ensure_topics(settings, catalog_topics(settings))
+        store = EdgeStore(settings.qdrant_path)
+        stop = threading.Event()
+        consumer = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store))
+        thread = threading.Thread(target=consumer.run, args=(stop,), name="catalog-consumer")
+        try:
+            t0 = time.monotonic()
+            _publish(settings, catalog_events(catalogue, datetime(2026, 11, 22, 10, tzinfo=UTC)))
+            _say(f"published {len(catalogue)} item.created events to {settings.topic_items}")
+            thread.start()
+            _wait_committed(settings, consumer, len(catalogue), t0)
+            elapsed = time.monotonic() - t0
+            _say(f"catalogue of {len(catalogue)} items indexed in {elapsed:.1f} s: {len(catalogue) / elapsed:,.0f} items/s end to end")
+
+            changed, removed = catalogue[0], catalogue[1]
+            edit = {
+                "type": "item.updated",
+                "event_id": "demo-update",
+                "occurred_at": "2026-11-22T11:00:00Z",
+                "version": 2,
+                "item": {**changed, "title": f"{changed['title']} (new edition)"},
+            }
+            deletion = {
+                "type": "item.deleted",
+                "event_id": "demo-delete",
+                "occurred_at": "2026-11-22T11:00:00Z",
+                "version": 2,
+                "item_id": removed["item_id"],
+            }
+            titles[changed["item_id"]] = edit["item"]["title"]
+            _publish(settings, [edit, deletion])
+            _say(f"\nupdated {changed['item_id']} and deleted {removed['item_id']}")
+            _wait_committed(settings, consumer, len(catalogue) + 2, t0)
+
+            _say(f"\nsample of {settings.topic_neighbours} (top 5 of {settings.neighbours_k}):")
+            _show(settings, titles, [changed["item_id"], removed["item_id"]] + [c["item_id"] for c in catalogue[2 : 2 + show]])
+            totals = consumer.progress.totals
+            _say(
+                f"\ndone: {totals.get('encoded', 0)} items encoded, {totals.get('lists', 0)} lists published, "
+                f"{totals.get('dead_letters', 0)} dead letters, {store.count('items')} points in the store"
+            )
+        finally:
+            stop.set()
+            if thread.is_alive():
+                thread.join(timeout=60)
+            store.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+    sys.stdout.flush()
+    return 0

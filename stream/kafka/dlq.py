@@ -1,0 +1,46 @@
+"""Dead letters: the original key and value, unchanged, with headers saying why and from where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+HEADER_ERROR = "recstream.error"
+HEADER_DETAIL = "recstream.detail"
+HEADER_SOURCE = "recstream.source"
+
+_MAX_DETAIL = 1_000
+
+
+class Message(Protocol):
+    """The part of confluent_kafka.Message recstream uses (so pure code needs no librdkafka)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    source: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (HEADER_ERROR, self.reason.encode()),
+            (HEADER_DETAIL, self.detail[:_MAX_DETAIL].encode("utf-8", "replace")),
+            (HEADER_SOURCE, self.source.encode()),
+        ]
+
+
+def source_of(msg: Message) -> str:
+    return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+
+
+def dead_letter(msg: Message, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(msg.key(), msg.value(), reason, detail, source_of(msg))

@@ -1,0 +1,49 @@
+"""Creating the topics recstream writes (and, for demos, reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.kafka.config import client_config
+from stream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+COMPACT = {"cleanup.policy": "compact"}
+
+
+def ensure_topics(
+    settings: Settings, topics: Mapping[str, Mapping[str, str]], timeout_s: float = 30.0
+) -> None:
+    """Create each topic (with its config) unless it exists. Existing topics are left alone."""
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(
+            name, num_partitions=settings.topic_partitions, replication_factor=1, config=dict(cfg)
+        )
+        for name, cfg in topics.items()
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result()
+            log.info("topic.created", topic=name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def catalog_topics(settings: Settings) -> dict[str, Mapping[str, str]]:
+    """What the catalog consumer reads and writes: the neighbour lists are a compacted topic."""
+    return {
+        settings.topic_items: {},
+        settings.dlq_topic(settings.topic_items): {},
+        settings.topic_neighbours: COMPACT,
+    }
