@@ -42,10 +42,30 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _invalid_settings(exc: ValidationError) -> str:
+    """What is wrong, one line per error, naming the option and variable to change.
+
+    pydantic's own text repeats the input, which for a cross-field check is every setting given,
+    secrets included: leave inputs out.
+    """
+    lines = ["recstream: invalid settings:"]
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        names = [str(part) for part in error["loc"]]
+        if names:
+            name = names[0]
+            where = f"{name} (--{name.replace('_', '-')}, RECSTREAM_{name.upper()})"
+        else:
+            where = "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recstream",
-        description="Real-time similar items and recommendations: Kafka in, BERT + Qdrant, Kafka out.",
+        description=(
+            "Real-time similar items and recommendations: Kafka in, BERT + Qdrant, Kafka out."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -81,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
     except ValidationError as exc:
-        print(f"recstream: invalid settings:\n{exc}", file=sys.stderr)
+        print(_invalid_settings(exc), file=sys.stderr)
         return 2
     from stream.logs import configure_logging
 

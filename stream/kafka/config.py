@@ -27,7 +27,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
-    """At-least-once consumer: offsets are committed by the consumer loop, after the work is durable."""
+    """At-least-once consumer: the consumer loop commits offsets after the work is durable."""
     return {
         **client_config(settings),
         "group.id": group_id,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from stream.kafka.config import client_config
 from stream.settings import Settings
@@ -23,6 +24,14 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+
+
+def _headers(msg: Message) -> dict[str, bytes]:
+    """A message's headers as a dict; a header without a value reads as ``b""``."""
+    raw = msg.headers() or []
+    # librdkafka hands consumed headers over as a list of pairs; the dict form is the producer's.
+    pairs: Iterable[tuple[str, str | bytes | None]] = raw.items() if isinstance(raw, dict) else raw
+    return {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
 
 
 def _partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
@@ -79,7 +88,7 @@ def scan_topic(
                         msg.offset() or 0,
                         msg.key(),
                         msg.value(),
-                        {k: v or b"" for k, v in (msg.headers() or [])},
+                        _headers(msg),
                     )
                 )
         records.sort(key=lambda r: (r.partition, r.offset))
@@ -104,7 +113,9 @@ def latest_by_key(records: list[Record]) -> dict[bytes | None, bytes | None]:
 def group_lag(settings: Settings, group_id: str, topic: str, timeout_s: float = 30.0) -> int:
     """Messages of ``topic`` not yet committed by ``group_id``."""
     _, ends = scan_topic(settings, topic, timeout_s)
-    consumer = Consumer({**client_config(settings), "group.id": group_id, "enable.auto.commit": False})
+    consumer = Consumer(
+        {**client_config(settings), "group.id": group_id, "enable.auto.commit": False}
+    )
     try:
         parts = [TopicPartition(topic, p) for p in ends]
         committed = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=timeout_s)}

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+
+# confluent_kafka.admin re-exports NewTopic without declaring it; import it where it is defined.
+from confluent_kafka.cimpl import NewTopic
 
 from stream.kafka.config import client_config
 from stream.settings import Settings

@@ -1,11 +1,11 @@
-"""The embedded vector store: Qdrant Edge (``qdrant-edge-py``), one shard directory per collection."""
+"""The embedded vector store: Qdrant Edge (``qdrant-edge-py``), a shard directory per collection."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import qdrant_edge as qe
 
@@ -16,6 +16,7 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
+    Vector,
     Where,
     as_vector,
     point_id,
@@ -49,6 +50,16 @@ def _filter(where: Where) -> qe.Filter | None:
 
 def _key(payload: Mapping[str, Any] | None) -> str:
     return str((payload or {})["key"])
+
+
+def _dense(vector: qe.Vector | None) -> Vector | None:
+    """The collection's dense vector out of a record's named vectors; None when not fetched."""
+    if not vector:
+        return None
+    if not isinstance(vector, dict):
+        raise TypeError(f"expected named vectors from the engine, got {type(vector).__name__}")
+    # ensure_collection configures exactly one dense vector, named _VECTOR.
+    return as_vector(cast("list[float]", vector[_VECTOR]))
 
 
 class EdgeStore:
@@ -89,7 +100,8 @@ class EdgeStore:
                     if "dimension" in str(exc).lower() or "size" in str(exc).lower():
                         raise DimensionMismatch(
                             f"{path} holds vectors of another size than {dim}: "
-                            "point RECSTREAM_QDRANT_PATH elsewhere or use the model it was built with"
+                            "point RECSTREAM_QDRANT_PATH elsewhere or use the model it was "
+                            "built with"
                         ) from exc
                     raise
             else:
@@ -143,7 +155,7 @@ class EdgeStore:
         out: dict[str, StoredPoint] = {}
         for r in records:
             key = _key(r.payload)
-            vec = as_vector(r.vector[_VECTOR]) if with_vectors and r.vector else None
+            vec = _dense(r.vector) if with_vectors else None
             out[key] = StoredPoint(key=key, payload=dict(r.payload or {}), vector=vec)
         return out
 
@@ -189,7 +201,7 @@ class EdgeStore:
                     )
                 )
             for r in records:
-                vec = as_vector(r.vector[_VECTOR]) if with_vectors and r.vector else None
+                vec = _dense(r.vector) if with_vectors else None
                 yield StoredPoint(key=_key(r.payload), payload=dict(r.payload or {}), vector=vec)
             if offset is None:
                 return

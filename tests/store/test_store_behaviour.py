@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from stream.store import FieldKind, SearchQuery, StoredPoint, VectorStore, Where
@@ -16,9 +17,10 @@ from stream.store.server import ServerStore
 DIM = 16
 
 
-def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+def _unit(rng: np.random.Generator, n: int) -> npt.NDArray[np.float32]:
     v = rng.normal(size=(n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    unit: npt.NDArray[np.float32] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit
 
 
 @pytest.fixture(params=["edge", "server-local"])
@@ -55,7 +57,9 @@ def test_search_matches_brute_force(store: VectorStore) -> None:
     for q, hits in zip(queries, results, strict=True):
         expected = np.argsort(-(vectors @ q))[:7]
         assert [h.key for h in hits] == [f"sku-{i}" for i in expected]
-        assert [h.score for h in hits] == pytest.approx([float(vectors[i] @ q) for i in expected], abs=1e-5)
+        assert [h.score for h in hits] == pytest.approx(
+            [float(vectors[i] @ q) for i in expected], abs=1e-5
+        )
         assert hits[0].payload["n"] == int(expected[0])
 
 

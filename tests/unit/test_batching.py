@@ -17,9 +17,9 @@ class FakeClock:
         return self.now
 
 
-def make(max_items: int = 3, max_tokens: int = 100, max_wait_s: float = 0.05) -> tuple[
-    MicroBatcher[str], FakeClock
-]:
+def make(
+    max_items: int = 3, max_tokens: int = 100, max_wait_s: float = 0.05
+) -> tuple[MicroBatcher[str], FakeClock]:
     clock = FakeClock()
     return MicroBatcher(max_items, max_tokens, max_wait_s, clock=clock), clock
 
@@ -99,7 +99,9 @@ def test_rejects_impossible_limits() -> None:
     st.integers(min_value=1, max_value=20),
     st.integers(min_value=1, max_value=400),
 )
-def test_every_event_once_in_order_within_limits(tokens: list[int], max_items: int, budget: int) -> None:
+def test_every_event_once_in_order_within_limits(
+    tokens: list[int], max_items: int, budget: int
+) -> None:
     """Whatever the sizes, each event comes out exactly once, in order, and no batch of more than
     one event passes the item or token limits."""
     b: MicroBatcher[int] = MicroBatcher(max_items, budget, 1.0, clock=FakeClock())

@@ -1,0 +1,196 @@
+"""Helpers for integration tests: publish events, run a real catalog consumer, read outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Producer
+
+from encoders import Encoder
+from stream.catalog.consumer import CatalogConsumer
+from stream.catalog.processor import ITEMS, CatalogProcessor
+from stream.kafka.config import producer_config
+from stream.kafka.inspect import group_lag, latest_by_key, read_topic
+from stream.settings import Settings
+from stream.store import VectorStore
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def publish(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    """Publish raw (key, value) pairs; returns how many were acknowledged."""
+    producer = Producer(producer_config(settings))
+    acked = 0
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        nonlocal acked
+        assert err is None, err
+        acked += 1
+
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+        producer.poll(0)
+    producer.flush(30)
+    return acked
+
+
+def event_bytes(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    key = event.get("item_id") or event["item"]["item_id"]
+    return key.encode(), json.dumps(event).encode()
+
+
+def upsert_event(item: dict[str, Any], version: int, kind: str = "item.updated", minutes: int = 0) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "event_id": f"e-{item['item_id']}-{version}",
+        "occurred_at": (T0 + timedelta(minutes=minutes or version)).isoformat().replace("+00:00", "Z"),
+        "version": version,
+        "item": item,
+    }
+
+
+def delete_event(item_id: str, version: int) -> dict[str, Any]:
+    return {
+        "type": "item.deleted",
+        "event_id": f"d-{item_id}-{version}",
+        "occurred_at": (T0 + timedelta(minutes=version)).isoformat().replace("+00:00", "Z"),
+        "version": version,
+        "item_id": item_id,
+    }
+
+
+class RunningConsumer:
+    """A real CatalogConsumer on a real broker and store, in a thread."""
+
+    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore) -> None:
+        self.settings = settings
+        self.processor = CatalogProcessor(settings, encoder, store)
+        self.consumer = CatalogConsumer(settings, self.processor)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.consumer.run(self.stop_event)
+        except BaseException as exc:  # the test inspects it
+            self.error = exc
+
+    def __enter__(self) -> RunningConsumer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive(), "consumer did not stop"
+
+    def wait_caught_up(self, timeout_s: float = 240.0) -> None:
+        """Until the group has committed every message of the input topic."""
+        deadline = time.monotonic() + timeout_s
+        s = self.settings
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise AssertionError(f"consumer failed: {self.error!r}") from self.error
+            if group_lag(s, s.catalog_group(), s.topic_items) == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"consumer did not catch up in {timeout_s}s")
+
+
+def final_lists(settings: Settings) -> dict[str, list[tuple[str, float]] | None]:
+    """What a subscriber of items.neighbours holds at the end: item id -> list (None: tombstone)."""
+    out: dict[str, list[tuple[str, float]] | None] = {}
+    for key, value in latest_by_key(read_topic(settings, settings.topic_neighbours)).items():
+        assert key is not None
+        if value is None:
+            out[key.decode()] = None
+        else:
+            msg = json.loads(value)
+            assert msg["item_id"] == key.decode()
+            out[key.decode()] = [(n["item_id"], n["score"]) for n in msg["neighbours"]]
+    return out
+
+
+def store_vectors(store: VectorStore) -> tuple[list[str], np.ndarray]:
+    points = sorted(store.scroll(ITEMS, with_vectors=True), key=lambda p: p.key)
+    return [p.key for p in points], np.stack([p.vector for p in points if p.vector is not None])
+
+
+def assert_lists_match_brute_force(
+    lists: dict[str, list[tuple[str, float]] | None], store: VectorStore, k: int, tol: float = 1e-4
+) -> int:
+    """Every stored item's final list is the exact cosine top-k over the stored vectors (ties
+    aside), best first, without itself; returns the number of items checked."""
+    keys, vectors = store_vectors(store)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = vectors @ vectors.T
+    index = {key: i for i, key in enumerate(keys)}
+    for i, key in enumerate(keys):
+        got = lists.get(key)
+        assert got is not None, f"{key}: no list published"
+        expected_len = min(k, len(keys) - 1)
+        assert len(got) == expected_len, f"{key}: {len(got)} neighbours, expected {expected_len}"
+        ids = [n for n, _ in got]
+        scores = [s for _, s in got]
+        assert key not in ids, f"{key} is its own neighbour"
+        assert len(set(ids)) == len(ids), f"{key}: duplicate neighbours"
+        assert all(a >= b - 1e-6 for a, b in zip(scores, scores[1:])), f"{key}: not descending"
+        for n, s in got:
+            assert n in index, f"{key}: neighbour {n} is not in the store (deleted?)"
+            assert abs(sims[i, index[n]] - s) < tol, f"{key}->{n}: score {s} != {sims[i, index[n]]}"
+        others = np.delete(sims[i], i)
+        kth = np.sort(others)[::-1][expected_len - 1]
+        # ties aside: everything strictly better than the k-th score must be listed
+        must = {keys[j] for j in range(len(keys)) if j != i and sims[i, j] > kth + tol}
+        assert must <= set(ids), f"{key}: missing {sorted(must - set(ids))[:5]}"
+        assert min(sims[i, index[n]] for n in ids) >= kth - tol
+    return len(keys)
+
+
+def flipkart_items(n: int) -> list[dict[str, Any]] | None:
+    """The first n Flipkart products as wire-format items, or None when the data is absent."""
+    path = DATA / "flipkart" / "flipkart_com-ecommerce_sample_1050.csv"
+    if not path.exists():
+        return None
+    items = []
+    with path.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            tree = row["product_category_tree"].strip('[]"')
+            categories = [c.strip() for c in tree.split(">>") if c.strip()][:4]
+            price = float(row["retail_price"]) if row["retail_price"] else None
+            items.append(
+                {
+                    "item_id": f"fk-{row['uniq_id'][:12]}",
+                    "title": row["product_name"][:1000],
+                    "description": row["description"][:20_000] or None,
+                    "brand": row["brand"][:200] or None,
+                    "categories": [c[:200] for c in categories],
+                    "price": price,
+                    "currency": "INR",
+                }
+            )
+            if len(items) == n:
+                break
+    return items
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

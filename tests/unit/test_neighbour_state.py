@@ -1,0 +1,138 @@
+"""NeighbourState: a neighbour list as published, and the record of it kept in the payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stream.catalog.neighbours import NO_FLOOR, SCORE_TOLERANCE, NeighbourState
+from stream.store import Hit
+
+
+def hit(key: str, score: float) -> Hit:
+    return Hit(key=key, score=score, payload={"key": key})
+
+
+def state(*pairs: tuple[str, float]) -> NeighbourState:
+    return NeighbourState(tuple(k for k, _ in pairs), tuple(s for _, s in pairs))
+
+
+# --- from_hits -------------------------------------------------------------------------------
+
+
+def test_from_hits_keeps_order_and_rounds_scores_to_six_places() -> None:
+    """Ids keep the search order and scores are rounded to 6 decimals (what is published)."""
+    s = NeighbourState.from_hits([hit("sku-2", 0.912345678), hit("sku-9", 0.10000049)])
+    assert s.ids == ("sku-2", "sku-9")
+    assert s.scores == (0.912346, 0.1)
+
+
+def test_from_hits_of_no_hits_is_an_empty_list() -> None:
+    """No hits make an empty list, not an error."""
+    assert NeighbourState.from_hits([]) == NeighbourState((), ())
+
+
+# --- from_payload ----------------------------------------------------------------------------
+
+
+def test_from_payload_reads_what_payload_wrote() -> None:
+    """A list written with payload(k) reads back as the same list."""
+    s = state(("a", 0.9), ("b", 0.5))
+    assert NeighbourState.from_payload(s.payload(k=2)) == s
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"nb_ids": ["a"]},
+        {"nb_scores": [0.5]},
+        {"nb_ids": None, "nb_scores": None},
+        {"nb_ids": "a", "nb_scores": [0.5]},
+        {"nb_ids": ["a"], "nb_scores": 0.5},
+        {"nb_ids": {"a": 0.5}, "nb_scores": [0.5]},
+    ],
+    ids=["empty", "no-scores", "no-ids", "nulls", "ids-a-string", "scores-a-number", "ids-a-dict"],
+)
+def test_from_payload_without_a_usable_list_is_none(payload: dict[str, Any]) -> None:
+    """A payload that lacks either field, or holds something else than lists, has no list."""
+    assert NeighbourState.from_payload(payload) is None
+
+
+def test_from_payload_coerces_list_elements() -> None:
+    """Ids are read as strings and scores as floats, whatever JSON type they were stored as."""
+    s = NeighbourState.from_payload({"nb_ids": [7, "b"], "nb_scores": [1, "0.25"]})
+    assert s == NeighbourState(("7", "b"), (1.0, 0.25))
+
+
+def test_from_payload_ignores_other_fields() -> None:
+    """An item's other payload fields (title, price, floor...) do not disturb the list."""
+    payload = {"title": "T", "price": 3.0, "nb_floor": 0.1, "nb_ids": ["a"], "nb_scores": [0.7]}
+    assert NeighbourState.from_payload(payload) == state(("a", 0.7))
+
+
+# --- same_as ---------------------------------------------------------------------------------
+
+
+def test_same_as_an_identical_list() -> None:
+    """The same ids and scores are the same list."""
+    assert state(("a", 0.9), ("b", 0.5)).same_as(state(("a", 0.9), ("b", 0.5)))
+
+
+def test_same_as_tolerates_score_noise() -> None:
+    """Scores that differ by no more than the tolerance (float noise) are the same list."""
+    a = state(("a", 0.9), ("b", 0.5))
+    b = state(("a", 0.9 + SCORE_TOLERANCE / 2), ("b", 0.5 - SCORE_TOLERANCE / 2))
+    assert a.same_as(b)
+    assert b.same_as(a)
+
+
+def test_scores_beyond_the_tolerance_are_a_different_list() -> None:
+    """A score that moved by more than the tolerance makes the list different."""
+    a = state(("a", 0.9), ("b", 0.5))
+    assert not a.same_as(state(("a", 0.9), ("b", 0.5 + 10 * SCORE_TOLERANCE)))
+
+
+def test_other_ids_or_order_are_a_different_list() -> None:
+    """Another neighbour, a reordering, or a shorter list is a different list."""
+    a = state(("a", 0.9), ("b", 0.5))
+    assert not a.same_as(state(("a", 0.9), ("c", 0.5)))
+    assert not a.same_as(state(("b", 0.9), ("a", 0.5)))
+    assert not a.same_as(state(("a", 0.9)))
+
+
+def test_nothing_published_is_never_the_same() -> None:
+    """A list compared with no record (None) is different, so it gets published."""
+    assert not state(("a", 0.9)).same_as(None)
+    assert not NeighbourState((), ()).same_as(None)
+
+
+# --- payload(k) ------------------------------------------------------------------------------
+
+
+def test_payload_of_a_full_list_has_its_kth_score_as_floor() -> None:
+    """With k neighbours, the floor is the k-th (lowest) score."""
+    p = state(("a", 0.9), ("b", 0.7), ("c", 0.4)).payload(k=3)
+    assert p == {"nb_ids": ["a", "b", "c"], "nb_scores": [0.9, 0.7, 0.4], "nb_floor": 0.4}
+
+
+@pytest.mark.parametrize("size", [0, 1, 2])
+def test_payload_of_a_short_list_has_no_floor(size: int) -> None:
+    """A list shorter than k has the NO_FLOOR floor, so any item may enter it."""
+    pairs = [("a", 0.9), ("b", 0.7)][:size]
+    p = state(*pairs).payload(k=3)
+    assert p["nb_floor"] == NO_FLOOR
+    assert p["nb_ids"] == [k for k, _ in pairs]
+
+
+def test_no_floor_is_below_every_cosine() -> None:
+    """NO_FLOOR is lower than the lowest possible cosine similarity (-1)."""
+    assert NO_FLOOR < -1.0
+
+
+def test_payload_holds_plain_lists() -> None:
+    """The payload stores JSON lists (not tuples), as the vector stores expect."""
+    p = state(("a", 0.9)).payload(k=1)
+    assert type(p["nb_ids"]) is list
+    assert type(p["nb_scores"]) is list
