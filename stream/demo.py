@@ -51,7 +51,10 @@ def _wait_committed(settings: Settings, consumer: CatalogConsumer, total: int, t
         done = total - lag
         if done != last:
             rate = consumer.progress.events / max(1e-9, time.monotonic() - t0)
-            _say(f"  processed {done:>5}/{total} events, {consumer.progress.lists} lists published ({rate:,.0f} events/s)")
+            _say(
+                f"  processed {done:>5}/{total} events, "
+                f"{consumer.progress.lists} lists published ({rate:,.0f} events/s)"
+            )
             last = done
         if lag == 0:
             return
@@ -69,6 +72,32 @@ def _show(settings: Settings, titles: dict[str, str], item_ids: list[str]) -> No
         _say(f"\n{item_id}  {titles.get(item_id, '?')}  (version {message['item_version']})")
         for n in message["neighbours"][:5]:
             _say(f"   {n['score']:.3f}  {n['item_id']}  {titles.get(n['item_id'], '?')}")
+
+
+def _update_and_delete(
+    settings: Settings, catalogue: list[dict[str, Any]], titles: dict[str, str]
+) -> list[str]:
+    """Publish a title change of the first item and a deletion of the second."""
+    changed, removed = catalogue[0], catalogue[1]
+    new_title = f"{changed['title']} (new edition)"
+    edit = {
+        "type": "item.updated",
+        "event_id": "demo-update",
+        "occurred_at": "2026-11-22T11:00:00Z",
+        "version": 2,
+        "item": {**changed, "title": new_title},
+    }
+    deletion = {
+        "type": "item.deleted",
+        "event_id": "demo-delete",
+        "occurred_at": "2026-11-22T11:00:00Z",
+        "version": 2,
+        "item_id": removed["item_id"],
+    }
+    titles[changed["item_id"]] = new_title
+    _publish(settings, [edit, deletion])
+    _say(f"\nupdated {changed['item_id']} and deleted {removed['item_id']}")
+    return [changed["item_id"], removed["item_id"]]
 
 
 def run_demo(base: Settings, items: int = 1200, show: int = 5) -> int:
@@ -101,34 +130,26 @@ def run_demo(base: Settings, items: int = 1200, show: int = 5) -> int:
             thread.start()
             _wait_committed(settings, consumer, len(catalogue), t0)
             elapsed = time.monotonic() - t0
-            _say(f"catalogue of {len(catalogue)} items indexed in {elapsed:.1f} s: {len(catalogue) / elapsed:,.0f} items/s end to end")
+            rate = len(catalogue) / elapsed
+            _say(
+                f"{len(catalogue)} items indexed in {elapsed:.1f} s: {rate:,.0f} items/s end to end"
+            )
 
-            changed, removed = catalogue[0], catalogue[1]
-            edit = {
-                "type": "item.updated",
-                "event_id": "demo-update",
-                "occurred_at": "2026-11-22T11:00:00Z",
-                "version": 2,
-                "item": {**changed, "title": f"{changed['title']} (new edition)"},
-            }
-            deletion = {
-                "type": "item.deleted",
-                "event_id": "demo-delete",
-                "occurred_at": "2026-11-22T11:00:00Z",
-                "version": 2,
-                "item_id": removed["item_id"],
-            }
-            titles[changed["item_id"]] = edit["item"]["title"]
-            _publish(settings, [edit, deletion])
-            _say(f"\nupdated {changed['item_id']} and deleted {removed['item_id']}")
+            touched = _update_and_delete(settings, catalogue, titles)
             _wait_committed(settings, consumer, len(catalogue) + 2, t0)
 
             _say(f"\nsample of {settings.topic_neighbours} (top 5 of {settings.neighbours_k}):")
-            _show(settings, titles, [changed["item_id"], removed["item_id"]] + [c["item_id"] for c in catalogue[2 : 2 + show]])
+            _show(
+                settings,
+                titles,
+                touched + [c["item_id"] for c in catalogue[2 : 2 + show]],
+            )
             totals = consumer.progress.totals
             _say(
-                f"\ndone: {totals.get('encoded', 0)} items encoded, {totals.get('lists', 0)} lists published, "
-                f"{totals.get('dead_letters', 0)} dead letters, {store.count('items')} points in the store"
+                f"\ndone: {totals.get('encoded', 0)} items encoded, "
+                f"{totals.get('lists', 0)} lists published, "
+                f"{totals.get('dead_letters', 0)} dead letters, "
+                f"{store.count('items')} points in the store"
             )
         finally:
             stop.set()

@@ -76,9 +76,7 @@ class CatalogConsumer:
         ensure_topics(s, catalog_topics(s))
         self._producer = self._producer_factory(producer_config(s))
         self._consumer = self._consumer_factory(consumer_config(s, s.catalog_group()))
-        self._consumer.subscribe(
-            [s.topic_items], on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        self._consumer.subscribe([s.topic_items], on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("catalog.started", topic=s.topic_items, group=s.catalog_group())
         try:
             while not stop.is_set():

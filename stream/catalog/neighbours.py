@@ -38,8 +38,11 @@ class NeighbourState:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, object]) -> NeighbourState | None:
+        """The recorded list, or None when there is none or it is not well formed."""
         ids, scores = payload.get("nb_ids"), payload.get("nb_scores")
-        if not isinstance(ids, list) or not isinstance(scores, list):
+        if not isinstance(ids, list) or not isinstance(scores, list) or len(ids) != len(scores):
+            return None
+        if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scores):
             return None
         return cls(tuple(str(i) for i in ids), tuple(float(s) for s in scores))
 
@@ -47,11 +50,15 @@ class NeighbourState:
         return (
             other is not None
             and self.ids == other.ids
-            and all(abs(a - b) <= SCORE_TOLERANCE for a, b in zip(self.scores, other.scores))
+            and len(self.scores) == len(other.scores)
+            and all(
+                abs(a - b) <= SCORE_TOLERANCE
+                for a, b in zip(self.scores, other.scores, strict=True)
+            )
         )
 
     def payload(self, k: int) -> dict[str, object]:
-        floor = self.scores[-1] if len(self.scores) >= k else NO_FLOOR
+        floor = self.scores[k - 1] if len(self.scores) >= k else NO_FLOOR
         return {"nb_ids": list(self.ids), "nb_scores": list(self.scores), "nb_floor": floor}
 
 
@@ -78,7 +85,9 @@ class NeighbourFinder:
         """Items whose list each changed vector now enters (its cosine beats their floor)."""
         affected: set[str] = set()
         # per changed item: keys seen so far and the lowest score seen so far
-        active = {key: (frozenset({key}), None) for key in changed}
+        active: dict[str, tuple[frozenset[str], float | None]] = {
+            key: (frozenset({key}), None) for key in changed
+        }
         pages = 0
         while active and pages < self.max_pages:
             pages += 1

@@ -100,13 +100,14 @@ def plan_batch(
     for item_id, r in newest.items():
         current = stored.get(item_id)
         gone = deleted.get(item_id)
-        if current is not None and Stamp.from_payload(current).newer_than(r.stamp):
-            plan.stale.append(r)
-        elif (
+        older_than_stored = current is not None and Stamp.from_payload(current).newer_than(r.stamp)
+        # a deletion wins over an upsert with the same stamp
+        not_after_deletion = (
             gone is not None
-            and not r.stamp.newer_than(Stamp.from_payload(gone))
             and not r.is_delete
-        ):
+            and not r.stamp.newer_than(Stamp.from_payload(gone))
+        )
+        if older_than_stored or not_after_deletion:
             plan.stale.append(r)
         elif r.is_delete:
             plan.delete.append(r)

@@ -44,7 +44,7 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] | None = None
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
 @dataclass
@@ -76,7 +76,8 @@ class CatalogProcessor:
         """Validate one message: a Received event with its token count, or a dead letter."""
         value = msg.value()
         if value is not None and len(value) > self.settings.max_message_bytes:
-            detail = f"{len(value)} bytes > RECSTREAM_MAX_MESSAGE_BYTES={self.settings.max_message_bytes}"
+            limit = self.settings.max_message_bytes
+            detail = f"{len(value)} bytes > RECSTREAM_MAX_MESSAGE_BYTES={limit}"
             return dead_letter(msg, "too_large", detail), 0
         try:
             event = parse_catalog_event(msg.key(), value)
@@ -87,7 +88,10 @@ class CatalogProcessor:
         if not isinstance(event, ItemDeleted):
             text = item_text(event.item)
             digest = content_hash(text)
-            tokens = self.encoder.count_tokens([text])[0]
+            try:
+                tokens = self.encoder.count_tokens([text])[0]
+            except EncoderError as exc:
+                return dead_letter(msg, "encoder_rejected", str(exc)), 0
         received = Received(
             event,
             msg.topic() or "",

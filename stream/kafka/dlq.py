@@ -30,7 +30,7 @@ class DeadLetter:
     detail: str
     source: str
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
         return [
             (HEADER_ERROR, self.reason.encode()),
             (HEADER_DETAIL, self.detail[:_MAX_DETAIL].encode("utf-8", "replace")),

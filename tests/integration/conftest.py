@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def bootstrap(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     external = os.environ.get("RECSTREAM_TEST_BOOTSTRAP")
     if external:
         yield external

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import threading
 import time
@@ -26,7 +27,9 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
-def publish(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+def publish(
+    settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
     """Publish raw (key, value) pairs; returns how many were acknowledged."""
     producer = Producer(producer_config(settings))
     acked = 0
@@ -48,11 +51,15 @@ def event_bytes(event: dict[str, Any]) -> tuple[bytes, bytes]:
     return key.encode(), json.dumps(event).encode()
 
 
-def upsert_event(item: dict[str, Any], version: int, kind: str = "item.updated", minutes: int = 0) -> dict[str, Any]:
+def upsert_event(
+    item: dict[str, Any], version: int, kind: str = "item.updated", minutes: int = 0
+) -> dict[str, Any]:
     return {
         "type": kind,
         "event_id": f"e-{item['item_id']}-{version}",
-        "occurred_at": (T0 + timedelta(minutes=minutes or version)).isoformat().replace("+00:00", "Z"),
+        "occurred_at": (T0 + timedelta(minutes=minutes or version))
+        .isoformat()
+        .replace("+00:00", "Z"),
         "version": version,
         "item": item,
     }
@@ -147,7 +154,7 @@ def assert_lists_match_brute_force(
         scores = [s for _, s in got]
         assert key not in ids, f"{key} is its own neighbour"
         assert len(set(ids)) == len(ids), f"{key}: duplicate neighbours"
-        assert all(a >= b - 1e-6 for a, b in zip(scores, scores[1:])), f"{key}: not descending"
+        assert all(a >= b - 1e-6 for a, b in itertools.pairwise(scores)), f"{key}: not descending"
         for n, s in got:
             assert n in index, f"{key}: neighbour {n} is not in the store (deleted?)"
             assert abs(sims[i, index[n]] - s) < tol, f"{key}->{n}: score {s} != {sims[i, index[n]]}"
@@ -187,7 +194,9 @@ def flipkart_items(n: int) -> list[dict[str, Any]] | None:
     return items
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -32,10 +32,47 @@ def test_bad_events_are_dead_lettered_and_valid_ones_processed(
         ((b"sku-x1", b'{"type": "item.created", "event_id": '), "invalid_json"),
         ((b"sku-x2", b"\xff\xfe not utf-8"), "invalid_json"),
         ((b"sku-x3", None), "invalid_json"),
-        ((b"sku-x4", json.dumps({"type": "item.created", "event_id": "e", "occurred_at": "2026-11-22T10:00:00Z", "item": {"item_id": "sku-x4"}}).encode()), "schema"),
-        ((b"sku-x5", json.dumps({"type": "item.exploded", "event_id": "e", "occurred_at": "2026-11-22T10:00:00Z", "item_id": "sku-x5"}).encode()), "schema"),
-        ((b"sku-x6", json.dumps(upsert_event({**items[1], "item_id": "sku-x6", "price": -3}, 1)).encode()), "schema"),
-        ((b"someone-else", event_bytes(upsert_event({**items[2], "item_id": "sku-x7"}, 1))[1]), "key_mismatch"),
+        (
+            (
+                b"sku-x4",
+                json.dumps(
+                    {
+                        "type": "item.created",
+                        "event_id": "e",
+                        "occurred_at": "2026-11-22T10:00:00Z",
+                        "item": {"item_id": "sku-x4"},
+                    }
+                ).encode(),
+            ),
+            "schema",
+        ),
+        (
+            (
+                b"sku-x5",
+                json.dumps(
+                    {
+                        "type": "item.exploded",
+                        "event_id": "e",
+                        "occurred_at": "2026-11-22T10:00:00Z",
+                        "item_id": "sku-x5",
+                    }
+                ).encode(),
+            ),
+            "schema",
+        ),
+        (
+            (
+                b"sku-x6",
+                json.dumps(
+                    upsert_event({**items[1], "item_id": "sku-x6", "price": -3}, 1)
+                ).encode(),
+            ),
+            "schema",
+        ),
+        (
+            (b"someone-else", event_bytes(upsert_event({**items[2], "item_id": "sku-x7"}, 1))[1]),
+            "key_mismatch",
+        ),
         (event_bytes(upsert_event(huge_item, 1)), "too_large"),
     ]
     # every bad message exactly once, interleaved with the good ones

@@ -55,13 +55,19 @@ def test_every_list_is_the_exact_top_k(
     the cosine top-k computed with numpy over the vectors read back from the store."""
     settings = make_settings()
     items = _catalogue(n)
-    publish(settings, settings.topic_items, (event_bytes(upsert_event(i, 1, "item.created")) for i in items))
+    publish(
+        settings,
+        settings.topic_items,
+        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
+    )
     store = _open(kind, settings, tmp_path)
     try:
         with RunningConsumer(settings, encoder, store) as running:
             running.wait_caught_up()
         assert store.count(ITEMS) == len(items)
-        checked = assert_lists_match_brute_force(final_lists(settings), store, settings.neighbours_k)
+        checked = assert_lists_match_brute_force(
+            final_lists(settings), store, settings.neighbours_k
+        )
         assert checked == len(items)
         payload = store.retrieve(ITEMS, [items[0]["item_id"]])[items[0]["item_id"]].payload
         assert payload["title"] == items[0]["title"] and payload["model"] == encoder.name
@@ -78,7 +84,11 @@ def test_updates_reencode_only_text_changes_and_ignore_late_versions(
     an older version arriving late changes nothing."""
     settings = make_settings()
     items = sample_items(80, seed=11)
-    publish(settings, settings.topic_items, (event_bytes(upsert_event(i, 1, "item.created")) for i in items))
+    publish(
+        settings,
+        settings.topic_items,
+        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
+    )
     store = EdgeStore(settings.qdrant_path)
     moved, priced = items[0], items[1]
     try:
@@ -87,7 +97,12 @@ def test_updates_reencode_only_text_changes_and_ignore_late_versions(
             before = store.retrieve(ITEMS, [moved["item_id"], priced["item_id"]], with_vectors=True)
             encoded_before = running.consumer.progress.totals["encoded"]
 
-            new_text = {**moved, "title": "Stainless steel garden hose reel with 30 m hose", "description": "Wall-mounted hose reel for the garden.", "categories": ["Garden", "Watering"]}
+            new_text = {
+                **moved,
+                "title": "Stainless steel garden hose reel with 30 m hose",
+                "description": "Wall-mounted hose reel for the garden.",
+                "categories": ["Garden", "Watering"],
+            }
             new_price = {**priced, "price": (priced["price"] or 1.0) * 2}
             publish(
                 settings,
@@ -99,7 +114,9 @@ def test_updates_reencode_only_text_changes_and_ignore_late_versions(
             assert running.consumer.progress.totals["encoded"] == encoded_before + 1
 
             # a late, older version of the moved item
-            publish(settings, settings.topic_items, [event_bytes(upsert_event(moved, 1, minutes=1))])
+            publish(
+                settings, settings.topic_items, [event_bytes(upsert_event(moved, 1, minutes=1))]
+            )
             running.wait_caught_up()
             late = store.retrieve(ITEMS, [moved["item_id"]], with_vectors=True)[moved["item_id"]]
 
@@ -115,7 +132,11 @@ def test_updates_reencode_only_text_changes_and_ignore_late_versions(
 
         lists = final_lists(settings)
         assert_lists_match_brute_force(lists, store, settings.neighbours_k)
-        records = [r for r in read_topic(settings, settings.topic_neighbours) if r.key == priced["item_id"].encode()]
+        records = [
+            r
+            for r in read_topic(settings, settings.topic_neighbours)
+            if r.key == priced["item_id"].encode()
+        ]
         assert json.loads(records[-1].value or b"{}")["item_version"] == 2
     finally:
         store.close()
@@ -128,7 +149,11 @@ def test_deleted_item_gets_a_tombstone_and_leaves_every_list(
     that held it, and a late, older event for it does not bring it back."""
     settings = make_settings()
     items = sample_items(80, seed=12)
-    publish(settings, settings.topic_items, (event_bytes(upsert_event(i, 1, "item.created")) for i in items))
+    publish(
+        settings,
+        settings.topic_items,
+        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
+    )
     store = EdgeStore(settings.qdrant_path)
     try:
         with RunningConsumer(settings, encoder, store) as running:
@@ -144,7 +169,11 @@ def test_deleted_item_gets_a_tombstone_and_leaves_every_list(
             publish(settings, settings.topic_items, [event_bytes(delete_event(victim, 2))])
             running.wait_caught_up()
             victim_item = next(i for i in items if i["item_id"] == victim)
-            publish(settings, settings.topic_items, [event_bytes(upsert_event(victim_item, 1, minutes=1))])
+            publish(
+                settings,
+                settings.topic_items,
+                [event_bytes(upsert_event(victim_item, 1, minutes=1))],
+            )
             running.wait_caught_up()
 
         lists = final_lists(settings)
@@ -154,7 +183,9 @@ def test_deleted_item_gets_a_tombstone_and_leaves_every_list(
         assert store.retrieve(ITEMS, [victim]) == {}
         keys, _ = store_vectors(store)
         assert victim not in keys and len(keys) == len(items) - 1
-        assert_lists_match_brute_force({k: v for k, v in lists.items() if k != victim}, store, settings.neighbours_k)
+        assert_lists_match_brute_force(
+            {k: v for k, v in lists.items() if k != victim}, store, settings.neighbours_k
+        )
     finally:
         store.close()
 
@@ -204,7 +235,9 @@ def test_restart_mid_stream_gives_the_same_lists(
         with RunningConsumer(settings, encoder, store) as final:
             final.wait_caught_up()
         got = final_lists(settings)
-        assert_lists_match_brute_force({k: v for k, v in got.items() if v is not None}, store, settings.neighbours_k)
+        assert_lists_match_brute_force(
+            {k: v for k, v in got.items() if v is not None}, store, settings.neighbours_k
+        )
     finally:
         store.close()
     assert set(got) == set(expected)
