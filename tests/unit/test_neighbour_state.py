@@ -60,10 +60,25 @@ def test_from_payload_without_a_usable_list_is_none(payload: dict[str, Any]) -> 
     assert NeighbourState.from_payload(payload) is None
 
 
-def test_from_payload_coerces_list_elements() -> None:
-    """Ids are read as strings and scores as floats, whatever JSON type they were stored as."""
-    s = NeighbourState.from_payload({"nb_ids": [7, "b"], "nb_scores": [1, "0.25"]})
+def test_from_payload_reads_ids_as_strings_and_numbers_as_floats() -> None:
+    """Ids are read as strings and integer scores as floats."""
+    s = NeighbourState.from_payload({"nb_ids": [7, "b"], "nb_scores": [1, 0.25]})
     assert s == NeighbourState(("7", "b"), (1.0, 0.25))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"nb_ids": ["a", "b"], "nb_scores": [0.9, "0.25"]},
+        {"nb_ids": ["a", "b"], "nb_scores": [0.9, None]},
+        {"nb_ids": ["a"], "nb_scores": [True]},
+        {"nb_ids": ["a", "b"], "nb_scores": [0.9]},
+    ],
+    ids=["score-a-string", "score-null", "score-a-bool", "lengths-differ"],
+)
+def test_from_payload_malformed_record_is_none(payload: dict[str, Any]) -> None:
+    """A damaged record counts as no record (so the list is republished), never as a crash."""
+    assert NeighbourState.from_payload(payload) is None
 
 
 def test_from_payload_ignores_other_fields() -> None:
