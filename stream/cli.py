@@ -129,8 +129,7 @@ def _run(settings: Settings, which: str) -> int:
         print(f"recstream: 'run {which}' is not built yet; 'run catalog' is", file=sys.stderr)
         return 2
     from encoders import load_encoder
-    from stream.catalog.consumer import CatalogConsumer
-    from stream.catalog.processor import CatalogProcessor
+    from stream.catalog.processor import CatalogConsumer, CatalogProcessor
     from stream.store import open_store
 
     stop = _stop_on_signals()

@@ -19,8 +19,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from encoders import load_encoder
-from stream.catalog.consumer import CatalogConsumer
-from stream.catalog.processor import CatalogProcessor
+from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.kafka.broker import EmbeddedBroker
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
@@ -53,7 +52,7 @@ def _wait_committed(settings: Settings, consumer: CatalogConsumer, total: int, t
             rate = consumer.progress.events / max(1e-9, time.monotonic() - t0)
             _say(
                 f"  processed {done:>5}/{total} events, "
-                f"{consumer.progress.lists} lists published ({rate:,.0f} events/s)"
+                f"{consumer.progress.totals.get('lists', 0)} lists published ({rate:,.0f} events/s)"
             )
             last = done
         if lag == 0:

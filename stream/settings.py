@@ -72,6 +72,37 @@ class Settings(BaseSettings):
     )
     reverse_search_max_pages: int = Field(default=16, ge=1)
 
+    # shopper behaviour -> profiles and item statistics
+    weight_view: float = Field(default=1.0, ge=0, description="profile/popularity weight of a view")
+    weight_click: float = Field(default=2.0, ge=0)
+    weight_add_to_cart: float = Field(default=4.0, ge=0)
+    weight_purchase: float = Field(default=8.0, ge=0)
+    profile_half_life_hours: float = Field(
+        default=72.0, gt=0, description="age at which an interaction counts half in a profile"
+    )
+    history_max: int = Field(default=50, ge=1, le=1_000, description="interactions kept per user")
+    popularity_half_life_hours: float = Field(default=168.0, gt=0)
+    cooccurrence_window: int = Field(
+        default=10, ge=1, description="a user's recent items paired with each new interaction"
+    )
+    cooccurrence_max: int = Field(default=100, ge=1, description="co-occurring items kept per item")
+
+    # ranking (score = sum of weight x component, each component in [0, 1])
+    rank_weight_semantic: float = Field(default=0.5, ge=0)
+    rank_weight_collaborative: float = Field(default=0.3, ge=0)
+    rank_weight_popularity: float = Field(default=0.1, ge=0)
+    rank_weight_price: float = Field(default=0.1, ge=0)
+    rank_candidates: int = Field(default=100, ge=1, description="candidates drawn from each source")
+    rank_price_sigma: float = Field(
+        default=0.5, gt=0, description="width of price affinity, in natural-log price units"
+    )
+    rank_exclude_purchased_days: float = Field(
+        default=30.0, ge=0, description="items bought this recently are not recommended"
+    )
+    rank_mmr_lambda: float = Field(
+        default=1.0, ge=0, le=1, description="1 = pure relevance; lower trades it for diversity"
+    )
+
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -112,3 +143,18 @@ class Settings(BaseSettings):
 
     def behaviour_group(self) -> str:
         return f"{self.group_id}.behaviour"
+
+    def stats_group(self) -> str:
+        return f"{self.group_id}.item-stats"
+
+    def topic_item_activity(self) -> str:
+        """Internal topic: behaviour repartitioned by item id (like a Kafka Streams repartition)."""
+        return f"{self.group_id}.item-activity"
+
+    def behaviour_weights(self) -> dict[str, float]:
+        return {
+            "view": self.weight_view,
+            "click": self.weight_click,
+            "add_to_cart": self.weight_add_to_cart,
+            "purchase": self.weight_purchase,
+        }

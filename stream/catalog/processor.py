@@ -8,7 +8,6 @@ what was published) and commits offsets.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -22,6 +21,8 @@ from schemas.outputs import Neighbour, NeighbourList
 from stream.catalog.neighbours import NeighbourFinder, NeighbourState
 from stream.catalog.plan import Received, item_payload, newest_per_item, plan_batch
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
+from stream.kafka.loop import BatchConsumer, BatchResult, Output
+from stream.kafka.topics import catalog_topics
 from stream.settings import Settings
 from stream.store import FieldKind, StoredPoint, VectorStore
 from stream.store.base import Payload, Vector
@@ -37,22 +38,6 @@ _ITEM_INDEXES = {
     "nb_ids": FieldKind.KEYWORD,
     "nb_floor": FieldKind.FLOAT,
 }
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, str | bytes | None]] | None = None
-
-
-@dataclass
-class BatchResult:
-    outputs: list[Output] = field(default_factory=list)
-    published: dict[str, Payload] = field(default_factory=dict)
-    """Per item, the list state to record once the outputs are delivered."""
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 Entry = Received | DeadLetter
@@ -147,7 +132,8 @@ class CatalogProcessor:
         affected = (
             own | self.finder.listing([*changed, *gone]) | self.finder.entered_by(changed)
         ) - set(gone)
-        result.outputs, result.published = self._lists(affected, own)
+        result.outputs, published = self._lists(affected, own)
+        result.confirm = published
         for item_id in gone:
             result.outputs.append(Output(self.settings.topic_neighbours, item_id.encode(), None))
         dlq = self.settings.dlq_topic(self.settings.topic_items)
@@ -159,7 +145,7 @@ class CatalogProcessor:
             "deleted": len(gone),
             "stale": len(plan.stale),
             "dead_letters": len(dead),
-            "lists": len(result.published),
+            "lists": len(published),
         }
         log.info(
             "catalog.batch",
@@ -170,7 +156,7 @@ class CatalogProcessor:
 
     def confirm(self, result: BatchResult) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
-        self.store.set_payload(ITEMS, result.published)
+        self.store.set_payload(ITEMS, result.confirm or {})
 
     def _encode(self, items: list[Received]) -> tuple[dict[str, Vector], list[DeadLetter]]:
         texts = [r.text or "" for r in items]
@@ -226,3 +212,16 @@ class CatalogProcessor:
             )
             published[key] = state.payload(self.k)
         return outputs, published
+
+
+class CatalogConsumer(BatchConsumer):
+    """The catalog consumer: ``catalog.items`` in, neighbour lists and dead letters out."""
+
+    def __init__(self, settings: Settings, processor: CatalogProcessor) -> None:
+        super().__init__(
+            settings,
+            processor,
+            settings.topic_items,
+            settings.catalog_group(),
+            catalog_topics(settings),
+        )

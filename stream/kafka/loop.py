@@ -1,33 +1,63 @@
-"""The catalog consumer loop: poll, micro-batch, process, publish, then commit.
+"""The consumer loop every recstream consumer runs: poll, micro-batch, process, publish, commit.
 
 This is where a batch is closed (``_poll_once``) and where offsets are committed (``_commit``).
-At-least-once: offsets are committed only after the store writes and the publish of every
-output of the batch (neighbour lists, tombstones, dead letters) were acknowledged by the broker.
-The effects are idempotent (deterministic point ids, newest-version-wins, lists compared with
-what was last published), so work redone after a crash converges to the same outputs.
+At-least-once: offsets are committed only after the processor's store writes and the publish of
+every output of the batch were acknowledged by the broker. Processors make their effects
+idempotent, so work redone after a crash converges to the same outputs.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream.batching import MicroBatcher
-from stream.catalog.processor import BatchResult, CatalogProcessor, Entry
 from stream.kafka.config import consumer_config, producer_config
-from stream.kafka.topics import catalog_topics, ensure_topics
+from stream.kafka.dlq import Message as MessageLike
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 _IDLE_POLL_S = 0.5
 _FLUSH_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record to publish."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]] | None = None
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Output] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    confirm: Any = None
+    """What the processor needs, once the outputs are delivered, to record them."""
+
+
+class Processor(Protocol):
+    """The domain side of a consumer: validate, process a batch, record delivered outputs."""
+
+    def receive(self, msg: MessageLike) -> tuple[Any, int]:
+        """An entry for the batch (an event or a dead letter) and its token count."""
+
+    def process(self, batch: list[Any]) -> BatchResult:
+        """Apply a closed batch (durably) and return the records to publish."""
+
+    def confirm(self, result: BatchResult) -> None:
+        """Called after every output of ``result`` was acknowledged, before the commit."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -40,28 +70,35 @@ class Progress:
 
     batches: int = 0
     events: int = 0
-    lists: int = 0
+    outputs: int = 0
     dead_letters: int = 0
     last_batch_at: float = 0.0
     totals: dict[str, int] = field(default_factory=dict)
 
 
-class CatalogConsumer:
-    """Runs a :class:`CatalogProcessor` over ``catalog.items`` until ``stop`` is set."""
+class BatchConsumer:
+    """Runs a :class:`Processor` over ``topic`` in consumer group ``group`` until stopped."""
 
     def __init__(
         self,
         settings: Settings,
-        processor: CatalogProcessor,
+        processor: Processor,
+        topic: str,
+        group: str,
+        topics: Mapping[str, Mapping[str, str]] | None = None,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
     ) -> None:
         self.settings = settings
         self.processor = processor
+        self.topic = topic
+        self.group = group
+        self.topics = topics or {topic: {}}
+        self.name = topic
         self.progress = Progress()
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
-        self._batcher: MicroBatcher[tuple[Entry, Message]] = MicroBatcher(
+        self._batcher: MicroBatcher[tuple[Any, Message]] = MicroBatcher(
             settings.batch_max_items,
             settings.batch_max_tokens,
             settings.batch_max_wait_ms / 1000,
@@ -73,11 +110,11 @@ class CatalogConsumer:
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then finish the open batch, commit it and close."""
         s = self.settings
-        ensure_topics(s, catalog_topics(s))
+        ensure_topics(s, self.topics)
         self._producer = self._producer_factory(producer_config(s))
-        self._consumer = self._consumer_factory(consumer_config(s, s.catalog_group()))
-        self._consumer.subscribe([s.topic_items], on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("catalog.started", topic=s.topic_items, group=s.catalog_group())
+        self._consumer = self._consumer_factory(consumer_config(s, self.group))
+        self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("consumer.started", topic=self.topic, group=self.group)
         try:
             while not stop.is_set():
                 self._poll_once()
@@ -85,7 +122,7 @@ class CatalogConsumer:
         finally:
             self._consumer.close()
             self._producer.flush(_FLUSH_TIMEOUT_S)
-            log.info("catalog.stopped", **self.progress.totals)
+            log.info("consumer.stopped", topic=self.topic, **self.progress.totals)
 
     def _poll_once(self) -> None:
         assert self._consumer is not None
@@ -97,7 +134,7 @@ class CatalogConsumer:
                 if err.code() != KafkaError._PARTITION_EOF:
                     if err.fatal():
                         raise KafkaException(err)
-                    log.warning("catalog.consume_error", error=str(err))
+                    log.warning("consumer.consume_error", topic=self.topic, error=str(err))
                 continue
             entry, tokens = self.processor.receive(msg)
             closed = self._batcher.add((entry, msg), tokens)
@@ -107,7 +144,7 @@ class CatalogConsumer:
         if due:
             self._finish(due)
 
-    def _finish(self, batch: list[tuple[Entry, Message]]) -> None:
+    def _finish(self, batch: list[tuple[Any, Message]]) -> None:
         """Process a closed batch, publish its outputs, confirm them, commit its offsets."""
         if not batch:
             return
@@ -118,7 +155,7 @@ class CatalogConsumer:
         p = self.progress
         p.batches += 1
         p.events += len(batch)
-        p.lists += result.counts.get("lists", 0)
+        p.outputs += len(result.outputs)
         p.dead_letters += result.counts.get("dead_letters", 0)
         p.last_batch_at = time.monotonic()
         for name, n in result.counts.items():
@@ -165,15 +202,15 @@ class CatalogConsumer:
         except KafkaException as exc:
             # e.g. the partitions were revoked meanwhile: the next owner redoes that work,
             # which is safe because every effect is idempotent.
-            log.warning("catalog.commit_failed", error=str(exc), partitions=len(offsets))
+            log.warning("consumer.commit_failed", error=str(exc), partitions=len(offsets))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Finish what was read so far (it may include the revoked partitions) and commit it
         # while this member still owns them.
-        log.info("catalog.revoked", partitions=[(p.topic, p.partition) for p in partitions])
+        log.info("consumer.revoked", partitions=[(p.topic, p.partition) for p in partitions])
         self._finish(self._batcher.flush())
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Ownership is already gone: nothing can be committed; the new owner redoes the work.
-        log.warning("catalog.lost", partitions=[(p.topic, p.partition) for p in partitions])
+        log.warning("consumer.lost", partitions=[(p.topic, p.partition) for p in partitions])
         self._batcher.flush()
