@@ -260,3 +260,12 @@ def _load(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
     if not tokenizer.is_fast or tokenizer.pad_token_id is None:
         raise EncoderError(f"{source.location}: a fast tokenizer with a padding token is required")
     return tokenizer, model.eval()
+
+
+def model_dimension(setting: str) -> int:
+    """The embedding size of a model, read from its config without loading its weights."""
+    source = resolve_model(setting)
+    config = Path(source.location) / "config.json"
+    if not source.local or not config.exists():
+        raise ModelNotFound(setting, f"no config.json at {config}")
+    return int(json.loads(config.read_text())["hidden_size"])

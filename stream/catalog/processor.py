@@ -20,25 +20,15 @@ from schemas.errors import InvalidEvent
 from schemas.outputs import Neighbour, NeighbourList
 from stream.catalog.neighbours import NeighbourFinder, NeighbourState
 from stream.catalog.plan import Received, item_payload, newest_per_item, plan_batch
+from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
 from stream.kafka.loop import BatchConsumer, BatchResult, Output
 from stream.kafka.topics import catalog_topics
 from stream.settings import Settings
-from stream.store import FieldKind, StoredPoint, VectorStore
+from stream.store import StoredPoint, VectorStore
 from stream.store.base import Payload, Vector
 
 log = structlog.get_logger(__name__)
-
-ITEMS = "items"
-DELETED_ITEMS = "items_deleted"
-"""Deletion records (id and stamp), so that a late, older event cannot resurrect an item."""
-
-_ITEM_INDEXES = {
-    "item_id": FieldKind.KEYWORD,
-    "nb_ids": FieldKind.KEYWORD,
-    "nb_floor": FieldKind.FLOAT,
-}
-
 
 Entry = Received | DeadLetter
 
@@ -51,8 +41,7 @@ class CatalogProcessor:
         self.encoder = encoder
         self.store = store
         self.k = settings.neighbours_k
-        store.ensure_collection(ITEMS, encoder.dim, _ITEM_INDEXES)
-        store.ensure_collection(DELETED_ITEMS, 1)
+        ensure_collections(store, encoder.dim)
         self.finder = NeighbourFinder(
             store, ITEMS, self.k, settings.reverse_search_page, settings.reverse_search_max_pages
         )

@@ -99,6 +99,9 @@ class VectorStore(Protocol):
     def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
         """Keys of points matching a filter (no ranking)."""
 
+    def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
+        """The points with the largest values of a float payload field (indexed), largest first."""
+
     def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
         """Every point of the collection."""
 

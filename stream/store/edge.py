@@ -188,6 +188,14 @@ class EdgeStore:
             )
         return [_key(r.payload) for r in records]
 
+    def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
+        order = qe.OrderBy(field, qe.Direction.Desc)
+        with self._lock:
+            records, _ = self._shard(collection).scroll(
+                qe.ScrollRequest(limit=limit, order_by=order, with_payload=True)
+            )
+        return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
+
     def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:

@@ -192,6 +192,14 @@ class ServerStore:
             )
         return [_key(r.payload) for r in records]
 
+    def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
+        order = models.OrderBy(key=field, direction=models.Direction.DESC)
+        with self._lock:
+            records, _ = self.client.scroll(
+                collection, limit=limit, order_by=order, with_payload=True
+            )
+        return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
+
     def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:

@@ -12,7 +12,8 @@ import numpy.typing as npt
 import pytest
 
 from encoders import BertEncoder, Encoder, TextRejected
-from stream.catalog.processor import ITEMS, CatalogProcessor, Received
+from stream.catalog.processor import CatalogProcessor, Received
+from stream.collections import ITEMS
 from stream.kafka.dlq import DeadLetter
 from stream.sample_catalog import catalog_events, sample_items
 from stream.settings import Settings

@@ -16,7 +16,8 @@ import numpy as np
 from confluent_kafka import Producer
 
 from encoders import Encoder
-from stream.catalog.processor import ITEMS, CatalogConsumer, CatalogProcessor
+from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+from stream.collections import ITEMS
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
 from stream.settings import Settings

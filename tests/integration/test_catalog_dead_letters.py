@@ -9,7 +9,7 @@ import pytest
 from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
 
 from encoders import Encoder
-from stream.catalog.processor import ITEMS
+from stream.collections import ITEMS
 from stream.kafka.inspect import read_topic
 from stream.sample_catalog import sample_items
 from stream.settings import Settings

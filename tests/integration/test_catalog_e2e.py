@@ -22,7 +22,7 @@ from kit import (
 )
 
 from encoders import Encoder
-from stream.catalog.processor import ITEMS
+from stream.collections import ITEMS
 from stream.kafka.inspect import read_topic
 from stream.sample_catalog import sample_items
 from stream.settings import Settings

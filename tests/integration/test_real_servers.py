@@ -20,7 +20,7 @@ from kit import (
 )
 
 from encoders import Encoder
-from stream.catalog.processor import ITEMS
+from stream.collections import ITEMS
 from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.server import ServerStore

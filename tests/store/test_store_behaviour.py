@@ -121,3 +121,18 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
     assert s2.count("items") == 10
     assert s2.retrieve("items", ["sku-9"])["sku-9"].payload["n"] == 9
     s2.close()
+
+
+def test_top_by_orders_by_a_float_field(store: VectorStore) -> None:
+    """top_by returns the points with the largest field values, largest first, skipping points
+    without the field."""
+    rng = np.random.default_rng(6)
+    vectors = _unit(rng, 40)
+    points = _points(vectors)
+    points.append(StoredPoint("no-floor", {"n": -1}, vectors[0]))
+    store.upsert("items", points)
+    top = store.top_by("items", "floor", 5)
+    assert [p.key for p in top] == [f"sku-{i}" for i in range(39, 34, -1)]
+    assert [p.payload["floor"] for p in top] == sorted(
+        (p.payload["floor"] for p in top), reverse=True
+    )

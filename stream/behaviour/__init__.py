@@ -1,0 +1,1 @@
+"""Shopper behaviour: interaction histories, profile vectors and item interaction statistics."""

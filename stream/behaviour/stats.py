@@ -1,0 +1,229 @@
+"""Item interaction statistics: decayed popularity and co-occurrence, order-independent.
+
+Every value is stored decayed to the stats' reference time ``ref`` (the latest activity seen), so
+two activities can be added in either order and give the same sum: decay is multiplicative, and
+``decayed(decayed(v, a, b), b, c) == decayed(v, a, c)``. Each activity carries a unique
+``source`` and the stats remember the last :data:`SEEN_MAX` of them, so a replayed activity (the
+behaviour consumer restarting after a crash) is not counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stream.behaviour.profile import Interaction
+
+SEEN_MAX = 1_000
+"""Applied sources remembered per item, for dedupe; far more than a replay can span."""
+
+_SECONDS_PER_HOUR = 3600.0
+
+
+def decayed(value: float, at: datetime, ref: datetime, half_life_hours: float) -> float:
+    """``value`` seen at ``at`` as it counts at ``ref``: halved per half-life (grows if earlier)."""
+    if value == 0:
+        return 0.0  # and no overflow for a zero seen long after ``ref``
+    hours = (ref - at).total_seconds() / _SECONDS_PER_HOUR
+    return value * math.pow(0.5, hours / half_life_hours)
+
+
+@dataclass(frozen=True)
+class ItemActivity:
+    """One item's share of one shopper interaction, keyed by item (the repartitioned stream).
+
+    ``source`` is unique per original event and item (like ``"user.events/3/1207#sku-1"``);
+    ``co`` maps the other items the shopper recently touched to the weight of the pair.
+    """
+
+    item_id: str
+    weight: float
+    at: datetime
+    source: str
+    co: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        body = {
+            "item_id": self.item_id,
+            "weight": self.weight,
+            "at": self.at.isoformat(),
+            "source": self.source,
+            "co": self.co,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, b: bytes) -> ItemActivity:
+        """Inverse of :meth:`to_json`; raises ``ValueError`` on anything else."""
+        try:
+            body = json.loads(b)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise ValueError(f"not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ValueError("an item activity must be a JSON object")
+        item_id, source, at_raw = (_text(body, name) for name in ("item_id", "source", "at"))
+        at = datetime.fromisoformat(at_raw)
+        if at.utcoffset() is None:
+            raise ValueError("at must carry a time zone")
+        co = body.get("co", {})
+        if not isinstance(co, dict) or not all(isinstance(k, str) and k for k in co):
+            raise ValueError("co must map item ids to weights")
+        return cls(
+            item_id=item_id,
+            weight=_weight(body.get("weight"), "weight"),
+            at=at,
+            source=source,
+            co={k: _weight(v, f"co[{k!r}]") for k, v in co.items()},
+        )
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+def _weight(value: object, name: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and not negative")
+    return float(value)
+
+
+def activities_for(
+    event: Interaction,
+    previous: Sequence[Interaction],
+    weights: Mapping[str, float],
+    window: int,
+    source: str,
+) -> list[ItemActivity]:
+    """The item activities of one new interaction: its own item's, then one per paired item.
+
+    The event's item is paired with the shopper's last ``window`` distinct other items *before*
+    it (by ``(at, event_id)``), each pair weighing the smaller of the two interactions' weights
+    (a view next to a purchase is only view-strong evidence). Only earlier interactions pair, so
+    ``previous`` may be the merged history including this event and its batch: each pair comes
+    from its later event, once. Every pair is also sent to the other item, which keeps
+    co-occurrence symmetric; pairs that weigh nothing are left out.
+    """
+    weight = weights.get(event.type, 0.0)
+    before = sorted(
+        (i for i in previous if (i.at, i.event_id) < (event.at, event.event_id)),
+        key=lambda i: (i.at, i.event_id),
+        reverse=True,
+    )
+    pairs: dict[str, float] = {}
+    considered: set[str] = set()
+    for i in before:
+        if len(considered) >= window:
+            break
+        if i.item_id == event.item_id or i.item_id in considered:
+            continue
+        # the item's most recent interaction before the event speaks for it
+        considered.add(i.item_id)
+        pair = min(weight, weights.get(i.type, 0.0))
+        if pair > 0:
+            pairs[i.item_id] = pair
+    own = ItemActivity(event.item_id, weight, event.at, f"{source}#{event.item_id}", pairs)
+    others = [
+        ItemActivity(other, 0.0, event.at, f"{source}#{other}", {event.item_id: pair})
+        for other, pair in pairs.items()
+    ]
+    return [own, *others]
+
+
+def apply_activity(
+    stats: Mapping[str, Any] | None,
+    activity: ItemActivity,
+    half_life_hours: float,
+    max_co: int,
+    *,
+    max_seen: int = SEEN_MAX,
+) -> dict[str, Any] | None:
+    """The item's stats payload after ``activity``, or None when it was already applied.
+
+    Payload: ``{"item_id", "pop", "co", "ref", "seen"}``, values decayed to ``ref``. Only the
+    ``max_co`` strongest co-occurring items are kept (ties by item id); like any bounded sketch,
+    co-occurrence is exact, and order-independent, only while an item has no more partners.
+    """
+    item_id, pop, co, ref, seen = _parse(stats, activity.item_id)
+    if activity.source in seen:
+        return None
+    at = activity.at.astimezone(UTC)
+    new_ref = at if ref is None or at > ref else ref
+    if ref is not None:
+        pop = decayed(pop, ref, new_ref, half_life_hours)
+        co = {k: decayed(v, ref, new_ref, half_life_hours) for k, v in co.items()}
+    pop += decayed(activity.weight, at, new_ref, half_life_hours)
+    for other, weight in activity.co.items():
+        if other != item_id:
+            co[other] = co.get(other, 0.0) + decayed(weight, at, new_ref, half_life_hours)
+    strongest = sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))[: max(max_co, 0)]
+    return {
+        "item_id": item_id,
+        "pop": pop,
+        "co": dict(strongest),
+        "ref": new_ref.isoformat(),
+        "seen": [*seen, activity.source][-max_seen:],
+    }
+
+
+def _parse(
+    stats: Mapping[str, Any] | None, item_id: str
+) -> tuple[str, float, dict[str, float], datetime | None, list[str]]:
+    if not stats:
+        return item_id, 0.0, {}, None, []
+    if stats.get("item_id", item_id) != item_id:
+        raise ValueError(f"stats of {stats.get('item_id')!r} cannot take activity of {item_id!r}")
+    ref_raw = stats.get("ref")
+    ref = datetime.fromisoformat(ref_raw).astimezone(UTC) if isinstance(ref_raw, str) else None
+    co = {str(k): float(v) for k, v in (stats.get("co") or {}).items()}
+    seen = [str(s) for s in (stats.get("seen") or [])]
+    return item_id, float(stats.get("pop", 0.0)), co, ref, seen
+
+
+def popularity_at(stats: Mapping[str, Any] | None, ref: datetime, half_life_hours: float) -> float:
+    """The item's decayed popularity as it counts at ``ref``; 0 without stats."""
+    if not stats or not isinstance(stats.get("ref"), str):
+        return 0.0
+    at = datetime.fromisoformat(stats["ref"])
+    return decayed(float(stats.get("pop", 0.0)), at, ref, half_life_hours)
+
+
+def cooccurrence_at(
+    stats: Mapping[str, Any] | None, ref: datetime, half_life_hours: float
+) -> dict[str, float]:
+    """The item's co-occurring items and their weights as they count at ``ref``."""
+    if not stats or not isinstance(stats.get("ref"), str):
+        return {}
+    at = datetime.fromisoformat(stats["ref"])
+    return {
+        str(k): decayed(float(v), at, ref, half_life_hours)
+        for k, v in (stats.get("co") or {}).items()
+    }
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def popularity_key(stats: Mapping[str, Any] | None, half_life_hours: float) -> float | None:
+    """A sort key ordering items by popularity at any common time, whatever each item's ``ref``.
+
+    ln(pop decayed to T) = ln(pop) - ln2 * (T - ref) / half_life, so ``ln(pop) + ln2 * (ref -
+    epoch) / half_life`` orders items exactly as their popularity at any shared T does. None when
+    the item has no popularity.
+    """
+    if not stats:
+        return None
+    pop = stats.get("pop")
+    ref = stats.get("ref")
+    if not isinstance(pop, int | float) or pop <= 0 or not isinstance(ref, str):
+        return None
+    hours = (datetime.fromisoformat(ref) - _EPOCH).total_seconds() / 3600
+    return math.log(pop) + math.log(2) * hours / half_life_hours

@@ -1,0 +1,32 @@
+"""The collections recstream keeps in the vector store, and their payload indexes.
+
+- ``items``: one point per live item: its text vector, its description, and the neighbour list
+  last published for it (``nb_ids``, ``nb_scores``, ``nb_floor``).
+- ``items_deleted``: a record (id and stamp) per deleted item, so that a late, older event
+  cannot bring it back. Vectors are a 1-dimensional placeholder.
+- ``item_stats``: per item, decayed popularity and co-occurrence, written only by the item-stats
+  consumer (one writer per item: the internal topic is keyed by item id). Placeholder vectors.
+- ``users``: per shopper, the profile vector and the bounded interaction history.
+"""
+
+from __future__ import annotations
+
+from stream.store import FieldKind, VectorStore
+
+ITEMS = "items"
+DELETED_ITEMS = "items_deleted"
+ITEM_STATS = "item_stats"
+USERS = "users"
+
+_INDEXES = {
+    ITEMS: {"item_id": FieldKind.KEYWORD, "nb_ids": FieldKind.KEYWORD, "nb_floor": FieldKind.FLOAT},
+    ITEM_STATS: {"pop_key": FieldKind.FLOAT},
+}
+
+
+def ensure_collections(store: VectorStore, dim: int) -> None:
+    """Create (or open) every collection; ``dim`` is the text model's embedding size."""
+    store.ensure_collection(ITEMS, dim, _INDEXES[ITEMS])
+    store.ensure_collection(USERS, dim)
+    store.ensure_collection(DELETED_ITEMS, 1)
+    store.ensure_collection(ITEM_STATS, 1, _INDEXES[ITEM_STATS])

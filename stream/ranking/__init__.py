@@ -1,0 +1,1 @@
+"""Ranking: blending semantic, collaborative, popularity and price signals into one list."""
