@@ -125,21 +125,10 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(settings: Settings, which: str) -> int:
-    if which != "catalog":
-        print(f"recstream: 'run {which}' is not built yet; 'run catalog' is", file=sys.stderr)
-        return 2
-    from encoders import load_encoder
-    from stream.catalog.processor import CatalogConsumer, CatalogProcessor
-    from stream.store import open_store
+    from stream.runner import run_consumers
 
     stop = _stop_on_signals()
-    store = open_store(settings)
-    try:
-        processor = CatalogProcessor(settings, load_encoder(settings), store)
-        CatalogConsumer(settings, processor).run(stop)
-    finally:
-        store.close()
-    return 0
+    return run_consumers(settings, which, stop)
 
 
 def _broker(port: int) -> int:

@@ -67,7 +67,8 @@ class Recommender:
             for other, weight in co.items():
                 collaborative[other] += weight
         ids += sorted(collaborative, key=lambda k: (-collaborative[k], k))[: s.rank_candidates]
-        ids += [p.key for p in self.store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)]
+        popular = self.store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
+        ids += [p.key for p in popular if float(p.payload.get("pop") or 0.0) > 0.0]
 
         unique = list(dict.fromkeys(ids))
         items = self.store.retrieve(ITEMS, unique, with_vectors=True)  # deleted items drop out

@@ -16,10 +16,13 @@ import numpy as np
 from confluent_kafka import Producer
 
 from encoders import Encoder
+from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
+from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEMS
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
+from stream.kafka.loop import BatchConsumer
 from stream.settings import Settings
 from stream.store import VectorStore
 
@@ -47,7 +50,8 @@ def publish(
 
 
 def event_bytes(event: dict[str, Any]) -> tuple[bytes, bytes]:
-    key = event.get("item_id") or event["item"]["item_id"]
+    """(key, value) of a catalogue event (key item id) or behaviour event (key user id)."""
+    key = event.get("user_id") or event.get("item_id") or event["item"]["item_id"]
     return key.encode(), json.dumps(event).encode()
 
 
@@ -75,25 +79,33 @@ def delete_event(item_id: str, version: int) -> dict[str, Any]:
     }
 
 
-class RunningConsumer:
-    """A real CatalogConsumer on a real broker and store, in a thread."""
+class RunningConsumers:
+    """Real consumers (BatchConsumer loops) on a real broker and store, each in a thread."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore) -> None:
-        self.settings = settings
-        self.processor = CatalogProcessor(settings, encoder, store)
-        self.consumer = CatalogConsumer(settings, self.processor)
+    def __init__(self, consumers: list[BatchConsumer]) -> None:
+        self.consumers = consumers
         self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.errors: list[BaseException] = []
+        self.threads = [
+            threading.Thread(target=self._run, args=(c,), daemon=True) for c in consumers
+        ]
 
-    def _run(self) -> None:
+    def _run(self, consumer: BatchConsumer) -> None:
         try:
-            self.consumer.run(self.stop_event)
+            consumer.run(self.stop_event)
         except BaseException as exc:  # the test inspects it
-            self.error = exc
+            self.errors.append(exc)
 
-    def __enter__(self) -> RunningConsumer:
-        self.thread.start()
+    @property
+    def error(self) -> BaseException | None:
+        return self.errors[0] if self.errors else None
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def __enter__(self) -> RunningConsumers:
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -101,20 +113,42 @@ class RunningConsumer:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=120)
-        assert not self.thread.is_alive(), "consumer did not stop"
+        for t in self.threads:
+            t.join(timeout=120)
+            assert not t.is_alive(), "consumer did not stop"
 
     def wait_caught_up(self, timeout_s: float = 240.0) -> None:
-        """Until the group has committed every message of the input topic."""
+        """Until every consumer's group has committed every message of its topic."""
         deadline = time.monotonic() + timeout_s
-        s = self.settings
+        s = self.consumers[0].settings
         while time.monotonic() < deadline:
             if self.error is not None:
                 raise AssertionError(f"consumer failed: {self.error!r}") from self.error
-            if group_lag(s, s.catalog_group(), s.topic_items) == 0:
+            if all(group_lag(s, c.group, c.topic) == 0 for c in self.consumers):
                 return
             time.sleep(0.5)
-        raise AssertionError(f"consumer did not catch up in {timeout_s}s")
+        raise AssertionError(f"consumers did not catch up in {timeout_s}s")
+
+
+class RunningConsumer(RunningConsumers):
+    """The catalog consumer, running."""
+
+    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore) -> None:
+        self.settings = settings
+        self.processor = CatalogProcessor(settings, encoder, store)
+        self.consumer = CatalogConsumer(settings, self.processor)
+        super().__init__([self.consumer])
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self.threads[0]
+
+
+def behaviour_consumers(settings: Settings, store: VectorStore, dim: int) -> list[BatchConsumer]:
+    return [
+        BehaviourConsumer(settings, BehaviourProcessor(settings, store, dim)),
+        ItemStatsConsumer(settings, ItemStatsProcessor(settings, store, dim)),
+    ]
 
 
 def final_lists(settings: Settings) -> dict[str, list[tuple[str, float]] | None]:

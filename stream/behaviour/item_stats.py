@@ -1,0 +1,112 @@
+"""The item-stats consumer: item activities (internal topic, keyed by item id) -> ``item_stats``.
+
+Because the internal topic is keyed by item id, each item's statistics have exactly one writer
+at a time, whichever instance owns its partition: no global state in any process's memory and
+no lost updates between instances. Each activity carries a unique source id; the stats payload
+remembers the recent ones, so an activity published twice (a redone behaviour batch) counts
+once. Writes happen before the offsets are committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+
+from stream.behaviour.stats import ItemActivity, apply_activity, popularity_key
+from stream.collections import ITEM_STATS, ensure_collections
+from stream.kafka.dlq import DeadLetter, Message, dead_letter
+from stream.kafka.loop import BatchConsumer, BatchResult, Output
+from stream.settings import Settings
+from stream.store import StoredPoint, VectorStore
+
+log = structlog.get_logger(__name__)
+
+_PLACEHOLDER = np.ones(1, dtype=np.float32)
+
+
+def fold_item_activities(
+    stats: Mapping[str, Any] | None,
+    activities: Iterable[ItemActivity],
+    half_life_hours: float,
+    max_co: int,
+) -> tuple[dict[str, Any] | None, int]:
+    """One item's stats payload after ``activities`` (with ``pop_key``) and how many applied.
+
+    The payload is None when none applied (all replays): there is nothing to write.
+    """
+    current = stats
+    applied = 0
+    for activity in activities:
+        new = apply_activity(current, activity, half_life_hours, max_co)
+        if new is not None:
+            current = new
+            applied += 1
+    if not applied or current is None:
+        return None, applied
+    key = popularity_key(current, half_life_hours)
+    # -1e300: an item without popularity still sorts, last, in the pop_key index
+    return {**current, "pop_key": key if key is not None else -1e300}, applied
+
+
+@dataclass(frozen=True)
+class ActivityReceived:
+    activity: ItemActivity
+
+
+class ItemStatsProcessor:
+    def __init__(self, settings: Settings, store: VectorStore, dim: int) -> None:
+        self.settings = settings
+        self.store = store
+        ensure_collections(store, dim)
+
+    def receive(self, msg: Message) -> tuple[ActivityReceived | DeadLetter, int]:
+        try:
+            activity = ItemActivity.from_json(msg.value() or b"")
+        except ValueError as exc:
+            return dead_letter(msg, "schema", str(exc)[:500]), 1
+        if msg.key() != activity.item_id.encode():
+            return dead_letter(msg, "key_mismatch", "key is not the activity's item id"), 1
+        return ActivityReceived(activity), 1
+
+    def process(self, batch: list[ActivityReceived | DeadLetter]) -> BatchResult:
+        started = time.perf_counter()
+        s = self.settings
+        dead = [e for e in batch if isinstance(e, DeadLetter)]
+        by_item: dict[str, list[ItemActivity]] = defaultdict(list)
+        for e in batch:
+            if isinstance(e, ActivityReceived):
+                by_item[e.activity.item_id].append(e.activity)
+        stored = self.store.retrieve(ITEM_STATS, sorted(by_item))
+        points = []
+        applied = 0
+        for item_id in sorted(by_item):
+            stats = stored[item_id].payload if item_id in stored else None
+            payload, count = fold_item_activities(
+                stats, by_item[item_id], s.popularity_half_life_hours, s.cooccurrence_max
+            )
+            applied += count
+            if payload is not None:
+                points.append(StoredPoint(item_id, payload, _PLACEHOLDER))
+        self.store.upsert(ITEM_STATS, points)
+        dlq = s.dlq_topic(s.topic_item_activity())
+        counts = {"activities": len(batch), "applied": applied, "dead_letters": len(dead)}
+        log.info("item_stats.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
+        return BatchResult(
+            outputs=[Output(dlq, d.key, d.value, d.headers()) for d in dead], counts=counts
+        )
+
+    def confirm(self, result: BatchResult) -> None:
+        """Nothing to record: the stats were written in :meth:`process`."""
+
+
+class ItemStatsConsumer(BatchConsumer):
+    def __init__(self, settings: Settings, processor: ItemStatsProcessor) -> None:
+        topic = settings.topic_item_activity()
+        topics: dict[str, dict[str, str]] = {topic: {}, settings.dlq_topic(topic): {}}
+        super().__init__(settings, processor, topic, settings.stats_group(), topics)

@@ -1,0 +1,189 @@
+"""One batch of shopper behaviour: histories, item activities, recommendations.
+
+Order of effects, for crash safety without a transaction:
+
+1. in memory: merge each shopper's new events into the history read from the store, derive the
+   item activities of the new interactions and the shopper's fresh recommendations;
+2. publish the activities (internal topic keyed by item id), the recommendations and the dead
+   letters; the consumer loop waits until the broker acknowledged all of them;
+3. :meth:`BehaviourProcessor.confirm` writes the histories (and, per source partition, the last
+   offset applied) to the ``users`` collection; then the loop commits the offsets.
+
+A crash before 3 redoes the batch: the same activities are published again and the item-stats
+consumer drops them by their source id. A crash after 3 finds the events already in the
+histories: nothing is added, nothing is published twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import structlog
+
+from schemas.behaviour import UserEvent, parse_behaviour_event
+from schemas.errors import InvalidEvent
+from schemas.outputs import Recommendations, RecommendedItem
+from stream.behaviour.profile import (
+    Interaction,
+    history_from_payload,
+    history_to_payload,
+    merge_history,
+)
+from stream.behaviour.stats import activities_for
+from stream.collections import USERS, ensure_collections
+from stream.kafka.dlq import DeadLetter, Message, dead_letter
+from stream.kafka.loop import BatchConsumer, BatchResult, Output
+from stream.kafka.topics import COMPACT
+from stream.ranking.recommender import Recommender
+from stream.settings import Settings
+from stream.store import StoredPoint, VectorStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class UserReceived:
+    event: UserEvent
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+class BehaviourProcessor:
+    """Turns ``user.events`` into item activities, recommendations and stored histories."""
+
+    def __init__(self, settings: Settings, store: VectorStore, dim: int) -> None:
+        self.settings = settings
+        self.store = store
+        self.dim = dim
+        ensure_collections(store, dim)
+        self.recommender = Recommender(settings, store)
+        self._placeholder = np.zeros(dim, dtype=np.float32)
+        self._placeholder[0] = 1.0  # a shopper without a usable profile (cosine needs a norm)
+
+    def receive(self, msg: Message) -> tuple[UserReceived | DeadLetter, int]:
+        value = msg.value()
+        if value is not None and len(value) > self.settings.max_message_bytes:
+            limit = self.settings.max_message_bytes
+            return dead_letter(msg, "too_large", f"{len(value)} bytes > {limit}"), 1
+        try:
+            event = parse_behaviour_event(msg.key(), value)
+        except InvalidEvent as exc:
+            return dead_letter(msg, exc.reason, exc.detail), 1
+        return UserReceived(event, msg.topic() or "", msg.partition() or 0, msg.offset() or 0), 1
+
+    def process(self, batch: list[UserReceived | DeadLetter]) -> BatchResult:
+        started = time.perf_counter()
+        s = self.settings
+        dead = [e for e in batch if isinstance(e, DeadLetter)]
+        by_user: dict[str, list[UserReceived]] = defaultdict(list)
+        for e in batch:
+            if isinstance(e, UserReceived):
+                by_user[e.event.user_id].append(e)
+        stored = self.store.retrieve(USERS, sorted(by_user))
+        outputs: list[Output] = []
+        updates: dict[str, StoredPoint] = {}
+        activities = 0
+        now = datetime.now(UTC)
+        for user_id in sorted(by_user):
+            payload = stored[user_id].payload if user_id in stored else {}
+            upto: dict[str, int] = dict(payload.get("upto") or {})
+            fresh = [
+                r for r in by_user[user_id] if r.offset > upto.get(f"{r.topic}/{r.partition}", -1)
+            ]
+            history = history_from_payload(payload.get("history"))
+            merged, added = merge_history(
+                history, [Interaction.of(r.event) for r in fresh], s.history_max
+            )
+            for r in fresh:
+                tp = f"{r.topic}/{r.partition}"
+                upto[tp] = max(upto.get(tp, -1), r.offset)
+            if not added:
+                continue
+            sources = {r.event.event_id: r.source for r in fresh}
+            for interaction in added:
+                for activity in activities_for(
+                    interaction,
+                    merged,
+                    s.behaviour_weights(),
+                    s.cooccurrence_window,
+                    sources[interaction.event_id],
+                ):
+                    outputs.append(
+                        Output(
+                            s.topic_item_activity(),
+                            activity.item_id.encode(),
+                            activity.to_json(),
+                        )
+                    )
+                    activities += 1
+            rec = self.recommender.recommend(merged)
+            message = Recommendations(
+                user_id=user_id,
+                items=[
+                    RecommendedItem(
+                        item_id=r.item_id,
+                        score=round(r.score, 6),
+                        components={k: round(v, 6) for k, v in r.components.items()},
+                    )
+                    for r in rec.ranked
+                ],
+                generated_at=now,
+            )
+            outputs.append(
+                Output(s.topic_recommendations, user_id.encode(), message.to_json_bytes())
+            )
+            updates[user_id] = StoredPoint(
+                user_id,
+                {
+                    "user_id": user_id,
+                    "history": history_to_payload(merged),
+                    "upto": upto,
+                    "last_at": max(i.at for i in merged).isoformat(),
+                    "has_profile": rec.profile is not None,
+                },
+                rec.profile if rec.profile is not None else self._placeholder,
+            )
+        dlq = s.dlq_topic(s.topic_user_events)
+        outputs.extend(Output(dlq, d.key, d.value, d.headers()) for d in dead)
+        counts = {
+            "events": len(batch),
+            "users": len(updates),
+            "activities": activities,
+            "recommendations": len(updates),
+            "dead_letters": len(dead),
+        }
+        log.info("behaviour.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
+        return BatchResult(outputs=outputs, counts=counts, confirm=list(updates.values()))
+
+    def confirm(self, result: BatchResult) -> None:
+        """Record the histories once their activities and recommendations were delivered."""
+        points: list[StoredPoint] = result.confirm or []
+        self.store.upsert(USERS, points)
+
+
+def behaviour_topics(settings: Settings) -> dict[str, Any]:
+    return {
+        settings.topic_user_events: {},
+        settings.dlq_topic(settings.topic_user_events): {},
+        settings.topic_recommendations: COMPACT,
+        settings.topic_item_activity(): {},
+    }
+
+
+class BehaviourConsumer(BatchConsumer):
+    """``user.events`` in; recommendations, item activities and dead letters out."""
+
+    def __init__(self, settings: Settings, processor: BehaviourProcessor) -> None:
+        topics = behaviour_topics(settings)
+        group = settings.behaviour_group()
+        super().__init__(settings, processor, settings.topic_user_events, group, topics)

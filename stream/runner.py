@@ -1,0 +1,67 @@
+"""Running the production consumers of ``recstream run catalog|behaviour|all`` in one process.
+
+``behaviour`` is two consumers: the behaviour consumer (``user.events``) and the item-stats
+consumer (the internal activity topic). Each runs its own loop in a thread; they share one
+vector store (the embedded store may be opened by one process only) and, for ``all``, the
+encoder. If one fails, the others are stopped and the process exits 1.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from stream.kafka.loop import BatchConsumer
+from stream.settings import Settings
+from stream.store import VectorStore, open_store
+
+log = structlog.get_logger(__name__)
+
+
+def build_consumers(settings: Settings, which: str, store: VectorStore) -> list[BatchConsumer]:
+    """The consumers ``which`` names (catalog, behaviour or all), wired to ``store``."""
+    from encoders.bert import model_dimension
+
+    consumers: list[BatchConsumer] = []
+    if which in ("catalog", "all"):
+        from encoders import load_encoder
+        from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+
+        processor = CatalogProcessor(settings, load_encoder(settings), store)
+        consumers.append(CatalogConsumer(settings, processor))
+    if which in ("behaviour", "all"):
+        from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
+        from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
+
+        dim = model_dimension(settings.model)
+        consumers.append(BehaviourConsumer(settings, BehaviourProcessor(settings, store, dim)))
+        consumers.append(ItemStatsConsumer(settings, ItemStatsProcessor(settings, store, dim)))
+    return consumers
+
+
+def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
+    """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1)."""
+    store = open_store(settings)
+    failed: list[BaseException] = []
+
+    def guarded(consumer: BatchConsumer) -> None:
+        try:
+            consumer.run(stop)
+        except BaseException as exc:
+            log.exception("consumer.failed", topic=consumer.topic)
+            failed.append(exc)
+            stop.set()
+
+    try:
+        threads = [
+            threading.Thread(target=guarded, args=(c,), name=c.topic, daemon=True)
+            for c in build_consumers(settings, which, store)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        store.close()
+    return 1 if failed else 0

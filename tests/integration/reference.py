@@ -1,0 +1,158 @@
+"""An independent reference for shopper recommendations, written from the documented rules with
+plain numpy and dictionaries (it calls none of recstream's profile, statistics or ranking code).
+
+Rules (README, "Recommendations"): a profile is the L2-normalised sum of item vectors weighted
+by event type and halved every ``profile_half_life_hours`` before the shopper's last event;
+popularity and co-occurrence are sums of event weights halved every
+``popularity_half_life_hours``; a new interaction pairs with the shopper's last ``window``
+distinct other items before it, the pair weighing the smaller of the two interactions' weights;
+collaborative score = sum of co-occurrence with the shopper's ``window`` most recent items;
+components are scaled to [0, 1]; score = sum of weight x component.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    at: datetime
+    price: float | None
+
+
+def parse(e: dict[str, Any]) -> Event:
+    return Event(
+        e["event_id"],
+        e["user_id"],
+        e["item_id"],
+        e["type"],
+        datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")),
+        e.get("price"),
+    )
+
+
+def _halved(hours: float, half_life: float) -> float:
+    return float(0.5 ** (hours / half_life))
+
+
+def _hours(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds() / 3600
+
+
+@dataclass
+class Catalogue:
+    vectors: dict[str, np.ndarray]
+    prices: dict[str, float | None]
+    in_stock: dict[str, bool]
+
+
+def pair_events(
+    events: list[Event], weights: dict[str, float], window: int
+) -> list[tuple[str, str, float, datetime]]:
+    """(item a, item b, pair weight, time) for every pairing of one shopper's events."""
+    ordered = sorted(events, key=lambda e: (e.at, e.event_id))
+    pairs = []
+    for n, e in enumerate(ordered):
+        seen: set[str] = set()
+        for prev in reversed(ordered[:n]):
+            if len(seen) >= window:
+                break
+            if prev.item_id == e.item_id or prev.item_id in seen:
+                continue
+            seen.add(prev.item_id)
+            w = min(weights[e.type], weights[prev.type])
+            if w > 0:
+                pairs.append((e.item_id, prev.item_id, w, e.at))
+    return pairs
+
+
+def recommend(
+    history: list[Event],
+    everyone: list[Event],
+    cat: Catalogue,
+    s: Any,
+) -> list[tuple[str, float, dict[str, float]]]:
+    """The expected list for a shopper whose events are ``history``, given all shoppers' events
+    that reached the item statistics (``everyone``)."""
+    weights = s.behaviour_weights()
+    ref = max(e.at for e in history)
+    acc = np.zeros(len(next(iter(cat.vectors.values()))), dtype=np.float64)
+    for e in history:
+        if e.item_id in cat.vectors:
+            w = weights[e.type] * _halved(max(0.0, _hours(ref, e.at)), s.profile_half_life_hours)
+            acc += w * cat.vectors[e.item_id]
+    norm = float(np.linalg.norm(acc))
+    profile = acc / norm if norm > 0 else None
+
+    logs = []
+    for e in history:
+        price = e.price if e.price is not None else cat.prices.get(e.item_id)
+        if price is not None and price > 0:
+            logs.append(math.log(price))
+    preference = sum(logs) / len(logs) if logs else None
+    exclude = {
+        e.item_id
+        for e in history
+        if e.type == "purchase" and _hours(ref, e.at) <= s.rank_exclude_purchased_days * 24
+    }
+
+    pop: dict[str, float] = defaultdict(float)
+    co: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    by_user: dict[str, list[Event]] = defaultdict(list)
+    for e in everyone:
+        pop[e.item_id] += weights[e.type] * _halved(_hours(ref, e.at), s.popularity_half_life_hours)
+        by_user[e.user_id].append(e)
+    for events in by_user.values():
+        for a, b, w, at in pair_events(events, weights, s.cooccurrence_window):
+            decayed = w * _halved(_hours(ref, at), s.popularity_half_life_hours)
+            co[a][b] += decayed
+            co[b][a] += decayed
+
+    recent: list[str] = []
+    for e in sorted(history, key=lambda e: (e.at, e.event_id), reverse=True):
+        if e.item_id not in recent:
+            recent.append(e.item_id)
+    collaborative: dict[str, float] = defaultdict(float)
+    for x in recent[: s.cooccurrence_window]:
+        for y, w in co.get(x, {}).items():
+            collaborative[y] += w
+
+    if profile is not None:
+        candidates = set(cat.vectors)
+    else:  # cold start: only the popular and co-occurring items are candidates
+        candidates = {i for i in cat.vectors if pop.get(i, 0) > 0 or collaborative.get(i, 0) > 0}
+    eligible = sorted(i for i in candidates if i not in exclude and cat.in_stock[i])
+    if not eligible:
+        return []
+    max_col = max(collaborative.get(i, 0.0) for i in eligible)
+    max_pop = max(pop.get(i, 0.0) for i in eligible)
+    out = []
+    for i in eligible:
+        sem = 0.0 if profile is None else max(0.0, min(1.0, float(profile @ cat.vectors[i])))
+        col = collaborative.get(i, 0.0) / max_col if max_col > 0 else 0.0
+        pp = pop.get(i, 0.0) / max_pop if max_pop > 0 else 0.0
+        price = cat.prices.get(i)
+        aff = 0.0
+        if preference is not None and price is not None and price > 0:
+            aff = math.exp(-((math.log(price) - preference) ** 2) / (2 * s.rank_price_sigma**2))
+        comps = {"semantic": sem, "collaborative": col, "popularity": pp, "price": aff}
+        score = (
+            s.rank_weight_semantic * sem
+            + s.rank_weight_collaborative * col
+            + s.rank_weight_popularity * pp
+            + s.rank_weight_price * aff
+        )
+        out.append((i, score, comps))
+    out.sort(key=lambda t: (-t[1], t[0]))
+    return out[: s.recommendations_n]
