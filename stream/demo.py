@@ -1,8 +1,9 @@
-"""``recstream demo``: the catalog pipeline on embedded parts, start to finish, with no set-up.
+"""``recstream demo``: the whole pipeline on embedded parts, start to finish, with no set-up.
 
 Starts the embedded broker, opens the embedded store in a temporary directory, loads the packaged
-model, publishes a sample catalogue, runs the catalog consumer until every event is committed,
-then updates and deletes an item to show the lists follow, prints a sample, and stops it all.
+model, runs the catalog, behaviour and item-stats consumers, publishes a sample catalogue (then
+updates and deletes an item to show the lists follow) and sample shopper behaviour, prints
+neighbour lists and recommendations, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from typing import Any
 from confluent_kafka import Producer
 
 from encoders import load_encoder
+from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
+from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+from stream.collections import ITEMS
 from stream.kafka.broker import EmbeddedBroker
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
-from stream.kafka.topics import catalog_topics, ensure_topics
+from stream.kafka.loop import BatchConsumer
+from stream.kafka.topics import ensure_topics
+from stream.sample_behaviour import sample_behaviour
 from stream.sample_catalog import catalog_events, sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -33,26 +39,26 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _publish(settings: Settings, events: list[dict[str, Any]]) -> None:
+def _publish(settings: Settings, topic: str, events: list[dict[str, Any]]) -> None:
     producer = Producer(producer_config(settings))
     for event in events:
-        key = event.get("item_id") or event["item"]["item_id"]
-        producer.produce(settings.topic_items, key=key.encode(), value=json.dumps(event).encode())
+        key = event.get("user_id") or event.get("item_id") or event["item"]["item_id"]
+        producer.produce(topic, key=key.encode(), value=json.dumps(event).encode())
         producer.poll(0)
     producer.flush(30)
 
 
-def _wait_committed(settings: Settings, consumer: CatalogConsumer, total: int, t0: float) -> None:
-    """Print progress until the group has committed every published event."""
+def _wait_committed(settings: Settings, consumer: BatchConsumer, total: int, t0: float) -> None:
+    """Print progress until the consumer's group has committed every published event."""
     last = -1
     while True:
-        lag = group_lag(settings, settings.catalog_group(), settings.topic_items)
+        lag = group_lag(settings, consumer.group, consumer.topic)
         done = total - lag
         if done != last:
             rate = consumer.progress.events / max(1e-9, time.monotonic() - t0)
             _say(
                 f"  processed {done:>5}/{total} events, "
-                f"{consumer.progress.totals.get('lists', 0)} lists published ({rate:,.0f} events/s)"
+                f"{consumer.progress.outputs} messages published ({rate:,.0f} events/s)"
             )
             last = done
         if lag == 0:
@@ -94,12 +100,30 @@ def _update_and_delete(
         "item_id": removed["item_id"],
     }
     titles[changed["item_id"]] = new_title
-    _publish(settings, [edit, deletion])
+    _publish(settings, settings.topic_items, [edit, deletion])
     _say(f"\nupdated {changed['item_id']} and deleted {removed['item_id']}")
     return [changed["item_id"], removed["item_id"]]
 
 
-def run_demo(base: Settings, items: int = 1200, show: int = 5) -> int:
+def _show_recommendations(
+    settings: Settings, titles: dict[str, str], behaviour: list[dict[str, Any]], users: list[str]
+) -> None:
+    latest = latest_by_key(read_topic(settings, settings.topic_recommendations))
+    for user in users:
+        seen = [e for e in behaviour if e["user_id"] == user][-3:]
+        _say(f"\n{user}, lately: " + "; ".join(f"{e['type']} {titles[e['item_id']]}" for e in seen))
+        message = json.loads(latest.get(user.encode()) or b'{"items": []}')
+        for r in message["items"][:5]:
+            c = r["components"]
+            _say(
+                f"   {r['score']:.3f}  {titles.get(r['item_id'], '?')}"
+                f"  (semantic {c['semantic']:.2f},"
+                f" collaborative {c['collaborative']:.2f}, popularity {c['popularity']:.2f},"
+                f" price {c['price']:.2f})"
+            )
+
+
+def run_demo(base: Settings, items: int = 1200, show: int = 5, shoppers: int = 80) -> int:
     workdir = tempfile.mkdtemp(prefix="recstream-demo-")
     with EmbeddedBroker() as broker:
         settings = base.model_copy(
@@ -117,17 +141,24 @@ def run_demo(base: Settings, items: int = 1200, show: int = 5) -> int:
         _say(f"model {encoder.name} ({encoder.dim} dims) on {encoder.device}")
         catalogue = sample_items(items)
         titles = {i["item_id"]: i["title"] for i in catalogue}
-        ensure_topics(settings, catalog_topics(settings))
         store = EdgeStore(settings.qdrant_path)
         stop = threading.Event()
-        consumer = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store))
-        thread = threading.Thread(target=consumer.run, args=(stop,), name="catalog-consumer")
+        catalog = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store))
+        behaviour = BehaviourConsumer(settings, BehaviourProcessor(settings, store, encoder.dim))
+        stats = ItemStatsConsumer(settings, ItemStatsProcessor(settings, store, encoder.dim))
+        threads = [
+            threading.Thread(target=c.run, args=(stop,), name=c.topic, daemon=True)
+            for c in (catalog, behaviour, stats)
+        ]
         try:
+            ensure_topics(settings, {**catalog.topics, **behaviour.topics, **stats.topics})
             t0 = time.monotonic()
-            _publish(settings, catalog_events(catalogue, datetime(2026, 11, 22, 10, tzinfo=UTC)))
+            events = catalog_events(catalogue, datetime(2026, 11, 22, 10, tzinfo=UTC))
+            _publish(settings, settings.topic_items, events)
             _say(f"published {len(catalogue)} item.created events to {settings.topic_items}")
-            thread.start()
-            _wait_committed(settings, consumer, len(catalogue), t0)
+            for t in threads:
+                t.start()
+            _wait_committed(settings, catalog, len(catalogue), t0)
             elapsed = time.monotonic() - t0
             rate = len(catalogue) / elapsed
             _say(
@@ -135,25 +166,31 @@ def run_demo(base: Settings, items: int = 1200, show: int = 5) -> int:
             )
 
             touched = _update_and_delete(settings, catalogue, titles)
-            _wait_committed(settings, consumer, len(catalogue) + 2, t0)
-
+            _wait_committed(settings, catalog, len(catalogue) + 2, t0)
             _say(f"\nsample of {settings.topic_neighbours} (top 5 of {settings.neighbours_k}):")
-            _show(
-                settings,
-                titles,
-                touched + [c["item_id"] for c in catalogue[2 : 2 + show]],
+            _show(settings, titles, touched + [c["item_id"] for c in catalogue[2 : 2 + show]])
+
+            clicks = sample_behaviour(catalogue[2:], users=shoppers)
+            _publish(settings, settings.topic_user_events, clicks)
+            _say(f"\npublished {len(clicks)} behaviour events of {shoppers} shoppers")
+            t1 = time.monotonic()
+            _wait_committed(settings, behaviour, len(clicks), t1)
+            n = settings.recommendations_n
+            _say(f"\nsample of {settings.topic_recommendations} (top 5 of {n}):")
+            _show_recommendations(
+                settings, titles, clicks, sorted({e["user_id"] for e in clicks})[:3]
             )
-            totals = consumer.progress.totals
             _say(
-                f"\ndone: {totals.get('encoded', 0)} items encoded, "
-                f"{totals.get('lists', 0)} lists published, "
-                f"{totals.get('dead_letters', 0)} dead letters, "
-                f"{store.count('items')} points in the store"
+                f"\ndone: {catalog.progress.totals.get('encoded', 0)} items encoded, "
+                f"{catalog.progress.totals.get('lists', 0)} neighbour lists and "
+                f"{behaviour.progress.totals.get('recommendations', 0)} recommendation lists "
+                f"published, {store.count(ITEMS)} items in the store"
             )
         finally:
             stop.set()
-            if thread.is_alive():
-                thread.join(timeout=60)
+            for t in threads:
+                if t.is_alive():
+                    t.join(timeout=60)
             store.close()
             shutil.rmtree(workdir, ignore_errors=True)
     sys.stdout.flush()
