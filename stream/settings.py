@@ -103,6 +103,16 @@ class Settings(BaseSettings):
         default=1.0, ge=0, le=1, description="1 = pure relevance; lower trades it for diversity"
     )
 
+    # failures: a batch whose store writes or publishes fail is retried, partitions paused
+    retry_backoff_ms: int = Field(default=200, ge=1, description="first retry delay, doubling")
+    retry_max_backoff_ms: int = Field(default=10_000, ge=1)
+    retry_budget_s: float = Field(
+        default=600.0, gt=0, description="give up (exit non-zero, nothing committed) after this"
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="on SIGTERM, abandon an unfinished batch after this"
+    )
+
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -7,7 +7,9 @@ what was published) and commits offsets.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from datetime import UTC, datetime
 
 import numpy as np
@@ -203,14 +205,25 @@ class CatalogProcessor:
         return outputs, published
 
 
+_BATCH_LOCKS: weakref.WeakKeyDictionary[VectorStore, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def batch_lock(store: VectorStore) -> threading.Lock:
+    """One lock per store: catalog batches sharing a store (several group members in one
+    process) run one at a time, so none publishes a list computed before another's write."""
+    return _BATCH_LOCKS.setdefault(store, threading.Lock())
+
+
 class CatalogConsumer(BatchConsumer):
     """The catalog consumer: ``catalog.items`` in, neighbour lists and dead letters out."""
 
     def __init__(self, settings: Settings, processor: CatalogProcessor) -> None:
+        topics = catalog_topics(settings)
         super().__init__(
             settings,
             processor,
             settings.topic_items,
             settings.catalog_group(),
-            catalog_topics(settings),
+            topics,
+            batch_lock=batch_lock(processor.store),
         )

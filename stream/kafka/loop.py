@@ -8,6 +8,7 @@ idempotent, so work redone after a crash converges to the same outputs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from stream.kafka.config import consumer_config, producer_config
 from stream.kafka.dlq import Message as MessageLike
 from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
+from stream.store import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +66,14 @@ class DeliveryFailed(RuntimeError):
     """Outputs were not acknowledged by the broker; the batch's offsets stay uncommitted."""
 
 
+class BatchAbandoned(RuntimeError):
+    """Shutting down while a batch still fails: it is left uncommitted for the next owner."""
+
+
+RETRIABLE: tuple[type[Exception], ...] = (StoreUnavailable, DeliveryFailed, KafkaException)
+"""Failures of the store or the broker, worth retrying; anything else stops the consumer."""
+
+
 @dataclass
 class Progress:
     """Counters a caller (the demo, tests) can read while the consumer runs."""
@@ -88,6 +98,7 @@ class BatchConsumer:
         topics: Mapping[str, Mapping[str, str]] | None = None,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        batch_lock: threading.Lock | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -106,10 +117,18 @@ class BatchConsumer:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._delivery_errors: list[str] = []
+        self._held: list[Message] = []
+        self._stop: threading.Event | None = None
+        self._stopping_since: float | None = None
+        self._batch_lock = batch_lock or contextlib.nullcontext()
+        self.paused = False
+        """True while a failing batch is being retried (partitions paused)."""
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set, then finish the open batch, commit it and close."""
+        """Consume until ``stop`` is set, then finish the open batch (or abandon it after
+        ``shutdown_timeout_s``), commit what is done and close."""
         s = self.settings
+        self._stop = stop
         ensure_topics(s, self.topics)
         self._producer = self._producer_factory(producer_config(s))
         self._consumer = self._consumer_factory(consumer_config(s, self.group))
@@ -118,7 +137,10 @@ class BatchConsumer:
         try:
             while not stop.is_set():
                 self._poll_once()
+            self._stopping_since = time.monotonic()
             self._finish(self._batcher.flush())
+        except BatchAbandoned as exc:
+            log.warning("consumer.batch_abandoned", topic=self.topic, reason=str(exc))
         finally:
             self._consumer.close()
             self._producer.flush(_FLUSH_TIMEOUT_S)
@@ -128,7 +150,8 @@ class BatchConsumer:
         assert self._consumer is not None
         timeout = self._batcher.time_left() if len(self._batcher) else _IDLE_POLL_S
         room = max(1, self._batcher.max_items - len(self._batcher))
-        for msg in self._consumer.consume(num_messages=room, timeout=timeout):
+        messages, self._held = self._held + self._consumer.consume(room, timeout), []
+        for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -145,12 +168,28 @@ class BatchConsumer:
             self._finish(due)
 
     def _finish(self, batch: list[tuple[Any, Message]]) -> None:
-        """Process a closed batch, publish its outputs, confirm them, commit its offsets."""
+        """Process a closed batch, publish its outputs, confirm them, commit its offsets.
+
+        Store and broker failures are retried with doubling backoff, the partitions paused
+        meanwhile (so nothing more is fetched and buffered); nothing is committed until the
+        whole batch went through.
+        """
         if not batch:
             return
-        result = self.processor.process([entry for entry, _ in batch])
-        self._publish(result)
-        self.processor.confirm(result)
+        entries = [entry for entry, _ in batch]
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                with self._batch_lock:
+                    result = self.processor.process(entries)
+                    self._publish(result)
+                    self.processor.confirm(result)
+                break
+            except RETRIABLE as exc:
+                attempt += 1
+                self._wait_before_retry(exc, attempt, started)
+        self._resume()
         self._commit([msg for _, msg in batch])
         p = self.progress
         p.batches += 1
@@ -160,6 +199,44 @@ class BatchConsumer:
         p.last_batch_at = time.monotonic()
         for name, n in result.counts.items():
             p.totals[name] = p.totals.get(name, 0) + n
+
+    def _wait_before_retry(self, exc: Exception, attempt: int, started: float) -> None:
+        s = self.settings
+        now = time.monotonic()
+        if self._stopping_since is not None and now - self._stopping_since > s.shutdown_timeout_s:
+            raise BatchAbandoned(f"still failing at shutdown: {exc}") from exc
+        if now - started > s.retry_budget_s:
+            raise exc
+        delay = min(s.retry_max_backoff_ms, s.retry_backoff_ms * 2 ** (attempt - 1)) / 1000
+        log.warning(
+            "consumer.batch_retry",
+            topic=self.topic,
+            attempt=attempt,
+            delay_ms=round(delay * 1000),
+            error=str(exc)[:300],
+        )
+        self._pause()
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if self._stop is not None and self._stop.is_set() and self._stopping_since is None:
+                self._stopping_since = time.monotonic()
+            # keep the group membership alive; paused partitions deliver nothing new, and
+            # anything already fetched is kept for later, not dropped
+            assert self._consumer is not None
+            self._held.extend(self._consumer.consume(100, min(0.2, deadline - time.monotonic())))
+
+    def _pause(self) -> None:
+        assert self._consumer is not None
+        if not self.paused:
+            self._consumer.pause(self._consumer.assignment())
+            self.paused = True
+            log.warning("consumer.paused", topic=self.topic)
+
+    def _resume(self) -> None:
+        if self.paused and self._consumer is not None:
+            self._consumer.resume(self._consumer.assignment())
+            self.paused = False
+            log.info("consumer.resumed", topic=self.topic)
 
     def _publish(self, result: BatchResult) -> None:
         assert self._producer is not None

@@ -121,5 +121,9 @@ class DimensionMismatch(StoreError):
     """The collection exists with vectors of another size (another model?)."""
 
 
+class StoreUnavailable(StoreError):
+    """The engine failed or timed out; the operation may succeed if retried."""
+
+
 def as_vector(values: Sequence[float] | Vector) -> Vector:
     return np.asarray(values, dtype=np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +17,8 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
+    StoreError,
+    StoreUnavailable,
     Vector,
     Where,
     as_vector,
@@ -75,6 +78,17 @@ class EdgeStore:
         self._shards: dict[str, qe.EdgeShard] = {}
         self._lock = threading.RLock()
 
+    @contextmanager
+    def _engine(self) -> Iterator[None]:
+        """Serialise engine calls and report engine failures as :class:`StoreUnavailable`."""
+        with self._lock:
+            try:
+                yield
+            except (StoreError, KeyError, ValueError):
+                raise  # ours: a programming or configuration error, not an outage
+            except Exception as exc:
+                raise StoreUnavailable(f"Qdrant Edge: {type(exc).__name__}: {exc}"[:500]) from exc
+
     def _shard(self, collection: str) -> qe.EdgeShard:
         try:
             return self._shards[collection]
@@ -86,7 +100,7 @@ class EdgeStore:
     def ensure_collection(
         self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
     ) -> None:
-        with self._lock:
+        with self._engine():
             if name in self._shards:
                 return
             path = self.root / name
@@ -124,11 +138,11 @@ class EdgeStore:
                     payload={**p.payload, "key": p.key},
                 )
             )
-        with self._lock:
+        with self._engine():
             self._shard(collection).update(qe.UpdateOperation.upsert_points(edge_points))
 
     def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
-        with self._lock:
+        with self._engine():
             existing = self.retrieve(collection, list(payloads))
             shard = self._shard(collection)
             for key, payload in payloads.items():
@@ -138,7 +152,7 @@ class EdgeStore:
 
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         if keys:
-            with self._lock:
+            with self._engine():
                 self._shard(collection).update(
                     qe.UpdateOperation.delete_points([point_id(k) for k in keys])
                 )
@@ -148,7 +162,7 @@ class EdgeStore:
     ) -> dict[str, StoredPoint]:
         if not keys:
             return {}
-        with self._lock:
+        with self._engine():
             records = self._shard(collection).retrieve(
                 [point_id(k) for k in keys], with_payload=True, with_vector=with_vectors
             )
@@ -171,7 +185,7 @@ class EdgeStore:
             )
             for q in queries
         ]
-        with self._lock:
+        with self._engine():
             results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
         return [
             [
@@ -182,7 +196,7 @@ class EdgeStore:
         ]
 
     def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
-        with self._lock:
+        with self._engine():
             records, _ = self._shard(collection).scroll(
                 qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=True)
             )
@@ -190,7 +204,7 @@ class EdgeStore:
 
     def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
         order = qe.OrderBy(field, qe.Direction.Desc)
-        with self._lock:
+        with self._engine():
             records, _ = self._shard(collection).scroll(
                 qe.ScrollRequest(limit=limit, order_by=order, with_payload=True)
             )
@@ -199,7 +213,7 @@ class EdgeStore:
     def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:
-            with self._lock:
+            with self._engine():
                 records, offset = self._shard(collection).scroll(
                     qe.ScrollRequest(
                         offset=offset,
@@ -215,16 +229,16 @@ class EdgeStore:
                 return
 
     def count(self, collection: str) -> int:
-        with self._lock:
+        with self._engine():
             return int(self._shard(collection).count(qe.CountRequest()))
 
     def flush(self) -> None:
-        with self._lock:
+        with self._engine():
             for shard in self._shards.values():
                 shard.flush()
 
     def close(self) -> None:
-        with self._lock:
+        with self._engine():
             for shard in self._shards.values():
                 shard.flush()
                 shard.close()

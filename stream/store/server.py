@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -16,6 +17,8 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
+    StoreError,
+    StoreUnavailable,
     Where,
     as_vector,
     point_id,
@@ -76,10 +79,21 @@ class ServerStore:
         # keeps both adapters alike.
         self._lock = threading.RLock()
 
+    @contextmanager
+    def _engine(self) -> Iterator[None]:
+        """Serialise engine calls and report engine failures as :class:`StoreUnavailable`."""
+        with self._lock:
+            try:
+                yield
+            except (StoreError, KeyError, ValueError):
+                raise  # ours: a programming or configuration error, not an outage
+            except Exception as exc:
+                raise StoreUnavailable(f"Qdrant server: {type(exc).__name__}: {exc}"[:500]) from exc
+
     def ensure_collection(
         self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
     ) -> None:
-        with self._lock:
+        with self._engine():
             if self.client.collection_exists(name):
                 info = self.client.get_collection(name)
                 vectors = info.config.params.vectors
@@ -116,7 +130,7 @@ class ServerStore:
                     payload={**p.payload, "key": p.key},
                 )
             )
-        with self._lock:
+        with self._engine():
             self.client.upsert(collection, points=structs, wait=True)
 
     def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
@@ -131,12 +145,12 @@ class ServerStore:
             if key in existing  # like the embedded engine: no payload for missing points
         ]
         if ops:
-            with self._lock:
+            with self._engine():
                 self.client.batch_update_points(collection, update_operations=ops, wait=True)
 
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         if keys:
-            with self._lock:
+            with self._engine():
                 self.client.delete(
                     collection,
                     points_selector=models.PointIdsList(points=[point_id(k) for k in keys]),
@@ -148,7 +162,7 @@ class ServerStore:
     ) -> dict[str, StoredPoint]:
         if not keys:
             return {}
-        with self._lock:
+        with self._engine():
             records = self.client.retrieve(
                 collection,
                 ids=[point_id(k) for k in keys],
@@ -175,7 +189,7 @@ class ServerStore:
             )
             for q in queries
         ]
-        with self._lock:
+        with self._engine():
             responses = self.client.query_batch_points(collection, requests=requests)
         return [
             [
@@ -186,7 +200,7 @@ class ServerStore:
         ]
 
     def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
-        with self._lock:
+        with self._engine():
             records, _ = self.client.scroll(
                 collection, scroll_filter=_filter(where), limit=limit, with_payload=["key"]
             )
@@ -194,7 +208,7 @@ class ServerStore:
 
     def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
         order = models.OrderBy(key=field, direction=models.Direction.DESC)
-        with self._lock:
+        with self._engine():
             records, _ = self.client.scroll(
                 collection, limit=limit, order_by=order, with_payload=True
             )
@@ -203,7 +217,7 @@ class ServerStore:
     def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:
-            with self._lock:
+            with self._engine():
                 records, offset = self.client.scroll(
                     collection,
                     offset=offset,
@@ -218,12 +232,12 @@ class ServerStore:
                 return
 
     def count(self, collection: str) -> int:
-        with self._lock:
+        with self._engine():
             return int(self.client.count(collection, exact=True).count)
 
     def flush(self) -> None:
         """Writes use ``wait=True``: nothing is pending."""
 
     def close(self) -> None:
-        with self._lock:
+        with self._engine():
             self.client.close()
