@@ -217,13 +217,19 @@ class BatchConsumer:
         )
         self._pause()
         deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             if self._stop is not None and self._stop.is_set() and self._stopping_since is None:
                 self._stopping_since = time.monotonic()
             # keep the group membership alive; paused partitions deliver nothing new, and
-            # anything already fetched is kept for later, not dropped
+            # anything already fetched is kept for later, not dropped. (A negative timeout
+            # would block forever.)
             assert self._consumer is not None
-            self._held.extend(self._consumer.consume(100, min(0.2, deadline - time.monotonic())))
+            self._held.extend(self._consumer.consume(100, min(0.2, left)))
+
+    @property
+    def buffered(self) -> int:
+        """Messages read but not yet committed or handed to a batch (bounded by the batch size)."""
+        return len(self._batcher) + len(self._held)
 
     def _pause(self) -> None:
         assert self._consumer is not None

@@ -237,3 +237,27 @@ def wait_for(
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a ``recstream`` process these settings."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSTREAM_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"RECSTREAM_{name.upper()}"] = str(value)
+    env["RECSTREAM_LOG_FORMAT"] = "json"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def committed_count(settings: Settings, group: str, topic: str) -> int:
+    """How many messages of ``topic`` the group has committed (sum over partitions)."""
+    from stream.kafka.inspect import scan_topic
+
+    _, ends = scan_topic(settings, topic)
+    return sum(ends.values()) - group_lag(settings, group, topic)
