@@ -261,3 +261,14 @@ def committed_count(settings: Settings, group: str, topic: str) -> int:
 
     _, ends = scan_topic(settings, topic)
     return sum(ends.values()) - group_lag(settings, group, topic)
+
+
+def final_recommendations(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """What a subscriber of users.recommendations holds at the end: user id -> items."""
+    out = {}
+    for key, value in latest_by_key(read_topic(settings, settings.topic_recommendations)).items():
+        assert key is not None and value is not None
+        message = json.loads(value)
+        assert message["user_id"] == key.decode()
+        out[key.decode()] = message["items"]
+    return out

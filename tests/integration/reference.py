@@ -156,3 +156,75 @@ def recommend(
         out.append((i, score, comps))
     out.sort(key=lambda t: (-t[1], t[0]))
     return out[: s.recommendations_n]
+
+
+def trigger_events(
+    users: list[str], live: list[dict[str, Any]], quiet: list[str], end: datetime, rng: Any
+) -> list[dict[str, Any]]:
+    """One view per shopper at ``end`` (views weigh 0 in these tests: they change no profile or
+    statistic, but make every shopper's final list be computed after all else settled).
+    Shoppers named ``u-cold-*`` view an item nobody touched: they have no usable history."""
+    triggers = []
+    for n, user in enumerate(users):
+        target = rng.choice(quiet) if user.startswith("u-cold") else rng.choice(live)["item_id"]
+        triggers.append(
+            {
+                "type": "view",
+                "event_id": f"trigger-{n}",
+                "occurred_at": end.isoformat().replace("+00:00", "Z"),
+                "user_id": user,
+                "item_id": target,
+            }
+        )
+    return triggers
+
+
+def assert_recommendations(
+    settings: Any,
+    got: dict[str, list[dict[str, Any]]],
+    behaviour: list[dict[str, Any]],
+    triggers: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    vectors: dict[str, np.ndarray],
+    deleted: set[str],
+) -> None:
+    """Every shopper's published list equals the reference (ties aside); components add up to
+    the score; bought, out-of-stock and deleted items never appear."""
+    import pytest
+
+    live = [i for i in items if i["item_id"] not in deleted]
+    cat = Catalogue(
+        vectors=vectors,
+        prices={i["item_id"]: i.get("price") for i in live},
+        in_stock={i["item_id"]: i.get("in_stock", True) for i in live},
+    )
+    everyone = [parse(e) for e in behaviour]
+    by_user: dict[str, list[Event]] = defaultdict(list)
+    for e in [*everyone, *map(parse, triggers)]:
+        by_user[e.user_id].append(e)
+    users = sorted(by_user)
+    bought = {(e.user_id, e.item_id) for e in everyone if e.type == "purchase"}
+    out_of_stock = {i["item_id"] for i in items if not i.get("in_stock", True)}
+    weights = {
+        "semantic": settings.rank_weight_semantic,
+        "collaborative": settings.rank_weight_collaborative,
+        "popularity": settings.rank_weight_popularity,
+        "price": settings.rank_weight_price,
+    }
+    for user in users:
+        have = got[user]
+        want = recommend(by_user[user], everyone, cat, settings)
+        assert len(have) == len(want) == settings.recommendations_n, user
+        for position, (h, (w_id, w_score, w_comps)) in enumerate(zip(have, want, strict=True)):
+            assert h["score"] == pytest.approx(w_score, abs=2e-6), (user, position)
+            if h["item_id"] != w_id:  # only a tie may swap places
+                tied = [s for i, s, _ in want if i == h["item_id"]]
+                assert tied and tied[0] == pytest.approx(w_score, abs=2e-6), (user, position)
+            else:
+                for name, value in w_comps.items():
+                    assert h["components"][name] == pytest.approx(value, abs=2e-6), (user, name)
+            assert sum(weights[k] * v for k, v in h["components"].items()) == pytest.approx(
+                h["score"], abs=1e-5
+            )
+            assert h["item_id"] not in deleted and h["item_id"] not in out_of_stock
+            assert (user, h["item_id"]) not in bought

@@ -3,10 +3,8 @@ users.recommendations out, checked against an independent reference computation.
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -19,6 +17,7 @@ from kit import (
     behaviour_consumers,
     delete_event,
     event_bytes,
+    final_recommendations,
     publish,
     upsert_event,
 )
@@ -26,24 +25,12 @@ from kit import (
 from encoders import Encoder
 from stream.behaviour.processor import BehaviourProcessor
 from stream.collections import ITEMS
-from stream.kafka.inspect import latest_by_key, read_topic
 from stream.sample_behaviour import sample_behaviour
 from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
 pytestmark = pytest.mark.integration
-
-
-def _final_recommendations(settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    latest = latest_by_key(read_topic(settings, settings.topic_recommendations))
-    out = {}
-    for key, value in latest.items():
-        assert key is not None and value is not None
-        message = json.loads(value)
-        assert message["user_id"] == key.decode()
-        out[key.decode()] = message["items"]
-    return out
 
 
 def _wait_progress(running: RunningConsumers, events: int, timeout_s: float = 120.0) -> None:
@@ -121,23 +108,8 @@ def test_recommendations_match_an_independent_reference(
                 live = [i for i in items if i["item_id"] not in deleted]
                 end = max(reference.parse(e).at for e in behaviour) + timedelta(days=1)
                 quiet = [i["item_id"] for i in items[-3:]]
-                triggers = []
                 users = [*sorted({e["user_id"] for e in behaviour}), "u-cold-1", "u-cold-2"]
-                for n, user in enumerate(users):
-                    target = (
-                        rng.choice(quiet)
-                        if user.startswith("u-cold")
-                        else rng.choice(live)["item_id"]
-                    )
-                    triggers.append(
-                        {
-                            "type": "view",
-                            "event_id": f"trigger-{n}",
-                            "occurred_at": end.isoformat().replace("+00:00", "Z"),
-                            "user_id": user,
-                            "item_id": target,
-                        }
-                    )
+                triggers = reference.trigger_events(users, live, quiet, end, rng)
                 publish(settings, settings.topic_user_events, map(event_bytes, triggers))
                 final.wait_caught_up()
 
@@ -148,42 +120,9 @@ def test_recommendations_match_an_independent_reference(
         store.close()
 
     assert set(vectors) == {i["item_id"] for i in items} - deleted
-    cat = reference.Catalogue(
-        vectors=vectors,
-        prices={i["item_id"]: i.get("price") for i in live},
-        in_stock={i["item_id"]: i.get("in_stock", True) for i in live},
-    )
-    everyone = [reference.parse(e) for e in behaviour]
-    by_user: dict[str, list[reference.Event]] = defaultdict(list)
-    for e in [*everyone, *map(reference.parse, triggers)]:
-        by_user[e.user_id].append(e)
-    got = _final_recommendations(settings)
+    got = final_recommendations(settings)
     assert set(got) == set(users)
-    bought = {(e.user_id, e.item_id) for e in everyone if e.type == "purchase"}
-    out_of_stock = {i["item_id"] for i in items if not i.get("in_stock", True)}
-    weights = {
-        "semantic": settings.rank_weight_semantic,
-        "collaborative": settings.rank_weight_collaborative,
-        "popularity": settings.rank_weight_popularity,
-        "price": settings.rank_weight_price,
-    }
-    for user in users:
-        have = got[user]
-        want = reference.recommend(by_user[user], everyone, cat, settings)
-        assert len(have) == len(want) == settings.recommendations_n, user
-        for position, (h, (w_id, w_score, w_comps)) in enumerate(zip(have, want, strict=True)):
-            assert h["score"] == pytest.approx(w_score, abs=2e-6), (user, position)
-            if h["item_id"] != w_id:  # only a tie may swap places
-                tied = [s for i, s, _ in want if i == h["item_id"]]
-                assert tied and tied[0] == pytest.approx(w_score, abs=2e-6), (user, position)
-            else:
-                for name, value in w_comps.items():
-                    assert h["components"][name] == pytest.approx(value, abs=2e-6), (user, name)
-            assert sum(weights[k] * v for k, v in h["components"].items()) == pytest.approx(
-                h["score"], abs=1e-5
-            )
-            assert h["item_id"] not in deleted and h["item_id"] not in out_of_stock
-            assert (user, h["item_id"]) not in bought
+    reference.assert_recommendations(settings, got, behaviour, triggers, items, vectors, deleted)
     for cold in ("u-cold-1", "u-cold-2"):
         assert all(
             h["components"]["semantic"] == 0 and h["components"]["collaborative"] == 0

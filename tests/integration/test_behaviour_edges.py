@@ -59,7 +59,10 @@ def test_bad_behaviour_events_are_dead_lettered(
         (
             (
                 b"u-x",
-                b'{"type": "view", "event_id": "e", "occurred_at": "2026-11-22T10:00:00Z", "user_id": "u-x", "item_id": "a", "price": NaN}',
+                (
+                    b'{"type": "view", "event_id": "e", "occurred_at": "2026-11-22T10:00:00Z", '
+                    b'"user_id": "u-x", "item_id": "a", "price": NaN}'
+                ),
             ),
             "invalid_json",
         ),

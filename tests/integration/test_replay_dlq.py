@@ -1,0 +1,143 @@
+"""``recstream replay-dlq`` on the real broker: dead letters made by a real consumer go back to
+their source topic once a fix makes them valid, exactly once across runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
+
+from encoders import Encoder
+from stream.cli import main
+from stream.collections import ITEMS
+from stream.kafka.inspect import read_topic, scan_topic
+from stream.replay import (
+    ALREADY_REPLAYED,
+    HEADER_REPLAYED_FROM,
+    OTHER_REASON,
+    OVER_LIMIT,
+    REFUSED,
+    REPLAYED,
+    WOULD_REPLAY,
+    replay_dead_letters,
+    replayed_topic,
+)
+from stream.sample_catalog import sample_items
+from stream.settings import Settings
+from stream.store.edge import EdgeStore
+
+pytestmark = pytest.mark.integration
+
+
+def _ends(settings: Settings, topic: str) -> int:
+    """Messages in ``topic`` (sum of the partitions' end offsets)."""
+    return sum(scan_topic(settings, topic)[1].values())
+
+
+def test_replay_after_a_fix_processes_dead_letters_once(
+    make_settings: Callable[..., Settings],
+    encoder: Encoder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A too_large event dead-lettered by the real consumer: a dry run publishes nothing; after
+    the fix (a larger max_message_bytes) a replay filtered by reason sends the original key and
+    value, with a replayed-from header, to its source partition and the consumer processes it;
+    a second replay sends nothing again; --limit caps a run; the CLI prints a table, exits 0."""
+    broken = make_settings(max_message_bytes=2_048)
+    items = sample_items(12, seed=8)
+    big = {**items[0], "item_id": "sku-big", "description": "roomy " * 600}  # ~3.6 KB
+    good = [event_bytes(upsert_event(i, 1, "item.created")) for i in items[1:]]
+    too_large = event_bytes(upsert_event(big, 1, "item.created"))
+    schema = (b"sku-bad", b'{"type": "item.created", "event_id": "e"}')
+    not_json = (b"sku-worse", b"{nope")
+    publish(broken, broken.topic_items, [*good[:5], too_large, schema, *good[5:], not_json])
+    dlq = broken.dlq_topic(broken.topic_items)
+
+    store = EdgeStore(broken.qdrant_path)
+    try:
+        with RunningConsumer(broken, encoder, store) as running:
+            running.wait_caught_up()
+        assert store.count(ITEMS) == len(good)
+        dead = read_topic(broken, dlq)
+        assert sorted(r.headers["recstream.error"] for r in dead) == [
+            b"invalid_json",
+            b"schema",
+            b"too_large",
+        ]
+        published = _ends(broken, broken.topic_items)
+
+        dry = replay_dead_letters(broken, dlq, dry_run=True)
+        assert dry.replayed == 3 and dry.count(WOULD_REPLAY) == 3
+        assert _ends(broken, broken.topic_items) == published, "a dry run published"
+        assert read_topic(broken, replayed_topic(dlq)) == []
+
+        fixed = broken.model_copy(update={"max_message_bytes": 262_144})
+        report = replay_dead_letters(fixed, dlq, dry_run=False, reason="too_large")
+        assert report.count(REPLAYED) == 1 and report.count(OTHER_REASON) == 2
+        replays = read_topic(fixed, fixed.topic_items)
+        replayed = [r for r in replays if HEADER_REPLAYED_FROM in r.headers]
+        assert len(replayed) == 1
+        source = next(r for r in dead if r.headers["recstream.error"] == b"too_large")
+        assert (replayed[0].key, replayed[0].value) == too_large
+        assert replayed[0].headers[HEADER_REPLAYED_FROM].decode() == (
+            f"{dlq}/{source.partition}/{source.offset}"
+        )
+        assert replayed[0].partition == int(source.headers["recstream.source"].split(b"/")[-2])
+
+        with RunningConsumer(fixed, encoder, store) as running:
+            running.wait_caught_up()
+        assert store.count(ITEMS) == len(good) + 1
+        assert final_lists(fixed).get("sku-big"), "the replayed item has no neighbour list"
+
+        again = replay_dead_letters(fixed, dlq, dry_run=False, reason="too_large")
+        assert again.count(REPLAYED) == 0 and again.count(ALREADY_REPLAYED) == 1
+        assert _ends(fixed, fixed.topic_items) == published + 1, "a second replay published"
+
+        limited = replay_dead_letters(fixed, dlq, dry_run=False, limit=1)
+        assert limited.count(REPLAYED) == 1 and limited.count(OVER_LIMIT) == 1
+        assert limited.count(ALREADY_REPLAYED) == 1
+    finally:
+        store.close()
+
+    settings_args = [f"--kafka-bootstrap={fixed.kafka_bootstrap}", f"--topic={dlq}"]
+    assert main(["replay-dlq", "--dry-run", "--log-level=warning", *settings_args]) == 0
+    out = capsys.readouterr().out
+    assert f"dry run: {dlq}: would replay 1 of 3 dead letters" in out
+    assert "already replayed" in out and "total" in out
+    assert _ends(fixed, fixed.topic_items) == published + 2
+    markers = {
+        json.loads(r.value or b"{}")["replayed_to"] for r in read_topic(fixed, replayed_topic(dlq))
+    }
+    assert len(markers) == 2
+
+
+def test_replay_refuses_dead_letters_without_a_usable_source(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A dead letter whose source is a DLQ topic, or that has no (or a malformed) source header,
+    is refused: nothing is published anywhere and nothing is recorded as replayed."""
+    from confluent_kafka import Producer
+
+    from stream.kafka.config import producer_config
+
+    settings = make_settings()
+    dlq = settings.dlq_topic(settings.topic_items)
+    producer = Producer(producer_config(settings))
+    for headers in (
+        [("recstream.error", b"schema"), ("recstream.source", f"{dlq}/0/3".encode())],
+        [("recstream.error", b"schema")],
+        [("recstream.error", b"schema"), ("recstream.source", b"nonsense")],
+    ):
+        producer.produce(dlq, key=b"k", value=b"{}", headers=headers)
+    assert producer.flush(30) == 0
+
+    report = replay_dead_letters(settings, dlq, dry_run=False)
+    assert report.count(REFUSED) == 3 and report.replayed == 0
+    notes = sorted(d.note for d in report.decisions)
+    assert any("dead-letter topic" in n for n in notes), notes
+    assert _ends(settings, dlq) == 3, "something was published to the DLQ"
+    assert read_topic(settings, replayed_topic(dlq)) == []
+    with pytest.raises(ValueError, match="not a dead-letter topic"):
+        replay_dead_letters(settings, settings.topic_items, dry_run=True)
