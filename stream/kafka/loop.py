@@ -121,6 +121,7 @@ class BatchConsumer:
         self._stop: threading.Event | None = None
         self._stopping_since: float | None = None
         self._batch_lock = batch_lock or contextlib.nullcontext()
+        self._owned: set[tuple[str | None, int | None]] = set()
         self.paused = False
         """True while a failing batch is being retried (partitions paused)."""
 
@@ -132,7 +133,12 @@ class BatchConsumer:
         ensure_topics(s, self.topics)
         self._producer = self._producer_factory(producer_config(s))
         self._consumer = self._consumer_factory(consumer_config(s, self.group))
-        self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
         log.info("consumer.started", topic=self.topic, group=self.group)
         try:
             while not stop.is_set():
@@ -152,6 +158,9 @@ class BatchConsumer:
         room = max(1, self._batcher.max_items - len(self._batcher))
         messages, self._held = self._held + self._consumer.consume(room, timeout), []
         for msg in messages:
+            if (msg.topic(), msg.partition()) not in self._owned:
+                # fetched just before its partition was revoked: the new owner redoes it
+                continue
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -287,13 +296,19 @@ class BatchConsumer:
             # which is safe because every effect is idempotent.
             log.warning("consumer.commit_failed", error=str(exc), partitions=len(offsets))
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._owned.update((p.topic, p.partition) for p in partitions)
+        log.info("consumer.assigned", partitions=[(p.topic, p.partition) for p in partitions])
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Finish what was read so far (it may include the revoked partitions) and commit it
-        # while this member still owns them.
+        # while this member still owns them; bounded by one batch.
         log.info("consumer.revoked", partitions=[(p.topic, p.partition) for p in partitions])
         self._finish(self._batcher.flush())
+        self._owned.difference_update((p.topic, p.partition) for p in partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Ownership is already gone: nothing can be committed; the new owner redoes the work.
         log.warning("consumer.lost", partitions=[(p.topic, p.partition) for p in partitions])
         self._batcher.flush()
+        self._owned.difference_update((p.topic, p.partition) for p in partitions)
