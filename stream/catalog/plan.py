@@ -65,11 +65,16 @@ class Received:
 
 
 def newest_per_item(events: list[Received]) -> dict[str, Received]:
-    """The newest event of each item; on equal stamps the later one in the log wins."""
+    """The newest event of each item. On equal stamps the later one in the log wins, except that
+    an upsert never displaces a deletion (as across batches, a deletion wins a tie)."""
     newest: dict[str, Received] = {}
     for r in events:
         current = newest.get(r.item_id)
-        if current is None or not current.stamp.newer_than(r.stamp):
+        if (
+            current is None
+            or r.stamp.newer_than(current.stamp)
+            or (not current.stamp.newer_than(r.stamp) and (r.is_delete or not current.is_delete))
+        ):
             newest[r.item_id] = r
     return newest
 
@@ -101,13 +106,14 @@ def plan_batch(
         current = stored.get(item_id)
         gone = deleted.get(item_id)
         older_than_stored = current is not None and Stamp.from_payload(current).newer_than(r.stamp)
-        # a deletion wins over an upsert with the same stamp
+        gone_stamp = Stamp.from_payload(gone) if gone is not None else None
+        # a deletion wins over an upsert with the same stamp; an older deletion must not
+        # replace the record of a newer one (a later upsert would then come back to life)
         not_after_deletion = (
-            gone is not None
-            and not r.is_delete
-            and not r.stamp.newer_than(Stamp.from_payload(gone))
+            gone_stamp is not None and not r.is_delete and not r.stamp.newer_than(gone_stamp)
         )
-        if older_than_stored or not_after_deletion:
+        older_deletion = gone_stamp is not None and r.is_delete and gone_stamp.newer_than(r.stamp)
+        if older_than_stored or not_after_deletion or older_deletion:
             plan.stale.append(r)
         elif r.is_delete:
             plan.delete.append(r)

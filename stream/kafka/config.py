@@ -34,7 +34,7 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
-        "partition.assignment.strategy": "cooperative-sticky",
+        "partition.assignment.strategy": settings.kafka_assignment_strategy,
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
         # fetch quickly, a micro-batch's deadline is counted in milliseconds

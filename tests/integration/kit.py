@@ -127,7 +127,11 @@ class RunningConsumers:
             if all(group_lag(s, c.group, c.topic) == 0 for c in self.consumers):
                 return
             time.sleep(0.5)
-        raise AssertionError(f"consumers did not catch up in {timeout_s}s")
+        state = [
+            (c.topic, group_lag(s, c.group, c.topic), sorted(c._owned), c.paused, c.buffered)
+            for c in self.consumers
+        ]
+        raise AssertionError(f"consumers did not catch up in {timeout_s}s: {state}")
 
 
 class RunningConsumer(RunningConsumers):

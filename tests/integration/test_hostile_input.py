@@ -89,7 +89,7 @@ def _check_dead_letters(
     twice = [s for s, n in sources.items() if n > 1]
     assert not twice, f"dead-lettered more than once: {twice[:5]}"
     wrongly = [
-        (s, published[s].kind, r.headers.get("recstream.detail"))
+        (s, published[s].kind if s in published else "?", r.headers.get("recstream.detail"))
         for r in records
         if (s := r.headers.get("recstream.source", b"").decode()) not in bad
     ]

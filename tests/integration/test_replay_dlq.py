@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+import structlog
 from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
 
 from encoders import Encoder
@@ -102,7 +103,10 @@ def test_replay_after_a_fix_processes_dead_letters_once(
         store.close()
 
     settings_args = [f"--kafka-bootstrap={fixed.kafka_bootstrap}", f"--topic={dlq}"]
-    assert main(["replay-dlq", "--dry-run", "--log-level=warning", *settings_args]) == 0
+    try:
+        assert main(["replay-dlq", "--dry-run", "--log-level=warning", *settings_args]) == 0
+    finally:
+        structlog.reset_defaults()  # main() configured JSON logging for the process
     out = capsys.readouterr().out
     assert f"dry run: {dlq}: would replay 1 of 3 dead letters" in out
     assert "already replayed" in out and "total" in out

@@ -53,10 +53,12 @@ def test_consumer_commits_only_what_the_loop_stores() -> None:
     assert conf["group.id"] == "recstream.catalog"
 
 
-def test_consumer_uses_cooperative_sticky_assignment() -> None:
-    """Rebalances are incremental (cooperative-sticky), so members keep partitions they own."""
-    conf = consumer_config(Settings(), "g")
-    assert conf["partition.assignment.strategy"] == "cooperative-sticky"
+def test_assignment_strategy_is_eager_range_by_default_and_configurable() -> None:
+    """The default is the eager range protocol (the embedded broker does not complete
+    cooperative rebalances); cooperative-sticky can be chosen for real Kafka."""
+    assert consumer_config(Settings(), "g")["partition.assignment.strategy"] == "range"
+    chosen = Settings(kafka_assignment_strategy="cooperative-sticky")
+    assert consumer_config(chosen, "g")["partition.assignment.strategy"] == "cooperative-sticky"
 
 
 def test_consumer_timeouts_come_from_the_settings() -> None:

@@ -1,0 +1,110 @@
+"""Rebalances while events flow: members join and leave the consumer groups mid-stream."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+import reference
+from kit import (
+    RunningConsumers,
+    assert_lists_match_brute_force,
+    behaviour_consumers,
+    event_bytes,
+    final_lists,
+    final_recommendations,
+    publish,
+    upsert_event,
+)
+
+from encoders import Encoder
+from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+from stream.collections import ITEMS
+from stream.sample_behaviour import sample_behaviour
+from stream.sample_catalog import sample_items
+from stream.settings import Settings
+from stream.store.edge import EdgeStore
+
+pytestmark = pytest.mark.integration
+
+
+def test_members_joining_and_leaving_change_no_final_output(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """Three members (each running the catalog, behaviour and item-stats consumers) join and
+    leave one after another while catalogue and behaviour events flow (cooperative-sticky
+    assignment; revoked partitions are finished and committed first). At the end every
+    neighbour list is the brute-force top-k and every recommendation equals the reference."""
+    rng = random.Random(71)
+    settings = make_settings(
+        weight_view=0.0,
+        rank_candidates=500,
+        cooccurrence_max=1_000,
+        history_max=100,
+        batch_max_items=24,
+    )
+    items = sample_items(140, seed=72)
+    behaviour = sample_behaviour(items[:-3], users=120, seed=73)
+    catalogue = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
+
+    def feed() -> None:
+        for start in range(0, len(catalogue), 20):
+            publish(settings, settings.topic_items, catalogue[start : start + 20])
+            time.sleep(0.7)
+        for start in range(0, len(behaviour), 100):
+            publish(
+                settings,
+                settings.topic_user_events,
+                map(event_bytes, behaviour[start : start + 100]),
+            )
+            time.sleep(0.7)
+
+    store = EdgeStore(settings.qdrant_path)
+
+    def member() -> RunningConsumers:
+        catalog = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store))
+        return RunningConsumers([catalog, *behaviour_consumers(settings, store, encoder.dim)])
+
+    try:
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        a = member()
+        a.start()
+        time.sleep(4)
+        b = member()
+        b.start()
+        time.sleep(4)
+        c = member()
+        c.start()
+        time.sleep(4)
+        a.stop()
+        time.sleep(4)
+        b.stop()
+        feeder.join()
+        for m in (a, b):
+            assert m.error is None, m.error
+        c.wait_caught_up()
+        end = max(reference.parse(e).at for e in behaviour) + timedelta(days=1)
+        users = [*sorted({e["user_id"] for e in behaviour}), "u-cold-1"]
+        quiet = [i["item_id"] for i in items[-3:]]
+        triggers = reference.trigger_events(users, items, quiet, end, rng)
+        publish(settings, settings.topic_user_events, map(event_bytes, triggers))
+        c.wait_caught_up()
+        c.stop()
+        revoked = sum(m.consumers[0].progress.batches for m in (a, b, c))
+        print(f"catalog batches by member: {[m.consumers[0].progress.batches for m in (a, b, c)]}")
+        assert revoked > 0
+        assert store.count(ITEMS) == len(items)
+        assert_lists_match_brute_force(final_lists(settings), store, settings.neighbours_k)
+        vectors = {
+            p.key: p.vector for p in store.scroll(ITEMS, with_vectors=True) if p.vector is not None
+        }
+    finally:
+        store.close()
+    got = final_recommendations(settings)
+    assert set(got) == set(users)
+    reference.assert_recommendations(settings, got, behaviour, triggers, items, vectors, set())
