@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     kafka_ssl_ca_location: str | None = None
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    kafka_assignment_strategy: Literal["range", "roundrobin", "cooperative-sticky"] = Field(
+        default="range",
+        description="partition assignment; cooperative-sticky moves fewer partitions on real "
+        "Kafka, but the embedded broker does not complete cooperative rebalances",
+    )
     group_id: str = "recstream"
 
     # topics
@@ -58,6 +63,11 @@ class Settings(BaseSettings):
         default=8_192, ge=64, description="token budget of one forward pass"
     )
     max_seq_length: int = Field(default=256, ge=8, le=8_192)
+    encoder_quantize: Literal["auto", "none", "bf16", "int8"] = Field(
+        default="auto",
+        description="CPU precision: auto (bf16 where the CPU computes it natively, else fp32), "
+        "none (fp32), bf16, int8 (dynamic); ignored on CUDA",
+    )
 
     # micro-batching
     batch_max_items: int = Field(default=256, ge=1)
