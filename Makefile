@@ -9,8 +9,10 @@ STAMP := $(VENV)/.recstream-installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# `make test` leaves out tests marked slow; `make test-full` runs every test.
+PYTEST_MARKERS ?= -m "not slow"
 
-.PHONY: install demo test lint check clean
+.PHONY: install demo test test-full lint check clean bench
 
 install: $(STAMP)
 
@@ -25,7 +27,24 @@ demo: $(STAMP)
 	$(VENV)/bin/recstream demo --log-format console --log-level warning
 
 test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_MARKERS) $(PYTEST_ARGS)
+
+test-full: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks that take up to ~10 minutes each on the 2-core development machine (bench/README.md);
+# results go to bench/results/. The 100,000-item end-to-end run is left out (see bench/README.md).
+BENCH_STAMP := $(VENV)/.recstream-bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(VENV)/bin/recstream bench encoder --log-level warning
+	$(VENV)/bin/recstream bench store --log-level warning
+	$(VENV)/bin/recstream bench e2e --items 10000 --log-level warning
+	$(VENV)/bin/recstream bench scaling --log-level warning
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

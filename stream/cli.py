@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from stream.settings import Settings
 
 _SETTINGS_HELP = "settings (each also RECSTREAM_<NAME> in the environment)"
+_ONLINE_RETAIL = "../shared/data/online_retail/online_retail.csv.gz"
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +82,33 @@ def build_parser() -> argparse.ArgumentParser:
     broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (foreground)")
     broker.add_argument("--port", type=int, default=9092)
 
+    evaluation = sub.add_parser("eval", help="offline evaluation on real data")
+    eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
+    recs = eval_sub.add_parser(
+        "recommendations", help="temporal-split evaluation of recommendations (Online Retail)"
+    )
+    recs.add_argument("--data", type=Path, default=Path(_ONLINE_RETAIL), help=f"[{_ONLINE_RETAIL}]")
+    recs.add_argument("--cutoff", default="2011-10-01", help="ISO date or time, UTC [2011-10-01]")
+    recs.add_argument("--max-users", type=int, default=None, help="fixed-seed sample of shoppers")
+    recs.add_argument("--max-rows", type=int, default=None, help="read only the first CSV rows")
+    recs.add_argument("--out", type=Path, default=Path("bench/results"), help="[bench/results]")
+    recs.add_argument("--workers", type=int, default=None, help="processes [one per CPU]")
+    _add_settings_options(recs)
+
+    replay = sub.add_parser(
+        "replay-dlq", help="send dead letters back to the topic they came from (after a fix)"
+    )
+    replay.add_argument("--topic", default=None, help="DLQ topic [the catalog DLQ]")
+    replay.add_argument("--dry-run", action="store_true", help="publish nothing, report only")
+    replay.add_argument("--reason", default=None, help="only dead letters with this reason code")
+    replay.add_argument("--limit", type=int, default=None, help="replay at most this many")
+    _add_settings_options(replay)
+
+    # benchmarks: `recstream bench encoder|store|e2e|scaling` (options in stream/bench/cli.py)
+    from stream.bench.cli import add_bench_parser
+
+    add_bench_parser(sub, _add_settings_options)
+
     schemas = sub.add_parser("schemas", help="message schemas")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     export = schemas_sub.add_parser("export", help="write the JSON Schema of every message")
@@ -110,6 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream.demo import run_demo
 
         return run_demo(settings, items=args.items, show=args.show)
+    if args.command == "bench":
+        from stream.bench.cli import run_bench
+
+        return run_bench(settings, args)
+    if args.command == "eval":
+        return _eval_recommendations(settings, args)
+    if args.command == "replay-dlq":
+        return _replay_dlq(settings, args)
     return _run(settings, args.which)
 
 
@@ -129,6 +165,41 @@ def _run(settings: Settings, which: str) -> int:
 
     stop = _stop_on_signals()
     return run_consumers(settings, which, stop)
+
+
+def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.evaluation.run import evaluate, format_table, parse_cutoff
+
+    if not args.data.is_file():
+        print(f"recstream: no data file at {args.data}: pass --data PATH", file=sys.stderr)
+        return 2
+    try:
+        cutoff = parse_cutoff(args.cutoff)
+        result = evaluate(
+            settings, args.data, cutoff, args.max_users, args.max_rows, args.out, args.workers
+        )
+    except ValueError as exc:  # a cutoff that is no date, or that leaves nobody to evaluate
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    print(f"results: {result['path']}")
+    return 0
+
+
+def _replay_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.replay import ReplayFailed, format_report, replay_dead_letters
+
+    topic = args.topic or settings.dlq_topic(settings.topic_items)
+    try:
+        report = replay_dead_letters(settings, topic, args.dry_run, args.reason, args.limit)
+    except ValueError as exc:  # not a DLQ topic
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    except ReplayFailed as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0
 
 
 def _broker(port: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -13,6 +14,23 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+class _StderrLogger:
+    """Writes each rendered line to whatever ``sys.stderr`` is *now*: a stream captured at
+    configuration time may be closed later (test runners, daemonisers), and a log line must
+    never crash a consumer."""
+
+    def msg(self, message: str) -> None:
+        # stderr closed or gone: drop the line rather than the process
+        with contextlib.suppress(ValueError, OSError):
+            print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*args: object) -> _StderrLogger:
+    return _StderrLogger()
 
 
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
@@ -30,6 +48,6 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         description="CPU precision: auto (bf16 where the CPU computes it natively, else fp32), "
         "none (fp32), bf16, int8 (dynamic); ignored on CUDA",
     )
+    encoder_threads: int = Field(
+        default=0, ge=0, description="torch CPU threads (whole process); 0 = torch's default"
+    )
 
     # micro-batching
     batch_max_items: int = Field(default=256, ge=1)

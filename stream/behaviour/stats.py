@@ -170,7 +170,7 @@ def apply_activity(
         "pop": pop,
         "co": dict(strongest),
         "ref": new_ref.isoformat(),
-        "seen": [*seen, activity.source][-max_seen:],
+        "seen": [*seen, activity.source][-max_seen:] if max_seen > 0 else [],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,3 +131,25 @@ def test_the_level_filters_lower_events(
     log.warning("loud")
     lines = capsys.readouterr().err.splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["loud"]
+
+
+def test_a_closed_stderr_never_breaks_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging configured while one stderr was current keeps working after that stream is
+    closed and replaced, and a closed stderr drops the line instead of raising."""
+    import io
+
+    import structlog
+
+    from stream.logs import configure_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging("json", "info")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    structlog.get_logger("t").info("after.close", n=1)
+    assert '"after.close"' in second.getvalue()
+    second.close()
+    structlog.get_logger("t").info("into.closed.stream")  # must not raise
+    structlog.reset_defaults()

@@ -325,3 +325,10 @@ def test_popularity_key_orders_like_popularity_at_a_common_time() -> None:
     assert kb - ka == pytest.approx(math.log(5.0) - math.log(4.0))
     assert popularity_key(None, 10.0) is None
     assert popularity_key({"pop": 0.0, "ref": t0.isoformat()}, 10.0) is None
+
+
+def test_max_seen_zero_keeps_no_sources() -> None:
+    """With max_seen=0 no source is remembered (a slice [-0:] would have kept them all)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    stats = apply_activity(None, ItemActivity("a", 1.0, at, "s-1"), 10.0, 5, max_seen=0)
+    assert stats is not None and stats["seen"] == []

@@ -1,0 +1,86 @@
+"""A reader of ``items.neighbours`` that notes when each item's own list first arrives.
+
+It is assigned every partition (no consumer group to join, nothing committed) and reads from
+the beginning, so it sees what any subscriber of the output topic would, and when.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from stream.kafka.config import client_config
+from stream.settings import Settings
+
+ListId = tuple[str, int | None]
+"""(item id, item_version) of a neighbour list."""
+
+
+class Arrivals:
+    """First arrival time (``time.monotonic()``) of each (item id, item_version) list."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self._consumer = Consumer(
+            {
+                **client_config(settings),
+                "group.id": f"recstream-bench-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                # arrival times are measured here: do not let the reader add much waiting
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self._first: dict[ListId, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.messages = 0
+        self._thread = threading.Thread(target=self._read, name="bench-reader", daemon=True)
+
+    def start(self) -> Arrivals:
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            batch = self._consumer.consume(num_messages=1_000, timeout=0.05)
+            now = time.monotonic()
+            for msg in batch:
+                value, key = msg.value(), msg.key()
+                if msg.error() is not None or value is None or key is None:
+                    continue
+                self.messages += 1
+                version = json.loads(value).get("item_version")
+                with self._lock:
+                    self._first.setdefault((key.decode(), version), now)
+
+    def at(self, wanted: ListId) -> float | None:
+        with self._lock:
+            return self._first.get(wanted)
+
+    def seen(self, wanted: list[ListId]) -> list[float]:
+        """Arrival times of those of ``wanted`` that have arrived."""
+        with self._lock:
+            return [self._first[w] for w in wanted if w in self._first]
+
+    def wait_for(self, wanted: list[ListId], deadline: float, progress_s: float = 10.0) -> int:
+        """Block until every list of ``wanted`` arrived or ``deadline``; how many arrived."""
+        next_report = time.monotonic() + progress_s
+        while True:
+            arrived = len(self.seen(wanted))
+            now = time.monotonic()
+            if arrived == len(wanted) or now >= deadline:
+                return arrived
+            if now >= next_report:
+                print(f"    {arrived:,}/{len(wanted):,} lists arrived", flush=True)
+                next_report = now + progress_s
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()

@@ -1,0 +1,160 @@
+"""``recstream bench encoder|store|e2e|scaling``: the options of each benchmark, and dispatch.
+
+Imports nothing heavy: each benchmark module (torch, Qdrant, Kafka) loads when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stream.bench.report import RESULTS_DIR
+from stream.settings import Settings
+
+AddSettings = Callable[[argparse.ArgumentParser], None]
+_DATA = Path("../shared/data")
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+
+
+def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
+    """Add ``bench`` and its sub-commands to the ``recstream`` parser's sub-parsers."""
+    bench = sub.add_parser(
+        "bench", help="benchmarks: write bench/results/<name>.json and <name>.png"
+    )
+    which = bench.add_subparsers(dest="bench_command", required=True)
+    out = {"type": Path, "default": RESULTS_DIR, "help": f"results folder [{RESULTS_DIR}]"}
+
+    enc = which.add_parser(
+        "encoder", help="recstream's encoder vs sentence-transformers on product texts"
+    )
+    enc.add_argument("--texts", type=int, default=500, help="texts encoded per round [500]")
+    enc.add_argument("--repeats", type=int, default=3, help="timed rounds [3]")
+    enc.add_argument("--warmup", type=int, default=1, help="untimed rounds first [1]")
+    enc.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated quantize/max_tokens[/threads] besides the settings' own "
+        "(default: a sweep of none, bf16 and int8 at 8192 and 2048 tokens, bf16 on 1 thread)",
+    )
+    enc.add_argument("--data", type=Path, default=_DATA, help=f"shared data folder [{_DATA}]")
+    enc.add_argument("--out", **out)
+    add_settings_options(enc)
+
+    store = which.add_parser(
+        "store", help="upserts/s, top-10 queries/s and memory of each vector store adapter"
+    )
+    store.add_argument("--sizes", type=_sizes, default=[10_000, 100_000], help="[10000,100000]")
+    store.add_argument(
+        "--adapters", default="edge,local", help="edge and/or local (qdrant-client local mode)"
+    )
+    store.add_argument("--upsert-budget-s", type=float, default=150.0, help="per case [150]")
+    store.add_argument("--query-budget-s", type=float, default=30.0, help="per case [30]")
+    store.add_argument("--queries", type=int, default=2_000, help="queries per case [2000]")
+    store.add_argument(
+        "--local-location", choices=["disk", "memory"], default="disk", help="local mode [disk]"
+    )
+    store.add_argument("--out", **out)
+    add_settings_options(store)  # only the log settings apply
+
+    e2e = which.add_parser(
+        "e2e", help="events/s and latency, catalog.items to items.neighbours, embedded parts"
+    )
+    e2e.add_argument("--items", type=int, default=10_000, help="catalogue size [10000]")
+    e2e.add_argument(
+        "--load", type=float, default=0.5, help="latency phase load, share of throughput [0.5]"
+    )
+    e2e.add_argument("--latency-seconds", type=float, default=60.0, help="latency phase [60]")
+    e2e.add_argument(
+        "--max-seconds", type=float, default=600.0, help="throughput phase budget [600]"
+    )
+    e2e.add_argument(
+        "--encoder-sample", type=int, default=1_024, help="texts for the encoder-only rate [1024]"
+    )
+    e2e.add_argument("--name", default=None, help="result file name [e2e-<items>]")
+    e2e.add_argument("--out", **out)
+    add_settings_options(e2e)
+
+    scaling = which.add_parser(
+        "scaling", help="catalog processor ms/event with 10,000 vs 100,000 items stored"
+    )
+    scaling.add_argument("--sizes", type=_sizes, default=[10_000, 100_000], help="[10000,100000]")
+    scaling.add_argument("--batch", type=int, default=256, help="new items per batch [256]")
+    scaling.add_argument("--batches", type=int, default=3, help="timed batches per size [3]")
+    scaling.add_argument(
+        "--base-items", type=int, default=2_000, help="sample items encoded for preloading [2000]"
+    )
+    scaling.add_argument(
+        "--optimize", action="store_true", help="build the store's HNSW index after preloading"
+    )
+    scaling.add_argument("--name", default="scaling", help="result file name [scaling]")
+    scaling.add_argument("--out", **out)
+    add_settings_options(scaling)
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the benchmark ``args.bench_command`` names; print its table and where results went."""
+    if args.bench_command == "encoder":
+        from stream.bench import encoder
+
+        spec = args.variants if args.variants is not None else encoder.DEFAULT_VARIANTS
+        variants = [encoder.Variant.parse(v) for v in spec.split(",") if v.strip()]
+        result = encoder.run(
+            settings, args.texts, args.repeats, args.warmup, variants, args.out, args.data
+        )
+        print(encoder.summary(result))
+    elif args.bench_command == "store":
+        from stream.bench import store
+
+        adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
+        unknown = set(adapters) - set(store.ADAPTERS)
+        if unknown:
+            print(f"recstream: unknown adapter(s) {sorted(unknown)}: use edge, local")
+            return 2
+        result = store.run(
+            adapters,
+            args.sizes,
+            args.upsert_budget_s,
+            args.query_budget_s,
+            args.queries,
+            args.local_location,
+            args.out,
+        )
+        print(store.summary(result))
+    elif args.bench_command == "e2e":
+        from stream.bench import e2e
+
+        result = e2e.run(
+            settings,
+            args.items,
+            args.load,
+            args.latency_seconds,
+            args.max_seconds,
+            args.encoder_sample,
+            args.out,
+            args.name,
+        )
+        print(e2e.summary(result))
+    elif args.bench_command == "scaling":
+        from stream.bench import scaling
+
+        result = scaling.run(
+            settings,
+            args.sizes,
+            args.batch,
+            args.batches,
+            args.base_items,
+            args.optimize,
+            args.out,
+            args.name,
+        )
+        print(scaling.summary(result))
+    else:  # pragma: no cover - argparse allows only the commands above
+        raise ValueError(args.bench_command)
+    for path in result["paths"]:
+        print(f"results: {path}")
+    return 0

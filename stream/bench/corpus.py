@@ -1,0 +1,79 @@
+"""Real product texts for the encoder benchmark, from ``../shared/data`` when it is there.
+
+Flipkart products become the text recstream embeds for an item (title, brand, categories and
+description, see :mod:`encoders.text`); Online Retail contributes its short product
+descriptions. Without the data, generated sample items stand in (and the result says so).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from encoders.text import item_text
+from schemas.catalog import Item
+from stream.sample_catalog import sample_items
+
+DATA = Path("../shared/data")
+FLIPKART = ("flipkart/flipkart_com-ecommerce_sample_1050.csv",)
+ONLINE_RETAIL = "online_retail/online_retail.csv.gz"
+_SEED = 20261122
+
+
+@dataclass(frozen=True)
+class Corpus:
+    texts: list[str]
+    sources: dict[str, int]
+    """How many texts came from each source."""
+
+
+def _flipkart(data: Path) -> list[str]:
+    texts: list[str] = []
+    for name in FLIPKART:
+        path = data / name
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                tree = row["product_category_tree"].strip('[]"')
+                item = Item(
+                    item_id=row["uniq_id"][:64],
+                    title=row["product_name"][:1000],
+                    description=row["description"][:20_000] or None,
+                    brand=row["brand"][:200] or None,
+                    categories=[c.strip()[:200] for c in tree.split(">>") if c.strip()][:16],
+                )
+                texts.append(item_text(item))
+    return texts
+
+
+def _online_retail(data: Path) -> list[str]:
+    path = data / ONLINE_RETAIL
+    if not path.is_file():
+        return []
+    seen: dict[str, None] = {}
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            text = " ".join((row["Description"] or "").split())
+            if len(text) > 3 and any(c.isalpha() for c in text):
+                seen.setdefault(text, None)
+    return list(seen)
+
+
+def product_texts(n: int, data: Path = DATA) -> Corpus:
+    """``n`` texts (a fixed-seed sample): half Flipkart, half Online Retail where both exist."""
+    flipkart, retail = _flipkart(data), _online_retail(data)
+    rng = random.Random(_SEED)
+    if not flipkart and not retail:
+        items = sample_items(n, seed=_SEED)
+        texts = [item_text(Item.model_validate(i)) for i in items]
+        return Corpus(texts, {"generated_sample_items": len(texts)})
+    want_fk = min(len(flipkart), n - min(len(retail), n // 2))
+    picked_fk = rng.sample(flipkart, want_fk)
+    picked_or = rng.sample(retail, min(len(retail), n - want_fk))
+    texts = picked_fk + picked_or
+    rng.shuffle(texts)
+    return Corpus(texts, {"flipkart": len(picked_fk), "online_retail": len(picked_or)})

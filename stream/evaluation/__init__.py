@@ -1,0 +1,1 @@
+"""Offline evaluation on real behaviour, through the same code the consumers run."""

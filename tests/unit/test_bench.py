@@ -1,0 +1,70 @@
+"""The pure parts of the benchmarks: option parsing, preloaded lists, percentiles, results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.bench.encoder import Variant
+from stream.bench.report import LoadMonitor, new_result, percentiles, write_json
+from stream.bench.scaling import exact_lists, jittered
+from stream.cli import build_parser
+
+
+def test_bench_commands_parse_with_their_options() -> None:
+    """Each benchmark is a sub-command of `recstream bench` with its own options."""
+    parser = build_parser()
+    args = parser.parse_args(["bench", "store", "--sizes", "10_000,100000", "--adapters", "edge"])
+    assert (args.bench_command, args.sizes, args.adapters) == ("store", [10_000, 100_000], "edge")
+    args = parser.parse_args(["bench", "e2e", "--items", "500", "--batch-max-wait-ms", "20"])
+    assert (args.items, args.setting_batch_max_wait_ms) == (500, "20")
+    args = parser.parse_args(["bench", "encoder", "--variants", "int8/2048"])
+    assert args.variants == "int8/2048"
+    assert parser.parse_args(["bench", "scaling"]).sizes == [10_000, 100_000]
+
+
+def test_variant_spec() -> None:
+    """An encoder variant is quantize/max_tokens with optional threads; anything else is refused."""
+    assert Variant.parse("bf16/8192") == Variant("bf16", 8192, None)
+    assert Variant.parse(" none/2048/1 ") == Variant("none", 2048, 1)
+    with pytest.raises(ValueError, match="quantize/max_tokens"):
+        Variant.parse("bf16")
+
+
+def test_exact_lists_match_brute_force() -> None:
+    """Preloaded lists are each row's k best other rows, best first, never the row itself."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((7, 16)).astype(np.float32)
+    vectors = jittered(base / np.linalg.norm(base, axis=1, keepdims=True), 3000, seed=2)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    ids, scores = exact_lists(vectors, 5)
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    for i in (0, 1023, 1024, 2999):  # rows on both sides of a chunk boundary
+        assert i not in ids[i]
+        np.testing.assert_allclose(scores[i], np.sort(sims[i])[::-1][:5], rtol=1e-6)
+        assert np.all(np.diff(scores[i]) <= 0)
+
+
+def test_percentiles_interpolate() -> None:
+    """p50/p95/p99 of 1..100 ms, as numpy interpolates them; none for no values."""
+    assert percentiles([float(v) for v in range(1, 101)]) == {
+        "p50": 50.5,
+        "p95": 95.0,
+        "p99": 99.0,
+    }
+    assert percentiles([]) == {}
+
+
+def test_result_names_machine_versions_and_load(tmp_path: Path) -> None:
+    """A written result names the machine, the versions and the load it ran under."""
+    with LoadMonitor() as load:
+        pass
+    path = write_json(new_result("demo", model="m", device="cpu", load=load.summary), "x", tmp_path)
+    written = json.loads(path.read_text())
+    assert written["machine"]["logical_cpus"] >= 1
+    assert written["versions"]["recstream"]
+    assert "loadavg_1m_start" in written["load"]
