@@ -84,7 +84,7 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
     )
     scaling.add_argument("--sizes", type=_sizes, default=[10_000, 100_000], help="[10000,100000]")
     scaling.add_argument("--batch", type=int, default=256, help="new items per batch [256]")
-    scaling.add_argument("--batches", type=int, default=3, help="timed batches per size [3]")
+    scaling.add_argument("--batches", type=int, default=2, help="timed batches per size [2]")
     scaling.add_argument(
         "--base-items", type=int, default=2_000, help="sample items encoded for preloading [2000]"
     )

@@ -159,7 +159,7 @@ class LoadMonitor:
 
 
 def describe(result: Mapping[str, Any]) -> str:
-    """One line for a figure: machine, model and device, key versions, load."""
+    """Two lines for a figure: machine, model and device; key versions and load."""
     m, v, load = result["machine"], result["versions"], result.get("load", {})
     parts = [
         f"{m['cpu']} ({m['logical_cpus']} CPUs, {m['memory_gib']} GiB)",
@@ -169,7 +169,7 @@ def describe(result: Mapping[str, Any]) -> str:
         f"load avg {load.get('loadavg_1m_mean', '?')}, "
         f"others' CPU share {load.get('others_cpu_share', '?')}",
     ]
-    return " | ".join(parts)
+    return " | ".join(parts[:2]) + "\n" + " | ".join(parts[2:])
 
 
 def new_result(benchmark: str, **fields: Any) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def save_figure(fig: Figure, result: Mapping[str, Any], name: str, out_dir: Path
     import matplotlib.pyplot as plt
 
     fig.text(0.01, 0.01, describe(result), fontsize=6.5, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     fig.savefig(path, dpi=110)
