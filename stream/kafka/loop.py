@@ -105,7 +105,6 @@ class BatchConsumer:
         self.topic = topic
         self.group = group
         self.topics = topics or {topic: {}}
-        self.name = topic
         self.progress = Progress()
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
