@@ -21,7 +21,7 @@ from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import InvalidEvent
 from schemas.outputs import Neighbour, NeighbourList
 from stream.catalog.neighbours import NeighbourFinder, NeighbourState
-from stream.catalog.plan import Received, item_payload, newest_per_item, plan_batch
+from stream.catalog.plan import Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
 from stream.kafka.loop import BatchConsumer, BatchResult, Output
@@ -120,6 +120,15 @@ class CatalogProcessor:
 
         own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh}
         changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
+        # A replay (the stamp already stored) may come from a batch that died after its store
+        # write and before its publish: the lists its item entered or left were never sent, so
+        # search around it again, with the stored vector.
+        replays = [
+            r.item_id for r in plan.refresh if r.stamp == Stamp.from_payload(stored[r.item_id])
+        ]
+        for key, point in self.store.retrieve(ITEMS, replays, with_vectors=True).items():
+            if point.vector is not None:
+                changed[key] = point.vector
         affected = (
             own | self.finder.listing([*changed, *gone]) | self.finder.entered_by(changed)
         ) - set(gone)

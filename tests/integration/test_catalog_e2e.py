@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -273,3 +274,36 @@ def _wait_events(running: RunningConsumer, n: int, timeout_s: float = 120.0) -> 
         assert running.error is None, running.error
         assert time.monotonic() < deadline, "consumer made no progress"
         time.sleep(0.1)
+
+
+def test_crash_between_store_write_and_publish_heals_on_replay(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """A consumer that dies after a batch's store writes and before its publish leaves items
+    stored but the lists they enter unsent; the replay after a restart (same stamps: nothing
+    re-encoded) still finds and republishes those lists, so every final list is exact. (The
+    crashing batch is the last one, so no later batch can repair the lists by chance.)"""
+    settings = make_settings(batch_max_items=64)
+    items = sample_items(72, seed=14)
+    events = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        publish(settings, settings.topic_items, events[:60])
+        with RunningConsumer(settings, encoder, store) as healthy:
+            healthy.wait_caught_up()
+        publish(settings, settings.topic_items, events[60:])
+        dying = RunningConsumer(settings, encoder, store)
+
+        def die_before_publish(result: Any) -> None:
+            raise RuntimeError("simulated crash after the store write, before the publish")
+
+        dying.consumer._publish = die_before_publish  # type: ignore[method-assign]
+        dying.start()
+        dying.thread.join(timeout=240)
+        assert isinstance(dying.error, RuntimeError)
+        assert store.count(ITEMS) == len(items), "the batch's store writes happened"
+        with RunningConsumer(settings, encoder, store) as running:
+            running.wait_caught_up()
+        assert_lists_match_brute_force(final_lists(settings), store, settings.neighbours_k)
+    finally:
+        store.close()
