@@ -7,8 +7,10 @@ on the same point. The key is also kept in the payload under ``"key"`` so search
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -123,6 +125,19 @@ class DimensionMismatch(StoreError):
 
 class StoreUnavailable(StoreError):
     """The engine failed or timed out; the operation may succeed if retried."""
+
+
+@contextmanager
+def engine_calls(lock: threading.RLock, engine: str) -> Iterator[None]:
+    """Serialise an adapter's engine calls and report engine failures as
+    :class:`StoreUnavailable` (retriable); our own errors pass through unchanged."""
+    with lock:
+        try:
+            yield
+        except (StoreError, KeyError, ValueError):
+            raise  # ours: a programming or configuration error, not an outage
+        except Exception as exc:
+            raise StoreUnavailable(f"{engine}: {type(exc).__name__}: {exc}"[:500]) from exc
 
 
 def as_vector(values: Sequence[float] | Vector) -> Vector:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,11 +17,10 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
-    StoreError,
-    StoreUnavailable,
     Vector,
     Where,
     as_vector,
+    engine_calls,
     point_id,
 )
 
@@ -78,16 +77,8 @@ class EdgeStore:
         self._shards: dict[str, qe.EdgeShard] = {}
         self._lock = threading.RLock()
 
-    @contextmanager
-    def _engine(self) -> Iterator[None]:
-        """Serialise engine calls and report engine failures as :class:`StoreUnavailable`."""
-        with self._lock:
-            try:
-                yield
-            except (StoreError, KeyError, ValueError):
-                raise  # ours: a programming or configuration error, not an outage
-            except Exception as exc:
-                raise StoreUnavailable(f"Qdrant Edge: {type(exc).__name__}: {exc}"[:500]) from exc
+    def _engine(self) -> AbstractContextManager[None]:
+        return engine_calls(self._lock, "Qdrant Edge")
 
     def _shard(self, collection: str) -> qe.EdgeShard:
         try:

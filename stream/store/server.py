@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -17,10 +17,9 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
-    StoreError,
-    StoreUnavailable,
     Where,
     as_vector,
+    engine_calls,
     point_id,
 )
 
@@ -79,16 +78,8 @@ class ServerStore:
         # keeps both adapters alike.
         self._lock = threading.RLock()
 
-    @contextmanager
-    def _engine(self) -> Iterator[None]:
-        """Serialise engine calls and report engine failures as :class:`StoreUnavailable`."""
-        with self._lock:
-            try:
-                yield
-            except (StoreError, KeyError, ValueError):
-                raise  # ours: a programming or configuration error, not an outage
-            except Exception as exc:
-                raise StoreUnavailable(f"Qdrant server: {type(exc).__name__}: {exc}"[:500]) from exc
+    def _engine(self) -> AbstractContextManager[None]:
+        return engine_calls(self._lock, "Qdrant server")
 
     def ensure_collection(
         self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
