@@ -29,6 +29,7 @@ from schemas.catalog import Item
 from stream.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEMS
+from stream.kafka.dlq import LocalMessage
 from stream.sample_catalog import catalog_events, sample_items
 from stream.settings import Settings
 from stream.store import StoredPoint
@@ -61,28 +62,6 @@ class TimedEncoder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)
-
-
-class _Msg:
-    """A Kafka message as the processor sees it (the Message protocol)."""
-
-    def __init__(self, offset: int, key: bytes, value: bytes) -> None:
-        self._offset, self._key, self._value = offset, key, value
-
-    def topic(self) -> str:
-        return "catalog.items"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
 
 
 def jittered(base: Vectors, n: int, seed: int) -> Vectors:
@@ -144,7 +123,7 @@ def _time_batches(
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
         msgs = [
-            _Msg(start + i, e["item"]["item_id"].encode(), json.dumps(e).encode())
+            LocalMessage(start + i, e["item"]["item_id"].encode(), json.dumps(e).encode())
             for i, e in enumerate(chunk)
         ]
         timed.seconds = 0.0

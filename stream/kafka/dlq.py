@@ -22,6 +22,36 @@ class Message(Protocol):
     def value(self) -> bytes | None: ...
 
 
+class LocalMessage:
+    """A message that did not come from a broker (benchmarks, tests), as processors see one."""
+
+    def __init__(
+        self,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        topic: str = "catalog.items",
+        partition: int = 0,
+    ) -> None:
+        self._offset, self._key, self._value = offset, key, value
+        self._topic, self._partition = topic, partition
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     key: bytes | None

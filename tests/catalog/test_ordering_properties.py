@@ -36,6 +36,7 @@ from encoders.text import item_text
 from schemas.catalog import Item
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import DELETED_ITEMS, ITEMS
+from stream.kafka.dlq import LocalMessage
 from stream.kafka.loop import Output
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -67,28 +68,6 @@ class HashEncoder:
         v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
         out: npt.NDArray[np.float32] = v / np.linalg.norm(v)
         return out
-
-
-class Msg:
-    """A Kafka message as the processor sees it (the Message protocol)."""
-
-    def __init__(self, offset: int, key: bytes, value: bytes) -> None:
-        self._offset, self._key, self._value = offset, key, value
-
-    def topic(self) -> str:
-        return SETTINGS.topic_items
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
 
 
 @dataclass(frozen=True)
@@ -205,7 +184,7 @@ def _run(store: EdgeStore, events: list[Event], sizes: list[int]) -> list[Output
     offset = 0
     for batch in _batches(events, sizes):
         entries = [
-            processor.receive(Msg(offset + i, e.item_id.encode(), e.to_bytes()))[0]
+            processor.receive(LocalMessage(offset + i, e.item_id.encode(), e.to_bytes()))[0]
             for i, e in enumerate(batch)
         ]
         result = processor.process(entries)

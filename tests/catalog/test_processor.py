@@ -14,32 +14,10 @@ import pytest
 from encoders import BertEncoder, Encoder, TextRejected
 from stream.catalog.processor import CatalogProcessor, Received
 from stream.collections import ITEMS
-from stream.kafka.dlq import DeadLetter
+from stream.kafka.dlq import DeadLetter, LocalMessage
 from stream.sample_catalog import catalog_events, sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
-
-
-class Msg:
-    """A Kafka message as the processor sees it (the Message protocol)."""
-
-    def __init__(self, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self._offset, self._key, self._value = offset, key, value
-
-    def topic(self) -> str:
-        return "catalog.items"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
 
 
 class RejectingEncoder:
@@ -74,7 +52,7 @@ def test_rejected_text_is_dead_lettered_and_the_rest_encoded(bert: Encoder, tmp_
     try:
         processor = CatalogProcessor(Settings(), RejectingEncoder(bert, "REJECT-ME"), store)
         msgs = [
-            Msg(i, e["item"]["item_id"].encode(), json.dumps(e).encode())
+            LocalMessage(i, e["item"]["item_id"].encode(), json.dumps(e).encode())
             for i, e in enumerate(events)
         ]
         entries = [processor.receive(m)[0] for m in msgs]
@@ -97,11 +75,11 @@ def test_tokens_counted_and_bad_input_becomes_dead_letter(bert: Encoder, tmp_pat
     try:
         processor = CatalogProcessor(Settings(max_message_bytes=2_048), bert, store)
         event = catalog_events(sample_items(1), datetime(2026, 11, 22, tzinfo=UTC))[0]
-        good, tokens = processor.receive(Msg(0, b"sku-000001", json.dumps(event).encode()))
+        good, tokens = processor.receive(LocalMessage(0, b"sku-000001", json.dumps(event).encode()))
         assert isinstance(good, Received) and tokens == bert.count_tokens([good.text or ""])[0] > 5
-        bad, _ = processor.receive(Msg(1, b"k", b"{nope"))
+        bad, _ = processor.receive(LocalMessage(1, b"k", b"{nope"))
         assert isinstance(bad, DeadLetter) and bad.reason == "invalid_json"
-        big, _ = processor.receive(Msg(2, b"k", b"x" * 3_000))
+        big, _ = processor.receive(LocalMessage(2, b"k", b"x" * 3_000))
         assert isinstance(big, DeadLetter) and big.reason == "too_large"
     finally:
         store.close()
