@@ -276,3 +276,27 @@ def final_recommendations(settings: Settings) -> dict[str, list[dict[str, Any]]]
         assert message["user_id"] == key.decode()
         out[key.decode()] = message["items"]
     return out
+
+
+def feed_slowly(
+    settings: Settings,
+    catalogue: list[tuple[bytes, bytes]],
+    behaviour: list[dict[str, Any]],
+    chunks: tuple[int, int],
+    pause_s: float,
+) -> threading.Thread:
+    """Publish the catalogue, then the behaviour, in chunks with pauses, from a started thread:
+    events keep arriving while a test kills or moves consumers."""
+
+    def feed() -> None:
+        for start in range(0, len(catalogue), chunks[0]):
+            publish(settings, settings.topic_items, catalogue[start : start + chunks[0]])
+            time.sleep(pause_s)
+        for start in range(0, len(behaviour), chunks[1]):
+            events = behaviour[start : start + chunks[1]]
+            publish(settings, settings.topic_user_events, map(event_bytes, events))
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    return thread

@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,6 +21,7 @@ from kit import (
     behaviour_consumers,
     committed_count,
     event_bytes,
+    feed_slowly,
     final_lists,
     final_recommendations,
     publish,
@@ -68,20 +68,8 @@ def test_sigkill_at_random_moments_loses_nothing(
     behaviour = sample_behaviour(items[:-3], users=120, seed=63)
     catalogue = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
 
-    def feed() -> None:  # events keep arriving while the process is killed
-        for start in range(0, len(catalogue), 40):
-            publish(settings, settings.topic_items, catalogue[start : start + 40])
-            time.sleep(1.0)
-        for start in range(0, len(behaviour), 150):
-            publish(
-                settings,
-                settings.topic_user_events,
-                map(event_bytes, behaviour[start : start + 150]),
-            )
-            time.sleep(1.0)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
+    # events keep arriving while the process is killed
+    feeder = feed_slowly(settings, catalogue, behaviour, (40, 150), 1.0)
     kills = injected = 0
     env = settings_env(settings)
     for round_ in range(6):

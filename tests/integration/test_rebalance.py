@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,6 +14,7 @@ from kit import (
     assert_lists_match_brute_force,
     behaviour_consumers,
     event_bytes,
+    feed_slowly,
     final_lists,
     final_recommendations,
     publish,
@@ -36,7 +36,7 @@ def test_members_joining_and_leaving_change_no_final_output(
     make_settings: Callable[..., Settings], encoder: Encoder
 ) -> None:
     """Three members (each running the catalog, behaviour and item-stats consumers) join and
-    leave one after another while catalogue and behaviour events flow (cooperative-sticky
+    leave one after another while catalogue and behaviour events flow (the default eager range
     assignment; revoked partitions are finished and committed first). At the end every
     neighbour list is the brute-force top-k and every recommendation equals the reference."""
     rng = random.Random(71)
@@ -51,18 +51,6 @@ def test_members_joining_and_leaving_change_no_final_output(
     behaviour = sample_behaviour(items[:-3], users=120, seed=73)
     catalogue = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
 
-    def feed() -> None:
-        for start in range(0, len(catalogue), 20):
-            publish(settings, settings.topic_items, catalogue[start : start + 20])
-            time.sleep(0.7)
-        for start in range(0, len(behaviour), 100):
-            publish(
-                settings,
-                settings.topic_user_events,
-                map(event_bytes, behaviour[start : start + 100]),
-            )
-            time.sleep(0.7)
-
     store = EdgeStore(settings.qdrant_path)
 
     def member() -> RunningConsumers:
@@ -70,8 +58,7 @@ def test_members_joining_and_leaving_change_no_final_output(
         return RunningConsumers([catalog, *behaviour_consumers(settings, store, encoder.dim)])
 
     try:
-        feeder = threading.Thread(target=feed)
-        feeder.start()
+        feeder = feed_slowly(settings, catalogue, behaviour, (20, 100), 0.7)
         a = member()
         a.start()
         time.sleep(4)
