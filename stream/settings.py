@@ -80,8 +80,16 @@ class Settings(BaseSettings):
     # outputs
     neighbours_k: int = Field(default=10, ge=1, le=1_000)
     recommendations_n: int = Field(default=20, ge=1, le=1_000)
+    neighbour_search: Literal["auto", "memory", "store"] = Field(
+        default="auto",
+        description="where the catalog consumer computes lists: memory (exact matrix products "
+        "on an in-memory copy of the catalogue; one writer process only), store (store queries), "
+        "auto (memory unless the store is a shared server)",
+    )
     reverse_search_page: int = Field(
-        default=64, ge=1, description="page size of the search for lists a changed item enters"
+        default=64,
+        ge=1,
+        description="store search: page size of the search for lists a changed item enters",
     )
     reverse_search_max_pages: int = Field(default=16, ge=1)
 

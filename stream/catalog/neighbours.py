@@ -2,26 +2,36 @@
 
 Every item's payload remembers the list last published for it: ``nb_ids``, ``nb_scores`` and
 ``nb_floor`` (the k-th score, or -2 when the list is shorter than k). A changed item X enters
-item Y's list exactly when ``cos(X, Y) > Y.nb_floor``. Searching around X in pages, each next
-page restricted to points whose floor is below the lowest score seen so far, finds every such Y
-without scanning the catalogue: a Y further away has a lower cosine, so it can only qualify with
-a lower floor. Lists that name a changed or deleted item are found through the ``nb_ids`` index.
+item Y's list exactly when ``cos(X, Y) > Y.nb_floor``; Y's new list is then its recorded list
+with X merged in (:func:`merged`), no search needed, as long as nothing on Y's list changed or
+left. Lists that name a changed or deleted item are found through the ``nb_ids`` index and
+recomputed with a top-k search.
+
+Two finders answer "whose lists does X enter" and "what is Y's top k":
+
+- :class:`MemoryFinder` (the default with an embedded store): exact matrix products against an
+  in-memory copy of the catalogue (:mod:`stream.catalog.index`).
+- :class:`StoreFinder` (a shared Qdrant server): store queries. The reverse search goes in pages
+  around X, each next page restricted to points whose floor is below the lowest score seen so
+  far: a Y further away has a lower cosine, so it can only qualify with a lower floor.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import structlog
 
+from stream.catalog.index import NO_FLOOR, MemoryIndex, unit
+from stream.settings import Settings
 from stream.store import Hit, SearchQuery, VectorStore, Where
-from stream.store.base import Vector
+from stream.store.base import Payload, Vector
 
 log = structlog.get_logger(__name__)
 
-NO_FLOOR = -2.0
-"""Floor of a list shorter than k: any item qualifies (cosine >= -1)."""
 SCORE_TOLERANCE = 1e-6
 
 
@@ -35,6 +45,11 @@ class NeighbourState:
     @classmethod
     def from_hits(cls, hits: list[Hit]) -> NeighbourState:
         return cls(tuple(h.key for h in hits), tuple(round(h.score, 6) for h in hits))
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, float]]) -> NeighbourState:
+        pairs = list(pairs)
+        return cls(tuple(k for k, _ in pairs), tuple(round(float(s), 6) for _, s in pairs))
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, object]) -> NeighbourState | None:
@@ -62,17 +77,28 @@ class NeighbourState:
         return {"nb_ids": list(self.ids), "nb_scores": list(self.scores), "nb_floor": floor}
 
 
-class NeighbourFinder:
-    """Finds affected lists and computes top-k lists in the ``collection`` of ``store``."""
+def merged(state: NeighbourState, entries: Mapping[str, float], k: int) -> NeighbourState:
+    """``state`` with items that entered it (id -> cosine) merged in, best k kept.
 
-    def __init__(
-        self, store: VectorStore, collection: str, k: int, page: int = 64, max_pages: int = 16
-    ) -> None:
+    Exact when ``state`` was the top k and no item on it changed or left since (then every
+    other item that can now be on the list is among ``entries``)."""
+    scores = dict(zip(state.ids, state.scores, strict=True))
+    scores.update(entries)
+    best = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
+    return NeighbourState.from_pairs(best)
+
+
+Entries = dict[str, dict[str, float]]
+"""List owner -> {changed item that enters its list: cosine}."""
+
+
+class NeighbourFinder:
+    """What both finders share: the ``nb_ids`` index lookup, and hooks a cache needs."""
+
+    def __init__(self, store: VectorStore, collection: str, k: int) -> None:
         self.store = store
         self.collection = collection
         self.k = k
-        self.page = page
-        self.max_pages = max_pages
 
     def listing(self, keys: Iterable[str]) -> set[str]:
         """Items whose last published list names any of ``keys``."""
@@ -81,9 +107,36 @@ class NeighbourFinder:
             out.update(self.store.keys_where(self.collection, Where(contains=("nb_ids", key))))
         return out
 
-    def entered_by(self, changed: Mapping[str, Vector]) -> set[str]:
-        """Items whose list each changed vector now enters (its cosine beats their floor)."""
-        affected: set[str] = set()
+    def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
+        """Items (not themselves changed) whose list each changed vector now enters."""
+        raise NotImplementedError
+
+    def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
+        """The current top-k list of each stored item among ``keys`` (itself excluded)."""
+        raise NotImplementedError
+
+    def written(self, upserted: Mapping[str, Vector], removed: Iterable[str]) -> None:
+        """The store now holds these vectors and no longer these keys."""
+
+    def recorded(self, lists: Mapping[str, Payload]) -> None:
+        """The store now records these lists (``NeighbourState.payload``) as published."""
+
+    def reset(self) -> None:
+        """A write may have failed half done: forget anything cached about the store."""
+
+
+class StoreFinder(NeighbourFinder):
+    """Every answer from store queries: right for a store other processes write too."""
+
+    def __init__(
+        self, store: VectorStore, collection: str, k: int, page: int = 64, max_pages: int = 16
+    ) -> None:
+        super().__init__(store, collection, k)
+        self.page = page
+        self.max_pages = max_pages
+
+    def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
+        entries: Entries = {}
         # per changed item: keys seen so far and the lowest score seen so far
         active: dict[str, tuple[frozenset[str], float | None]] = {
             key: (frozenset({key}), None) for key in changed
@@ -102,8 +155,8 @@ class NeighbourFinder:
             for key, hits in zip(keys, results, strict=True):
                 for h in hits:
                     floor = h.payload.get("nb_floor")
-                    if floor is None or h.score > float(floor):
-                        affected.add(h.key)
+                    if h.key not in changed and (floor is None or h.score > float(floor)):
+                        entries.setdefault(h.key, {})[key] = h.score
                 if len(hits) == self.page:
                     seen = active[key][0] | {h.key for h in hits}
                     nxt[key] = (seen, hits[-1].score)
@@ -115,11 +168,101 @@ class NeighbourFinder:
                 max_pages=self.max_pages,
                 hint="raise RECSTREAM_REVERSE_SEARCH_MAX_PAGES",
             )
-        return affected - set(changed)
+        return entries
 
-    def top_k(self, vectors: Mapping[str, Vector]) -> dict[str, NeighbourState]:
-        """The current top-k list of each item (itself excluded), in one batched search."""
-        keys = list(vectors)
-        queries = [SearchQuery(vectors[k], self.k, Where(frozenset({k}))) for k in keys]
+    def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
+        points = self.store.retrieve(self.collection, sorted(keys), with_vectors=True)
+        vectors = {k: p.vector for k, p in points.items() if p.vector is not None}
+        queries = [SearchQuery(v, self.k, Where(frozenset({k}))) for k, v in vectors.items()]
         results = self.store.search(self.collection, queries)
-        return {k: NeighbourState.from_hits(h) for k, h in zip(keys, results, strict=True)}
+        return {k: NeighbourState.from_hits(h) for k, h in zip(vectors, results, strict=True)}
+
+
+_INDEXES: weakref.WeakKeyDictionary[VectorStore, MemoryIndex] = weakref.WeakKeyDictionary()
+
+
+class MemoryFinder(NeighbourFinder):
+    """Exact answers from matrix products against an in-memory copy of the collection, shared
+    by every finder on the same store object, built from the store on first use."""
+
+    def __init__(self, store: VectorStore, collection: str, k: int, dim: int) -> None:
+        super().__init__(store, collection, k)
+        self.dim = dim
+
+    @property
+    def index(self) -> MemoryIndex:
+        index = _INDEXES.get(self.store)
+        if index is None:
+            index = MemoryIndex.load(self.store, self.collection, self.dim)
+            _INDEXES[self.store] = index
+            log.info("neighbours.index_loaded", items=len(index))
+        return index
+
+    def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
+        index = self.index
+        keys = list(changed)
+        if not keys or not len(index):
+            return {}
+        own_rows = [index.rows[k] for k in keys if k in index.rows]
+        queries = unit(np.asarray([changed[k] for k in keys], dtype=np.float32))
+        entries: Entries = {}
+        for part, scores in index.scores(queries):
+            enters = scores > index.floors[np.newaxis, :]
+            enters[:, own_rows] = False
+            for row, col in zip(*np.nonzero(enters), strict=True):
+                owner = index.keys[col]
+                entries.setdefault(owner, {})[keys[part.start + row]] = float(scores[row, col])
+        return entries
+
+    def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
+        index = self.index
+        found = [k for k in keys if k in index.rows]
+        size = min(self.k, len(index) - 1)
+        if size <= 0:
+            return {k: NeighbourState((), ()) for k in found}
+        queries = index.matrix[[index.rows[k] for k in found]]
+        out: dict[str, NeighbourState] = {}
+        for part, scores in index.scores(queries):
+            for row, key in enumerate(found[part]):
+                scores[row, index.rows[key]] = -np.inf
+            best = np.argpartition(-scores, size - 1, axis=1)[:, :size]
+            ranked = np.take_along_axis(scores, best, axis=1)
+            order = np.argsort(-ranked, axis=1, kind="stable")
+            for row, key in enumerate(found[part]):
+                cols = best[row][order[row]]
+                out[key] = NeighbourState.from_pairs((index.keys[c], scores[row, c]) for c in cols)
+        return out
+
+    def written(self, upserted: Mapping[str, Vector], removed: Iterable[str]) -> None:
+        index = self.index
+        index.put(upserted)
+        index.remove(removed)
+
+    def recorded(self, lists: Mapping[str, Payload]) -> None:
+        self.index.set_floors({k: float(p["nb_floor"]) for k, p in lists.items()})
+
+    def reset(self) -> None:
+        forget(self.store)
+
+
+def forget(store: VectorStore) -> None:
+    """Drop the in-memory copy of ``store``'s catalogue: for code that wrote the items
+    collection other than through a catalog processor (the next batch reloads it)."""
+    _INDEXES.pop(store, None)
+
+
+def finder_for(
+    store: VectorStore, settings: Settings, collection: str, dim: int
+) -> NeighbourFinder:
+    """The finder ``RECSTREAM_NEIGHBOUR_SEARCH`` asks for; ``auto``: in memory when no other
+    process can write the store (embedded engine, qdrant-client local mode), else the store."""
+    mode = settings.neighbour_search
+    if mode == "memory" or (mode == "auto" and store.exclusive):
+        return MemoryFinder(store, collection, settings.neighbours_k, dim)
+    return StoreFinder(
+        store,
+        collection,
+        settings.neighbours_k,
+        settings.reverse_search_page,
+        settings.reverse_search_max_pages,
+    )

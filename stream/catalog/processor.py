@@ -20,7 +20,8 @@ from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import InvalidEvent
 from schemas.outputs import Neighbour, NeighbourList
-from stream.catalog.neighbours import NeighbourFinder, NeighbourState
+from stream.catalog.index import NO_FLOOR
+from stream.catalog.neighbours import Entries, NeighbourState, finder_for, merged
 from stream.catalog.plan import Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
@@ -44,9 +45,7 @@ class CatalogProcessor:
         self.store = store
         self.k = settings.neighbours_k
         ensure_collections(store, encoder.dim)
-        self.finder = NeighbourFinder(
-            store, ITEMS, self.k, settings.reverse_search_page, settings.reverse_search_max_pages
-        )
+        self.finder = finder_for(store, settings, ITEMS, encoder.dim)
 
     def receive(self, msg: Message) -> tuple[Entry, int]:
         """Validate one message: a Received event with its token count, or a dead letter."""
@@ -81,6 +80,13 @@ class CatalogProcessor:
         return received, tokens
 
     def process(self, batch: list[Entry]) -> BatchResult:
+        try:
+            return self._process(batch)
+        except Exception:
+            self.finder.reset()  # the store may hold part of this batch's writes
+            raise
+
+    def _process(self, batch: list[Entry]) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult()
         dead = [e for e in batch if isinstance(e, DeadLetter)]
@@ -117,9 +123,10 @@ class CatalogProcessor:
                 for r in plan.delete
             ],
         )
+        changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
+        self.finder.written(changed, gone)
 
         own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh}
-        changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
         # A replay (the stamp already stored) may come from a batch that died after its store
         # write and before its publish: the lists its item entered or left were never sent, so
         # search around it again, with the stored vector.
@@ -129,10 +136,9 @@ class CatalogProcessor:
         for key, point in self.store.retrieve(ITEMS, replays, with_vectors=True).items():
             if point.vector is not None:
                 changed[key] = point.vector
-        affected = (
-            own | self.finder.listing([*changed, *gone]) | self.finder.entered_by(changed)
-        ) - set(gone)
-        result.outputs, published = self._lists(affected, own)
+        listed = self.finder.listing([*changed, *gone]) - set(gone)
+        entries = self.finder.entered_by(changed)
+        result.outputs, published = self._lists(own, listed, entries)
         result.confirm = published
         for item_id in gone:
             result.outputs.append(Output(self.settings.topic_neighbours, item_id.encode(), None))
@@ -156,7 +162,12 @@ class CatalogProcessor:
 
     def confirm(self, result: BatchResult) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
-        self.store.set_payload(ITEMS, result.confirm or {})
+        try:
+            self.store.set_payload(ITEMS, result.confirm or {})
+        except Exception:
+            self.finder.reset()
+            raise
+        self.finder.recorded(result.confirm or {})
 
     def _encode(self, items: list[Received]) -> tuple[dict[str, Vector], list[DeadLetter]]:
         texts = [r.text or "" for r in items]
@@ -178,24 +189,36 @@ class CatalogProcessor:
 
     @staticmethod
     def _with_lists(payload: Payload, previous: Payload | None) -> Payload:
-        # An upsert replaces the payload whole; keep the record of the last published list.
+        # An upsert replaces the payload whole; keep the record of the last published list. An
+        # item with none yet gets the lowest floor: every item enters its list, and the store
+        # finder's floor-filtered pages (which skip points without the field) still find it.
+        payload["nb_floor"] = NO_FLOOR
         for name in ("nb_ids", "nb_scores", "nb_floor"):
             if previous and name in previous:
                 payload[name] = previous[name]
         return payload
 
-    def _lists(self, affected: set[str], own: set[str]) -> tuple[list[Output], dict[str, Payload]]:
-        points = self.store.retrieve(ITEMS, sorted(affected), with_vectors=True)
-        vectors = {k: p.vector for k, p in points.items() if p.vector is not None}
-        meta = {k: p.payload for k, p in points.items()}
-        lists = self.finder.top_k(vectors)
+    def _lists(
+        self, own: set[str], listed: set[str], entries: Entries
+    ) -> tuple[list[Output], dict[str, Payload]]:
+        """The lists to publish: changed items' own lists and lists naming a changed or deleted
+        item are recomputed; a list only entered by changed items gets them merged in."""
+        affected = own | listed | set(entries)
+        meta = {k: p.payload for k, p in self.store.retrieve(ITEMS, sorted(affected)).items()}
+        recorded = {k: NeighbourState.from_payload(p) for k, p in meta.items()}
+        merge = {k for k in entries if k in meta and k not in own | listed and recorded[k]}
+        lists = self.finder.top_k(set(meta) - merge)
+        for key in merge:
+            state = recorded[key]
+            assert state is not None
+            lists[key] = merged(state, entries[key], self.k)
         now = datetime.now(UTC)
         outputs: list[Output] = []
         published: dict[str, Payload] = {}
         for key in sorted(lists):
             state = lists[key]
-            payload = meta.get(key, {})
-            if key not in own and state.same_as(NeighbourState.from_payload(payload)):
+            payload = meta[key]
+            if key not in own and state.same_as(recorded[key]):
                 continue
             message = NeighbourList(
                 item_id=key,

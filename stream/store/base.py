@@ -76,6 +76,9 @@ class Hit:
 class VectorStore(Protocol):
     """What recstream needs from a vector database. Collections hold one dense cosine vector."""
 
+    exclusive: bool
+    """True when no other process can write this store (so a process may cache what it holds)."""
+
     def ensure_collection(
         self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
     ) -> None:

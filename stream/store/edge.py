@@ -75,6 +75,7 @@ class EdgeStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, qe.EdgeShard] = {}
+        self.exclusive = True  # the engine locks a shard to one process
         self._lock = threading.RLock()
 
     def _engine(self) -> AbstractContextManager[None]:

@@ -68,6 +68,8 @@ class ServerStore:
         location: str | None = None,
         timeout_s: int = 30,
     ) -> None:
+        # local mode locks its directory to one process; a server is shared
+        self.exclusive = not url
         if url:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)
         elif location == ":memory:":

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from encoders.text import item_text
 from schemas.catalog import Item
+from stream.catalog.neighbours import forget
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import DELETED_ITEMS, ITEMS
 from stream.kafka.dlq import LocalMessage
@@ -175,11 +176,15 @@ def _empty(store: EdgeStore) -> None:
         except KeyError:
             continue  # not created yet
         store.delete(collection, keys)
+    forget(store)  # written behind the processor's back
 
 
-def _run(store: EdgeStore, events: list[Event], sizes: list[int]) -> list[Output]:
+def _run(
+    store: EdgeStore, events: list[Event], sizes: list[int], search: str = "auto"
+) -> list[Output]:
     """Feed the events through receive -> process -> confirm, batch by batch."""
-    processor = CatalogProcessor(SETTINGS, HashEncoder(), store)
+    settings = SETTINGS.model_copy(update={"neighbour_search": search})
+    processor = CatalogProcessor(settings, HashEncoder(), store)
     outputs: list[Output] = []
     offset = 0
     for batch in _batches(events, sizes):
@@ -207,17 +212,18 @@ def _brute_force(vectors: dict[str, npt.NDArray[np.float32]], key: str) -> list[
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(stream=event_streams())
+@pytest.mark.parametrize("search", ["memory", "store"])
 def test_final_state_and_lists_follow_the_newest_event(
-    store: EdgeStore, stream: tuple[list[Event], list[int]]
+    store: EdgeStore, search: str, stream: tuple[list[Event], list[int]]
 ) -> None:
     """Whatever the arrival order, batching, replays and duplicates: the store holds exactly the
     items whose newest event is an upsert, each with that event's version, title, price and
     vector; deleted items are absent; the last neighbour list published for each live item is
     the brute-force top-k over the final stored vectors (and names the item's final version);
-    the last record for an absent item, if any, is a tombstone."""
+    the last record for an absent item, if any, is a tombstone. Both neighbour finders."""
     events, sizes = stream
     _empty(store)
-    outputs = _run(store, events, sizes)
+    outputs = _run(store, events, sizes, search)
 
     want = reference(events)
     points = {p.key: p for p in store.scroll(ITEMS, with_vectors=True)}

@@ -19,6 +19,7 @@ class FlakyStore:
         self.inner = inner
         self.failing = threading.Event()
         self.failures = 0
+        self.exclusive = inner.exclusive
 
     def _check(self) -> None:
         if self.failing.is_set():

@@ -48,13 +48,21 @@ def _open(kind: str, settings: Settings, tmp_path: Path) -> VectorStore:
     return ServerStore(location=str(tmp_path / f"local-{settings.group_id}"))
 
 
-@pytest.mark.parametrize(("kind", "n"), [("edge", 320), ("server-local", 120)])
+@pytest.mark.parametrize(
+    ("kind", "n", "search"), [("edge", 320, "auto"), ("server-local", 120, "store")]
+)
 def test_every_list_is_the_exact_top_k(
-    kind: str, n: int, make_settings: Callable[..., Settings], encoder: Encoder, tmp_path: Path
+    kind: str,
+    n: int,
+    search: str,
+    make_settings: Callable[..., Settings],
+    encoder: Encoder,
+    tmp_path: Path,
 ) -> None:
     """Publishing a real catalogue gives every item a k-long list on items.neighbours equal to
-    the cosine top-k computed with numpy over the vectors read back from the store."""
-    settings = make_settings()
+    the cosine top-k computed with numpy over the vectors read back from the store. Edge with
+    the default (in-memory) neighbour search; qdrant-client with store queries."""
+    settings = make_settings(neighbour_search=search)
     items = _catalogue(n)
     publish(
         settings,
@@ -276,14 +284,15 @@ def _wait_events(running: RunningConsumer, n: int, timeout_s: float = 120.0) -> 
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("search", ["memory", "store"])
 def test_crash_between_store_write_and_publish_heals_on_replay(
-    make_settings: Callable[..., Settings], encoder: Encoder
+    search: str, make_settings: Callable[..., Settings], encoder: Encoder
 ) -> None:
     """A consumer that dies after a batch's store writes and before its publish leaves items
     stored but the lists they enter unsent; the replay after a restart (same stamps: nothing
     re-encoded) still finds and republishes those lists, so every final list is exact. (The
     crashing batch is the last one, so no later batch can repair the lists by chance.)"""
-    settings = make_settings(batch_max_items=64)
+    settings = make_settings(batch_max_items=64, neighbour_search=search)
     items = sample_items(72, seed=14)
     events = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
     store = EdgeStore(settings.qdrant_path)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream.catalog.neighbours import NO_FLOOR, SCORE_TOLERANCE, NeighbourState
+from stream.catalog.neighbours import NO_FLOOR, SCORE_TOLERANCE, NeighbourState, merged
 from stream.store import Hit
 
 
@@ -151,3 +151,26 @@ def test_payload_holds_plain_lists() -> None:
     p = state(("a", 0.9)).payload(k=1)
     assert type(p["nb_ids"]) is list
     assert type(p["nb_scores"]) is list
+
+
+# --- merged ----------------------------------------------------------------------------------
+
+
+def test_merged_inserts_entries_in_score_order_and_keeps_k() -> None:
+    """Entering items take their place by score; the list stays k long, best first."""
+    old = state(("a", 0.9), ("b", 0.8), ("c", 0.7))
+    new = merged(old, {"x": 0.85, "y": 0.75, "z": 0.1}, k=3)
+    assert new.ids == ("a", "x", "b")
+    assert new.scores == (0.9, 0.85, 0.8)
+
+
+def test_merged_fills_a_short_list() -> None:
+    """A list shorter than k (a small catalogue) takes every entering item."""
+    new = merged(state(("a", 0.5)), {"x": 0.2, "y": 0.7}, k=5)
+    assert new.ids == ("y", "a", "x")
+    assert new.payload(5)["nb_floor"] == NO_FLOOR
+
+
+def test_merged_without_entries_is_the_same_list() -> None:
+    old = state(("a", 0.9), ("b", 0.8))
+    assert merged(old, {}, k=2).same_as(old)
