@@ -134,13 +134,16 @@ class EdgeStore:
             self._shard(collection).update(qe.UpdateOperation.upsert_points(edge_points))
 
     def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
+        if not payloads:
+            return
+        ids = {point_id(key): key for key in payloads}
         with self._engine():
-            existing = self.retrieve(collection, list(payloads))
             shard = self._shard(collection)
-            for key, payload in payloads.items():
-                # The engine raises for a missing point; a point deleted meanwhile needs nothing.
-                if key in existing:
-                    shard.update(qe.UpdateOperation.set_payload([point_id(key)], dict(payload)))
+            # The engine raises for a missing point; a point deleted meanwhile needs nothing.
+            found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
+            for record in found:
+                key = ids[str(record.id)]
+                shard.update(qe.UpdateOperation.set_payload([str(record.id)], dict(payloads[key])))
 
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         if keys:
