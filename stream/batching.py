@@ -2,7 +2,8 @@
 
 Pure: no Kafka, no clock of its own. A batch closes when it holds ``max_items`` events, when
 adding one more would pass ``max_tokens``, or when ``max_wait_s`` has passed since its *first*
-event (so a steady trickle cannot postpone a flush forever).
+event was published (so a steady trickle cannot postpone a flush forever, and events that queued
+behind a slow batch are not made to wait a second time).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ class MicroBatcher(Generic[T]):
     def tokens(self) -> int:
         return self._tokens
 
-    def add(self, event: T, tokens: int = 0) -> list[T] | None:
+    def add(self, event: T, tokens: int = 0, age_s: float = 0.0) -> list[T] | None:
         """Add one event; returns a closed batch when this event closed one, else None.
+
+        ``age_s``: how long ago the event was published; a batch's wait starts then (a negative
+        age, from a clock ahead of ours, counts as 0).
 
         An event that would push the batch over its token budget closes the current batch
         and starts the next one; an event larger than the whole budget travels alone.
@@ -51,7 +55,7 @@ class MicroBatcher(Generic[T]):
         if self._events and self._tokens + tokens > self.max_tokens:
             closed = self._take()
         if not self._events:
-            self._opened_at = self._clock()
+            self._opened_at = self._clock() - max(0.0, age_s)
         self._events.append(event)
         self._tokens += tokens
         if closed is None and (

@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     # micro-batching
     batch_max_items: int = Field(default=256, ge=1)
     batch_max_tokens: int = Field(default=32_768, ge=64)
-    batch_max_wait_ms: int = Field(default=200, ge=0)
+    batch_max_wait_ms: int = Field(
+        default=50, ge=0, description="longest wait of a batch, from its first event's publish"
+    )
 
     # outputs
     neighbours_k: int = Field(default=10, ge=1, le=1_000)

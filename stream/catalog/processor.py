@@ -19,7 +19,7 @@ from encoders import Encoder, EncoderError
 from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import InvalidEvent
-from schemas.outputs import NeighbourList
+from schemas.outputs import neighbour_list_json
 from stream.catalog.index import NO_FLOOR
 from stream.catalog.neighbours import Entries, NeighbourState, finder_for, merged
 from stream.catalog.plan import Received, Stamp, item_payload, newest_per_item, plan_batch
@@ -220,22 +220,14 @@ class CatalogProcessor:
             payload = meta[key]
             if key not in own and state.same_as(recorded[key]):
                 continue
-            # validated from plain dicts by pydantic-core, without a Python object per neighbour
-            message = NeighbourList.model_validate(
-                {
-                    "item_id": key,
-                    "neighbours": [
-                        {"item_id": i, "score": s}
-                        for i, s in zip(state.ids, state.scores, strict=True)
-                    ],
-                    "model": self.encoder.name,
-                    "item_version": payload.get("version"),
-                    "generated_at": now,
-                }
+            value = neighbour_list_json(
+                key,
+                zip(state.ids, state.scores, strict=True),
+                self.encoder.name,
+                payload.get("version"),
+                now,
             )
-            outputs.append(
-                Output(self.settings.topic_neighbours, key.encode(), message.to_json_bytes())
-            )
+            outputs.append(Output(self.settings.topic_neighbours, key.encode(), value))
             published[key] = state.payload(self.k)
         return outputs, published
 

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from stream.batching import MicroBatcher
 from stream.kafka.config import consumer_config, producer_config
@@ -153,9 +161,17 @@ class BatchConsumer:
 
     def _poll_once(self) -> None:
         assert self._consumer is not None
-        timeout = self._batcher.time_left() if len(self._batcher) else _IDLE_POLL_S
         room = max(1, self._batcher.max_items - len(self._batcher))
-        messages, self._held = self._held + self._consumer.consume(room, timeout), []
+        if len(self._batcher) or self._held:
+            # an open batch: gather up to its size until its deadline
+            fetched = self._consumer.consume(room, self._batcher.time_left())
+        else:
+            # nothing open: return with the first message (asking for a full batch would hold
+            # it for up to _IDLE_POLL_S), then take what is already fetched behind it
+            fetched = self._consumer.consume(1, _IDLE_POLL_S)
+            if fetched and room > 1:
+                fetched += self._consumer.consume(room - 1, 0)
+        messages, self._held = self._held + fetched, []
         for msg in messages:
             if (msg.topic(), msg.partition()) not in self._owned:
                 # fetched just before its partition was revoked: the new owner redoes it
@@ -168,7 +184,7 @@ class BatchConsumer:
                     log.warning("consumer.consume_error", topic=self.topic, error=str(err))
                 continue
             entry, tokens = self.processor.receive(msg)
-            closed = self._batcher.add((entry, msg), tokens)
+            closed = self._batcher.add((entry, msg), tokens, _age_s(msg))
             if closed:
                 self._finish(closed)
         due = self._batcher.due()
@@ -190,15 +206,29 @@ class BatchConsumer:
         while True:
             try:
                 with self._batch_lock:
+                    t0 = time.perf_counter()
                     result = self.processor.process(entries)
+                    t1 = time.perf_counter()
                     self._publish(result)
+                    t2 = time.perf_counter()
                     self.processor.confirm(result)
+                    t3 = time.perf_counter()
                 break
             except RETRIABLE as exc:
                 attempt += 1
                 self._wait_before_retry(exc, attempt, started)
         self._resume()
         self._commit([msg for _, msg in batch])
+        log.debug(
+            "consumer.batch_timing",
+            topic=self.topic,
+            events=len(batch),
+            outputs=len(result.outputs),
+            process_ms=round((t1 - t0) * 1000, 1),
+            publish_ms=round((t2 - t1) * 1000, 1),
+            confirm_ms=round((t3 - t2) * 1000, 1),
+            commit_ms=round((time.perf_counter() - t3) * 1000, 1),
+        )
         p = self.progress
         p.batches += 1
         p.events += len(batch)
@@ -311,3 +341,11 @@ class BatchConsumer:
         log.warning("consumer.lost", partitions=[(p.topic, p.partition) for p in partitions])
         self._batcher.flush()
         self._owned.difference_update((p.topic, p.partition) for p in partitions)
+
+
+def _age_s(msg: Message) -> float:
+    """Seconds since the message was published, by its timestamp; 0 when it has none."""
+    kind, millis = msg.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE:
+        return 0.0
+    return time.time() - millis / 1000

@@ -292,7 +292,8 @@ def test_crash_between_store_write_and_publish_heals_on_replay(
     stored but the lists they enter unsent; the replay after a restart (same stamps: nothing
     re-encoded) still finds and republishes those lists, so every final list is exact. (The
     crashing batch is the last one, so no later batch can repair the lists by chance.)"""
-    settings = make_settings(batch_max_items=64, neighbour_search=search)
+    # a long wait: the 12 events published before the dying consumer starts form one batch
+    settings = make_settings(batch_max_items=64, batch_max_wait_ms=3_000, neighbour_search=search)
     items = sample_items(72, seed=14)
     events = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
     store = EdgeStore(settings.qdrant_path)

@@ -86,6 +86,23 @@ def test_new_batch_gets_new_deadline() -> None:
     assert b.time_left() == pytest.approx(0.04)
 
 
+def test_wait_counts_from_the_first_events_publish() -> None:
+    """An event that queued behind a slow batch brings its age: the wait it already did counts,
+    and an event older than the whole wait makes its batch due at once. Only the first event's
+    age sets the deadline; a negative age (a producer clock ahead of ours) counts as none."""
+    b, clock = make(max_items=100, max_wait_s=0.05)
+    b.add("a", 1, age_s=0.03)
+    assert b.time_left() == pytest.approx(0.02)
+    b.add("b", 1, age_s=10.0)  # not the first: the deadline stays
+    assert b.time_left() == pytest.approx(0.02)
+    clock.now += 0.02
+    assert b.due() == ["a", "b"]
+    b.add("late", 1, age_s=0.2)
+    assert b.due() == ["late"]
+    b.add("ahead", 1, age_s=-5.0)
+    assert b.time_left() == pytest.approx(0.05)
+
+
 def test_rejects_impossible_limits() -> None:
     """Limits that cannot form a batch are refused at construction."""
     with pytest.raises(ValueError):

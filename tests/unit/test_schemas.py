@@ -32,6 +32,7 @@ from schemas import (
 from schemas import catalog as c
 from schemas.behaviour import MAX_QUANTITY
 from schemas.errors import MAX_DETAIL_CHARS
+from schemas.outputs import neighbour_list_json
 
 # The examples of docs/design.md, "Messages on the wire", verbatim.
 CREATED = b"""{"type": "item.created", "event_id": "e-1", "occurred_at": "2026-11-22T10:00:00Z",
@@ -125,6 +126,42 @@ def test_outputs_write_generated_at_in_utc_with_z() -> None:
         generated_at=at,
     )
     assert json.loads(recs.to_json_bytes())["generated_at"] == "2026-11-22T10:00:01Z"
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    item_id=st.text(min_size=1, max_size=20),
+    neighbours=st.lists(
+        st.tuples(st.text(min_size=1, max_size=20), st.floats(-1, 1, allow_nan=False)),
+        max_size=12,
+    ),
+    version=st.one_of(st.none(), st.integers(0, 2**53)),
+    offset_hours=st.integers(-12, 12),
+)
+def test_fast_neighbour_list_json_is_the_models_message(
+    item_id: str,
+    neighbours: list[tuple[str, float]],
+    version: int | None,
+    offset_hours: int,
+) -> None:
+    """neighbour_list_json (the catalog consumer's writer) gives the message NeighbourList
+    writes: the same JSON once parsed, and it validates as a NeighbourList."""
+    at = datetime(2026, 11, 22, 12, 0, 1, 250_000, tzinfo=timezone(timedelta(hours=offset_hours)))
+    model = NeighbourList(
+        item_id=item_id,
+        neighbours=[Neighbour(item_id=i, score=s) for i, s in neighbours],
+        model="all-MiniLM-L6-v2",
+        item_version=version,
+        generated_at=at,
+    )
+    fast = neighbour_list_json(item_id, neighbours, "all-MiniLM-L6-v2", version, at)
+    assert json.loads(fast) == json.loads(model.to_json_bytes())
+    assert NeighbourList.model_validate_json(fast) == model
+
+
+def test_fast_neighbour_list_json_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        neighbour_list_json("a", [("b", float("nan"))], "m", 1, datetime.now(UTC))
 
 
 def test_outputs_reject_nan_scores() -> None:
