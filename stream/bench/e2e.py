@@ -243,6 +243,7 @@ def run(
             "encoder_quantize": s.encoder_quantize,
             "topic_partitions": s.topic_partitions,
             "neighbours_k": s.neighbours_k,
+            "neighbour_search": s.neighbour_search,
         },
         method={
             "broker": "embedded Tansu (memory storage)",

@@ -221,6 +221,7 @@ def run(
         model=encoder.name,
         device=encoder.device,
         precision=getattr(encoder, "precision", None),
+        settings={"neighbour_search": settings.neighbour_search, "batch": batch},
         method={
             "store": "EdgeStore (Qdrant Edge, embedded), "
             + ("optimize() after preloading" if optimize else "never optimised (as the pipeline)"),
