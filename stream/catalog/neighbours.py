@@ -223,6 +223,7 @@ class MemoryFinder(NeighbourFinder):
 
     def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
         index = self.index
+        keys = list(keys)
         out = {k: self._tops[k] for k in keys if k in self._tops}
         found = [k for k in keys if k in index.rows and k not in out]
         queries = index.matrix[[index.rows[k] for k in found]]
