@@ -292,8 +292,7 @@ def test_crash_between_store_write_and_publish_heals_on_replay(
     stored but the lists they enter unsent; the replay after a restart (same stamps: nothing
     re-encoded) still finds and republishes those lists, so every final list is exact. (The
     crashing batch is the last one, so no later batch can repair the lists by chance.)"""
-    # a long wait: the 12 events published before the dying consumer starts form one batch
-    settings = make_settings(batch_max_items=64, batch_max_wait_ms=3_000, neighbour_search=search)
+    settings = make_settings(batch_max_items=64, neighbour_search=search)
     items = sample_items(72, seed=14)
     events = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
     store = EdgeStore(settings.qdrant_path)
@@ -302,7 +301,12 @@ def test_crash_between_store_write_and_publish_heals_on_replay(
         with RunningConsumer(settings, encoder, store) as healthy:
             healthy.wait_caught_up()
         publish(settings, settings.topic_items, events[60:])
-        dying = RunningConsumer(settings, encoder, store)
+        # the dying consumer's batch closes exactly at the 12 new events, however slow its start
+        # (the events' age would otherwise close it with whatever was fetched first)
+        one_batch = settings.model_copy(
+            update={"batch_max_items": 12, "batch_max_wait_ms": 600_000}
+        )
+        dying = RunningConsumer(one_batch, encoder, store)
 
         def die_before_publish(result: Any) -> None:
             raise RuntimeError("simulated crash after the store write, before the publish")
