@@ -1,7 +1,8 @@
 """The collections recstream keeps in the vector store, and their payload indexes.
 
 - ``items``: one point per live item: its text vector, its description, and the neighbour list
-  last published for it (``nb_ids``, ``nb_scores``, ``nb_floor``).
+  last published for it (``nb_ids``, a list; ``nb_scores``, one comma-separated string;
+  ``nb_floor``, the k-th score or -2).
 - ``items_deleted``: a record (id and stamp) per deleted item, so that a late, older event
   cannot bring it back. Vectors are a 1-dimensional placeholder.
 - ``item_stats``: per item, decayed popularity and co-occurrence, written only by the item-stats

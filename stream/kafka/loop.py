@@ -128,6 +128,7 @@ class BatchConsumer:
         self._stop: threading.Event | None = None
         self._stopping_since: float | None = None
         self._batch_lock = batch_lock or contextlib.nullcontext()
+        self._idle_poll_s = min(_IDLE_POLL_S, max(0.01, settings.batch_max_wait_ms / 1000))
         self._owned: set[tuple[str | None, int | None]] = set()
         self.paused = False
         """True while a failing batch is being retried (partitions paused)."""
@@ -162,15 +163,11 @@ class BatchConsumer:
     def _poll_once(self) -> None:
         assert self._consumer is not None
         room = max(1, self._batcher.max_items - len(self._batcher))
-        if len(self._batcher) or self._held:
-            # an open batch: gather up to its size until its deadline
-            fetched = self._consumer.consume(room, self._batcher.time_left())
-        else:
-            # nothing open: return with the first message (asking for a full batch would hold
-            # it for up to _IDLE_POLL_S), then take what is already fetched behind it
-            fetched = self._consumer.consume(1, _IDLE_POLL_S)
-            if fetched and room > 1:
-                fetched += self._consumer.consume(room - 1, 0)
+        # An open batch is gathered until its deadline; with nothing open, wait at most one
+        # batch wait (not longer: the first message's age already counts towards its batch's
+        # deadline, so a long idle poll would only add latency).
+        timeout = self._batcher.time_left() if len(self._batcher) else self._idle_poll_s
+        fetched = self._consumer.consume(room, timeout)
         messages, self._held = self._held + fetched, []
         for msg in messages:
             if (msg.topic(), msg.partition()) not in self._owned:

@@ -129,7 +129,7 @@ def test_nothing_published_is_never_the_same() -> None:
 def test_payload_of_a_full_list_has_its_kth_score_as_floor() -> None:
     """With k neighbours, the floor is the k-th (lowest) score."""
     p = state(("a", 0.9), ("b", 0.7), ("c", 0.4)).payload(k=3)
-    assert p == {"nb_ids": ["a", "b", "c"], "nb_scores": [0.9, 0.7, 0.4], "nb_floor": 0.4}
+    assert p == {"nb_ids": ["a", "b", "c"], "nb_scores": "0.9,0.7,0.4", "nb_floor": 0.4}
 
 
 @pytest.mark.parametrize("size", [0, 1, 2])
@@ -146,11 +146,21 @@ def test_no_floor_is_below_every_cosine() -> None:
     assert NO_FLOOR < -1.0
 
 
-def test_payload_holds_plain_lists() -> None:
-    """The payload stores JSON lists (not tuples), as the vector stores expect."""
-    p = state(("a", 0.9)).payload(k=1)
+def test_payload_holds_plain_lists_and_packed_scores() -> None:
+    """The ids are a JSON list (not a tuple: the ``nb_ids`` index needs a list); the scores are
+    one string that reads back to the same floats, also for an empty list."""
+    p = state(("a", 0.9), ("b", 1e-07), ("c", -0.123456)).payload(k=1)
     assert type(p["nb_ids"]) is list
-    assert type(p["nb_scores"]) is list
+    assert p["nb_scores"] == "0.9,1e-07,-0.123456"
+    back = NeighbourState.from_payload(p)
+    assert back is not None and back.scores == (0.9, 1e-07, -0.123456)
+    empty = NeighbourState((), ()).payload(k=1)
+    assert NeighbourState.from_payload(empty) == NeighbourState((), ())
+
+
+@pytest.mark.parametrize("scores", ["0.9,x", "0.9", "nan", "0.9,inf"])
+def test_packed_scores_that_do_not_parse_or_match_are_no_record(scores: str) -> None:
+    assert NeighbourState.from_payload({"nb_ids": ["a", "b"], "nb_scores": scores}) is None
 
 
 # --- merged ----------------------------------------------------------------------------------
