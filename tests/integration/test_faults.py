@@ -103,7 +103,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     shutdown deadline, having committed only what it finished; a restart completes the rest
     and every list is right."""
     settings = make_settings(batch_max_items=16, shutdown_timeout_s=20)
-    events = _items_events(200, seed=53)
+    events = _items_events(1_000, seed=53)  # enough that SIGTERM lands mid-stream
     publish(settings, settings.topic_items, events)
     command = [sys.executable, "-m", "stream.cli", "run", "catalog"]
     proc = subprocess.Popen(command, env=settings_env(settings), stderr=subprocess.PIPE, text=True)
@@ -123,8 +123,8 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     _, stderr = proc.communicate()
     assert rc == 0, stderr[-2000:]
     assert '"consumer.stopped"' in stderr
-    print(f"SIGTERM to exit: {took:.1f}s")
     done = committed_count(settings, settings.catalog_group(), settings.topic_items)
+    print(f"SIGTERM to exit: {took:.1f}s, {done}/{len(events)} committed")
     assert 0 < done < len(events)
 
     store = EdgeStore(settings.qdrant_path)
