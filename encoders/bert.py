@@ -5,18 +5,20 @@ inference mode, mean-pool over the attention mask, L2-normalise, restore the inp
 batches are bounded by a token budget (as in text-embeddings-inference) instead of a count.
 
 On the CPU the model can run in bfloat16 (where the CPU multiplies bf16 natively: AMX or
-AVX512-BF16) or with int8 dynamically quantised Linear layers; see :func:`cpu_precision`.
+AVX512-BF16) on torch, or in float32 or int8 on ONNX Runtime (:mod:`encoders.onnx`: a fused graph
+exported from the same model); see :func:`cpu_precision` and :func:`cpu_runtime`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +32,7 @@ from encoders.base import EncoderSettings
 from encoders.batching import plan_batches
 from encoders.device import resolve_device
 from encoders.errors import EncoderError, ModelNotFound, TextRejected
+from encoders.onnx import OnnxForward, load_forward, onnx_available
 from stream.settings import DEFAULT_MODEL
 
 log = structlog.get_logger(__name__)
@@ -39,6 +42,11 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # sentence-transformers modules whose output this encoder reproduces exactly.
 _SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 QUANTIZE_CHOICES = ("auto", "none", "bf16", "int8")
+RUNTIME_CHOICES = ("auto", "torch", "onnx")
+CPU_MAX_TOKENS = 1_024
+"""Default token budget of a forward pass on the CPU: smaller batches stay in the caches
+(1,024 was fastest for ONNX Runtime int8 and float32 here, see bench/README.md)."""
+GPU_MAX_TOKENS = 8_192
 
 
 @dataclass(frozen=True)
@@ -100,13 +108,16 @@ def pooling_mode(model_dir: Path) -> str:
     return mode
 
 
-def cpu_precision(setting: str, capabilities: Mapping[str, object]) -> str:
+def cpu_precision(setting: str, capabilities: Mapping[str, object], onnx: bool = False) -> str:
     """``"float32"``, ``"bfloat16"`` or ``"int8"``: how the model runs on this CPU.
 
     ``setting`` is ``RECSTREAM_ENCODER_QUANTIZE``; ``capabilities`` is what
-    ``torch.cpu.get_capabilities()`` reports. ``auto`` takes bfloat16 only where the CPU
-    multiplies it natively (AMX-BF16 or AVX512-BF16): elsewhere bf16 is emulated and slower than
-    float32. int8 is never automatic: it moves the vectors further from float32 (see README).
+    ``torch.cpu.get_capabilities()`` reports; ``onnx`` whether the ONNX runtime will run it.
+    ``auto`` takes bfloat16 where the CPU multiplies it natively (AMX-BF16 or AVX512-BF16: the
+    fastest there, at cosine 0.9999 to float32); elsewhere bf16 is emulated and slower than
+    float32, so ``auto`` takes int8 on ONNX Runtime (about 2x float32 at mean cosine 0.99), and
+    float32 when the model runs on torch, whose int8 cuts activations to 7 bits on CPUs without
+    VNNI (mean cosine 0.98; see README).
     """
     if setting not in QUANTIZE_CHOICES:
         raise EncoderError(
@@ -114,12 +125,50 @@ def cpu_precision(setting: str, capabilities: Mapping[str, object]) -> str:
             f"not {setting!r}"
         )
     if setting == "auto":
-        native = bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
-        return "bfloat16" if native else "float32"
+        if onnx:
+            return "int8"
+        return "bfloat16" if native_bf16(capabilities) else "float32"
     return {"none": "float32", "bf16": "bfloat16", "int8": "int8"}[setting]
 
 
-def _cpu_capabilities() -> dict[str, object]:
+def native_bf16(capabilities: Mapping[str, object]) -> bool:
+    return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+
+
+def cpu_runtime(
+    setting: str, quantize: str, capabilities: Mapping[str, object], onnx_installed: bool
+) -> str:
+    """``"torch"`` or ``"onnx"``: what runs the model on the CPU.
+
+    ``setting`` is ``RECSTREAM_ENCODER_RUNTIME``, ``quantize`` ``RECSTREAM_ENCODER_QUANTIZE``.
+    ``auto`` takes ONNX Runtime where it is installed, except for bf16 (asked for, or what
+    ``auto`` precision means on a CPU with native bf16), which only torch runs fast.
+    """
+    if setting not in RUNTIME_CHOICES:
+        raise EncoderError(
+            f"RECSTREAM_ENCODER_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, "
+            f"not {setting!r}"
+        )
+    if setting == "onnx":
+        if not onnx_installed:
+            raise EncoderError(
+                "RECSTREAM_ENCODER_RUNTIME=onnx needs the packages onnxruntime and onnx "
+                "(pip install onnxruntime onnx), or set it to torch or auto"
+            )
+        if quantize == "bf16":
+            raise EncoderError(
+                "RECSTREAM_ENCODER_QUANTIZE=bf16 runs on torch only: set "
+                "RECSTREAM_ENCODER_RUNTIME=torch (or auto), or another precision"
+            )
+        return "onnx"
+    if setting == "torch" or not onnx_installed:
+        return "torch"
+    if quantize == "bf16" or (quantize == "auto" and native_bf16(capabilities)):
+        return "torch"
+    return "onnx"
+
+
+def cpu_capabilities() -> dict[str, object]:
     # torch.cpu.get_capabilities appeared in torch 2.6; older builds get fp32 under auto.
     probe = getattr(torch.cpu, "get_capabilities", None)
     return cast(dict[str, object], probe()) if probe is not None else {}
@@ -165,13 +214,14 @@ class BertEncoder:
         model: str = DEFAULT_MODEL,
         *,
         device: str = "auto",
-        max_tokens: int = 8_192,
+        max_tokens: int = 0,
         max_seq_length: int = 256,
         quantize: str = "auto",
         threads: int = 0,
+        runtime: str = "auto",
     ) -> None:
-        if max_tokens < 1 or max_seq_length < 2 or threads < 0:
-            raise EncoderError("max_tokens must be >= 1, max_seq_length >= 2 and threads >= 0")
+        if max_tokens < 0 or max_seq_length < 2 or threads < 0:
+            raise EncoderError("max_tokens must be >= 0, max_seq_length >= 2 and threads >= 0")
         started = time.perf_counter()
         source = resolve_model(model)
         cuda = torch.cuda.is_available()
@@ -179,27 +229,45 @@ class BertEncoder:
             device, cuda, cuda and torch.cuda.is_bf16_supported()
         )
         _check_cuda_index(self.device)
-        capabilities = _cpu_capabilities()
-        on_cpu = cpu_precision(quantize, capabilities)  # validates the setting on any device
+        capabilities = cpu_capabilities()
+        # both validate their setting on any device
+        self.runtime = cpu_runtime(runtime, quantize, capabilities, onnx_available())
+        on_cpu = cpu_precision(quantize, capabilities, onnx=self.runtime == "onnx")
         if self.device == "cpu":
             dtype_name = on_cpu
             if threads > 0:
                 # process-wide: a consumer process runs one encoder; fewer threads than cores
                 # pays off where the cores are shared (measured in bench/README.md)
                 torch.set_num_threads(threads)
-        elif quantize not in ("auto", "none"):
-            log.info("encoder.quantize_ignored", quantize=quantize, device=self.device)
+        else:
+            self.runtime = "torch"
+            if quantize not in ("auto", "none"):
+                log.info("encoder.quantize_ignored", quantize=quantize, device=self.device)
         self._pooling = pooling_mode(Path(source.location)) if source.local else "mean"
-        load_dtype = "float32" if dtype_name == "int8" else dtype_name
-        self._tokenizer, self._model = _load(source, cast(torch.dtype, getattr(torch, load_dtype)))
-        if dtype_name == "int8":
-            self._model = quantize_int8(self._model, capabilities)
-        self._model.to(self.device)
+        self._onnx: OnnxForward | None = None
+        if self.runtime == "onnx":
+            if not source.local:
+                raise EncoderError(
+                    f"RECSTREAM_ENCODER_RUNTIME=onnx exports from a local model directory; "
+                    f"{source.location!r} is not one (or set RECSTREAM_ENCODER_RUNTIME=torch)"
+                )
+            self._tokenizer = _load_tokenizer(source)
+            self._onnx = load_forward(
+                Path(source.location), source.name, self._pooling, dtype_name, threads
+            )
+            config = _load_config(source)
+        else:
+            load_dtype = "float32" if dtype_name == "int8" else dtype_name
+            self._tokenizer = _load_tokenizer(source)
+            self._model = _load_model(source, cast(torch.dtype, getattr(torch, load_dtype)))
+            if dtype_name == "int8":
+                self._model = quantize_int8(self._model, capabilities)
+            self._model.to(self.device)
+            config = self._model.config
         self.precision = dtype_name
-        config = self._model.config
         self.name = source.name
         self.dim = int(config.hidden_size)
-        self.max_tokens = max_tokens
+        self.max_tokens = max_tokens or (CPU_MAX_TOKENS if self.device == "cpu" else GPU_MAX_TOKENS)
         self.max_seq_length = min(
             max_seq_length,
             int(self._tokenizer.model_max_length),
@@ -211,6 +279,7 @@ class BertEncoder:
             model=self.name,
             path=source.location,
             device=self.device,
+            runtime=self.runtime,
             dtype=dtype_name,
             quantize=quantize,
             threads=torch.get_num_threads(),
@@ -231,6 +300,7 @@ class BertEncoder:
             max_seq_length=settings.max_seq_length,
             quantize=settings.encoder_quantize,
             threads=settings.encoder_threads,
+            runtime=settings.encoder_runtime,
         )
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -277,6 +347,8 @@ class BertEncoder:
         for row, seq in enumerate(ids):
             input_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
+        if self._onnx is not None:
+            return self._onnx(input_ids, mask)
         input_t = torch.from_numpy(input_ids).to(self.device)
         mask_t = torch.from_numpy(mask).to(self.device)
         output = self._model(input_ids=input_t, attention_mask=mask_t)
@@ -312,23 +384,48 @@ def _check_cuda_index(device: str) -> None:
             )
 
 
-def _load(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
-    """(tokenizer, model) in eval mode; transformers is imported here, after HF_HUB_OFFLINE."""
-    from transformers import AutoModel, AutoTokenizer
+def _load_tokenizer(source: ModelSource) -> Any:
+    """The model's fast tokenizer; transformers is imported here, after HF_HUB_OFFLINE."""
+    from transformers import AutoTokenizer
+
+    with _loading(source):
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.location, local_files_only=source.local, use_fast=True
+        )
+    if not tokenizer.is_fast or tokenizer.pad_token_id is None:
+        raise EncoderError(f"{source.location}: a fast tokenizer with a padding token is required")
+    return tokenizer
+
+
+def _load_model(source: ModelSource, dtype: torch.dtype) -> Any:
+    """The torch model, in eval mode."""
+    from transformers import AutoModel
+
+    with _loading(source):
+        model = AutoModel.from_pretrained(
+            source.location, local_files_only=source.local, dtype=dtype
+        )
+    return model.eval()
+
+
+def _load_config(source: ModelSource) -> Any:
+    from transformers import AutoConfig
+
+    with _loading(source):
+        return AutoConfig.from_pretrained(source.location, local_files_only=source.local)
+
+
+@contextlib.contextmanager
+def _loading(source: ModelSource) -> Iterator[None]:
+    """Loading errors as ModelNotFound, and no tqdm bar (it would land in the JSON logs)."""
     from transformers.utils import logging as hf_logging
 
-    # A tqdm bar per load would land in the JSON logs of every consumer.
     bar_was_on = hf_logging.is_progress_bar_enabled()
     toggle_off = cast(Callable[[], None], hf_logging.disable_progress_bar)
     toggle_on = cast(Callable[[], None], hf_logging.enable_progress_bar)
     toggle_off()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source.location, local_files_only=source.local, use_fast=True
-        )
-        model = AutoModel.from_pretrained(
-            source.location, local_files_only=source.local, dtype=dtype
-        )
+        yield
     except (OSError, ValueError) as exc:
         reason = (
             f"transformers could not load it: {exc}"
@@ -339,9 +436,6 @@ def _load(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
     finally:
         if bar_was_on:
             toggle_on()
-    if not tokenizer.is_fast or tokenizer.pad_token_id is None:
-        raise EncoderError(f"{source.location}: a fast tokenizer with a padding token is required")
-    return tokenizer, model.eval()
 
 
 def model_dimension(setting: str) -> int:

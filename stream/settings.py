@@ -60,16 +60,27 @@ class Settings(BaseSettings):
     model: str = DEFAULT_MODEL
     device: str = "auto"
     encoder_max_tokens: int = Field(
-        default=8_192, ge=64, description="token budget of one forward pass"
+        default=0,
+        ge=0,
+        description="token budget of one forward pass; 0 = 1,024 on the CPU (fastest there, "
+        "see bench/README.md), 8,192 on CUDA",
     )
     max_seq_length: int = Field(default=256, ge=8, le=8_192)
     encoder_quantize: Literal["auto", "none", "bf16", "int8"] = Field(
         default="auto",
-        description="CPU precision: auto (bf16 where the CPU computes it natively, else fp32), "
-        "none (fp32), bf16, int8 (dynamic); ignored on CUDA",
+        description="CPU precision: auto (bf16 where the CPU computes it natively, else int8 "
+        "on ONNX Runtime, fp32 on torch), none (fp32), bf16, int8 (dynamic); ignored on CUDA",
+    )
+    encoder_runtime: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="what runs the model on the CPU: auto (ONNX Runtime, except for bf16), "
+        "torch, onnx; CUDA always runs on torch",
     )
     encoder_threads: int = Field(
-        default=0, ge=0, description="torch CPU threads (whole process); 0 = torch's default"
+        default=0,
+        ge=0,
+        description="encoder CPU threads (torch: the whole process; ONNX Runtime: its "
+        "session); 0 = one per core",
     )
 
     # micro-batching

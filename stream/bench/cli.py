@@ -38,8 +38,9 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
     enc.add_argument(
         "--variants",
         default=None,
-        help="comma-separated quantize/max_tokens[/threads] besides the settings' own "
-        "(default: a sweep of none, bf16 and int8 at 8192 and 2048 tokens, bf16 on 1 thread)",
+        help="comma-separated [runtime:]quantize/max_tokens[/threads] besides the settings' "
+        "own (default: torch float32 and int8, ONNX Runtime float32 and int8 at 512 to 8,192 "
+        "tokens and on 1 thread, torch bf16 where the CPU computes it natively)",
     )
     enc.add_argument("--data", type=Path, default=_DATA, help=f"shared data folder [{_DATA}]")
     enc.add_argument("--out", **out)
@@ -101,7 +102,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.bench_command == "encoder":
         from stream.bench import encoder
 
-        spec = args.variants if args.variants is not None else encoder.DEFAULT_VARIANTS
+        spec = args.variants if args.variants is not None else encoder.default_variants()
         variants = [encoder.Variant.parse(v) for v in spec.split(",") if v.strip()]
         result = encoder.run(
             settings, args.texts, args.repeats, args.warmup, variants, args.out, args.data

@@ -23,7 +23,12 @@ from stream.bench.report import LoadMonitor, figure, median, new_result, write_o
 from stream.settings import Settings
 
 NAME = "encoder"
-DEFAULT_VARIANTS = "none/8192,none/2048,bf16/8192,bf16/2048,int8/8192,int8/2048,bf16/8192/1"
+DEFAULT_VARIANTS = (
+    "torch:none/8192,torch:none/2048,torch:int8/2048,onnx:none/1024,onnx:int8/512,"
+    "onnx:int8/1024,onnx:int8/2048,onnx:int8/8192,onnx:int8/1024/1"
+)
+NATIVE_BF16_VARIANTS = "torch:bf16/8192,torch:bf16/2048"
+"""Added to the defaults on CPUs that compute bf16 natively (elsewhere it is emulated, slow)."""
 ST_BATCH_SIZE = 32
 GOAL_RATIO = 2.0
 GOAL_AGREEMENT = 0.99
@@ -31,23 +36,35 @@ GOAL_AGREEMENT = 0.99
 Vectors = npt.NDArray[np.float32]
 
 
+def default_variants() -> str:
+    """The sweep ``--variants`` runs by default on this CPU."""
+    from encoders.bert import cpu_capabilities, native_bf16
+
+    native = native_bf16(cpu_capabilities())
+    return DEFAULT_VARIANTS + ("," + NATIVE_BF16_VARIANTS if native else "")
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One configuration of recstream's encoder: precision setting, token budget, threads."""
+    """One configuration of recstream's encoder: runtime, precision setting, token budget,
+    threads."""
 
     quantize: str
     max_tokens: int
     threads: int | None = None
-    """torch intra-op threads; None leaves torch's default (one per physical core)."""
+    """CPU threads; None leaves the runtime's default (one per physical core)."""
+    runtime: str = "auto"
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
-        """``quantize/max_tokens[/threads]``, e.g. ``bf16/8192`` or ``none/2048/1``."""
-        parts = spec.strip().split("/")
+        """``[runtime:]quantize/max_tokens[/threads]``, e.g. ``torch:bf16/8192`` or
+        ``onnx:int8/1024/1``."""
+        runtime, _, rest = spec.strip().rpartition(":")
+        parts = rest.split("/")
         if len(parts) not in (2, 3):
-            raise ValueError(f"variant {spec!r}: expected quantize/max_tokens[/threads]")
+            raise ValueError(f"variant {spec!r}: expected [runtime:]quantize/max_tokens[/threads]")
         threads = int(parts[2]) if len(parts) == 3 else None
-        return cls(parts[0], int(parts[1]), threads)
+        return cls(parts[0], int(parts[1]), threads, runtime or "auto")
 
 
 @dataclass
@@ -75,35 +92,48 @@ def _configs(settings: Settings, variants: Sequence[Variant]) -> tuple[list[_Con
     from encoders.bert import BertEncoder, resolve_model
 
     source = resolve_model(settings.model)
-    own = Variant(settings.encoder_quantize, settings.encoder_max_tokens)
-    encoders: dict[str, BertEncoder] = {}
+    own = Variant(
+        settings.encoder_quantize,
+        settings.encoder_max_tokens,
+        settings.encoder_threads or None,
+        settings.encoder_runtime,
+    )
+    # one encoder per (runtime, precision setting), and per thread count on ONNX Runtime, whose
+    # threads belong to a session (torch's are set per round, process-wide)
+    encoders: dict[tuple[str, str, int | None], BertEncoder] = {}
     configs: list[_Config] = []
-    seen: set[tuple[str, int, int | None]] = set()
+    seen: set[tuple[str, str, int, int | None]] = set()
     for number, v in enumerate([own, *variants]):
-        if v.quantize not in encoders:
-            encoders[v.quantize] = BertEncoder(
+        session_threads = v.threads if v.runtime != "torch" else None
+        slot = (v.runtime, v.quantize, session_threads)
+        if slot not in encoders:
+            encoders[slot] = BertEncoder(
                 settings.model,
                 device=settings.device,
                 max_tokens=v.max_tokens,
                 max_seq_length=settings.max_seq_length,
                 quantize=v.quantize,
+                threads=session_threads or 0,
+                runtime=v.runtime,
             )
-        enc = encoders[v.quantize]
-        key = (enc.precision, v.max_tokens, v.threads)
+        enc = encoders[slot]
+        budget = v.max_tokens or enc.max_tokens
+        key = (enc.runtime, enc.precision, budget, v.threads)
         if key in seen:
             continue
         seen.add(key)
         threads = f", {v.threads} thread(s)" if v.threads else ""
-        label = f"recstream {enc.precision}, {v.max_tokens} tokens{threads}"
+        label = f"recstream {enc.runtime} {enc.precision}, {budget} tokens{threads}"
         configs.append(
             _Config(
                 label + (" [settings]" if number == 0 else ""),
-                _budgeted(enc, v.max_tokens),
-                v.threads,
+                _budgeted(enc, budget),
+                v.threads if enc.runtime == "torch" else None,
                 {
+                    "runtime": enc.runtime,
                     "quantize": v.quantize,
                     "precision": enc.precision,
-                    "max_tokens": v.max_tokens,
+                    "max_tokens": budget,
                     "threads": v.threads or torch.get_num_threads(),
                     "settings": number == 0,
                 },

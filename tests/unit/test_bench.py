@@ -27,9 +27,11 @@ def test_bench_commands_parse_with_their_options() -> None:
 
 
 def test_variant_spec() -> None:
-    """An encoder variant is quantize/max_tokens with optional threads; anything else is refused."""
+    """An encoder variant is [runtime:]quantize/max_tokens with optional threads; anything else
+    is refused."""
     assert Variant.parse("bf16/8192") == Variant("bf16", 8192, None)
     assert Variant.parse(" none/2048/1 ") == Variant("none", 2048, 1)
+    assert Variant.parse("onnx:int8/1024/1") == Variant("int8", 1024, 1, "onnx")
     with pytest.raises(ValueError, match="quantize/max_tokens"):
         Variant.parse("bf16")
 

@@ -9,7 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from encoders import BertEncoder, EncoderError, load_encoder
-from encoders.bert import cpu_precision
+from encoders.bert import cpu_capabilities, cpu_precision, cpu_runtime
 from encoders.text import item_text
 from schemas.catalog import Item
 from stream.sample_catalog import sample_items
@@ -35,25 +35,63 @@ def cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArr
 
 @pytest.fixture(scope="module")
 def fp32_vectors() -> npt.NDArray[np.float32]:
-    return BertEncoder(device="cpu", quantize="none").encode(TEXTS)
+    return BertEncoder(device="cpu", quantize="none", runtime="torch").encode(TEXTS)
 
 
 @pytest.mark.parametrize(
-    ("setting", "capabilities", "expected"),
+    ("setting", "capabilities", "onnx", "expected"),
     [
-        ("auto", AMX, "bfloat16"),
-        ("auto", AVX512_BF16_ONLY, "bfloat16"),
-        ("auto", AVX2, "float32"),
-        ("auto", {}, "float32"),
-        ("none", AMX, "float32"),
-        ("bf16", AVX2, "bfloat16"),
-        ("int8", AMX, "int8"),
-        ("int8", {}, "int8"),
+        ("auto", AMX, False, "bfloat16"),
+        ("auto", AVX512_BF16_ONLY, False, "bfloat16"),
+        ("auto", AVX2, False, "float32"),
+        ("auto", {}, False, "float32"),
+        ("auto", AVX2, True, "int8"),
+        ("auto", AMX, True, "int8"),
+        ("none", AMX, False, "float32"),
+        ("none", AVX2, True, "float32"),
+        ("bf16", AVX2, False, "bfloat16"),
+        ("int8", AMX, False, "int8"),
+        ("int8", {}, True, "int8"),
     ],
 )
-def test_cpu_precision_choice(setting: str, capabilities: dict[str, bool], expected: str) -> None:
-    """auto takes bf16 only where the CPU computes it natively; explicit values are obeyed."""
-    assert cpu_precision(setting, capabilities) == expected
+def test_cpu_precision_choice(
+    setting: str, capabilities: dict[str, bool], onnx: bool, expected: str
+) -> None:
+    """auto: bf16 where the CPU computes it natively (on torch), int8 on ONNX Runtime, else
+    float32; explicit values are obeyed."""
+    assert cpu_precision(setting, capabilities, onnx=onnx) == expected
+
+
+@pytest.mark.parametrize(
+    ("runtime", "quantize", "capabilities", "installed", "expected"),
+    [
+        ("auto", "auto", AVX2, True, "onnx"),
+        ("auto", "auto", AMX, True, "torch"),  # native bf16 beats int8 and is closer
+        ("auto", "auto", AVX2, False, "torch"),
+        ("auto", "none", AMX, True, "onnx"),
+        ("auto", "int8", AMX, True, "onnx"),
+        ("auto", "bf16", AVX2, True, "torch"),
+        ("torch", "int8", AVX2, True, "torch"),
+        ("onnx", "auto", AMX, True, "onnx"),
+    ],
+)
+def test_cpu_runtime_choice(
+    runtime: str, quantize: str, capabilities: dict[str, bool], installed: bool, expected: str
+) -> None:
+    """auto runs the model on ONNX Runtime where it is installed, except for bf16."""
+    assert cpu_runtime(runtime, quantize, capabilities, installed) == expected
+
+
+def test_impossible_runtime_choices_are_refused() -> None:
+    """onnx without onnxruntime, onnx with bf16, or a mistyped value: each says what to change."""
+    with pytest.raises(EncoderError, match="pip install onnxruntime onnx"):
+        cpu_runtime("onnx", "auto", AVX2, False)
+    with pytest.raises(EncoderError, match="bf16 runs on torch only"):
+        cpu_runtime("onnx", "bf16", AMX, True)
+    with pytest.raises(EncoderError, match=r"RECSTREAM_ENCODER_RUNTIME.*auto, torch, onnx"):
+        cpu_runtime("tensorrt", "auto", AVX2, True)
+    with pytest.raises(ValidationError, match="encoder_runtime"):
+        Settings(encoder_runtime="tensorrt")  # type: ignore[arg-type]
 
 
 def test_unknown_quantize_value_is_refused() -> None:
@@ -64,10 +102,17 @@ def test_unknown_quantize_value_is_refused() -> None:
         Settings(encoder_quantize="fp8")  # type: ignore[arg-type]
 
 
-def test_int8_agrees_with_float32(fp32_vectors: npt.NDArray[np.float32]) -> None:
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_int8_agrees_with_float32(fp32_vectors: npt.NDArray[np.float32], runtime: str) -> None:
     """int8 dynamic quantisation keeps every vector within cosine 0.97, on average 0.99."""
-    encoder = BertEncoder(device="cpu", quantize="int8")
-    assert encoder.precision == "int8"
+    caps = cpu_capabilities()
+    if runtime == "torch" and not (caps.get("avx512_vnni") or caps.get("avx_vnni")):
+        pytest.skip(
+            "torch's int8 cuts activations to 7 bits on CPUs without VNNI (mean cosine ~0.98, "
+            "see README); recstream runs int8 on ONNX Runtime there"
+        )
+    encoder = BertEncoder(device="cpu", quantize="int8", runtime=runtime)
+    assert (encoder.runtime, encoder.precision) == (runtime, "int8")
     vectors = encoder.encode(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     agreement = cosines(vectors, fp32_vectors)
