@@ -33,6 +33,12 @@ COPY encoders ./encoders
 COPY schemas ./schemas
 RUN pip install . && rm -rf build
 
+# The CPU encoder runs an ONNX export of the model (made on first use, a few seconds): made here,
+# in both precisions, so that containers start without exporting.
+ENV RECSTREAM_ENCODER_CACHE=/opt/recstream/onnx
+RUN HF_HUB_OFFLINE=1 python -c "from encoders import BertEncoder; \
+[BertEncoder(device='cpu', quantize=q, runtime='onnx') for q in ('int8', 'none')]"
+
 RUN useradd --create-home --uid 10001 recstream \
     && mkdir -p /data/qdrant \
     && chown -R recstream:recstream /data

@@ -219,6 +219,7 @@ class BertEncoder:
         quantize: str = "auto",
         threads: int = 0,
         runtime: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
         if max_tokens < 0 or max_seq_length < 2 or threads < 0:
             raise EncoderError("max_tokens must be >= 0, max_seq_length >= 2 and threads >= 0")
@@ -253,7 +254,12 @@ class BertEncoder:
                 )
             self._tokenizer = _load_tokenizer(source)
             self._onnx = load_forward(
-                Path(source.location), source.name, self._pooling, dtype_name, threads
+                Path(source.location),
+                source.name,
+                self._pooling,
+                dtype_name,
+                threads,
+                Path(cache_dir) if cache_dir else None,
             )
             config = _load_config(source)
         else:
@@ -301,6 +307,7 @@ class BertEncoder:
             quantize=settings.encoder_quantize,
             threads=settings.encoder_threads,
             runtime=settings.encoder_runtime,
+            cache_dir=settings.encoder_cache or None,
         )
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -215,17 +215,22 @@ def _pooled_module(model: Any, pooling: str) -> Any:
 
 
 def load_forward(
-    model_dir: Path, name: str, pooling: str, precision: str, threads: int = 0
+    model_dir: Path,
+    name: str,
+    pooling: str,
+    precision: str,
+    threads: int = 0,
+    cache: Path | None = None,
 ) -> OnnxForward:
     """A session on the cached export, exported first where needed. A cached file that
     onnxruntime cannot load (truncated, say, by a full disk) is exported anew, once."""
-    path = exported_model(model_dir, name, pooling, precision)
+    path = exported_model(model_dir, name, pooling, precision, cache)
     try:
         return OnnxForward(path, threads)
     except EncoderError as exc:
         log.warning("encoder.onnx_cache_unreadable", path=str(path), error=str(exc)[:300])
         path.unlink(missing_ok=True)
-        return OnnxForward(exported_model(model_dir, name, pooling, precision), threads)
+        return OnnxForward(exported_model(model_dir, name, pooling, precision, cache), threads)
 
 
 class OnnxForward:

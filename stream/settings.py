@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="what runs the model on the CPU: auto (ONNX Runtime, except for bf16), "
         "torch, onnx; CUDA always runs on torch",
     )
+    encoder_cache: str = Field(
+        default="",
+        description="directory of the ONNX exports of the model; empty = "
+        "$XDG_CACHE_HOME/recstream/onnx (~/.cache)",
+    )
     encoder_threads: int = Field(
         default=0,
         ge=0,

