@@ -47,6 +47,11 @@ CPU_MAX_TOKENS = 1_024
 """Default token budget of a forward pass on the CPU: smaller batches stay in the caches
 (1,024 was fastest for ONNX Runtime int8 and float32 here, see bench/README.md)."""
 GPU_MAX_TOKENS = 8_192
+CPU_MAX_PADDING = 0.1
+"""On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
+batches of mixed lengths then run as a few tight passes (bench/README.md). On CUDA, where a
+pass has a fixed cost of its own, batches are bounded by the token budget alone (not measured
+here: no GPU)."""
 
 
 @dataclass(frozen=True)
@@ -318,7 +323,8 @@ class BertEncoder:
             return out
         started = time.perf_counter()
         ids = self._tokenize(texts)
-        batches = plan_batches([len(seq) for seq in ids], self.max_tokens)
+        padding = CPU_MAX_PADDING if self.device == "cpu" else 1.0
+        batches = plan_batches([len(seq) for seq in ids], self.max_tokens, padding)
         with torch.inference_mode():
             for batch in batches:
                 out[batch] = self._forward([ids[i] for i in batch])

@@ -43,6 +43,17 @@ def test_equal_lengths_keep_input_order() -> None:
     assert plan_batches([4, 4, 4, 4], 8) == [[0, 1], [2, 3]]
 
 
+def test_max_padding_splits_texts_of_very_different_lengths() -> None:
+    """With max_padding, a text shorter than (1 - max_padding) x the batch's longest starts a
+    new batch, even with budget to spare."""
+    lengths = [100, 95, 91, 89, 50, 46]
+    assert plan_batches(lengths, 10_000) == [[0, 1, 2, 3, 4, 5]]
+    assert plan_batches(lengths, 10_000, max_padding=0.1) == [[0, 1, 2], [3], [4, 5]]
+    assert plan_batches(lengths, 10_000, max_padding=0.0) == [[0], [1], [2], [3], [4], [5]]
+    with pytest.raises(ValueError, match="max_padding"):
+        plan_batches(lengths, 100, max_padding=1.5)
+
+
 def test_rejects_non_positive_budget() -> None:
     """A budget below one token is a programming error, reported as ValueError."""
     with pytest.raises(ValueError, match="max_tokens"):
@@ -52,16 +63,20 @@ def test_rejects_non_positive_budget() -> None:
 @given(
     lengths=st.lists(st.integers(min_value=1, max_value=512), max_size=200),
     max_tokens=st.integers(min_value=1, max_value=10_000),
+    max_padding=st.sampled_from([1.0, 0.5, 0.1, 0.0]),
 )
-def test_plan_properties(lengths: list[int], max_tokens: int) -> None:
-    """Every index once; sorted by length; each batch within budget or alone; batches are full."""
-    batches = plan_batches(lengths, max_tokens)
+def test_plan_properties(lengths: list[int], max_tokens: int, max_padding: float) -> None:
+    """Every index once; sorted by length; each batch within budget or alone, and within the
+    padding bound; batches are full: the next batch's first text would break a bound."""
+    batches = plan_batches(lengths, max_tokens, max_padding)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(lengths)))
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
     for batch in batches:
         assert batch
         assert len(batch) == 1 or padded_cost(batch, lengths) <= max_tokens
-    # Greedy packing: the next batch's first text would have pushed this one over the budget.
+        assert min(lengths[i] for i in batch) >= (1 - max_padding) * lengths[batch[0]]
     for batch, following in itertools.pairwise(batches):
-        assert padded_cost([*batch, following[0]], lengths) > max_tokens
+        over_budget = padded_cost([*batch, following[0]], lengths) > max_tokens
+        too_short = lengths[following[0]] < (1 - max_padding) * lengths[batch[0]]
+        assert over_budget or too_short
