@@ -236,8 +236,15 @@ class BertEncoder:
         )
         _check_cuda_index(self.device)
         capabilities = cpu_capabilities()
-        # both validate their setting on any device
-        self.runtime = cpu_runtime(runtime, quantize, capabilities, onnx_available())
+        if runtime == "onnx" and not source.local:
+            raise EncoderError(
+                f"RECSTREAM_ENCODER_RUNTIME=onnx exports from a local model directory; "
+                f"{source.location!r} is not one (or set RECSTREAM_ENCODER_RUNTIME=torch)"
+            )
+        # both validate their setting on any device; a hub model runs on torch
+        self.runtime = cpu_runtime(
+            runtime, quantize, capabilities, onnx_available() and source.local
+        )
         on_cpu = cpu_precision(quantize, capabilities, onnx=self.runtime == "onnx")
         if self.device == "cpu":
             dtype_name = on_cpu
@@ -251,13 +258,8 @@ class BertEncoder:
                 log.info("encoder.quantize_ignored", quantize=quantize, device=self.device)
         self._pooling = pooling_mode(Path(source.location)) if source.local else "mean"
         self._onnx: OnnxForward | None = None
+        self._tokenizer = _load_tokenizer(source)
         if self.runtime == "onnx":
-            if not source.local:
-                raise EncoderError(
-                    f"RECSTREAM_ENCODER_RUNTIME=onnx exports from a local model directory; "
-                    f"{source.location!r} is not one (or set RECSTREAM_ENCODER_RUNTIME=torch)"
-                )
-            self._tokenizer = _load_tokenizer(source)
             self._onnx = load_forward(
                 Path(source.location),
                 source.name,
@@ -269,7 +271,6 @@ class BertEncoder:
             config = _load_config(source)
         else:
             load_dtype = "float32" if dtype_name == "int8" else dtype_name
-            self._tokenizer = _load_tokenizer(source)
             self._model = _load_model(source, cast(torch.dtype, getattr(torch, load_dtype)))
             if dtype_name == "int8":
                 self._model = quantize_int8(self._model, capabilities)

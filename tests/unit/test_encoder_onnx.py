@@ -128,3 +128,12 @@ def test_cache_setting_is_honoured(tmp_path: Path) -> None:
     encoder = load_encoder(settings)
     assert isinstance(encoder, BertEncoder) and encoder.runtime == "onnx"
     assert [p.suffix for p in (tmp_path / "c").iterdir()] == [".onnx"]
+
+
+def test_onnx_needs_a_local_model_directory() -> None:
+    """RECSTREAM_ENCODER_RUNTIME=onnx with a hub name fails at once, saying what to change (auto
+    would run such a model on torch)."""
+    with pytest.raises(
+        EncoderError, match="local model directory.*RECSTREAM_ENCODER_RUNTIME=torch"
+    ):
+        BertEncoder("sentence-transformers/all-MiniLM-L6-v2", device="cpu", runtime="onnx")
