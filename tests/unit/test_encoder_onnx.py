@@ -134,6 +134,6 @@ def test_onnx_needs_a_local_model_directory() -> None:
     """RECSTREAM_ENCODER_RUNTIME=onnx with a hub name fails at once, saying what to change (auto
     would run such a model on torch)."""
     with pytest.raises(
-        EncoderError, match="local model directory.*RECSTREAM_ENCODER_RUNTIME=torch"
+        EncoderError, match=r"local model directory.*RECSTREAM_ENCODER_RUNTIME=torch"
     ):
         BertEncoder("sentence-transformers/all-MiniLM-L6-v2", device="cpu", runtime="onnx")
