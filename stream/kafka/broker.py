@@ -60,11 +60,15 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin: AdminClient | None = None
         while True:
             if self._proc.poll() is not None:
                 raise BrokerError(f"embedded broker exited with code {self._proc.returncode}")
             try:
+                # the port first, with a plain socket: librdkafka would print every refused
+                # connection on stderr; then the Kafka protocol
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+                admin = admin or AdminClient({"bootstrap.servers": self.bootstrap})
                 admin.list_topics(timeout=1.0)
                 break
             except Exception:

@@ -158,6 +158,9 @@ class BatchConsumer:
         finally:
             self._consumer.close()
             self._producer.flush(_FLUSH_TIMEOUT_S)
+            # librdkafka's handles are destroyed with their Python objects: now, not whenever
+            # this consumer object goes (a broker stopped meanwhile would fill stderr)
+            self._consumer = self._producer = None
             log.info("consumer.stopped", topic=self.topic, **self.progress.totals)
 
     def _poll_once(self) -> None:
