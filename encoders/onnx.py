@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -32,10 +33,12 @@ import numpy.typing as npt
 import structlog
 
 from encoders.errors import EncoderError
+from encoders.hf import no_progress_bar, pool
 
 log = structlog.get_logger(__name__)
 
 PRECISIONS = ("float32", "int8")
+_WORK_PREFIX = ".export-"
 _FORMAT = 1
 """Bump when the exported graph changes shape or meaning: old cache entries are then unused."""
 # model types onnxruntime's optimiser knows how to fuse; others are exported unfused
@@ -57,7 +60,10 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(model_dir: Path, pooling: str, precision: str) -> str:
-    """A digest of everything the exported file depends on."""
+    """A digest of everything the exported file depends on: the model's files (by name, size and
+    modification time, not content: hashing the weights would cost every start), the pooling,
+    the precision and the versions of the libraries that export and run it."""
+    import onnx
     import onnxruntime
     import torch
     import transformers
@@ -65,7 +71,7 @@ def cache_key(model_dir: Path, pooling: str, precision: str) -> str:
     digest = hashlib.sha256()
     parts = [f"format={_FORMAT}", f"pooling={pooling}", f"precision={precision}"]
     parts += [f"torch={torch.__version__}", f"onnxruntime={onnxruntime.__version__}"]
-    parts += [f"transformers={transformers.__version__}"]
+    parts += [f"transformers={transformers.__version__}", f"onnx={onnx.__version__}"]
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         stat = path.stat()
         parts.append(f"{path.relative_to(model_dir)}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -76,7 +82,11 @@ def cache_key(model_dir: Path, pooling: str, precision: str) -> str:
 def exported_model(
     model_dir: Path, name: str, pooling: str, precision: str, cache: Path | None = None
 ) -> Path:
-    """The ONNX file for this model, pooling and precision: from the cache, or exported now."""
+    """The ONNX file for this model, pooling and precision: from the cache, or exported now.
+
+    Raises :class:`EncoderError` when the cache cannot be written or the export fails (a model
+    the exporter or the optimiser cannot handle); the message says what to change.
+    """
     if precision not in PRECISIONS:
         raise EncoderError(f"the ONNX runtime runs float32 or int8, not {precision}")
     cache = cache or default_cache_dir()
@@ -86,19 +96,27 @@ def exported_model(
     started = time.perf_counter()
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache, prefix=".export-") as tmp:
-            work = Path(tmp)
-            model_type, heads, hidden = _export(model_dir, pooling, work / "raw.onnx")
-            current = _optimise(work / "raw.onnx", work / "fused.onnx", model_type, heads, hidden)
-            if precision == "int8":
-                current = _quantise(current, work / "int8.onnx")
+        _remove_abandoned(cache)
+        work = Path(tempfile.mkdtemp(dir=cache, prefix=_WORK_PREFIX))
+    except OSError as exc:
+        raise _unwritable(cache, exc) from exc
+    try:
+        try:
+            current = _build(model_dir, pooling, precision, work)
+        except EncoderError:
+            raise
+        except Exception as exc:
+            raise EncoderError(
+                f"exporting {model_dir} to ONNX failed ({type(exc).__name__}: {exc}"[:400]
+                + "); set RECSTREAM_ENCODER_RUNTIME=torch to run it on torch"
+            ) from exc
+        try:
             # atomic: a concurrent process either sees the whole file or builds its own
             os.replace(current, target)
-    except OSError as exc:
-        raise EncoderError(
-            f"cannot write the ONNX export to {cache}: {exc}; set RECSTREAM_ENCODER_CACHE to a "
-            "writable directory or RECSTREAM_ENCODER_RUNTIME=torch"
-        ) from exc
+        except OSError as exc:
+            raise _unwritable(cache, exc) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     log.info(
         "encoder.onnx_exported",
         path=str(target),
@@ -108,31 +126,85 @@ def exported_model(
     return target
 
 
-def _export(model_dir: Path, pooling: str, out: Path) -> tuple[str, int, int]:
-    """Export model + pooling + normalisation; (model type, attention heads, hidden size)."""
+def _unwritable(cache: Path, exc: OSError) -> EncoderError:
+    return EncoderError(
+        f"cannot write the ONNX export to {cache}: {exc}; set RECSTREAM_ENCODER_CACHE to a "
+        "writable directory or RECSTREAM_ENCODER_RUNTIME=torch"
+    )
+
+
+def _remove_abandoned(cache: Path) -> None:
+    """Work directories of exports that died (killed mid-export) over an hour ago."""
+    for path in cache.glob(f"{_WORK_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > 3_600:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _build(model_dir: Path, pooling: str, precision: str, work: Path) -> Path:
+    """Export, fuse, quantise (int8) and check the result against torch: the file to keep."""
     import torch
     from transformers import AutoModel
 
-    ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
-    mask = (ids != 0).to(torch.int64)
-    dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
     with _quiet():
+        # float32 and eager attention: the pattern onnxruntime's optimiser fuses
         model = AutoModel.from_pretrained(
             str(model_dir), local_files_only=True, dtype=torch.float32, attn_implementation="eager"
         ).eval()
-        graph = _pooled_module(model, pooling).eval()
+    graph = _pooled_module(model, pooling).eval()
+    config = model.config
+    vocab = int(config.vocab_size)
+    raw = work / "raw.onnx"
+    ids, mask = _probe(vocab, (4, 3))
+    dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    with _quiet():
         torch.onnx.export(
             graph,
             (ids, mask),
-            str(out),
+            str(raw),
             input_names=["input_ids", "attention_mask"],
             output_names=["vectors"],
             dynamic_axes={**dynamic, "vectors": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
-    config = model.config
-    return str(config.model_type), int(config.num_attention_heads), int(config.hidden_size)
+    heads, hidden = int(config.num_attention_heads), int(config.hidden_size)
+    current = _optimise(raw, work / "fused.onnx", str(config.model_type), heads, hidden)
+    if precision == "int8":
+        current = _quantise(current, work / "int8.onnx")
+    _verify(current, graph, vocab, precision)
+    return current
+
+
+def _probe(vocab_size: int, lengths: tuple[int, ...]) -> tuple[Any, Any]:
+    """Token ids (deterministic, within the vocabulary) and mask, right-padded, one row per
+    length."""
+    import torch
+
+    ids = torch.zeros((len(lengths), max(lengths)), dtype=torch.int64)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = (torch.arange(length) * 7919 + 101 * (row + 1)) % (vocab_size - 1) + 1
+        mask[row, :length] = 1
+    return ids, mask
+
+
+def _verify(path: Path, graph: Any, vocab_size: int, precision: str) -> None:
+    """The file, run on a batch of another shape than the one traced, gives torch's vectors: a
+    trace that froze a shape, or a broken fusion, fails here, before it is cached."""
+    import torch
+
+    ids, mask = _probe(vocab_size, (9, 6, 2))
+    with torch.inference_mode():
+        expected = graph(ids, mask).numpy()
+    got = OnnxForward(path)(ids.numpy(), mask.numpy())
+    floor = 0.999 if precision == "float32" else 0.9
+    agreement = (expected.astype(np.float64) * got.astype(np.float64)).sum(axis=1)
+    if got.shape != expected.shape or not np.all(agreement >= floor):
+        raise EncoderError(
+            f"the {precision} ONNX export disagrees with torch on a test batch (cosines "
+            f"{np.round(agreement, 4).tolist()}); set RECSTREAM_ENCODER_RUNTIME=torch"
+        )
 
 
 def _optimise(raw: Path, out: Path, model_type: str, heads: int, hidden: int) -> Path:
@@ -171,15 +243,11 @@ def _quantise(model: Path, out: Path) -> Path:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporter, optimiser and quantiser warn and log at length about what is expected;
-    transformers draws a progress bar while it loads weights."""
-    from transformers.utils import logging as hf_logging
-
+    """The exporter, optimiser and quantiser warn and log at length about what is expected (a
+    shape frozen by the trace would be caught by :func:`_verify`, not by a warning)."""
     loggers = [logging.getLogger(n) for n in ("onnxruntime", "root", "torch.onnx")]
     levels = [lg.level for lg in loggers]
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    cast(Any, hf_logging.disable_progress_bar)()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), no_progress_bar():
         warnings.simplefilter("ignore")
         for lg in loggers:
             lg.setLevel(logging.ERROR)
@@ -188,8 +256,6 @@ def _quiet() -> Iterator[None]:
         finally:
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
-            if bar_was_on:
-                cast(Any, hf_logging.enable_progress_bar)()
 
 
 def _pooled_module(model: Any, pooling: str) -> Any:
@@ -203,13 +269,7 @@ def _pooled_module(model: Any, pooling: str) -> Any:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)
-            states = hidden.last_hidden_state
-            if pooling == "cls":
-                pooled = states[:, 0]
-            else:
-                weights = attention_mask.unsqueeze(-1).to(states.dtype)
-                pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            return pool(hidden.last_hidden_state, attention_mask, pooling)
 
     return Pooled()
 

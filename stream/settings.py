@@ -176,6 +176,11 @@ class Settings(BaseSettings):
                 "kafka_max_poll_interval_ms must be at least kafka_session_timeout_ms "
                 f"({self.kafka_session_timeout_ms}); raise RECSTREAM_KAFKA_MAX_POLL_INTERVAL_MS"
             )
+        if 0 < self.encoder_max_tokens < 64:
+            raise ValueError(
+                f"encoder_max_tokens ({self.encoder_max_tokens}) must be 0 (the device's "
+                "default) or at least 64; change RECSTREAM_ENCODER_MAX_TOKENS"
+            )
         if self.batch_max_tokens < self.max_seq_length:
             raise ValueError(
                 f"batch_max_tokens ({self.batch_max_tokens}) is smaller than one item "

@@ -92,6 +92,7 @@ def _configs(settings: Settings, variants: Sequence[Variant]) -> tuple[list[_Con
     from encoders.bert import BertEncoder, resolve_model
 
     source = resolve_model(settings.model)
+    default_threads = torch.get_num_threads()
     own = Variant(
         settings.encoder_quantize,
         settings.encoder_max_tokens,
@@ -134,7 +135,7 @@ def _configs(settings: Settings, variants: Sequence[Variant]) -> tuple[list[_Con
                     "quantize": v.quantize,
                     "precision": enc.precision,
                     "max_tokens": budget,
-                    "threads": v.threads or torch.get_num_threads(),
+                    "threads": v.threads or default_threads,
                     "settings": number == 0,
                 },
                 [],

@@ -68,7 +68,8 @@ class EmbeddedBroker:
                 # the port first, with a plain socket: librdkafka would print every refused
                 # connection on stderr; then the Kafka protocol
                 socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
-                admin = admin or AdminClient({"bootstrap.servers": self.bootstrap})
+                if admin is None:
+                    admin = AdminClient({"bootstrap.servers": self.bootstrap})
                 admin.list_topics(timeout=1.0)
                 break
             except Exception:

@@ -117,6 +117,7 @@ def test_int8_vectors_depend_a_little_on_batch_mates() -> None:
     alone = np.vstack([encoder.encode([t]) for t in VARIED_TEXTS])
     agreement = cosine_rows(together, alone)
     assert agreement.min() >= 0.98, agreement.round(4)
+    assert agreement.min() < 0.9999  # the effect is real: float32 would give 1.0 here
 
 
 def test_similar_products_score_higher_than_unrelated(encoder: BertEncoder) -> None:

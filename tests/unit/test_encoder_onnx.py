@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -106,8 +107,26 @@ def test_unwritable_cache_names_the_setting(
         BertEncoder(device="cpu", quantize="int8", runtime="onnx")
 
 
+def test_auto_falls_back_to_torch_when_the_export_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under RECSTREAM_ENCODER_RUNTIME=auto, an unusable cache does not stop the encoder: it
+    warns and runs the model on torch (float32 where the CPU has no native bf16)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("RECSTREAM_ENCODER_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr("encoders.bert.native_bf16", lambda capabilities: False)
+    with capture_logs() as logs:
+        encoder = BertEncoder(device="cpu")
+    [warning] = [e for e in logs if e["event"] == "encoder.onnx_unavailable"]
+    assert "RECSTREAM_ENCODER_CACHE" in warning["error"]
+    assert (encoder.runtime, encoder.precision) == ("torch", "float32")
+    assert cosines(encoder.encode(TEXTS[:2]), torch_fp32().encode(TEXTS[:2])).min() >= 0.99999
+
+
 def test_cache_key_follows_the_model_files(tmp_path: Path) -> None:
-    """Changing a model file, the pooling or the precision changes the key; nothing else does."""
+    """Changing a model file's size or modification time, the pooling or the precision changes
+    the key; the same inputs give the same key."""
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -117,6 +136,9 @@ def test_cache_key_follows_the_model_files(tmp_path: Path) -> None:
     assert cache_key(model, "mean", "float32") != key
     (model / "config.json").write_text('{"hidden_size": 8}')
     assert cache_key(model, "mean", "int8") != key
+    resized = cache_key(model, "mean", "int8")
+    os.utime(model / "config.json", ns=(0, 1_000_000_000))  # same size, another mtime
+    assert cache_key(model, "mean", "int8") != resized
 
 
 def test_cache_setting_is_honoured(tmp_path: Path) -> None:

@@ -129,16 +129,32 @@ def test_bf16_agrees_with_float32(fp32_vectors: npt.NDArray[np.float32]) -> None
     assert cosines(vectors, fp32_vectors).min() >= 0.999
 
 
-def test_load_encoder_reads_quantize_and_threads() -> None:
-    """load_encoder hands RECSTREAM_ENCODER_QUANTIZE and RECSTREAM_ENCODER_THREADS over."""
+def test_load_encoder_reads_quantize_runtime_and_threads() -> None:
+    """load_encoder hands RECSTREAM_ENCODER_QUANTIZE, _RUNTIME and _THREADS over: torch's
+    threads are the process's, ONNX Runtime's its session's (torch's left alone)."""
     before = torch.get_num_threads()
     try:
-        encoder = load_encoder(Settings(device="cpu", encoder_quantize="none", encoder_threads=1))
+        settings = Settings(
+            device="cpu", encoder_quantize="none", encoder_runtime="torch", encoder_threads=1
+        )
+        encoder = load_encoder(settings)
         assert isinstance(encoder, BertEncoder)
-        assert encoder.precision == "float32"
+        assert (encoder.runtime, encoder.precision) == ("torch", "float32")
         assert torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        onnx = load_encoder(settings.model_copy(update={"encoder_runtime": "onnx"}))
+        assert isinstance(onnx, BertEncoder) and onnx._onnx is not None
+        assert onnx._onnx.session.get_session_options().intra_op_num_threads == 1
+        assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
+
+
+def test_encoder_max_tokens_is_zero_or_at_least_64() -> None:
+    """0 means the device's default budget (1,024 on the CPU); 1 to 63 are refused."""
+    assert BertEncoder(device="cpu", max_tokens=0).max_tokens == 1_024
+    with pytest.raises(ValidationError, match="RECSTREAM_ENCODER_MAX_TOKENS"):
+        Settings(encoder_max_tokens=10)
 
 
 def test_zero_threads_leaves_torch_alone() -> None:
