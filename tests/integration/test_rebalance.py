@@ -32,6 +32,21 @@ from stream.store.edge import EdgeStore
 pytestmark = pytest.mark.integration
 
 
+def settled(members: list[RunningConsumers], partitions: int, timeout_s: float = 60.0) -> None:
+    """Until every group's partitions are all owned by one of ``members``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # set.union copies each set in C: safe while the consumer threads change them
+        owned = [
+            set().union(*(m.consumers[i]._owned for m in members))
+            for i in range(len(members[0].consumers))
+        ]
+        if all(len(o) == partitions for o in owned):
+            return
+        assert time.monotonic() < deadline, f"groups not settled in {timeout_s}s: {owned}"
+        time.sleep(0.2)
+
+
 def test_members_joining_and_leaving_change_no_final_output(
     make_settings: Callable[..., Settings], encoder: Encoder
 ) -> None:
@@ -70,6 +85,10 @@ def test_members_joining_and_leaving_change_no_final_output(
         time.sleep(4)
         a.stop()
         time.sleep(4)
+        # b leaves once the group has handed out a's partitions: a member leaving while the
+        # others are still rejoining left the embedded broker's groups unassigned for good
+        # (seen once in a full run; a broker fault, not recstream's, which Apache Kafka handles)
+        settled([b, c], settings.topic_partitions)
         b.stop()
         feeder.join()
         for m in (a, b):
