@@ -41,8 +41,8 @@ PRECISIONS = ("float32", "int8")
 _WORK_PREFIX = ".export-"
 _FORMAT = 1
 """Bump when the exported graph changes shape or meaning: old cache entries are then unused."""
-# model types onnxruntime's optimiser knows how to fuse; others are exported unfused
-_OPTIMISER_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
+_BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "mpnet"})
+"""Model types onnxruntime's BERT fusions apply to; others are exported unfused."""
 
 
 def onnx_available() -> bool:
@@ -209,15 +209,14 @@ def _verify(path: Path, graph: Any, vocab_size: int, precision: str) -> None:
 
 def _optimise(raw: Path, out: Path, model_type: str, heads: int, hidden: int) -> Path:
     """The graph with onnxruntime's transformer fusions, or ``raw`` where they do not apply."""
-    kind = _OPTIMISER_TYPES.get(model_type)
-    if kind is None:
+    if model_type not in _BERT_LIKE:
         log.info("encoder.onnx_unfused", model_type=model_type)
         return raw
     from onnxruntime.transformers import optimizer
 
     with _quiet():
         fused = optimizer.optimize_model(
-            str(raw), model_type=kind, num_heads=heads, hidden_size=hidden
+            str(raw), model_type="bert", num_heads=heads, hidden_size=hidden
         )
         fused.save_model_to_file(str(out))
     stats = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
