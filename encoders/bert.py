@@ -30,10 +30,12 @@ import torch
 
 from encoders.base import EncoderSettings
 from encoders.batching import plan_batches
+from encoders.cuda import CHUNK_TEXTS, encode_pipelined
 from encoders.device import resolve_device
 from encoders.errors import EncoderError, ModelNotFound, TextRejected
 from encoders.hf import no_progress_bar, pool
 from encoders.onnx import OnnxForward, load_forward, onnx_available
+from encoders.tokens import FastTokenizer, TokenizerPool, pack
 from stream.settings import DEFAULT_MODEL
 
 log = structlog.get_logger(__name__)
@@ -47,12 +49,13 @@ RUNTIME_CHOICES = ("auto", "torch", "onnx")
 CPU_MAX_TOKENS = 1_024
 """Default token budget of a forward pass on the CPU: smaller batches stay in the caches
 (1,024 was fastest for ONNX Runtime int8 and float32 here, see bench/README.md)."""
-GPU_MAX_TOKENS = 8_192
+GPU_MAX_TOKENS = 32_768
+"""Default token budget on CUDA: a forward pass there has a fixed cost in Python and kernel
+launches (~1-2 ms), so passes must be large; see bench/README.md for the sweep."""
 CPU_MAX_PADDING = 0.1
 """On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
 batches of mixed lengths then run as a few tight passes (bench/README.md). On CUDA, where a
-pass has a fixed cost of its own, batches are bounded by the token budget alone (not measured
-here: no GPU)."""
+pass has a fixed cost of its own, batches are bounded by the token budget alone."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,8 @@ class BertEncoder:
             int(getattr(config, "max_position_embeddings", math.inf)),
         )
         self._pad_id = int(self._tokenizer.pad_token_id)
+        self._fast = FastTokenizer.of(self._tokenizer, self.max_seq_length)
+        self._pool: TokenizerPool | None = None
         log.info(
             "encoder.loaded",
             model=self.name,
@@ -305,7 +310,7 @@ class BertEncoder:
             pooling=self._pooling,
             max_seq_length=self.max_seq_length,
             max_tokens=self.max_tokens,
-            load_ms=round((time.perf_counter() - started) * 1000, 1),
+            load_ms=_ms_since(started),
         )
 
     @classmethod
@@ -325,57 +330,80 @@ class BertEncoder:
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """``(n, dim)`` float32, L2-normalised rows in input order; see :class:`Encoder`."""
         _validate(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return np.empty((0, self.dim), dtype=np.float32)
         started = time.perf_counter()
-        ids = self._tokenize(texts)
-        padding = CPU_MAX_PADDING if self.device == "cpu" else 1.0
-        batches = plan_batches([len(seq) for seq in ids], self.max_tokens, padding)
+        if self.device != "cpu":
+            out = encode_pipelined(
+                texts,
+                self._bulk_tokenizer() if len(texts) > CHUNK_TEXTS else self._fast,
+                self._unit,
+                device=self.device,
+                dim=self.dim,
+                max_tokens=self.max_tokens,
+                pad_id=self._pad_id,
+            )
+            log.debug("encoder.encoded", texts=len(texts), encode_ms=_ms_since(started))
+            return out
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        tokens = self._fast(texts)
+        lengths = tokens.lengths.tolist()
+        batches = plan_batches(lengths, self.max_tokens, CPU_MAX_PADDING)
         with torch.inference_mode():
             for batch in batches:
-                out[batch] = self._forward([ids[i] for i in batch])
+                ids, batch_lengths = pack(tokens, batch, self._pad_id)
+                out[batch] = self._forward(ids, batch_lengths)
         log.debug(
             "encoder.encoded",
             texts=len(texts),
             batches=len(batches),
-            padded_tokens=sum(len(ids[b[0]]) * len(b) for b in batches),
-            encode_ms=round((time.perf_counter() - started) * 1000, 1),
+            padded_tokens=sum(lengths[b[0]] * len(b) for b in batches),
+            encode_ms=_ms_since(started),
         )
         return out
+
+    def _bulk_tokenizer(self) -> FastTokenizer | TokenizerPool:
+        """On a machine with cores to spare, worker processes tokenise for calls of several
+        chunks (bulk loads); the first such call starts them."""
+        workers = (os.cpu_count() or 1) - 2  # the main thread and the preparing thread
+        if workers < 2:
+            return self._fast
+        if self._pool is None:
+            self._pool = TokenizerPool(self._fast, workers)
+            log.info("encoder.tokenizer_pool", workers=workers)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the tokenizer worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text, special tokens included, capped at ``max_seq_length``."""
         _validate(texts)
-        return [len(seq) for seq in self._tokenize(texts)] if texts else []
+        return cast(list[int], self._fast(texts).lengths.tolist()) if texts else []
 
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        encoded = self._tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return cast(list[list[int]], encoded["input_ids"])
-
-    def _forward(self, ids: list[list[int]]) -> npt.NDArray[np.float32]:
-        # Pad to this batch's longest only; right padding keeps absolute positions from 0.
-        longest = max(len(seq) for seq in ids)
-        input_ids = np.full((len(ids), longest), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), longest), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
+    def _forward(
+        self, ids: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """One CPU batch: right-padded ids (absolute positions from 0) and each row's length."""
+        mask = (np.arange(ids.shape[1]) < lengths[:, None]).astype(np.int64)
         if self._onnx is not None:
-            return self._onnx(input_ids, mask)
-        input_t = torch.from_numpy(input_ids).to(self.device)
-        mask_t = torch.from_numpy(mask).to(self.device)
-        output = self._model(input_ids=input_t, attention_mask=mask_t)
+            return self._onnx(ids.astype(np.int64), mask)
+        unit = self._unit(torch.from_numpy(ids), torch.from_numpy(mask))
+        return cast(npt.NDArray[np.float32], unit.numpy())
+
+    def _unit(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Unit vectors (float32) of a batch already on the model's device."""
+        output = self._model(input_ids=ids, attention_mask=mask)
         # Pool in float32 even when the model runs in half precision: sums over long texts.
         hidden = cast(torch.Tensor, output.last_hidden_state).float()
-        unit = pool(hidden, mask_t, self._pooling)
-        return cast(npt.NDArray[np.float32], unit.cpu().numpy())
+        return pool(hidden, mask, self._pooling)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
 def _validate(texts: Sequence[str]) -> None:

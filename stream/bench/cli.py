@@ -1,4 +1,4 @@
-"""``recstream bench encoder|store|e2e|scaling``: the options of each benchmark, and dispatch.
+"""``recstream bench encoder|gpu|store|e2e|scaling``: the options of each benchmark, and dispatch.
 
 Imports nothing heavy: each benchmark module (torch, Qdrant, Kafka) loads when it runs.
 """
@@ -80,6 +80,26 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
     e2e.add_argument("--out", **out)
     add_settings_options(e2e)
 
+    gpu = which.add_parser(
+        "gpu", help="recstream's CUDA encoder vs sentence-transformers fp16, ~64-token sentences"
+    )
+    gpu.add_argument("--sentences", type=int, default=200_000, help="per round [200000]")
+    gpu.add_argument("--tokens", type=int, default=64, help="sentence length target [64]")
+    gpu.add_argument(
+        "--budgets",
+        type=_sizes,
+        default=[8_192, 16_384, 32_768, 65_536, 131_072],
+        help="token budgets tried besides the settings' own [8192,...,131072]",
+    )
+    gpu.add_argument("--repeats", type=int, default=3, help="timed rounds [3]")
+    gpu.add_argument("--warmup", type=int, default=1, help="untimed rounds first [1]")
+    gpu.add_argument(
+        "--st-sentences", type=int, default=20_000, help="sentences per round for ST [20000]"
+    )
+    gpu.add_argument("--data", type=Path, default=_DATA, help=f"shared data folder [{_DATA}]")
+    gpu.add_argument("--out", **out)
+    add_settings_options(gpu)
+
     scaling = which.add_parser(
         "scaling", help="catalog processor ms/event with 10,000 vs 100,000 items stored"
     )
@@ -140,6 +160,25 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.name,
         )
         print(e2e.summary(result))
+    elif args.bench_command == "gpu":
+        from stream.bench import gpu
+
+        try:
+            result = gpu.run(
+                settings,
+                args.sentences,
+                args.tokens,
+                args.budgets,
+                args.repeats,
+                args.warmup,
+                args.st_sentences,
+                args.out,
+                args.data,
+            )
+        except gpu.NoGpu as exc:
+            print(f"recstream: {exc}")
+            return 2
+        print(gpu.summary(result))
     elif args.bench_command == "scaling":
         from stream.bench import scaling
 

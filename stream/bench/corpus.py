@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from stream.sample_catalog import sample_items
 DATA = Path("../shared/data")
 FLIPKART = ("flipkart/flipkart_com-ecommerce_sample_1050.csv",)
 ONLINE_RETAIL = "online_retail/online_retail.csv.gz"
+ABT_BUY = ("abt_buy/Abt.csv", "abt_buy/Buy.csv")
 _SEED = 20261122
 
 
@@ -77,3 +79,52 @@ def product_texts(n: int, data: Path = DATA) -> Corpus:
     texts = picked_fk + picked_or
     rng.shuffle(texts)
     return Corpus(texts, {"flipkart": len(picked_fk), "online_retail": len(picked_or)})
+
+
+def _abt_buy(data: Path) -> list[str]:
+    """Abt and Buy products: name, then description (the files are latin-1)."""
+    texts: list[str] = []
+    for name in ABT_BUY:
+        path = data / name
+        if not path.is_file():
+            continue
+        with path.open(encoding="latin-1", newline="") as f:
+            for row in csv.DictReader(f):
+                text = " ".join(f"{row['name']}. {row.get('description') or ''}".split())
+                texts.append(text)
+    return texts
+
+
+def token_windows(
+    n: int, target: int, count_tokens: Callable[[Sequence[str]], list[int]], data: Path = DATA
+) -> Corpus:
+    """Up to ``n`` distinct texts of ``3/4 * target`` to ``target`` tokens (special tokens
+    counted): runs of whole words cut from Flipkart and Abt-Buy product texts, or from generated
+    sample items without the data. ``count_tokens`` is the encoder's, for one word at a time
+    (a BERT tokenizer splits text at spaces before it splits words into pieces).
+    """
+    sources = {"flipkart": _flipkart(data), "abt_buy": _abt_buy(data)}
+    if not any(sources.values()):
+        items = sample_items(max(n, 1_000), seed=_SEED)
+        sources = {"generated_sample_items": [item_text(Item.model_validate(i)) for i in items]}
+    windows: dict[str, str] = {}
+    for source, texts in sources.items():
+        for text in texts:
+            words = text.split()
+            sizes = [c - 2 for c in count_tokens(words)] if words else []
+            run: list[str] = []
+            used = 2  # [CLS] and [SEP]
+            for word, size in zip(words, sizes, strict=True):
+                if run and used + size > target:
+                    if used >= 0.75 * target:
+                        windows.setdefault(" ".join(run), source)
+                    run, used = [], 2
+                run.append(word)
+                used += size
+            if run and 0.75 * target <= used <= target:
+                windows.setdefault(" ".join(run), source)
+    picked = random.Random(_SEED).sample(sorted(windows), min(n, len(windows)))
+    counts: dict[str, int] = {}
+    for text in picked:
+        counts[windows[text]] = counts.get(windows[text], 0) + 1
+    return Corpus(picked, counts)

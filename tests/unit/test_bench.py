@@ -70,3 +70,55 @@ def test_result_names_machine_versions_and_load(tmp_path: Path) -> None:
     assert written["machine"]["logical_cpus"] >= 1
     assert written["versions"]["recstream"]
     assert "loadavg_1m_start" in written["load"]
+
+
+def test_gpu_bench_refuses_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    """Where torch sees no GPU, `recstream bench gpu` says so and exits 2 (CI has no GPU)."""
+    import torch
+
+    from stream.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal cannot happen here")
+    assert main(["bench", "gpu", "--sentences", "10"]) == 2
+    assert "needs one" in capsys.readouterr().out
+
+
+def test_gpu_bench_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
+    """The GPU benchmark's whole procedure, small and on the CPU (its figures mean nothing
+    here): every configuration timed, agreement with sentence-transformers fp32, the parts timed
+    alone, and the JSON and PNG written."""
+    from stream.bench import gpu
+    from stream.settings import Settings
+
+    result = gpu.run(
+        Settings(device="cpu"),
+        sentences=40,
+        target_tokens=64,
+        budgets=[512],
+        repeats=1,
+        warmup=0,
+        st_sentences=8,
+        out_dir=tmp_path,
+        data=Path("../shared/data"),
+        device="cpu",
+        distinct_max=24,
+    )
+    names = [r["name"] for r in result["rows"]]
+    assert names[:3] == [
+        "sentence-transformers fp16, batch 32",
+        "sentence-transformers fp16, batch 512",
+        "sentence-transformers fp32, batch 32",
+    ]
+    assert sum(r["settings"] for r in result["rows"]) == 1
+    assert result["rows"][2]["cosine_vs_st_fp32"]["min"] > 0.99999  # the reference itself
+    ours = [r for r in result["rows"] if r["budget"] is not None]
+    assert {r["budget"] for r in ours} == {1_024, 512}
+    assert all(r["cosine_vs_st_fp32"]["mean"] > 0.98 for r in ours)
+    assert result["rows"][0]["ratio_vs_st_fp16"] == 1.0
+    assert 48 <= result["texts"]["tokens_min"] <= result["texts"]["tokens_max"] <= 64
+    assert result["parts"]["tokenize_only_one_process_sentences_per_s"] > 0
+    assert result["parts"]["model_only_sentences_per_s"] > 0
+    written = json.loads((tmp_path / "gpu.json").read_text())
+    assert written["headline"]["name"] == result["headline"]["name"]
+    assert (tmp_path / "gpu.png").stat().st_size > 0
