@@ -49,9 +49,10 @@ RUNTIME_CHOICES = ("auto", "torch", "onnx")
 CPU_MAX_TOKENS = 1_024
 """Default token budget of a forward pass on the CPU: smaller batches stay in the caches
 (1,024 was fastest for ONNX Runtime int8 and float32 here, see bench/README.md)."""
-GPU_MAX_TOKENS = 32_768
+GPU_MAX_TOKENS = 131_072
 """Default token budget on CUDA: a forward pass there has a fixed cost in Python and kernel
-launches (~1-2 ms), so passes must be large; see bench/README.md for the sweep."""
+launches of several ms, so passes must be large (H200: 53,000 sentences/s at 16,384 tokens,
+84,000 at 32,768, 108,000 at 131,072; see bench/README.md)."""
 CPU_MAX_PADDING = 0.1
 """On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
 batches of mixed lengths then run as a few tight passes (bench/README.md). On CUDA, where a

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from encoders.wordpiece import AsciiWordPiece
 
 Ids = npt.NDArray[np.int32]
 
@@ -33,33 +34,23 @@ class Tokens:
     lengths: npt.NDArray[np.int64]
 
 
-# ASCII control characters BERT's normaliser deletes (tab, newline and return it keeps as spaces)
-_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 class FastTokenizer:
     """A private copy of a transformers fast tokenizer's Rust backend, set to truncate at
     ``max_length`` and never pad (the model files may ask for padding to a fixed length).
 
-    For a BERT normaliser, plain ASCII texts (98% of the product texts measured) go through a
-    second copy that only lowercases: on ASCII, BERT's accent stripping, Chinese-character
-    spacing and control-character removal change nothing, and the ids are the same (checked in
-    the unit tests), at about 1.35x the speed.
+    For a BERT tokenizer, plain ASCII texts (98% of the product texts measured) take
+    :class:`~encoders.wordpiece.AsciiWordPiece`, which gives the same ids faster.
     """
 
     def __init__(self, spec: str, max_length: int) -> None:
         """``spec``: the backend's JSON (``hf_tokenizer.backend_tokenizer.to_str()``)."""
-        from tokenizers import Tokenizer, normalizers
+        from tokenizers import Tokenizer
 
         self.spec, self.max_length = spec, max_length
         self._backend = Tokenizer.from_str(spec)
         self._backend.no_padding()
         self._backend.enable_truncation(max_length)
-        self._ascii = None
-        if type(self._backend.normalizer).__name__ == "BertNormalizer":
-            lowercase = getattr(self._backend.normalizer, "lowercase", False)
-            self._ascii = Tokenizer.from_str(self._backend.to_str())
-            self._ascii.normalizer = normalizers.Lowercase() if lowercase else None
+        self._ascii = AsciiWordPiece.fit(self._backend)
 
     @classmethod
     def of(cls, hf_tokenizer: Any, max_length: int) -> FastTokenizer:
@@ -71,9 +62,9 @@ class FastTokenizer:
         if self._ascii is None:
             ids = _ids(self._backend, texts)
         else:
-            plain = [t.isascii() and _ASCII_CONTROL.search(t) is None for t in texts]
+            plain = [self._ascii.accepts(t) for t in texts]
+            fast = iter(self._ascii([t for t, p in zip(texts, plain, strict=True) if p]))
             rest = [t for t, p in zip(texts, plain, strict=True) if not p]
-            fast = iter(_ids(self._ascii, [t for t, p in zip(texts, plain, strict=True) if p]))
             slow = iter(_ids(self._backend, rest) if rest else [])
             ids = [next(fast) if p else next(slow) for p in plain]
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
