@@ -53,6 +53,7 @@ GPU_MAX_TOKENS = 131_072
 """Default token budget on CUDA: a forward pass there has a fixed cost in Python and kernel
 launches of several ms, so passes must be large (H200: 53,000 sentences/s at 16,384 tokens,
 84,000 at 32,768, 108,000 at 131,072; see bench/README.md)."""
+MAX_TOKENIZER_WORKERS = 16
 CPU_MAX_PADDING = 0.1
 """On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
 batches of mixed lengths then run as a few tight passes (bench/README.md). On CUDA, where a
@@ -366,7 +367,9 @@ class BertEncoder:
     def _bulk_tokenizer(self) -> FastTokenizer | TokenizerPool:
         """On a machine with cores to spare, worker processes tokenise for calls of several
         chunks (bulk loads); the first such call starts them."""
-        workers = (os.cpu_count() or 1) - 2  # the main thread and the preparing thread
+        # the main thread and the preparing thread keep a core each; 14 workers tokenise
+        # ~350,000 texts/s (bench/README.md), more than any GPU here encodes
+        workers = min((os.cpu_count() or 1) - 2, MAX_TOKENIZER_WORKERS)
         if workers < 2:
             return self._fast
         if self._pool is None:
