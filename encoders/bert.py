@@ -16,9 +16,11 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -51,8 +53,8 @@ CPU_MAX_TOKENS = 1_024
 (1,024 was fastest for ONNX Runtime int8 and float32 here, see bench/README.md)."""
 GPU_MAX_TOKENS = 131_072
 """Default token budget on CUDA: a forward pass there has a fixed cost in Python and kernel
-launches of several ms, so passes must be large (H200: 53,000 sentences/s at 16,384 tokens,
-84,000 at 32,768, 108,000 at 131,072; see bench/README.md)."""
+launches of several ms, so passes must be large (H200, ~62-token texts: 53,000 sentences/s at
+16,384 tokens, 91,000 at 32,768, 116,000 at 131,072; see bench/README.md)."""
 MAX_TOKENIZER_WORKERS = 16
 CPU_MAX_PADDING = 0.1
 """On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
@@ -299,6 +301,8 @@ class BertEncoder:
         self._pad_id = int(self._tokenizer.pad_token_id)
         self._fast = FastTokenizer.of(self._tokenizer, self.max_seq_length)
         self._pool: TokenizerPool | None = None
+        self._pool_lock = threading.Lock()
+        self._pool_failed = False
         log.info(
             "encoder.loaded",
             model=self.name,
@@ -336,15 +340,15 @@ class BertEncoder:
             return np.empty((0, self.dim), dtype=np.float32)
         started = time.perf_counter()
         if self.device != "cpu":
-            out = encode_pipelined(
-                texts,
-                self._bulk_tokenizer() if len(texts) > CHUNK_TEXTS else self._fast,
-                self._unit,
-                device=self.device,
-                dim=self.dim,
-                max_tokens=self.max_tokens,
-                pad_id=self._pad_id,
-            )
+            tokenize = self._bulk_tokenizer() if len(texts) > CHUNK_TEXTS else self._fast
+            try:
+                out = self._encode_cuda(texts, tokenize)
+            except BrokenProcessPool as exc:
+                # a worker died (killed for memory, say): go on in this process from now on
+                log.warning("encoder.tokenizer_pool_broken", error=str(exc)[:200])
+                self.close()
+                self._pool_failed = True
+                out = self._encode_cuda(texts, self._fast)
             log.debug("encoder.encoded", texts=len(texts), encode_ms=_ms_since(started))
             return out
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -364,18 +368,32 @@ class BertEncoder:
         )
         return out
 
+    def _encode_cuda(
+        self, texts: Sequence[str], tokenize: FastTokenizer | TokenizerPool
+    ) -> npt.NDArray[np.float32]:
+        return encode_pipelined(
+            texts,
+            tokenize,
+            self._unit,
+            device=self.device,
+            dim=self.dim,
+            max_tokens=self.max_tokens,
+            pad_id=self._pad_id,
+        )
+
     def _bulk_tokenizer(self) -> FastTokenizer | TokenizerPool:
         """On a machine with cores to spare, worker processes tokenise for calls of several
         chunks (bulk loads); the first such call starts them."""
         # the main thread and the preparing thread keep a core each; 14 workers tokenise
         # ~350,000 texts/s (bench/README.md), more than any GPU here encodes
-        workers = min((os.cpu_count() or 1) - 2, MAX_TOKENIZER_WORKERS)
-        if workers < 2:
+        workers = min(len(os.sched_getaffinity(0)) - 2, MAX_TOKENIZER_WORKERS)
+        if workers < 2 or self._pool_failed:
             return self._fast
-        if self._pool is None:
-            self._pool = TokenizerPool(self._fast, workers)
-            log.info("encoder.tokenizer_pool", workers=workers)
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = TokenizerPool(self._fast, workers)
+                log.info("encoder.tokenizer_pool", workers=workers)
+            return self._pool
 
     def close(self) -> None:
         """Stop the tokenizer worker processes, if any were started."""

@@ -1,10 +1,11 @@
 """Tokenising many texts at once into flat arrays, and packing them into padded batches.
 
 transformers' tokenizer call builds a Python dict per text; at GPU rates (100,000 texts/s) that
-costs more than the model. Here the Rust tokenizer encodes a whole list in parallel (it lets go
-of the GIL meanwhile), the ids land in one flat int32 array, and a batch is cut from it with one
-masked assignment. The ids are the ones transformers' call gives with ``truncation=True`` and
-``max_length``: special tokens added, the text cut on the right (checked in the unit tests).
+costs more than the model. Here plain ASCII texts are tokenised by :mod:`encoders.wordpiece`
+and the rest by the Rust tokenizer (in parallel, without the GIL), the ids land in one flat
+int32 array, and a batch is cut from it with one masked assignment. The ids are the ones
+transformers' call gives with ``truncation=True`` and ``max_length``: special tokens added, the
+text cut on the tokenizer's truncation side (checked in the unit tests).
 """
 
 from __future__ import annotations
@@ -42,20 +43,39 @@ class FastTokenizer:
     :class:`~encoders.wordpiece.AsciiWordPiece`, which gives the same ids faster.
     """
 
-    def __init__(self, spec: str, max_length: int) -> None:
-        """``spec``: the backend's JSON (``hf_tokenizer.backend_tokenizer.to_str()``)."""
+    def __init__(
+        self,
+        spec: str,
+        max_length: int,
+        direction: str = "right",
+        split_special_tokens: bool = False,
+    ) -> None:
+        """``spec``: the backend's JSON (``hf_tokenizer.backend_tokenizer.to_str()``); the
+        truncation side and whether special-token text is split are not part of it."""
         from tokenizers import Tokenizer
 
         self.spec, self.max_length = spec, max_length
+        self.direction, self.split_special_tokens = direction, split_special_tokens
         self._backend = Tokenizer.from_str(spec)
         self._backend.no_padding()
-        self._backend.enable_truncation(max_length)
+        self._backend.enable_truncation(max_length, direction=direction)
+        self._backend.encode_special_tokens = split_special_tokens
         self._ascii = AsciiWordPiece.fit(self._backend)
 
     @classmethod
     def of(cls, hf_tokenizer: Any, max_length: int) -> FastTokenizer:
-        """The copy of a transformers fast tokenizer."""
-        return cls(hf_tokenizer.backend_tokenizer.to_str(), max_length)
+        """The copy of a transformers fast tokenizer, truncating on its side."""
+        backend = hf_tokenizer.backend_tokenizer
+        return cls(
+            backend.to_str(),
+            max_length,
+            getattr(hf_tokenizer, "truncation_side", "right"),
+            bool(getattr(backend, "encode_special_tokens", False)),
+        )
+
+    def settings(self) -> tuple[str, int, str, bool]:
+        """What rebuilds this tokenizer in another process."""
+        return self.spec, self.max_length, self.direction, self.split_special_tokens
 
     def __call__(self, texts: Sequence[str]) -> Tokens:
         texts = list(texts)
@@ -99,11 +119,11 @@ def pack(tokens: Tokens, rows: Sequence[int], pad_id: int) -> tuple[Ids, npt.NDA
 _WORKER: FastTokenizer | None = None
 
 
-def _start_worker(spec: str, max_length: int) -> None:
+def _start_worker(spec: str, max_length: int, direction: str, split_special: bool) -> None:
     global _WORKER
     # one core per worker process: the pool is the parallelism
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _WORKER = FastTokenizer(spec, max_length)
+    _WORKER = FastTokenizer(spec, max_length, direction, split_special)
 
 
 def _tokenize_in_worker(texts: list[str]) -> tuple[Ids, npt.NDArray[np.int64]]:
@@ -119,7 +139,9 @@ class TokenizerPool:
     Rust tokenizer's output hold the GIL): ~48,000 texts/s on the H200 machine's cores, less
     than half of what its GPU encodes. Each worker returns flat arrays (cheap to send) for its
     slice. Workers are started with ``spawn`` (the parent holds CUDA and threads, which
-    ``fork`` would copy in a broken state).
+    ``fork`` would copy in a broken state); like any spawned pool, they import the main module
+    again, so a script that encodes more than one chunk needs an ``if __name__ == "__main__"``
+    guard.
     """
 
     def __init__(self, tokenizer: FastTokenizer, workers: int) -> None:
@@ -128,7 +150,7 @@ class TokenizerPool:
             workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(tokenizer.spec, tokenizer.max_length),
+            initargs=tokenizer.settings(),
         )
 
     def __call__(self, texts: Sequence[str]) -> Tokens:

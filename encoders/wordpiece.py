@@ -54,6 +54,12 @@ class AsciiWordPiece:
         names = tuple(kind.__name__ for kind in kinds)
         if names != ("BertNormalizer", "BertPreTokenizer", "WordPiece") or not backend.truncation:
             return None
+        if backend.truncation.get("direction", "right") != "right":
+            return None
+        # added tokens matched after normalising (user vocabulary, "normalized=True") would
+        # need the normaliser's rules here; only raw-text special tokens are handled
+        if any(t.normalized for t in backend.get_added_tokens_decoder().values()):
+            return None
         around = backend.encode("").ids
         one = backend.encode("a").ids
         word = backend.model.token_to_id("a")
@@ -67,10 +73,10 @@ class AsciiWordPiece:
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
         cache, words, content = self._cache, self._words, self._content
-        if len(cache) > _CACHE_WORDS:
-            cache.clear()
         out = []
         for text in texts:
+            if len(cache) > _CACHE_WORDS:
+                cache.clear()
             ids = list(self._prefix)
             for word in words.findall(text.lower() if self._lowercase else text):
                 pieces = cache.get(word)

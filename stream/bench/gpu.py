@@ -65,10 +65,6 @@ def _gpu(device: str) -> dict[str, Any]:
     return info
 
 
-def _no_sync() -> None:
-    """The CPU dry run's stand-in for torch.cuda.synchronize."""
-
-
 def _unit(v: Vectors) -> npt.NDArray[np.float64]:
     v64 = v.astype(np.float64)
     norms = np.maximum(np.linalg.norm(v64, axis=1, keepdims=True), 1e-12)
@@ -145,7 +141,11 @@ def run(
         if not torch.cuda.is_available():
             raise NoGpu("torch sees no CUDA device here: `recstream bench gpu` needs one")
         device = settings.device if settings.device.startswith("cuda") else "cuda"
-    sync: Callable[[], None] = torch.cuda.synchronize if device != "cpu" else _no_sync
+
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize(device)
+
     with LoadMonitor() as load:
         encoder = BertEncoder(
             settings.model,

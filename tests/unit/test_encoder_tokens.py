@@ -82,6 +82,37 @@ def test_ascii_fast_path_gives_transformers_ids(hf_tokenizer: Any, texts: list[s
     assert got == expected
 
 
+def _hf(**kwargs: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(MODEL_DIR), local_files_only=True, **kwargs)
+
+
+TRICKY = ["hello [SEP] world", "cafe latte", "Café au lait", "wi\tfi router", "wi fi router"]
+
+
+def _same_ids(hf: Any, texts: list[str], max_length: int) -> None:
+    tokens = FastTokenizer.of(hf, max_length)(texts)
+    got = [
+        tokens.flat[s : s + n].tolist() for s, n in zip(tokens.starts, tokens.lengths, strict=True)
+    ]
+    assert got == hf(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
+def test_left_truncation_is_honoured() -> None:
+    """A model whose tokenizer cuts on the left keeps the end of a long text, as transformers."""
+    _same_ids(_hf(truncation_side="left"), [*VARIED_TEXTS, LONG_DESCRIPTION], 12)
+
+
+def test_user_added_tokens_and_split_special_tokens() -> None:
+    """Tokens added to the vocabulary (matched after normalising) and split_special_tokens give
+    transformers' ids: such tokenizers skip the ASCII fast path or keep the flag."""
+    added = _hf()
+    added.add_tokens(["Café", "wi fi"])
+    _same_ids(added, [*TRICKY, *VARIED_TEXTS], 64)
+    _same_ids(_hf(split_special_tokens=True), [*TRICKY, *VARIED_TEXTS], 64)
+
+
 def test_tokenizer_pool_gives_the_same_tokens(hf_tokenizer: Any) -> None:
     """Worker processes return the same flat ids, lengths and starts as one process."""
     fast = FastTokenizer.of(hf_tokenizer, 256)
