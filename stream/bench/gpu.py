@@ -13,6 +13,7 @@ the slower of the two; how close it comes says what limits it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
 import time
@@ -146,7 +147,7 @@ def run(
         if device != "cpu":
             torch.cuda.synchronize(device)
 
-    with LoadMonitor() as load:
+    with LoadMonitor() as load, contextlib.ExitStack() as cleanup:
         encoder = BertEncoder(
             settings.model,
             device=device,
@@ -154,6 +155,7 @@ def run(
             max_seq_length=settings.max_seq_length,
             runtime="torch",  # what CUDA runs anyway; on a CPU dry run, so _unit exists
         )
+        cleanup.callback(encoder.close)  # the tokenizer worker processes, on any exit
         own_budget = encoder.max_tokens
         corpus = token_windows(distinct_max, target_tokens, encoder.count_tokens, data)
         distinct = corpus.texts
@@ -233,7 +235,6 @@ def run(
             "model_only_sentences_per_s": round(_model_only(encoder, work, repeats, sync), 1),
             "budget": own_budget,
         }
-    encoder.close()
     st_base = next(c for c in configs if c.get("reference"))
     base_rate = len(st_base["texts"]) / median(st_base["runs"])
     rows = []
