@@ -30,6 +30,12 @@ UnitForward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(ids, attention mask) on the device -> unit vectors, float32, one row per text."""
 
 
+def attention_mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The int64 mask of right-padded ``ids``, built where they are (on the GPU: no copy)."""
+    positions = torch.arange(ids.shape[1], device=ids.device)
+    return (positions < lengths[:, None]).to(torch.int64)
+
+
 @dataclass(frozen=True)
 class _Batch:
     rows: torch.Tensor
@@ -93,9 +99,7 @@ def encode_pipelined(
                     ids = batch.ids.to(device, non_blocking=True)
                     lengths = batch.lengths.to(device, non_blocking=True)
                     rows = batch.rows.to(device, non_blocking=True)
-                    positions = torch.arange(ids.shape[1], device=device)
-                    mask = (positions < lengths[:, None]).to(torch.int64)
-                    result.index_copy_(0, rows, forward(ids, mask))
+                    result.index_copy_(0, rows, forward(ids, attention_mask(ids, lengths)))
             # the copy back waits for the chunk: the pinned inputs stay referenced until then
             out[start : start + size] = result.cpu().numpy()
             del batches

@@ -34,6 +34,14 @@ class Tokens:
     starts: npt.NDArray[np.int64]
     lengths: npt.NDArray[np.int64]
 
+    @classmethod
+    def of(cls, flat: Ids, lengths: npt.NDArray[np.int64]) -> Tokens:
+        """The texts laid end to end in ``flat``, ``lengths[i]`` ids each."""
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        if len(lengths) > 1:
+            np.cumsum(lengths[:-1], out=starts[1:])
+        return cls(flat, starts, lengths)
+
 
 class FastTokenizer:
     """A private copy of a transformers fast tokenizer's Rust backend, set to truncate at
@@ -88,12 +96,9 @@ class FastTokenizer:
             slow = iter(_ids(self._backend, rest) if rest else [])
             ids = [next(fast) if p else next(slow) for p in plain]
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        starts = np.zeros(len(ids), dtype=np.int64)
-        if len(ids) > 1:
-            np.cumsum(lengths[:-1], out=starts[1:])
         total = int(lengths.sum())
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=total)
-        return Tokens(flat, starts, lengths)
+        return Tokens.of(flat, lengths)
 
 
 def _ids(backend: Any, texts: list[str]) -> list[list[int]]:
@@ -158,11 +163,8 @@ class TokenizerPool:
         size = max(256, -(-len(texts) // self.workers))
         parts = list(self._pool.map(_tokenize_in_worker, _slices(texts, size)))
         lengths = np.concatenate([lengths for _, lengths in parts]) if parts else _EMPTY
-        starts = np.zeros(len(lengths), dtype=np.int64)
-        if len(lengths) > 1:
-            np.cumsum(lengths[:-1], out=starts[1:])
         flat = np.concatenate([flat for flat, _ in parts]) if parts else _EMPTY.astype(np.int32)
-        return Tokens(flat, starts, lengths)
+        return Tokens.of(flat, lengths)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -84,6 +84,7 @@ def _model_only(
     import torch
 
     from encoders.batching import plan_batches
+    from encoders.cuda import attention_mask
     from encoders.tokens import pack
 
     tokens = encoder._fast(texts)
@@ -91,9 +92,8 @@ def _model_only(
     for rows in plan_batches(tokens.lengths.tolist(), encoder.max_tokens):
         ids, lengths = pack(tokens, rows, encoder._pad_id)
         ids_t = torch.from_numpy(ids).to(encoder.device)
-        positions = torch.arange(ids.shape[1], device=encoder.device)
         lengths_t = torch.from_numpy(lengths).to(encoder.device)
-        batches.append((ids_t, (positions < lengths_t[:, None]).to(torch.int64)))
+        batches.append((ids_t, attention_mask(ids_t, lengths_t)))
     runs = []
     with torch.inference_mode():
         for _ in range(repeats + 1):
