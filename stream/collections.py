@@ -1,8 +1,11 @@
 """The collections recstream keeps in the vector store, and their payload indexes.
 
-- ``items``: one point per live item: its text vector, its description, and the neighbour list
-  last published for it (``nb_ids``, a list; ``nb_scores``, one comma-separated string;
-  ``nb_floor``, the k-th score or -2).
+- ``items``: one point per live item: its text vector, its description, and, where lists are
+  searched in the store, the neighbour list last published for it (``nb_ids``, a list;
+  ``nb_scores``, one comma-separated string; ``nb_floor``, the k-th score or -2).
+- ``item_lists``: where lists are searched in memory, the list last published for each item,
+  packed into one string (``nb``: a JSON array of ids and an array of scores). Placeholder
+  vectors. See :mod:`stream.catalog.lists`.
 - ``items_deleted``: a record (id and stamp) per deleted item, so that a late, older event
   cannot bring it back. Vectors are a 1-dimensional placeholder.
 - ``item_stats``: per item, decayed popularity and co-occurrence, written only by the item-stats
@@ -16,6 +19,7 @@ from stream.store import FieldKind, VectorStore
 
 ITEMS = "items"
 DELETED_ITEMS = "items_deleted"
+ITEM_LISTS = "item_lists"
 ITEM_STATS = "item_stats"
 USERS = "users"
 
@@ -30,4 +34,5 @@ def ensure_collections(store: VectorStore, dim: int) -> None:
     store.ensure_collection(ITEMS, dim, _INDEXES[ITEMS])
     store.ensure_collection(USERS, dim)
     store.ensure_collection(DELETED_ITEMS, 1)
+    store.ensure_collection(ITEM_LISTS, 1)
     store.ensure_collection(ITEM_STATS, 1, _INDEXES[ITEM_STATS])

@@ -1,11 +1,13 @@
-"""An exact in-memory copy of the items collection: every vector and every list's floor.
+"""An exact in-memory copy of the items collection: every vector, version and recorded list.
 
 The catalog consumer asks two questions of every batch: which items are nearest to each changed
 item, and whose lists each changed item now enters (``cos(X, Y) > Y.floor``). Against the whole
 catalogue at once, both are one matrix product: ``changed x catalogue``, a few hundred
 milliseconds for 256 items against 100,000 on two cores, where the embedded engine scans the
-catalogue once per query (see bench/README.md). The store stays the record: this copy is built
-from it (``load``), follows each write the consumer makes, and is rebuilt after any failure.
+catalogue once per query (see bench/README.md). It also answers, without a store call, what was
+last published for an item and which lists name an item. The store stays the record: this copy
+is built from it (:class:`stream.catalog.neighbours.MemoryFinder`), follows each write the
+consumer makes, and is rebuilt after any failure.
 
 Only one process may write the store for the copy to stay true: that holds for the embedded
 engine (a shard opens in one process) and qdrant-client's local mode, not for a shared server.
@@ -14,45 +16,43 @@ engine (a shard opens in one process) and qdrant-client's local mode, not for a 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from stream.store import VectorStore
+from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.store.base import Vector
 
-NO_FLOOR = -2.0
-"""Floor of a list shorter than k, or of an item with no recorded list: any item qualifies."""
 _CHUNK_CELLS = 16_000_000
 """Scores computed at once (64 MB of float32): queries are split to stay under it."""
+_NO_LIST = -1
 
 
 class MemoryIndex:
-    """Item vectors (unit length, float32) and list floors, by key, with swap-remove deletes."""
+    """Item vectors (unit length, float32), versions and recorded lists, by key, with
+    swap-remove deletes.
 
-    def __init__(self, dim: int) -> None:
+    A recorded list is kept as rows of arrays, not as Python objects (12 bytes per entry, so
+    12 MB per 100,000 items at k = 10): its ids as serial numbers (one per key ever named, never
+    reused), its scores, its length (-1: no list recorded) and its floor. A list recorded with a
+    larger k than this index's is cut to k.
+    """
+
+    def __init__(self, dim: int, k: int) -> None:
         self.dim = dim
+        self.k = k
         self.keys: list[str] = []
         self.rows: dict[str, int] = {}
-        self._matrix = np.zeros((1_024, dim), dtype=np.float32)
-        self._floors = np.full(1_024, NO_FLOOR, dtype=np.float64)
-
-    @classmethod
-    def load(cls, store: VectorStore, collection: str, dim: int) -> MemoryIndex:
-        """Read every point's vector and recorded floor from the store."""
-        index = cls(dim)
-        floors: dict[str, float] = {}
-        vectors: dict[str, Vector] = {}
-        for point in store.scroll(collection, with_vectors=True):
-            if point.vector is None:
-                continue
-            vectors[point.key] = point.vector
-            floor = point.payload.get("nb_floor")
-            if isinstance(floor, int | float) and not isinstance(floor, bool):
-                floors[point.key] = float(floor)
-        index.put(vectors)
-        index.set_floors(floors)
-        return index
+        self.versions: dict[str, int | None] = {}
+        self._serials: dict[str, int] = {}
+        self._named: list[str] = []
+        self._matrix = np.zeros((0, dim), dtype=np.float32)
+        self._floors = np.zeros(0, dtype=np.float64)
+        self._ids = np.zeros((0, k), dtype=np.int32)
+        self._scores = np.zeros((0, k), dtype=np.float64)
+        self._lengths = np.zeros(0, dtype=np.int16)
+        self._reserve(1_024)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -65,15 +65,22 @@ class MemoryIndex:
     def floors(self) -> npt.NDArray[np.float64]:
         return self._floors[: len(self.keys)]
 
-    def put(self, vectors: Mapping[str, Vector]) -> None:
-        """Insert or replace vectors; a new key has no floor yet, a replaced one keeps its own
-        (as the store keeps the recorded list across an upsert)."""
+    def put(
+        self, vectors: Mapping[str, Vector], versions: Mapping[str, int | None] | None = None
+    ) -> None:
+        """Insert or replace vectors (and versions); a new key has no recorded list yet, a
+        replaced one keeps its own (as the store keeps the recorded list across an upsert)."""
         new = [k for k in vectors if k not in self.rows]
         self._reserve(len(self.keys) + len(new))
         for key in new:
-            self.rows[key] = len(self.keys)
-            self._floors[len(self.keys)] = NO_FLOOR
+            row = len(self.keys)
+            self.rows[key] = row
+            self._floors[row] = NO_FLOOR
+            self._lengths[row] = _NO_LIST
             self.keys.append(key)
+        for key, version in (versions or {}).items():
+            if key in self.rows:
+                self.versions[key] = version
         if not vectors:
             return
         rows = [self.rows[k] for k in vectors]
@@ -85,20 +92,47 @@ class MemoryIndex:
             row = self.rows.pop(key, None)
             if row is None:
                 continue
+            self.versions.pop(key, None)
             last = len(self.keys) - 1
             if row != last:
                 moved = self.keys[last]
-                self._matrix[row] = self._matrix[last]
-                self._floors[row] = self._floors[last]
+                for array in (self._matrix, self._floors, self._ids, self._scores, self._lengths):
+                    array[row] = array[last]
                 self.keys[row] = moved
                 self.rows[moved] = row
             self.keys.pop()
 
-    def set_floors(self, floors: Mapping[str, float]) -> None:
-        for key, floor in floors.items():
+    def set_lists(self, lists: Mapping[str, NeighbourState]) -> None:
+        """Record these lists as published (keys not stored are ignored)."""
+        for key, state in lists.items():
             row = self.rows.get(key)
-            if row is not None:
-                self._floors[row] = floor
+            if row is None:
+                continue
+            size = min(len(state.ids), self.k)
+            self._ids[row, :size] = [self._serial(i) for i in state.ids[:size]]
+            self._ids[row, size:] = _NO_LIST
+            self._scores[row, :size] = state.scores[:size]
+            self._lengths[row] = size
+            self._floors[row] = state.floor(self.k)
+
+    def recorded(self, key: str) -> NeighbourState | None:
+        """The list last published for a stored key; None when none was recorded."""
+        row = self.rows[key]
+        size = int(self._lengths[row])
+        if size == _NO_LIST:
+            return None
+        ids = tuple(self._named[s] for s in self._ids[row, :size].tolist())
+        return NeighbourState(ids, tuple(self._scores[row, :size].tolist()))
+
+    def listing(self, keys: Iterable[str]) -> set[str]:
+        """Stored keys whose recorded list names any of ``keys``."""
+        serials = [self._serials[k] for k in keys if k in self._serials]
+        if not serials or not self.keys:
+            return set()
+        ids = self._ids[: len(self.keys)]
+        # a lookup table over the serial range: linear in the catalogue, whatever len(keys)
+        hits = np.isin(ids, np.asarray(serials, dtype=np.int32), kind="table").any(axis=1)
+        return {self.keys[row] for row in np.flatnonzero(hits).tolist()}
 
     def vectors(self, keys: Iterable[str]) -> dict[str, Vector]:
         return {k: self._matrix[self.rows[k]] for k in keys if k in self.rows}
@@ -111,15 +145,30 @@ class MemoryIndex:
             part = slice(start, min(start + step, len(queries)))
             yield part, queries[part] @ self.matrix.T
 
+    def _serial(self, key: str) -> int:
+        serial = self._serials.get(key)
+        if serial is None:
+            serial = self._serials[key] = len(self._named)
+            self._named.append(key)
+        return serial
+
     def _reserve(self, size: int) -> None:
-        if size <= len(self._floors):
+        capacity = len(self._floors)
+        if size <= capacity:
             return
-        capacity = max(size, 2 * len(self._floors))
-        matrix = np.zeros((capacity, self.dim), dtype=np.float32)
-        matrix[: len(self.keys)] = self.matrix
-        floors = np.full(capacity, NO_FLOOR, dtype=np.float64)
-        floors[: len(self.keys)] = self.floors
-        self._matrix, self._floors = matrix, floors
+        capacity = max(size, 2 * capacity)
+        used = len(self.keys)
+
+        def grown(array: npt.NDArray[Any], fill: float) -> npt.NDArray[Any]:
+            out = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
+            out[:used] = array[:used]
+            return out
+
+        self._matrix = grown(self._matrix, 0.0)
+        self._floors = grown(self._floors, NO_FLOOR)
+        self._ids = grown(self._ids, _NO_LIST)
+        self._scores = grown(self._scores, 0.0)
+        self._lengths = grown(self._lengths, _NO_LIST)
 
 
 def unit(vectors: Vector) -> Vector:

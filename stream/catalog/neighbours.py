@@ -1,24 +1,28 @@
 """Which neighbour lists a batch changes, and what they are now.
 
-Every item's payload remembers the list last published for it: ``nb_ids``, ``nb_scores`` and
-``nb_floor`` (the k-th score, or -2 when the list is shorter than k). A changed item X enters
-item Y's list exactly when ``cos(X, Y) > Y.nb_floor``; Y's new list is then its recorded list
-with X merged in (:func:`merged`), no search needed, as long as nothing on Y's list changed or
-left. Lists that name a changed or deleted item are found through the ``nb_ids`` index and
-recomputed with a top-k search.
+Every item has a record of the list last published for it: its ids and scores, and its floor
+(the k-th score, or -2 when the list is shorter than k). A changed item X enters item Y's list
+exactly when ``cos(X, Y) > Y.floor``; Y's new list is then its recorded list with X merged in
+(:func:`merged`), no search needed, as long as nothing on Y's list changed or left. Lists that
+name a changed or deleted item are recomputed with a top-k search.
 
-Two finders answer "whose lists does X enter" and "what is Y's top k":
+Two finders answer "whose lists does X enter", "what is Y's top k", "which lists name X" and
+"what was last published for Y", and each keeps the records its own way:
 
 - :class:`MemoryFinder` (the default with an embedded store): exact matrix products against an
-  in-memory copy of the catalogue (:mod:`stream.catalog.index`).
-- :class:`StoreFinder` (a shared Qdrant server): store queries. The reverse search goes in pages
+  in-memory copy of the catalogue and of the records (:mod:`stream.catalog.index`). Records are
+  persisted packed, one batched upsert per batch, in the ``item_lists`` collection.
+- :class:`StoreFinder` (a shared Qdrant server): store queries. Records are item-payload fields
+  (``nb_ids`` keyword-indexed, ``nb_floor`` float-indexed). The reverse search goes in pages
   around X, each next page restricted to points whose floor is below the lowest score seen so
   far: a Y further away has a lower cosine, so it can only qualify with a lower floor.
+
+Switching between them keeps the records: the memory finder reads item-payload records where it
+has no packed one, and the store finder first moves packed records into the item payloads.
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,81 +31,25 @@ import numpy as np
 import structlog
 import torch
 
-from stream.catalog.index import NO_FLOOR, MemoryIndex, unit
+from stream.catalog.index import MemoryIndex, unit
+from stream.catalog.lists import NeighbourState
+from stream.collections import ITEM_LISTS
 from stream.settings import Settings
-from stream.store import Hit, SearchQuery, VectorStore, Where
-from stream.store.base import Payload, Vector
+from stream.store import SearchQuery, StoredPoint, VectorStore, Where
+from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
 
-SCORE_TOLERANCE = 1e-6
-_NUMBERS = {int, float}
+_PLACEHOLDER = np.ones(1, dtype=np.float32)
 
 
 @dataclass(frozen=True)
-class NeighbourState:
-    """A list as published: ids and scores, best first."""
+class ListRecord:
+    """What a stored item's published list says: the item's version and its recorded list
+    (None when none was recorded)."""
 
-    ids: tuple[str, ...]
-    scores: tuple[float, ...]
-
-    @classmethod
-    def from_hits(cls, hits: list[Hit]) -> NeighbourState:
-        return cls(tuple(h.key for h in hits), tuple(round(h.score, 6) for h in hits))
-
-    @classmethod
-    def from_pairs(cls, pairs: Iterable[tuple[str, float]]) -> NeighbourState:
-        pairs = list(pairs)
-        return cls(tuple(k for k, _ in pairs), tuple(round(float(s), 6) for _, s in pairs))
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, object]) -> NeighbourState | None:
-        """The recorded list, or None when there is none or it is not well formed. Scores are
-        recorded as one comma-separated string (:meth:`payload`); a list of numbers is read too."""
-        ids, scores = payload.get("nb_ids"), payload.get("nb_scores")
-        if not isinstance(ids, list):
-            return None
-        if isinstance(scores, str):
-            try:
-                values = tuple(map(float, scores.split(","))) if scores else ()
-            except ValueError:
-                return None
-        elif isinstance(scores, list) and set(map(type, scores)) <= _NUMBERS:  # bool is no score
-            values = tuple(map(float, scores))
-        else:
-            return None
-        if len(ids) != len(values) or not all(map(math.isfinite, values)):
-            return None
-        return cls(tuple(map(str, ids)), values)
-
-    def same_as(self, other: NeighbourState | None) -> bool:
-        return (
-            other is not None
-            and self.ids == other.ids
-            and len(self.scores) == len(other.scores)
-            and all(
-                abs(a - b) <= SCORE_TOLERANCE
-                for a, b in zip(self.scores, other.scores, strict=True)
-            )
-        )
-
-    def payload(self, k: int) -> dict[str, object]:
-        floor = self.scores[k - 1] if len(self.scores) >= k else NO_FLOOR
-        # the scores as one string: Qdrant Edge's binding converts a payload list element by
-        # element (~2.5 us each), and this record is written for every list published
-        scores = ",".join(map(repr, self.scores))
-        return {"nb_ids": list(self.ids), "nb_scores": scores, "nb_floor": floor}
-
-
-def merged(state: NeighbourState, entries: Mapping[str, float], k: int) -> NeighbourState:
-    """``state`` with items that entered it (id -> cosine) merged in, best k kept.
-
-    Exact when ``state`` was the top k and no item on it changed or left since (then every
-    other item that can now be on the list is among ``entries``)."""
-    scores = dict(zip(state.ids, state.scores, strict=True))
-    scores.update(entries)
-    best = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
-    return NeighbourState.from_pairs(best)
+    version: int | None
+    state: NeighbourState | None
 
 
 Entries = dict[str, dict[str, float]]
@@ -109,7 +57,7 @@ Entries = dict[str, dict[str, float]]
 
 
 class NeighbourFinder:
-    """What both finders share: the ``nb_ids`` index lookup, and hooks a cache needs."""
+    """What the catalog processor asks about lists; each finder answers from its own place."""
 
     def __init__(self, store: VectorStore, collection: str, k: int) -> None:
         self.store = store
@@ -118,10 +66,11 @@ class NeighbourFinder:
 
     def listing(self, keys: Iterable[str]) -> set[str]:
         """Items whose last published list names any of ``keys``."""
-        out: set[str] = set()
-        for key in keys:
-            out.update(self.store.keys_where(self.collection, Where(contains=("nb_ids", key))))
-        return out
+        raise NotImplementedError
+
+    def records(self, keys: Iterable[str]) -> dict[str, ListRecord]:
+        """The record of each stored item among ``keys``."""
+        raise NotImplementedError
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
         """Items (not themselves changed) whose list each changed vector now enters."""
@@ -131,11 +80,17 @@ class NeighbourFinder:
         """The current top-k list of each stored item among ``keys`` (itself excluded)."""
         raise NotImplementedError
 
-    def written(self, upserted: Mapping[str, Vector], removed: Iterable[str]) -> None:
-        """The store now holds these vectors and no longer these keys."""
+    def written(
+        self,
+        upserted: Mapping[str, Vector],
+        removed: Iterable[str],
+        versions: Mapping[str, int | None],
+    ) -> None:
+        """The store now holds these vectors and item versions, and no longer these keys."""
 
-    def recorded(self, lists: Mapping[str, Payload]) -> None:
-        """The store now records these lists (``NeighbourState.payload``) as published."""
+    def record(self, lists: Mapping[str, NeighbourState]) -> None:
+        """Record these lists as published, durably (the offsets are committed next)."""
+        raise NotImplementedError
 
     def reset(self) -> None:
         """A write may have failed half done: forget anything cached about the store."""
@@ -150,6 +105,35 @@ class StoreFinder(NeighbourFinder):
         super().__init__(store, collection, k)
         self.page = page
         self.max_pages = max_pages
+
+    def listing(self, keys: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for key in keys:
+            out.update(self.store.keys_where(self.collection, Where(contains=("nb_ids", key))))
+        return out
+
+    def records(self, keys: Iterable[str]) -> dict[str, ListRecord]:
+        points = self.store.retrieve(self.collection, sorted(keys))
+        return {
+            k: ListRecord(p.payload.get("version"), NeighbourState.from_payload(p.payload))
+            for k, p in points.items()
+        }
+
+    def record(self, lists: Mapping[str, NeighbourState]) -> None:
+        self.store.set_payload(self.collection, {k: s.payload(self.k) for k, s in lists.items()})
+
+    def adopt_packed(self, packed: str = ITEM_LISTS) -> None:
+        """Move the records a memory finder left (``packed`` collection) into the items'
+        payloads, where this finder reads them: a consumer switched from ``memory`` to
+        ``store`` search must not work from the older records there."""
+        records = {p.key: NeighbourState.from_payload(p.payload) for p in self.store.scroll(packed)}
+        if not records:
+            return
+        lists = {k: s for k, s in records.items() if s is not None}
+        self.record(lists)  # items deleted meanwhile are skipped by set_payload
+        self.store.delete(packed, list(records))
+        malformed = len(records) - len(lists)
+        log.info("neighbours.records_adopted", lists=len(lists), malformed=malformed)
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
         entries: Entries = {}
@@ -198,22 +182,60 @@ _INDEXES: weakref.WeakKeyDictionary[VectorStore, MemoryIndex] = weakref.WeakKeyD
 
 
 class MemoryFinder(NeighbourFinder):
-    """Exact answers from matrix products against an in-memory copy of the collection, shared
-    by every finder on the same store object, built from the store on first use."""
+    """Exact answers from an in-memory copy of the collection and of the records, shared by
+    every finder on the same store object, built from the store on first use. Records are
+    persisted packed in the ``lists`` collection, one upsert per batch."""
 
-    def __init__(self, store: VectorStore, collection: str, k: int, dim: int) -> None:
+    def __init__(
+        self, store: VectorStore, collection: str, k: int, dim: int, lists: str = ITEM_LISTS
+    ) -> None:
         super().__init__(store, collection, k)
         self.dim = dim
+        self.lists = lists
         self._tops: dict[str, NeighbourState] = {}
 
     @property
     def index(self) -> MemoryIndex:
         index = _INDEXES.get(self.store)
         if index is None:
-            index = MemoryIndex.load(self.store, self.collection, self.dim)
+            index = self._load()
             _INDEXES[self.store] = index
             log.info("neighbours.index_loaded", items=len(index))
         return index
+
+    def _load(self) -> MemoryIndex:
+        """Every vector and version from the items, every record from the packed lists where
+        there is one, else from the item payload (written by a store finder, or before records
+        were packed). Packed records of items no longer stored (a crash between an item's
+        deletion and its record's) are deleted: the item may come back, with no list yet."""
+        index = MemoryIndex(self.dim, self.k)
+        lists: dict[str, NeighbourState] = {}
+        for point in self.store.scroll(self.collection, with_vectors=True):
+            if point.vector is None:
+                continue
+            index.put({point.key: point.vector}, {point.key: point.payload.get("version")})
+            state = NeighbourState.from_payload(point.payload)
+            if state is not None:
+                lists[point.key] = state
+        orphans = []
+        for point in self.store.scroll(self.lists):
+            state = NeighbourState.from_payload(point.payload)
+            if point.key not in index.rows:
+                orphans.append(point.key)
+            elif state is not None:
+                lists[point.key] = state
+        index.set_lists(lists)
+        self.store.delete(self.lists, orphans)
+        return index
+
+    def listing(self, keys: Iterable[str]) -> set[str]:
+        return self.index.listing(keys)
+
+    def records(self, keys: Iterable[str]) -> dict[str, ListRecord]:
+        index = self.index
+        return {
+            k: ListRecord(index.versions.get(k), index.recorded(k)) for k in keys if k in index.rows
+        }
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
         """As the base class says; the same matrix product also gives each changed item's own
@@ -266,15 +288,25 @@ class MemoryFinder(NeighbourFinder):
                 )
         return out
 
-    def written(self, upserted: Mapping[str, Vector], removed: Iterable[str]) -> None:
+    def written(
+        self,
+        upserted: Mapping[str, Vector],
+        removed: Iterable[str],
+        versions: Mapping[str, int | None],
+    ) -> None:
+        """As the base class says; a removed item's record is deleted from the store too."""
         self._tops = {}
         index = self.index
-        index.put(upserted)
+        removed = list(removed)
+        index.put(upserted, versions)
         index.remove(removed)
+        self.store.delete(self.lists, removed)
 
-    def recorded(self, lists: Mapping[str, Payload]) -> None:
+    def record(self, lists: Mapping[str, NeighbourState]) -> None:
         self._tops = {}
-        self.index.set_floors({k: float(p["nb_floor"]) for k, p in lists.items()})
+        points = [StoredPoint(k, s.packed(), _PLACEHOLDER) for k, s in lists.items()]
+        self.store.upsert(self.lists, points)
+        self.index.set_lists(lists)
 
     def reset(self) -> None:
         self._tops = {}
@@ -291,14 +323,17 @@ def finder_for(
     store: VectorStore, settings: Settings, collection: str, dim: int
 ) -> NeighbourFinder:
     """The finder ``RECSTREAM_NEIGHBOUR_SEARCH`` asks for; ``auto``: in memory when no other
-    process can write the store (embedded engine, qdrant-client local mode), else the store."""
+    process can write the store (embedded engine, qdrant-client local mode), else the store.
+    The collections (:func:`stream.collections.ensure_collections`) must exist."""
     mode = settings.neighbour_search
     if mode == "memory" or (mode == "auto" and store.exclusive):
         return MemoryFinder(store, collection, settings.neighbours_k, dim)
-    return StoreFinder(
+    finder = StoreFinder(
         store,
         collection,
         settings.neighbours_k,
         settings.reverse_search_page,
         settings.reverse_search_max_pages,
     )
+    finder.adopt_packed()
+    return finder

@@ -20,8 +20,8 @@ from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import InvalidEvent
 from schemas.outputs import neighbour_list_json
-from stream.catalog.index import NO_FLOOR
-from stream.catalog.neighbours import Entries, NeighbourState, finder_for, merged
+from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
+from stream.catalog.neighbours import Entries, finder_for
 from stream.catalog.plan import Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
@@ -124,7 +124,8 @@ class CatalogProcessor:
             ],
         )
         changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
-        self.finder.written(changed, gone)
+        versions = {r.item_id: r.stamp.version for r in [*encoded, *plan.refresh]}
+        self.finder.written(changed, gone, versions)
 
         own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh}
         # A replay (the stamp already stored) may come from a batch that died after its store
@@ -163,11 +164,10 @@ class CatalogProcessor:
     def confirm(self, result: BatchResult) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
-            self.store.set_payload(ITEMS, result.confirm or {})
+            self.finder.record(result.confirm or {})
         except Exception:
             self.finder.reset()
             raise
-        self.finder.recorded(result.confirm or {})
 
     def _encode(self, items: list[Received]) -> tuple[dict[str, Vector], list[DeadLetter]]:
         texts = [r.text or "" for r in items]
@@ -189,9 +189,10 @@ class CatalogProcessor:
 
     @staticmethod
     def _with_lists(payload: Payload, previous: Payload | None) -> Payload:
-        # An upsert replaces the payload whole; keep the record of the last published list. An
-        # item with none yet gets the lowest floor: every item enters its list, and the store
-        # finder's floor-filtered pages (which skip points without the field) still find it.
+        # An upsert replaces the payload whole; keep the record of the last published list (the
+        # store finder's). An item with none yet gets the lowest floor: every item enters its
+        # list, and the store finder's floor-filtered pages (which skip points without the
+        # field) still find it.
         payload["nb_floor"] = NO_FLOOR
         for name in ("nb_ids", "nb_scores", "nb_floor"):
             if previous and name in previous:
@@ -200,35 +201,35 @@ class CatalogProcessor:
 
     def _lists(
         self, own: set[str], listed: set[str], entries: Entries
-    ) -> tuple[list[Output], dict[str, Payload]]:
+    ) -> tuple[list[Output], dict[str, NeighbourState]]:
         """The lists to publish: changed items' own lists and lists naming a changed or deleted
         item are recomputed; a list only entered by changed items gets them merged in."""
         affected = own | listed | set(entries)
-        meta = {k: p.payload for k, p in self.store.retrieve(ITEMS, sorted(affected)).items()}
-        recorded = {k: NeighbourState.from_payload(p) for k, p in meta.items()}
-        merge = {k for k in entries if k in meta and k not in own | listed and recorded[k]}
-        lists = self.finder.top_k(set(meta) - merge)
+        records = self.finder.records(affected)
+        merge = {k for k in entries if k in records and k not in own | listed}
+        merge = {k for k in merge if records[k].state is not None}
+        lists = self.finder.top_k(set(records) - merge)
         for key in merge:
-            state = recorded[key]
+            state = records[key].state
             assert state is not None
             lists[key] = merged(state, entries[key], self.k)
         now = datetime.now(UTC)
         outputs: list[Output] = []
-        published: dict[str, Payload] = {}
+        published: dict[str, NeighbourState] = {}
         for key in sorted(lists):
             state = lists[key]
-            payload = meta[key]
-            if key not in own and state.same_as(recorded[key]):
+            record = records[key]
+            if key not in own and state.same_as(record.state):
                 continue
             value = neighbour_list_json(
                 key,
                 zip(state.ids, state.scores, strict=True),
                 self.encoder.name,
-                payload.get("version"),
+                record.version,
                 now,
             )
             outputs.append(Output(self.settings.topic_neighbours, key.encode(), value))
-            published[key] = state.payload(self.k)
+            published[key] = state
         return outputs, published
 
 

@@ -15,14 +15,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from stream.catalog.index import NO_FLOOR
+from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.catalog.neighbours import (
+    ListRecord,
     MemoryFinder,
     NeighbourFinder,
-    NeighbourState,
     StoreFinder,
     forget,
 )
+from stream.collections import ITEM_LISTS
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
 
@@ -64,11 +65,12 @@ def catalogue() -> Iterator[tuple[EdgeStore, list[str], Matrix]]:
     with tempfile.TemporaryDirectory() as root:
         store = EdgeStore(root)
         store.ensure_collection(COLLECTION, DIM)
+        store.ensure_collection(ITEM_LISTS, 1)
         points = []
         for i, key in enumerate(keys):
-            payload: dict[str, object] = {"nb_floor": NO_FLOOR}
+            payload: dict[str, object] = {"nb_floor": NO_FLOOR, "version": i}
             if key not in unrecorded:
-                payload = NeighbourState.from_pairs(lists[key]).payload(K)
+                payload = {**NeighbourState.from_pairs(lists[key]).payload(K), "version": i}
             points.append(StoredPoint(key, payload, m[i]))
         store.upsert(COLLECTION, points)
         yield store, keys, m
@@ -116,22 +118,120 @@ def test_top_k_matches_brute_force(catalogue: tuple[EdgeStore, list[str], Matrix
             assert got[key].scores == pytest.approx([s for _, s in want[key]], abs=1e-5)
 
 
-def test_memory_finder_follows_writes_and_recorded_floors(
+def test_listing_and_records_match_a_scan_of_the_recorded_lists(
     catalogue: tuple[EdgeStore, list[str], Matrix],
 ) -> None:
-    """What the consumer reports through written()/recorded() is what later answers use,
-    and reset() makes the next answer come from the store again."""
+    """Which lists name an item, and what each item's record says, from both finders: the
+    memory finder reads the item-payload records when no packed ones exist."""
+    store, keys, _ = catalogue
+    recorded = {p.key: NeighbourState.from_payload(p.payload) for p in store.scroll(COLLECTION)}
+    probes = [[keys[0]], keys[10:14], ["not-stored"], []]
+    asked = [*keys[::50], "not-stored"]
+    for finder in finders(store):
+        name = type(finder).__name__
+        for probe in probes:
+            want = {k for k, s in recorded.items() if s is not None and set(s.ids) & set(probe)}
+            assert finder.listing(probe) == want, (name, probe)
+        got = finder.records(asked)
+        assert set(got) == set(keys[::50]), name
+        for key in keys[::50]:
+            assert got[key] == ListRecord(keys.index(key), recorded[key]), (name, key)
+
+
+def test_memory_finder_follows_writes_and_recorded_lists(
+    catalogue: tuple[EdgeStore, list[str], Matrix],
+) -> None:
+    """What the consumer reports through written()/record() is what later answers use, and
+    reset() makes the next answer come from the store again."""
     store, keys, m = catalogue
     finder = MemoryFinder(store, COLLECTION, K, DIM)
     finder.reset()
     twin = m[3] * np.float32(1.0)  # an exact copy of sku-0003
-    finder.written({"twin": twin}, ["sku-0004"])
+    finder.written({"twin": twin}, ["sku-0004"], {"twin": 9})
     top = finder.top_k(["sku-0003"])["sku-0003"]
     assert top.ids[0] == "twin" and top.scores[0] == pytest.approx(1.0, abs=1e-6)
     assert "sku-0004" not in finder.top_k(keys[:50])["sku-0005"].ids
-    # a floor of 1.5 cannot be beaten: sku-0003 stops being entered by its twin
-    finder.recorded({"sku-0003": {"nb_floor": 1.5}})
-    assert "sku-0003" not in finder.entered_by({"probe": m[3]})
+    assert finder.records(["twin"]) == {"twin": ListRecord(9, None)}
     finder.reset()  # the store never saw those writes
     assert "twin" not in finder.top_k(["sku-0003"])["sku-0003"].ids
     assert "sku-0003" in finder.entered_by({"probe": m[3]})
+
+
+@pytest.fixture
+def small() -> Iterator[tuple[EdgeStore, Matrix]]:
+    """A store of its own (these tests write records): 40 items without records."""
+    m = clustered(np.random.default_rng(5), 40)
+    with tempfile.TemporaryDirectory() as root:
+        store = EdgeStore(root)
+        store.ensure_collection(COLLECTION, DIM)
+        store.ensure_collection(ITEM_LISTS, 1)
+        store.upsert(
+            COLLECTION,
+            [StoredPoint(f"s{i}", {"nb_floor": NO_FLOOR}, m[i]) for i in range(len(m))],
+        )
+        forget(store)
+        yield store, m
+        forget(store)
+        store.close()
+
+
+def full_list(score: float) -> NeighbourState:
+    return NeighbourState(tuple(f"s{30 + j}" for j in range(K)), (score,) * K)
+
+
+def test_memory_finder_records_are_packed_and_survive_a_reload(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    """record() writes one packed point per list in item_lists (the items keep no record), and
+    a reloaded finder answers with those lists: a floor of 1.5 cannot be beaten."""
+    store, m = small
+    finder = MemoryFinder(store, COLLECTION, K, DIM)
+    finder.record({"s3": full_list(1.5), "s4": NeighbourState(("s30",), (0.5,))})
+    packed = {p.key: p.payload for p in store.scroll(ITEM_LISTS)}
+    assert set(packed) == {"s3", "s4"} and all(list(p) == ["nb", "key"] for p in packed.values())
+    assert "nb_ids" not in store.retrieve(COLLECTION, ["s3"])["s3"].payload
+    finder.reset()
+    assert finder.records(["s3"])["s3"].state == full_list(1.5)
+    assert "s3" not in finder.entered_by({"probe": m[3]})
+    assert "s4" in finder.entered_by({"probe": m[4]})
+    assert finder.listing(["s30"]) == {"s3", "s4"}
+
+
+def test_a_removed_item_takes_its_packed_record_and_orphans_are_dropped_on_load(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    store, m = small
+    finder = MemoryFinder(store, COLLECTION, K, DIM)
+    finder.record({"s1": full_list(0.2), "s2": full_list(0.2)})
+    store.delete(COLLECTION, ["s1", "s2"])
+    finder.written({}, ["s1"], {})  # s1 through the finder; s2 behind its back (a crash)
+    assert {p.key for p in store.scroll(ITEM_LISTS)} == {"s2"}
+    finder.reset()
+    assert finder.records(["s1", "s2"]) == {}
+    assert list(store.scroll(ITEM_LISTS)) == []
+    store.upsert(COLLECTION, [StoredPoint("s2", {}, m[2])])  # s2 comes back: no list yet
+    finder.reset()
+    assert finder.records(["s2"]) == {"s2": ListRecord(None, None)}
+
+
+def test_store_finder_adopts_packed_records_into_the_item_payloads(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    """Switching from memory to store search: the packed records move into the item payloads
+    (an item deleted meanwhile gets none), item_lists is emptied, and the store finder's
+    answers (floor filter, nb_ids index) use them."""
+    store, m = small
+    MemoryFinder(store, COLLECTION, K, DIM).record(
+        {"s3": full_list(1.5), "s5": full_list(0.1), "s6": full_list(0.1)}
+    )
+    store.delete(COLLECTION, ["s6"])
+    finder = StoreFinder(store, COLLECTION, K, page=8)
+    finder.adopt_packed()
+    assert list(store.scroll(ITEM_LISTS)) == []
+    payload = store.retrieve(COLLECTION, ["s3"])["s3"].payload
+    assert payload["nb_floor"] == 1.5 and payload["nb_ids"] == list(full_list(1.5).ids)
+    assert finder.records(["s3", "s6"]) == {"s3": ListRecord(None, full_list(1.5))}
+    assert finder.listing(["s30"]) == {"s3", "s5"}
+    assert "s3" not in finder.entered_by({"probe": m[3]})
+    finder.adopt_packed()  # nothing left to adopt: a no-op
+    assert store.retrieve(COLLECTION, ["s3"])["s3"].payload["nb_floor"] == 1.5

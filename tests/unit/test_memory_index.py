@@ -1,45 +1,109 @@
-"""MemoryIndex: the in-memory copy of the items collection (rows, floors, swap-remove)."""
+"""MemoryIndex: the in-memory copy of the items collection (rows, recorded lists, floors,
+swap-remove, which lists name an item)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stream.catalog.index import NO_FLOOR, MemoryIndex
+from stream.catalog.index import MemoryIndex
+from stream.catalog.lists import NO_FLOOR, NeighbourState
+
+K = 3
 
 
 def vec(*values: float) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def test_put_stores_unit_vectors_and_new_keys_have_no_floor() -> None:
-    index = MemoryIndex(2)
-    index.put({"a": vec(3, 4), "b": vec(0, 2)})
+def state(*pairs: tuple[str, float]) -> NeighbourState:
+    return NeighbourState(tuple(k for k, _ in pairs), tuple(s for _, s in pairs))
+
+
+def test_put_stores_unit_vectors_and_new_keys_have_no_list_and_no_floor() -> None:
+    index = MemoryIndex(2, K)
+    index.put({"a": vec(3, 4), "b": vec(0, 2)}, {"a": 4, "b": None})
     assert len(index) == 2
     assert index.vectors(["a"])["a"] == pytest.approx([0.6, 0.8])
     assert list(index.floors) == [NO_FLOOR, NO_FLOOR]
+    assert index.recorded("a") is None
+    assert index.versions == {"a": 4, "b": None}
 
 
-def test_replacing_a_vector_keeps_its_floor() -> None:
-    """As in the store, where an upsert keeps the recorded list: a changed item keeps its floor."""
-    index = MemoryIndex(2)
+def test_recorded_lists_read_back_with_their_floor() -> None:
+    """A full list's floor is its k-th score; a shorter one (an empty one too) has none."""
+    index = MemoryIndex(2, K)
+    index.put({"a": vec(1, 0), "b": vec(0, 1), "c": vec(1, 1)})
+    full = state(("b", 0.9), ("c", 0.5), ("x", 0.25))
+    index.set_lists({"a": full, "b": state(("a", 0.1)), "c": state(), "unknown": full})
+    assert index.recorded("a") == full
+    assert index.recorded("b") == state(("a", 0.1))
+    assert index.recorded("c") == state()
+    assert list(index.floors) == [0.25, NO_FLOOR, NO_FLOOR]
+
+
+def test_a_list_longer_than_k_is_cut_to_k() -> None:
+    index = MemoryIndex(2, K)
     index.put({"a": vec(1, 0)})
-    index.set_floors({"a": 0.4, "unknown": 0.9})
-    index.put({"a": vec(0, 1)})
+    index.set_lists({"a": state(("b", 0.9), ("c", 0.8), ("d", 0.7), ("e", 0.6))})
+    assert index.recorded("a") == state(("b", 0.9), ("c", 0.8), ("d", 0.7))
+    assert index.floors[0] == 0.7
+
+
+def test_replacing_a_vector_keeps_its_list() -> None:
+    """As in the store, where an upsert keeps the recorded list: a changed item keeps it."""
+    index = MemoryIndex(2, K)
+    index.put({"a": vec(1, 0)}, {"a": 1})
+    index.set_lists({"a": state(("b", 0.6), ("c", 0.5), ("d", 0.4))})
+    index.put({"a": vec(0, 1)}, {"a": 2})
     assert index.floors[index.rows["a"]] == pytest.approx(0.4)
+    assert index.recorded("a") == state(("b", 0.6), ("c", 0.5), ("d", 0.4))
     assert index.vectors(["a"])["a"] == pytest.approx([0, 1])
+    assert index.versions["a"] == 2
 
 
 def test_remove_moves_the_last_row_into_the_gap() -> None:
-    index = MemoryIndex(2)
-    index.put({"a": vec(1, 0), "b": vec(0, 1), "c": vec(1, 1)})
-    index.set_floors({"c": 0.3})
+    index = MemoryIndex(2, K)
+    index.put({"a": vec(1, 0), "b": vec(0, 1), "c": vec(1, 1)}, {"a": 1, "c": 3})
+    index.set_lists({"c": state(("b", 0.7), ("a", 0.6), ("z", 0.3))})
     index.remove(["a", "missing"])
     assert sorted(index.keys) == ["b", "c"]
     assert index.keys[index.rows["c"]] == "c"
     assert index.floors[index.rows["c"]] == pytest.approx(0.3)
+    assert index.recorded("c") == state(("b", 0.7), ("a", 0.6), ("z", 0.3))
     assert index.vectors(["c"])["c"] == pytest.approx([2**-0.5, 2**-0.5])
-    assert "a" not in index.vectors(["a"])
+    assert "a" not in index.vectors(["a"]) and "a" not in index.versions
+
+
+def test_a_key_that_comes_back_has_no_list_yet() -> None:
+    index = MemoryIndex(2, K)
+    index.put({"a": vec(1, 0)})
+    index.set_lists({"a": state(("b", 0.6))})
+    index.remove(["a"])
+    index.put({"a": vec(1, 0)})
+    assert index.recorded("a") is None
+
+
+def test_listing_finds_the_lists_that_name_a_key() -> None:
+    """Against a plain scan of the recorded lists, after replacements and removals; a list
+    keeps naming a removed item until it is recorded again."""
+    rng = np.random.default_rng(3)
+    keys = [f"k{i}" for i in range(300)]
+    index = MemoryIndex(2, K)
+    index.put({k: vec(1, 0) for k in keys})
+    lists = {}
+    for round_ in range(3):
+        for k in rng.choice(index.keys, 120, replace=False).tolist():
+            named = rng.choice([*keys, "gone-1", "gone-2"], K, replace=False).tolist()
+            lists[k] = state(*((n, 1.0 - j / 10) for j, n in enumerate(named)))
+        index.set_lists(lists)
+        removed = keys[round_ * 7 : round_ * 7 + 5]
+        index.remove(removed)
+        for k in removed:
+            lists.pop(k, None)
+        for probe in [["k5"], ["gone-1"], ["k17", "k250", "never-named"], [], keys[100:140]]:
+            want = {k for k, s in lists.items() if set(s.ids) & set(probe)}
+            assert index.listing(probe) == want, (round_, probe)
 
 
 def test_grows_past_its_first_capacity_and_scores_every_row() -> None:
@@ -48,7 +112,7 @@ def test_grows_past_its_first_capacity_and_scores_every_row() -> None:
     rng = np.random.default_rng(1)
     m = rng.normal(size=(3_000, 8)).astype(np.float32)
     m /= np.linalg.norm(m, axis=1, keepdims=True)
-    index = MemoryIndex(8)
+    index = MemoryIndex(8, K)
     index.put({f"k{i}": m[i] for i in range(3_000)})
     queries = m[:50]
     got = np.vstack([scores for _, scores in index.scores(queries)])

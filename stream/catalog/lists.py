@@ -1,0 +1,111 @@
+"""A neighbour list as published, and the two ways its record is written in the store.
+
+- In the item's own payload (``nb_ids``, ``nb_scores``, ``nb_floor``;
+  :meth:`NeighbourState.payload`): what the store finder searches by (a keyword index on the
+  ids, a float index on the floor).
+- Packed into one string in the ``item_lists`` collection (:meth:`NeighbourState.packed`): what
+  the memory finder writes, one batched upsert per batch; it answers every question about
+  recorded lists from memory, so nothing needs an index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stream.store import Hit
+
+NO_FLOOR = -2.0
+"""Floor of a list shorter than k, or of an item with no recorded list: any item qualifies."""
+SCORE_TOLERANCE = 1e-6
+PACKED = "nb"
+"""Payload field of a packed record in the ``item_lists`` collection."""
+_NUMBERS = {int, float}
+
+
+@dataclass(frozen=True)
+class NeighbourState:
+    """A list as published: ids and scores, best first."""
+
+    ids: tuple[str, ...]
+    scores: tuple[float, ...]
+
+    @classmethod
+    def from_hits(cls, hits: list[Hit]) -> NeighbourState:
+        return cls(tuple(h.key for h in hits), tuple(round(h.score, 6) for h in hits))
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, float]]) -> NeighbourState:
+        pairs = list(pairs)
+        return cls(tuple(k for k, _ in pairs), tuple(round(float(s), 6) for _, s in pairs))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, object]) -> NeighbourState | None:
+        """The recorded list, or None when there is none or it is not well formed: a packed
+        record (``nb``) when there is one, else the item-payload fields. Scores are recorded as
+        one comma-separated string (:meth:`payload`); a list of numbers is read too."""
+        packed = payload.get(PACKED)
+        if isinstance(packed, str):
+            try:
+                ids, scores = json.loads(packed)
+            except (ValueError, TypeError):
+                return None
+        else:
+            ids, scores = payload.get("nb_ids"), payload.get("nb_scores")
+        if not isinstance(ids, list):
+            return None
+        if isinstance(scores, str):
+            try:
+                values = tuple(map(float, scores.split(","))) if scores else ()
+            except ValueError:
+                return None
+        elif isinstance(scores, list) and set(map(type, scores)) <= _NUMBERS:  # bool is no score
+            values = tuple(map(float, scores))
+        else:
+            return None
+        if len(ids) != len(values) or not all(map(math.isfinite, values)):
+            return None
+        return cls(tuple(map(str, ids)), values)
+
+    def same_as(self, other: NeighbourState | None) -> bool:
+        return (
+            other is not None
+            and self.ids == other.ids
+            and len(self.scores) == len(other.scores)
+            and all(
+                abs(a - b) <= SCORE_TOLERANCE
+                for a, b in zip(self.scores, other.scores, strict=True)
+            )
+        )
+
+    def floor(self, k: int) -> float:
+        """The score an item must beat to enter this list: its k-th, or NO_FLOOR when shorter."""
+        return self.scores[k - 1] if len(self.scores) >= k else NO_FLOOR
+
+    def payload(self, k: int) -> dict[str, object]:
+        """The record as item-payload fields (the store finder's form)."""
+        # the scores as one string: Qdrant Edge's binding converts a payload list element by
+        # element (~2.5 us each), and this record is written for every list published
+        scores = ",".join(map(repr, self.scores))
+        return {"nb_ids": list(self.ids), "nb_scores": scores, "nb_floor": self.floor(k)}
+
+    def packed(self) -> dict[str, Any]:
+        """The record as one string (the memory finder's form): one payload field to convert
+        instead of a list of ids, and nothing to index (~40 us per list written, against ~170
+        for :meth:`payload` into the indexed items collection; bench/README.md)."""
+        text = json.dumps([self.ids, self.scores], separators=(",", ":"), ensure_ascii=False)
+        return {PACKED: text}
+
+
+def merged(state: NeighbourState, entries: Mapping[str, float], k: int) -> NeighbourState:
+    """``state`` with items that entered it (id -> cosine) merged in, best k kept.
+
+    Exact when ``state`` was the top k and no item on it changed or left since (then every
+    other item that can now be on the list is among ``entries``)."""
+    scores = dict(zip(state.ids, state.scores, strict=True))
+    scores.update(entries)
+    best = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
+    return NeighbourState.from_pairs(best)
