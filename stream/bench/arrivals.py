@@ -36,6 +36,7 @@ class Arrivals:
         parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         self._first: dict[ListId, float] = {}
+        self._order: list[ListId] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.messages = 0
@@ -55,8 +56,11 @@ class Arrivals:
                     continue
                 self.messages += 1
                 version = json.loads(value).get("item_version")
+                list_id = (key.decode(), version)
                 with self._lock:
-                    self._first.setdefault((key.decode(), version), now)
+                    if list_id not in self._first:
+                        self._first[list_id] = now
+                        self._order.append(list_id)
 
     def at(self, wanted: ListId) -> float | None:
         with self._lock:
@@ -70,13 +74,21 @@ class Arrivals:
     def wait_for(self, wanted: list[ListId], deadline: float, progress_s: float = 10.0) -> int:
         """Block until every list of ``wanted`` arrived or ``deadline``; how many arrived."""
         next_report = time.monotonic() + progress_s
+        missing = set(wanted)
+        total = len(missing)
+        checked = 0  # arrivals (in order) already checked against ``missing``
         while True:
-            arrived = len(self.seen(wanted))
+            # only new arrivals are looked at: a scan of all of ``wanted`` every 50 ms took
+            # ~10% of a core from the pipeline under test at 10,000 items
+            with self._lock:
+                new, checked = self._order[checked:], len(self._order)
+            missing.difference_update(new)
+            arrived = total - len(missing)
             now = time.monotonic()
-            if arrived == len(wanted) or now >= deadline:
+            if arrived == total or now >= deadline:
                 return arrived
             if now >= next_report:
-                print(f"    {arrived:,}/{len(wanted):,} lists arrived", flush=True)
+                print(f"    {arrived:,}/{total:,} lists arrived", flush=True)
                 next_report = now + progress_s
             time.sleep(0.05)
 

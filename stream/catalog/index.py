@@ -104,25 +104,48 @@ class MemoryIndex:
 
     def set_lists(self, lists: Mapping[str, NeighbourState]) -> None:
         """Record these lists as published (keys not stored are ignored)."""
+        rows: list[int] = []
+        ids: list[int] = []
+        scores: list[float] = []
+        lengths: list[int] = []
+        floors: list[float] = []
+        k = self.k
         for key, state in lists.items():
             row = self.rows.get(key)
             if row is None:
                 continue
-            size = min(len(state.ids), self.k)
-            self._ids[row, :size] = [self._serial(i) for i in state.ids[:size]]
-            self._ids[row, size:] = _NO_LIST
-            self._scores[row, :size] = state.scores[:size]
-            self._lengths[row] = size
-            self._floors[row] = state.floor(self.k)
+            size = min(len(state.ids), k)
+            rows.append(row)
+            ids.extend([self._serial(i) for i in state.ids[:size]])
+            ids.extend([_NO_LIST] * (k - size))
+            scores.extend(state.scores[:size])
+            scores.extend([0.0] * (k - size))
+            lengths.append(size)
+            floors.append(state.floor(k))
+        if rows:
+            self._ids[rows] = np.asarray(ids, dtype=np.int32).reshape(len(rows), k)
+            self._scores[rows] = np.asarray(scores, dtype=np.float64).reshape(len(rows), k)
+            self._lengths[rows] = lengths
+            self._floors[rows] = floors
 
-    def recorded(self, key: str) -> NeighbourState | None:
-        """The list last published for a stored key; None when none was recorded."""
-        row = self.rows[key]
-        size = int(self._lengths[row])
-        if size == _NO_LIST:
-            return None
-        ids = tuple(self._named[s] for s in self._ids[row, :size].tolist())
-        return NeighbourState(ids, tuple(self._scores[row, :size].tolist()))
+    def recorded(self, keys: Iterable[str]) -> dict[str, NeighbourState | None]:
+        """The list last published for each stored key among ``keys`` (None: none recorded)."""
+        found = [k for k in keys if k in self.rows]
+        rows = [self.rows[k] for k in found]
+        named = self._named
+        out: dict[str, NeighbourState | None] = {}
+        for key, size, ids, scores in zip(
+            found,
+            self._lengths[rows].tolist(),
+            self._ids[rows].tolist(),
+            self._scores[rows].tolist(),
+            strict=True,
+        ):
+            if size == _NO_LIST:
+                out[key] = None
+            else:
+                out[key] = NeighbourState(tuple(named[s] for s in ids[:size]), tuple(scores[:size]))
+        return out
 
     def listing(self, keys: Iterable[str]) -> set[str]:
         """Stored keys whose recorded list names any of ``keys``."""

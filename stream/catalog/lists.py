@@ -105,7 +105,16 @@ def merged(state: NeighbourState, entries: Mapping[str, float], k: int) -> Neigh
 
     Exact when ``state`` was the top k and no item on it changed or left since (then every
     other item that can now be on the list is among ``entries``)."""
-    scores = dict(zip(state.ids, state.scores, strict=True))
-    scores.update(entries)
-    best = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
-    return NeighbourState.from_pairs(best)
+    pairs = list(zip(state.ids, state.scores, strict=True))
+    if not entries.keys().isdisjoint(state.ids):  # not from the processor: an entry replaces
+        pairs = [(i, s) for i, s in pairs if i not in entries]
+    # the recorded scores are rounded already; sorted() is stable, so on a tie the recorded
+    # item stays ahead of the entering one
+    pairs.extend((i, round(float(s), 6)) for i, s in entries.items())
+    pairs.sort(key=_score, reverse=True)
+    best = pairs[:k]
+    return NeighbourState(tuple(i for i, _ in best), tuple(s for _, s in best))
+
+
+def _score(pair: tuple[str, float]) -> float:
+    return pair[1]

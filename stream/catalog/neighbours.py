@@ -233,9 +233,8 @@ class MemoryFinder(NeighbourFinder):
 
     def records(self, keys: Iterable[str]) -> dict[str, ListRecord]:
         index = self.index
-        return {
-            k: ListRecord(index.versions.get(k), index.recorded(k)) for k in keys if k in index.rows
-        }
+        recorded = index.recorded(keys)
+        return {k: ListRecord(index.versions.get(k), s) for k, s in recorded.items()}
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
         """As the base class says; the same matrix product also gives each changed item's own
@@ -251,9 +250,10 @@ class MemoryFinder(NeighbourFinder):
         for part, scores in index.scores(queries):
             enters = scores > index.floors[np.newaxis, :]
             enters[:, own_rows] = False
-            for row, col in zip(*np.nonzero(enters), strict=True):
-                owner = index.keys[col]
-                entries.setdefault(owner, {})[keys[part.start + row]] = float(scores[row, col])
+            rows, cols = np.nonzero(enters)
+            values = scores[rows, cols].tolist()
+            for row, col, value in zip(rows.tolist(), cols.tolist(), values, strict=True):
+                entries.setdefault(index.keys[col], {})[keys[part.start + row]] = value
             self._tops.update(self._best(index, keys[part], scores))
         return entries
 

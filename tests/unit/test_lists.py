@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.catalog.lists import NO_FLOOR, SCORE_TOLERANCE, NeighbourState, merged
 from stream.store import Hit
@@ -207,3 +209,30 @@ def test_merged_fills_a_short_list() -> None:
 def test_merged_without_entries_is_the_same_list() -> None:
     old = state(("a", 0.9), ("b", 0.8))
     assert merged(old, {}, k=2).same_as(old)
+
+
+def test_merged_replaces_a_recorded_item_that_enters_again() -> None:
+    """An entry for an item already on the list takes its new score (no duplicate)."""
+    new = merged(state(("a", 0.9), ("b", 0.8)), {"b": 0.95}, k=2)
+    assert new == state(("b", 0.95), ("a", 0.9))
+
+
+@given(
+    scores=st.lists(st.floats(-1, 1, allow_nan=False), min_size=0, max_size=30, unique=True).map(
+        lambda xs: [round(x, 6) for x in xs]
+    ),
+    split=st.integers(0, 30),
+    k=st.integers(1, 12),
+)
+def test_merged_is_the_best_k_of_the_list_and_the_entries(
+    scores: list[float], split: int, k: int
+) -> None:
+    """Against sorting everything: a recorded top-k list merged with entering items is the
+    top k of both, best first, scores rounded to six places."""
+    items = [(f"i{n}", s) for n, s in enumerate(scores)]
+    recorded = sorted(items[:split], key=lambda p: -p[1])[:k]
+    entries = dict(items[split:])
+    want = sorted([*recorded, *entries.items()], key=lambda p: -p[1])[:k]
+    got = merged(state(*recorded), entries, k)
+    assert got.ids == tuple(i for i, _ in want)
+    assert got.scores == tuple(round(s, 6) for _, s in want)

@@ -26,7 +26,7 @@ def test_put_stores_unit_vectors_and_new_keys_have_no_list_and_no_floor() -> Non
     assert len(index) == 2
     assert index.vectors(["a"])["a"] == pytest.approx([0.6, 0.8])
     assert list(index.floors) == [NO_FLOOR, NO_FLOOR]
-    assert index.recorded("a") is None
+    assert index.recorded(["a"])["a"] is None
     assert index.versions == {"a": 4, "b": None}
 
 
@@ -36,9 +36,9 @@ def test_recorded_lists_read_back_with_their_floor() -> None:
     index.put({"a": vec(1, 0), "b": vec(0, 1), "c": vec(1, 1)})
     full = state(("b", 0.9), ("c", 0.5), ("x", 0.25))
     index.set_lists({"a": full, "b": state(("a", 0.1)), "c": state(), "unknown": full})
-    assert index.recorded("a") == full
-    assert index.recorded("b") == state(("a", 0.1))
-    assert index.recorded("c") == state()
+    assert index.recorded(["a"])["a"] == full
+    assert index.recorded(["b"])["b"] == state(("a", 0.1))
+    assert index.recorded(["c"])["c"] == state()
     assert list(index.floors) == [0.25, NO_FLOOR, NO_FLOOR]
 
 
@@ -46,7 +46,7 @@ def test_a_list_longer_than_k_is_cut_to_k() -> None:
     index = MemoryIndex(2, K)
     index.put({"a": vec(1, 0)})
     index.set_lists({"a": state(("b", 0.9), ("c", 0.8), ("d", 0.7), ("e", 0.6))})
-    assert index.recorded("a") == state(("b", 0.9), ("c", 0.8), ("d", 0.7))
+    assert index.recorded(["a"])["a"] == state(("b", 0.9), ("c", 0.8), ("d", 0.7))
     assert index.floors[0] == 0.7
 
 
@@ -57,7 +57,7 @@ def test_replacing_a_vector_keeps_its_list() -> None:
     index.set_lists({"a": state(("b", 0.6), ("c", 0.5), ("d", 0.4))})
     index.put({"a": vec(0, 1)}, {"a": 2})
     assert index.floors[index.rows["a"]] == pytest.approx(0.4)
-    assert index.recorded("a") == state(("b", 0.6), ("c", 0.5), ("d", 0.4))
+    assert index.recorded(["a"])["a"] == state(("b", 0.6), ("c", 0.5), ("d", 0.4))
     assert index.vectors(["a"])["a"] == pytest.approx([0, 1])
     assert index.versions["a"] == 2
 
@@ -70,7 +70,7 @@ def test_remove_moves_the_last_row_into_the_gap() -> None:
     assert sorted(index.keys) == ["b", "c"]
     assert index.keys[index.rows["c"]] == "c"
     assert index.floors[index.rows["c"]] == pytest.approx(0.3)
-    assert index.recorded("c") == state(("b", 0.7), ("a", 0.6), ("z", 0.3))
+    assert index.recorded(["c"])["c"] == state(("b", 0.7), ("a", 0.6), ("z", 0.3))
     assert index.vectors(["c"])["c"] == pytest.approx([2**-0.5, 2**-0.5])
     assert "a" not in index.vectors(["a"]) and "a" not in index.versions
 
@@ -81,7 +81,7 @@ def test_a_key_that_comes_back_has_no_list_yet() -> None:
     index.set_lists({"a": state(("b", 0.6))})
     index.remove(["a"])
     index.put({"a": vec(1, 0)})
-    assert index.recorded("a") is None
+    assert index.recorded(["a"])["a"] is None
 
 
 def test_listing_finds_the_lists_that_name_a_key() -> None:
