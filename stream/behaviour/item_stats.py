@@ -104,6 +104,9 @@ class ItemStatsProcessor:
             outputs=[Output(dlq, d.key, d.value, d.headers()) for d in dead], counts=counts
         )
 
+    def prepare(self, batch: list[ActivityReceived | DeadLetter]) -> None:
+        """Nothing to start ahead: no model work."""
+
     def confirm(self, result: BatchResult) -> None:
         """Nothing to record: the stats were written in :meth:`process`."""
 

@@ -165,6 +165,9 @@ class BehaviourProcessor:
         log.info("behaviour.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
         return BatchResult(outputs=outputs, counts=counts, confirm=list(updates.values()))
 
+    def prepare(self, batch: list[UserReceived | DeadLetter]) -> None:
+        """Nothing to start ahead: no model work."""
+
     def confirm(self, result: BatchResult) -> None:
         """Record the histories once their activities and recommendations were delivered."""
         points: list[StoredPoint] = result.confirm or []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,9 +21,10 @@ from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import InvalidEvent
 from schemas.outputs import neighbour_list_json
+from stream.catalog.ahead import EncodeAhead
 from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
 from stream.catalog.neighbours import Entries, finder_for
-from stream.catalog.plan import Received, Stamp, item_payload, newest_per_item, plan_batch
+from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
 from stream.kafka.loop import BatchConsumer, BatchResult, Output
@@ -46,6 +48,7 @@ class CatalogProcessor:
         self.k = settings.neighbours_k
         ensure_collections(store, encoder.dim)
         self.finder = finder_for(store, settings, ITEMS, encoder.dim)
+        self.ahead = EncodeAhead(encoder)
 
     def receive(self, msg: Message) -> tuple[Entry, int]:
         """Validate one message: a Received event with its token count, or a dead letter."""
@@ -79,6 +82,13 @@ class CatalogProcessor:
         )
         return received, tokens
 
+    def prepare(self, batch: list[Entry]) -> None:
+        """Start encoding, in the background, the texts ``batch`` will most likely need: the
+        batch before it is still being written and published (see :mod:`stream.catalog.ahead`).
+        """
+        plan = self._plan(batch)
+        self.ahead.start(id(batch), [r.text or "" for r in plan.encode])
+
     def process(self, batch: list[Entry]) -> BatchResult:
         try:
             return self._process(batch)
@@ -89,14 +99,12 @@ class CatalogProcessor:
     def _process(self, batch: list[Entry]) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult()
+        ready = self.ahead.take(id(batch))
         dead = [e for e in batch if isinstance(e, DeadLetter)]
-        newest = newest_per_item([e for e in batch if isinstance(e, Received)])
-        ids = list(newest)
-        stored = {k: p.payload for k, p in self.store.retrieve(ITEMS, ids).items()}
-        deleted = {k: p.payload for k, p in self.store.retrieve(DELETED_ITEMS, ids).items()}
-        plan = plan_batch(newest, stored, deleted, self.encoder.name)
+        stored: dict[str, Payload] = {}
+        plan = self._plan(batch, stored)
 
-        vectors, rejected = self._encode(plan.encode)
+        vectors, rejected = self._encode(plan.encode, ready)
         dead.extend(rejected)
         encoded = [r for r in plan.encode if r.item_id in vectors]
 
@@ -169,15 +177,33 @@ class CatalogProcessor:
             self.finder.reset()
             raise
 
-    def _encode(self, items: list[Received]) -> tuple[dict[str, Vector], list[DeadLetter]]:
+    def _plan(self, batch: list[Entry], stored: dict[str, Payload] | None = None) -> Plan:
+        """The batch's plan against the store as it is now; ``stored`` gets the items' payloads."""
+        newest = newest_per_item([e for e in batch if isinstance(e, Received)])
+        ids = list(newest)
+        items = {k: p.payload for k, p in self.store.retrieve(ITEMS, ids).items()}
+        deleted = {k: p.payload for k, p in self.store.retrieve(DELETED_ITEMS, ids).items()}
+        if stored is not None:
+            stored.update(items)
+        return plan_batch(newest, items, deleted, self.encoder.name)
+
+    def _encode(
+        self, items: list[Received], ready: Mapping[str, Vector]
+    ) -> tuple[dict[str, Vector], list[DeadLetter]]:
+        """Vectors by item id (those encoded ahead taken from ``ready``) and dead letters for
+        texts the encoder rejects."""
+        vectors = {r.item_id: ready[r.text or ""] for r in items if (r.text or "") in ready}
+        items = [r for r in items if r.item_id not in vectors]
+        if not items:
+            return vectors, []
         texts = [r.text or "" for r in items]
         try:
             matrix = self.encoder.encode(texts)
-            return {r.item_id: matrix[i] for i, r in enumerate(items)}, []
+            vectors.update({r.item_id: matrix[i] for i, r in enumerate(items)})
+            return vectors, []
         except EncoderError as exc:
             log.warning("catalog.encode_failed_batch", error=str(exc), items=len(items))
         # Find the culprits one by one: the rest of the batch must not be lost with them.
-        vectors: dict[str, Vector] = {}
         rejected: list[DeadLetter] = []
         for r in items:
             try:

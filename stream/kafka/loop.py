@@ -63,6 +63,11 @@ class Processor(Protocol):
     def receive(self, msg: MessageLike) -> tuple[Any, int]:
         """An entry for the batch (an event or a dead letter) and its token count."""
 
+    def prepare(self, batch: list[Any]) -> None:
+        """Optionally start work on a closed batch in the background, while the batch before
+        it is finished; :meth:`process` on the same list object follows. Effects must wait for
+        :meth:`process`: this batch may never be processed here (partitions lost)."""
+
     def process(self, batch: list[Any]) -> BatchResult:
         """Apply a closed batch (durably) and return the records to publish."""
 
@@ -125,6 +130,8 @@ class BatchConsumer:
         self._producer: Producer | None = None
         self._delivery_errors: list[str] = []
         self._held: list[Message] = []
+        self._pending: tuple[list[tuple[Any, Message]], list[Any]] | None = None
+        """A closed batch, prepared, not finished yet: the next one is closed first."""
         self._stop: threading.Event | None = None
         self._stopping_since: float | None = None
         self._batch_lock = batch_lock or contextlib.nullcontext()
@@ -152,6 +159,7 @@ class BatchConsumer:
             while not stop.is_set():
                 self._poll_once()
             self._stopping_since = time.monotonic()
+            self._finish_pending()
             self._finish(self._batcher.flush())
         except BatchAbandoned as exc:
             log.warning("consumer.batch_abandoned", topic=self.topic, reason=str(exc))
@@ -170,6 +178,8 @@ class BatchConsumer:
         # batch wait (not longer: the first message's age already counts towards its batch's
         # deadline, so a long idle poll would only add latency).
         timeout = self._batcher.time_left() if len(self._batcher) else self._idle_poll_s
+        if self._pending is not None:
+            timeout = 0  # take what is fetched already, else finish the pending batch now
         fetched = self._consumer.consume(room, timeout)
         messages, self._held = self._held + fetched, []
         for msg in messages:
@@ -186,21 +196,46 @@ class BatchConsumer:
             entry, tokens = self.processor.receive(msg)
             closed = self._batcher.add((entry, msg), tokens, _age_s(msg))
             if closed:
-                self._finish(closed)
+                self._close(closed)
         due = self._batcher.due()
         if due:
-            self._finish(due)
+            self._close(due)
+        if len(fetched) < room:
+            # nothing more is waiting: no next batch to start on before finishing this one
+            self._finish_pending()
 
-    def _finish(self, batch: list[tuple[Any, Message]]) -> None:
+    def _close(self, batch: list[tuple[Any, Message]]) -> None:
+        """Let the processor start on a closed batch, then finish the one before it: when
+        messages are waiting, batch N+1's model work runs beside batch N's publishing."""
+        entries = [entry for entry, _ in batch]
+        try:
+            self.processor.prepare(entries)
+        except Exception as exc:  # a head start only: process() does the work and reports
+            log.warning("consumer.prepare_failed", topic=self.topic, error=str(exc)[:300])
+        self._finish_pending()
+        self._pending = (batch, entries)
+
+    def _finish_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._finish(*pending)
+
+    def _finish(self, batch: list[tuple[Any, Message]], entries: list[Any] | None = None) -> None:
         """Process a closed batch, publish its outputs, confirm them, commit its offsets.
+        ``entries``: the batch's entries as handed to ``prepare``, if it was.
 
         Store and broker failures are retried with doubling backoff, the partitions paused
         meanwhile (so nothing more is fetched and buffered); nothing is committed until the
         whole batch went through.
         """
+        owned = [(e, m) for e, m in batch if (m.topic(), m.partition()) in self._owned]
+        if len(owned) < len(batch):
+            # revoked while it waited behind the batch before it: the new owner does these
+            batch, entries = owned, None
         if not batch:
             return
-        entries = [entry for entry, _ in batch]
+        if entries is None:
+            entries = [entry for entry, _ in batch]
         started = time.monotonic()
         attempt = 0
         while True:
@@ -266,8 +301,9 @@ class BatchConsumer:
 
     @property
     def buffered(self) -> int:
-        """Messages read but not yet committed or handed to a batch (bounded by the batch size)."""
-        return len(self._batcher) + len(self._held)
+        """Messages read and not yet being processed (at most two batches)."""
+        pending = len(self._pending[0]) if self._pending is not None else 0
+        return len(self._batcher) + len(self._held) + pending
 
     def _pause(self) -> None:
         assert self._consumer is not None
@@ -333,12 +369,14 @@ class BatchConsumer:
         # Finish what was read so far (it may include the revoked partitions) and commit it
         # while this member still owns them; bounded by one batch.
         log.info("consumer.revoked", partitions=[(p.topic, p.partition) for p in partitions])
+        self._finish_pending()
         self._finish(self._batcher.flush())
         self._owned.difference_update((p.topic, p.partition) for p in partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Ownership is already gone: nothing can be committed; the new owner redoes the work.
         log.warning("consumer.lost", partitions=[(p.topic, p.partition) for p in partitions])
+        self._pending = None
         self._batcher.flush()
         self._owned.difference_update((p.topic, p.partition) for p in partitions)
 

@@ -36,7 +36,7 @@ from encoders.text import item_text
 from schemas.catalog import Item
 from stream.catalog.neighbours import forget
 from stream.catalog.processor import CatalogProcessor
-from stream.collections import DELETED_ITEMS, ITEMS
+from stream.collections import DELETED_ITEMS, ITEM_LISTS, ITEMS
 from stream.kafka.dlq import LocalMessage
 from stream.kafka.loop import Output
 from stream.settings import Settings
@@ -170,7 +170,7 @@ def store() -> Iterator[EdgeStore]:
 
 
 def _empty(store: EdgeStore) -> None:
-    for collection in (ITEMS, DELETED_ITEMS):
+    for collection in (ITEMS, DELETED_ITEMS, ITEM_LISTS):
         try:
             keys = [p.key for p in store.scroll(collection)]
         except KeyError:
@@ -180,24 +180,39 @@ def _empty(store: EdgeStore) -> None:
 
 
 def _run(
-    store: EdgeStore, events: list[Event], sizes: list[int], search: str = "auto"
+    store: EdgeStore,
+    events: list[Event],
+    sizes: list[int],
+    search: str = "auto",
+    ahead: bool = False,
 ) -> list[Output]:
-    """Feed the events through receive -> process -> confirm, batch by batch."""
+    """Feed the events through receive -> process -> confirm, batch by batch; ``ahead``: as
+    the consumer loop does with a backlog, prepare each batch before the one before it is
+    processed (its texts are then encoded against the store as it was before that batch)."""
     settings = SETTINGS.model_copy(update={"neighbour_search": search})
     processor = CatalogProcessor(settings, HashEncoder(), store)
     outputs: list[Output] = []
     offset = 0
+    batches = []
     for batch in _batches(events, sizes):
-        entries = [
-            processor.receive(LocalMessage(offset + i, e.item_id.encode(), e.to_bytes()))[0]
-            for i, e in enumerate(batch)
-        ]
+        batches.append(
+            [
+                processor.receive(LocalMessage(offset + i, e.item_id.encode(), e.to_bytes()))[0]
+                for i, e in enumerate(batch)
+            ]
+        )
+        offset += len(batch)
+    if ahead and batches:
+        processor.prepare(batches[0])
+    for number, entries in enumerate(batches):
+        if ahead and number + 1 < len(batches):
+            processor.prepare(batches[number + 1])
         result = processor.process(entries)
         dead = [o for o in result.outputs if o.topic != SETTINGS.topic_neighbours]
         assert not dead, f"valid events dead-lettered: {dead}"
         outputs.extend(result.outputs)
         processor.confirm(result)
-        offset += len(batch)
+    processor.ahead.close()
     return outputs
 
 
@@ -211,19 +226,20 @@ def _brute_force(vectors: dict[str, npt.NDArray[np.float32]], key: str) -> list[
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(stream=event_streams())
+@given(stream=event_streams(), ahead=st.booleans())
 @pytest.mark.parametrize("search", ["memory", "store"])
 def test_final_state_and_lists_follow_the_newest_event(
-    store: EdgeStore, search: str, stream: tuple[list[Event], list[int]]
+    store: EdgeStore, search: str, stream: tuple[list[Event], list[int]], ahead: bool
 ) -> None:
     """Whatever the arrival order, batching, replays and duplicates: the store holds exactly the
     items whose newest event is an upsert, each with that event's version, title, price and
     vector; deleted items are absent; the last neighbour list published for each live item is
     the brute-force top-k over the final stored vectors (and names the item's final version);
-    the last record for an absent item, if any, is a tombstone. Both neighbour finders."""
+    the last record for an absent item, if any, is a tombstone. Both neighbour finders, with
+    and without encoding ahead."""
     events, sizes = stream
     _empty(store)
-    outputs = _run(store, events, sizes, search)
+    outputs = _run(store, events, sizes, search, ahead)
 
     want = reference(events)
     points = {p.key: p for p in store.scroll(ITEMS, with_vectors=True)}
