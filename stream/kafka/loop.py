@@ -178,9 +178,12 @@ class BatchConsumer:
         # batch wait (not longer: the first message's age already counts towards its batch's
         # deadline, so a long idle poll would only add latency).
         timeout = self._batcher.time_left() if len(self._batcher) else self._idle_poll_s
-        if self._pending is not None:
-            timeout = 0  # take what is fetched already, else finish the pending batch now
-        fetched = self._consumer.consume(room, timeout)
+        # consume() returns only when it has `room` messages or the timeout passed: first take
+        # what is fetched already (after a long batch, the next one may be due at once), and
+        # with a batch pending, wait for nothing (it is finished now unless the next is ready)
+        fetched = self._consumer.consume(room, 0)
+        if not fetched and self._pending is None and timeout > 0:
+            fetched = self._consumer.consume(room, timeout)
         messages, self._held = self._held + fetched, []
         for msg in messages:
             if (msg.topic(), msg.partition()) not in self._owned:
