@@ -107,6 +107,9 @@ class ItemStatsProcessor:
     def prepare(self, batch: list[ActivityReceived | DeadLetter]) -> None:
         """Nothing to start ahead: no model work."""
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def confirm(self, result: BatchResult) -> None:
         """Nothing to record: the stats were written in :meth:`process`."""
 

@@ -168,6 +168,9 @@ class BehaviourProcessor:
     def prepare(self, batch: list[UserReceived | DeadLetter]) -> None:
         """Nothing to start ahead: no model work."""
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def confirm(self, result: BatchResult) -> None:
         """Record the histories once their activities and recommendations were delivered."""
         points: list[StoredPoint] = result.confirm or []

@@ -16,6 +16,7 @@ ahead is as good as one made on time.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -31,11 +32,16 @@ Matrix = npt.NDArray[np.float32]
 
 
 class EncodeAhead:
-    """One worker thread that encodes texts for batches still to be processed, by batch key."""
+    """One worker thread that encodes texts for batches still to be processed, by batch key.
+
+    ``lock`` serialises the model's runs: the overlap wanted is the model beside Python's
+    bookkeeping, not two model runs at once (twice the activation memory on a GPU). The
+    processor holds it for its own encode calls too."""
 
     def __init__(self, encoder: Encoder, keep: int = 4) -> None:
         self._encoder = encoder
         self._keep = keep
+        self.lock = threading.Lock()
         self._started: OrderedDict[int, tuple[list[str], Future[Matrix]]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -45,9 +51,14 @@ class EncodeAhead:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="encode-ahead")
-        self._started[key] = (texts, self._pool.submit(self._encoder.encode, texts))
+        self._started[key] = (texts, self._pool.submit(self._encode, texts))
         while len(self._started) > self._keep:  # batches never processed (partitions lost)
-            self._started.popitem(last=False)
+            _, (_, dropped) = self._started.popitem(last=False)
+            dropped.cancel()  # not started yet: do not let it delay the batches behind it
+
+    def _encode(self, texts: list[str]) -> Matrix:
+        with self.lock:
+            return self._encoder.encode(texts)
 
     def take(self, key: int) -> dict[str, Matrix]:
         """The vectors started for batch ``key``, by text, once they are ready; nothing when
@@ -64,6 +75,8 @@ class EncodeAhead:
         return dict(zip(texts, matrix, strict=True))
 
     def close(self) -> None:
+        for _, future in self._started.values():
+            future.cancel()
         self._started.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

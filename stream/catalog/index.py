@@ -77,6 +77,7 @@ class MemoryIndex:
             self.rows[key] = row
             self._floors[row] = NO_FLOOR
             self._lengths[row] = _NO_LIST
+            self._ids[row] = _NO_LIST  # not a removed item's list: listing() reads every column
             self.keys.append(key)
         for key, version in (versions or {}).items():
             if key in self.rows:

@@ -224,6 +224,8 @@ class MemoryFinder(NeighbourFinder):
                 orphans.append(point.key)
             elif state is not None:
                 lists[point.key] = state
+            else:  # damaged: no record (the list is recomputed), not an older one
+                lists.pop(point.key, None)
         index.set_lists(lists)
         self.store.delete(self.lists, orphans)
         return index

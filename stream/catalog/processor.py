@@ -89,6 +89,10 @@ class CatalogProcessor:
         plan = self._plan(batch)
         self.ahead.start(id(batch), [r.text or "" for r in plan.encode])
 
+    def close(self) -> None:
+        """Stop the worker thread that encodes ahead."""
+        self.ahead.close()
+
     def process(self, batch: list[Entry]) -> BatchResult:
         try:
             return self._process(batch)
@@ -198,7 +202,8 @@ class CatalogProcessor:
             return vectors, []
         texts = [r.text or "" for r in items]
         try:
-            matrix = self.encoder.encode(texts)
+            with self.ahead.lock:
+                matrix = self.encoder.encode(texts)
             vectors.update({r.item_id: matrix[i] for i, r in enumerate(items)})
             return vectors, []
         except EncoderError as exc:
@@ -207,7 +212,8 @@ class CatalogProcessor:
         rejected: list[DeadLetter] = []
         for r in items:
             try:
-                vectors[r.item_id] = self.encoder.encode([r.text or ""])[0]
+                with self.ahead.lock:
+                    vectors[r.item_id] = self.encoder.encode([r.text or ""])[0]
             except EncoderError as exc:
                 source = f"{r.topic}/{r.partition}/{r.offset}"
                 rejected.append(DeadLetter(r.key, r.value, "encoder_rejected", str(exc), source))

@@ -1,9 +1,13 @@
 """The consumer loop every recstream consumer runs: poll, micro-batch, process, publish, commit.
 
-This is where a batch is closed (``_poll_once``) and where offsets are committed (``_commit``).
-At-least-once: offsets are committed only after the processor's store writes and the publish of
-every output of the batch were acknowledged by the broker. Processors make their effects
-idempotent, so work redone after a crash converges to the same outputs.
+This is where a closed batch (closed by :class:`stream.batching.MicroBatcher`) is started and
+finished (``_close``, ``_finish``) and where offsets are committed (``_commit``). With messages
+waiting, batch N+1 is closed and handed to the processor's ``prepare`` before batch N is
+finished, so that its model work runs beside N's publishing; batches are still finished and
+committed one at a time, in order. At-least-once: offsets are committed only after the
+processor's store writes and the publish of every output of the batch were acknowledged by the
+broker. Processors make their effects idempotent, so work redone after a crash converges to the
+same outputs.
 """
 
 from __future__ import annotations
@@ -64,15 +68,19 @@ class Processor(Protocol):
         """An entry for the batch (an event or a dead letter) and its token count."""
 
     def prepare(self, batch: list[Any]) -> None:
-        """Optionally start work on a closed batch in the background, while the batch before
-        it is finished; :meth:`process` on the same list object follows. Effects must wait for
-        :meth:`process`: this batch may never be processed here (partitions lost)."""
+        """Start work on a closed batch in the background, if there is any to start, while the
+        batch before it is finished. :meth:`process` usually follows on the same list object,
+        but may get another list (part of it revoked meanwhile) or none (partitions lost), so
+        this must have no effects; it is a head start only."""
 
     def process(self, batch: list[Any]) -> BatchResult:
         """Apply a closed batch (durably) and return the records to publish."""
 
     def confirm(self, result: BatchResult) -> None:
         """Called after every output of ``result`` was acknowledged, before the commit."""
+
+    def close(self) -> None:
+        """The consumer stopped: release what ``prepare`` started."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -132,6 +140,8 @@ class BatchConsumer:
         self._held: list[Message] = []
         self._pending: tuple[list[tuple[Any, Message]], list[Any]] | None = None
         """A closed batch, prepared, not finished yet: the next one is closed first."""
+        self._finishing = False
+        """A batch is being finished (a revoke fired inside its retries must not commit)."""
         self._stop: threading.Event | None = None
         self._stopping_since: float | None = None
         self._batch_lock = batch_lock or contextlib.nullcontext()
@@ -169,6 +179,7 @@ class BatchConsumer:
             # librdkafka's handles are destroyed with their Python objects: now, not whenever
             # this consumer object goes (a broker stopped meanwhile would fill stderr)
             self._consumer = self._producer = None
+            self.processor.close()
             log.info("consumer.stopped", topic=self.topic, **self.progress.totals)
 
     def _poll_once(self) -> None:
@@ -182,7 +193,7 @@ class BatchConsumer:
         # what is fetched already (after a long batch, the next one may be due at once), and
         # with a batch pending, wait for nothing (it is finished now unless the next is ready)
         fetched = self._consumer.consume(room, 0)
-        if not fetched and self._pending is None and timeout > 0:
+        if not fetched and not self._held and self._pending is None and timeout > 0:
             fetched = self._consumer.consume(room, timeout)
         messages, self._held = self._held + fetched, []
         for msg in messages:
@@ -231,6 +242,8 @@ class BatchConsumer:
         meanwhile (so nothing more is fetched and buffered); nothing is committed until the
         whole batch went through.
         """
+        if self._finishing:
+            raise RuntimeError("a batch was finished inside another one's finish")
         owned = [(e, m) for e, m in batch if (m.topic(), m.partition()) in self._owned]
         if len(owned) < len(batch):
             # revoked while it waited behind the batch before it: the new owner does these
@@ -240,6 +253,15 @@ class BatchConsumer:
         if entries is None:
             entries = [entry for entry, _ in batch]
         started = time.monotonic()
+        self._finishing = True
+        try:
+            self._run_batch(batch, entries, started)
+        finally:
+            self._finishing = False
+
+    def _run_batch(
+        self, batch: list[tuple[Any, Message]], entries: list[Any], started: float
+    ) -> None:
         attempt = 0
         while True:
             try:
@@ -304,7 +326,8 @@ class BatchConsumer:
 
     @property
     def buffered(self) -> int:
-        """Messages read and not yet being processed (at most two batches)."""
+        """Messages read and not yet being processed: the open batch, the batch closed ahead,
+        and what was fetched while a failing batch was retried (partitions paused)."""
         pending = len(self._pending[0]) if self._pending is not None else 0
         return len(self._batcher) + len(self._held) + pending
 
@@ -355,7 +378,10 @@ class BatchConsumer:
         positions: dict[tuple[str, int], int] = {}
         for msg in messages:
             tp = (msg.topic() or "", msg.partition() or 0)
-            positions[tp] = max(positions.get(tp, -1), (msg.offset() or 0) + 1)
+            if tp in self._owned:  # one revoked during the batch's retries is not ours to commit
+                positions[tp] = max(positions.get(tp, -1), (msg.offset() or 0) + 1)
+        if not positions:
+            return
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -370,8 +396,16 @@ class BatchConsumer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Finish what was read so far (it may include the revoked partitions) and commit it
-        # while this member still owns them; bounded by one batch.
+        # while this member still owns them; bounded by two batches (the one closed ahead and
+        # the open one), older first.
         log.info("consumer.revoked", partitions=[(p.topic, p.partition) for p in partitions])
+        if self._finishing:
+            # fired by a consume() inside a failing batch's retries: finishing (and committing)
+            # later batches now would commit past that batch and the one waiting behind it.
+            # Only let go: what they hold of these partitions is dropped when they are
+            # finished, and the new owner starts from the last commit.
+            self._owned.difference_update((p.topic, p.partition) for p in partitions)
+            return
         self._finish_pending()
         self._finish(self._batcher.flush())
         self._owned.difference_update((p.topic, p.partition) for p in partitions)

@@ -197,6 +197,16 @@ def test_memory_finder_records_are_packed_and_survive_a_reload(
     assert finder.listing(["s30"]) == {"s3", "s4"}
 
 
+def test_a_damaged_packed_record_is_no_record_not_the_older_item_payload_one(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    store, _ = small
+    store.set_payload(COLLECTION, {"s7": full_list(0.3).payload(K)})  # an older record
+    store.upsert(ITEM_LISTS, [StoredPoint("s7", {"nb": "[not json"}, np.ones(1, np.float32))])
+    finder = MemoryFinder(store, COLLECTION, K, DIM)
+    assert finder.records(["s7"])["s7"].state is None
+
+
 def test_a_removed_item_takes_its_packed_record_and_orphans_are_dropped_on_load(
     small: tuple[EdgeStore, Matrix],
 ) -> None:

@@ -118,3 +118,15 @@ def test_grows_past_its_first_capacity_and_scores_every_row() -> None:
     got = np.vstack([scores for _, scores in index.scores(queries)])
     assert got.shape == (50, 3_000)
     assert np.allclose(got, queries @ m.T, atol=1e-6)
+
+
+def test_a_new_row_does_not_inherit_a_removed_items_list() -> None:
+    """The last row's arrays are left behind by a removal; the next new key in that row has
+    no list, and no list of it names anything."""
+    index = MemoryIndex(2, K)
+    index.put({"a": vec(1, 0), "x": vec(0, 1)})
+    index.set_lists({"x": state(("a", 0.5))})
+    index.remove(["x"])
+    index.put({"y": vec(1, 1)})
+    assert index.recorded(["y"])["y"] is None
+    assert index.listing(["a"]) == set()

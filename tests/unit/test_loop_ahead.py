@@ -1,0 +1,157 @@
+"""The consumer loop with a batch closed ahead: order of work and of commits, revokes, retries.
+
+A scripted consumer and producer stand in for librdkafka (this is the loop's own policy, not
+Kafka's): the loop is driven poll by poll, as :meth:`BatchConsumer.run` drives it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stream.kafka.dlq import LocalMessage
+from stream.kafka.loop import BatchConsumer, BatchResult
+from stream.settings import Settings
+from stream.store import StoreUnavailable
+
+TOPIC = "catalog.items"
+
+
+class Message(LocalMessage):
+    def error(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)  # TIMESTAMP_NOT_AVAILABLE: no age, batches close on size
+
+
+class ScriptedConsumer:
+    """Hands out queued messages; ``on_consume`` runs inside every consume() call (where
+    librdkafka serves rebalance callbacks)."""
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.queue = list(messages)
+        self.commits: list[list[tuple[str, int, int]]] = []
+        self.on_consume: Any = None
+
+    def consume(self, num: int, timeout: float) -> list[Message]:
+        if self.on_consume is not None:
+            self.on_consume()
+        taken, self.queue = self.queue[:num], self.queue[num:]
+        return taken
+
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        self.commits.append([(o.topic, o.partition, o.offset) for o in offsets])
+
+    def pause(self, partitions: list[Any]) -> None: ...
+
+    def resume(self, partitions: list[Any]) -> None: ...
+
+    def assignment(self) -> list[Any]:
+        return []
+
+
+class NullProducer:
+    def produce(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+class Recorder:
+    """A processor that records what it is asked to do; ``fail`` process() calls raise."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.log: list[tuple[str, list[int]]] = []
+        self.fail = fail
+
+    def receive(self, msg: Any) -> tuple[int, int]:
+        return msg.offset(), 1
+
+    def prepare(self, batch: list[int]) -> None:
+        self.log.append(("prepare", list(batch)))
+
+    def process(self, batch: list[int]) -> BatchResult:
+        if self.fail:
+            self.fail -= 1
+            raise StoreUnavailable("down")
+        self.log.append(("process", list(batch)))
+        return BatchResult()
+
+    def confirm(self, result: BatchResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def loop(processor: Recorder, offsets: range) -> tuple[BatchConsumer, ScriptedConsumer]:
+    s = Settings(batch_max_items=3, batch_max_wait_ms=10_000, retry_backoff_ms=1)
+    consumer = BatchConsumer(s, processor, TOPIC, "g")
+    scripted = ScriptedConsumer([Message(o, b"k", b"v", TOPIC, 0) for o in offsets])
+    consumer._consumer = scripted  # type: ignore[assignment]
+    consumer._producer = NullProducer()  # type: ignore[assignment]
+    consumer._owned = {(TOPIC, 0)}
+    return consumer, scripted
+
+
+def test_with_messages_waiting_the_next_batch_is_prepared_before_this_one_is_finished() -> None:
+    """Batches are prepared one ahead, processed in order, and each batch's offsets are
+    committed after its processing, never before an older batch's."""
+    processor = Recorder()
+    consumer, scripted = loop(processor, range(9))
+    for _ in range(5):
+        consumer._poll_once()
+    assert processor.log == [
+        ("prepare", [0, 1, 2]),
+        ("prepare", [3, 4, 5]),
+        ("process", [0, 1, 2]),
+        ("prepare", [6, 7, 8]),
+        ("process", [3, 4, 5]),
+        ("process", [6, 7, 8]),  # nothing more waiting: finished without a next one
+    ]
+    assert scripted.commits == [[(TOPIC, 0, 3)], [(TOPIC, 0, 6)], [(TOPIC, 0, 9)]]
+
+
+def test_a_revoke_during_a_retry_commits_nothing_past_the_failing_batch() -> None:
+    """Batch N (0-2) is finished with the next events (3-4) already in the open batch; N fails
+    twice, and while it waits to retry its partition is revoked (the callback runs inside the
+    retry's consume()). The open batch must not be processed and committed then: that would
+    commit past N. N's own offsets are not committed either, the partition being no longer
+    ours, and the open batch's events are dropped when it closes: the new owner redoes them."""
+    processor = Recorder(fail=2)
+    consumer, scripted = loop(processor, range(5))
+    revoked: list[bool] = []
+
+    def revoke_inside_a_finish() -> None:
+        if consumer._finishing and not revoked:
+            revoked.append(True)
+            consumer._on_revoke(None, [_Partition(TOPIC, 0)])  # type: ignore[arg-type]
+
+    scripted.on_consume = revoke_inside_a_finish
+    consumer._poll_once()  # 0-2 closed and prepared
+    consumer._poll_once()  # 3-4 into the open batch, fewer than room: 0-2 finished (retried)
+    assert revoked and processor.fail == 0
+    assert len(consumer._batcher) == 2
+    consumer._finish(consumer._batcher.flush())
+    assert [batch for kind, batch in processor.log if kind == "process"] == [[0, 1, 2]]
+    assert scripted.commits == []
+
+
+class _Partition:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+@pytest.mark.parametrize("revoke_at", ["open", "pending"])
+def test_an_ordinary_revoke_finishes_the_batch_ahead_then_the_open_one(revoke_at: str) -> None:
+    """Outside a batch's finish, a revoke finishes what was read, older batch first, and
+    commits it while the partition is still owned."""
+    processor = Recorder()
+    consumer, scripted = loop(processor, range(5 if revoke_at == "open" else 6))
+    consumer._poll_once()  # 0-2 closed, pending
+    if revoke_at == "open":
+        consumer._poll_once()  # 3-4 open in the batcher; fewer than room: 0-2 finished
+    consumer._on_revoke(None, [_Partition(TOPIC, 0)])  # type: ignore[arg-type]
+    processed = [batch for kind, batch in processor.log if kind == "process"]
+    assert processed == ([[0, 1, 2], [3, 4]] if revoke_at == "open" else [[0, 1, 2]])
+    assert scripted.commits[-1] == [(TOPIC, 0, 5 if revoke_at == "open" else 3)]
