@@ -209,14 +209,18 @@ class MemoryFinder(NeighbourFinder):
         were packed). Packed records of items no longer stored (a crash between an item's
         deletion and its record's) are deleted: the item may come back, with no list yet."""
         index = MemoryIndex(self.dim, self.k)
+        vectors: dict[str, Vector] = {}
+        versions: dict[str, int | None] = {}
         lists: dict[str, NeighbourState] = {}
         for point in self.store.scroll(self.collection, with_vectors=True):
             if point.vector is None:
                 continue
-            index.put({point.key: point.vector}, {point.key: point.payload.get("version")})
+            vectors[point.key] = point.vector
+            versions[point.key] = point.payload.get("version")
             state = NeighbourState.from_payload(point.payload)
             if state is not None:
                 lists[point.key] = state
+        index.put(vectors, versions)  # one put: normalising row by row took 4x as long
         orphans = []
         for point in self.store.scroll(self.lists):
             state = NeighbourState.from_payload(point.payload)
