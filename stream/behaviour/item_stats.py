@@ -107,6 +107,9 @@ class ItemStatsProcessor:
     def prepare(self, batch: list[ActivityReceived | DeadLetter]) -> None:
         """Nothing to start ahead: no model work."""
 
+    def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
+        return False
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -168,6 +168,9 @@ class BehaviourProcessor:
     def prepare(self, batch: list[UserReceived | DeadLetter]) -> None:
         """Nothing to start ahead: no model work."""
 
+    def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
+        return False
+
     def close(self) -> None:
         """Nothing to release."""
 

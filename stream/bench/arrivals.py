@@ -48,8 +48,14 @@ class Arrivals:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            batch = self._consumer.consume(num_messages=1_000, timeout=0.05)
+            # consume() with a timeout returns only when it has num_messages or the timeout
+            # passed (arrivals would be stamped up to 50 ms late): wait for one, then take
+            # what is already fetched
+            first = self._consumer.poll(0.05)
+            if first is None:
+                continue
             now = time.monotonic()
+            batch = [first, *self._consumer.consume(num_messages=1_000, timeout=0)]
             for msg in batch:
                 value, key = msg.value(), msg.key()
                 if msg.error() is not None or value is None or key is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +59,15 @@ class EncodeAhead:
     def _encode(self, texts: list[str]) -> Matrix:
         with self.lock:
             return self._encoder.encode(texts)
+
+    def wait(self, key: int, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for what was started for batch ``key``; True if
+        something was and it is done (failed included)."""
+        started = self._started.get(key)
+        if started is None:
+            return False
+        done, _ = wait([started[1]], timeout_s)
+        return bool(done)
 
     def take(self, key: int) -> dict[str, Matrix]:
         """The vectors started for batch ``key``, by text, once they are ready; nothing when

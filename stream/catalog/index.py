@@ -20,9 +20,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import structlog
+from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.store.base import Vector
+
+log = structlog.get_logger(__name__)
 
 _CHUNK_CELLS = 16_000_000
 """Scores computed at once (64 MB of float32): queries are split to stay under it."""
@@ -199,3 +203,17 @@ def unit(vectors: Vector) -> Vector:
     """Rows scaled to length 1 (zero rows left as they are), as the engine stores cosine vectors."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
+
+
+def leave_cores_to_encoder() -> None:
+    """Run numpy's matrix products (this index's) on one BLAS thread, for the whole process:
+    for a process whose encoder runs on the CPU, with its own threads on every core.
+
+    OpenBLAS's idle workers spin for a while after each product; with products every few
+    milliseconds (small batches under a steady load) its second thread took 0.55 of a core on
+    two cores, from the encoder, and p99 latency at 36.5 events/s went from ~430 to ~190 ms
+    with one thread (bench/README.md). Big products (bulk batches) lose little: the encoder's
+    threads have the other cores meanwhile.
+    """
+    limited = threadpool_limits(limits=1, user_api="blas")
+    log.debug("neighbours.blas_threads", limits=limited.get_original_num_threads())

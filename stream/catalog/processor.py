@@ -22,6 +22,7 @@ from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import InvalidEvent
 from schemas.outputs import neighbour_list_json
 from stream.catalog.ahead import EncodeAhead
+from stream.catalog.index import leave_cores_to_encoder
 from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
 from stream.catalog.neighbours import Entries, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
@@ -47,6 +48,8 @@ class CatalogProcessor:
         self.store = store
         self.k = settings.neighbours_k
         ensure_collections(store, encoder.dim)
+        if encoder.device == "cpu":
+            leave_cores_to_encoder()
         self.finder = finder_for(store, settings, ITEMS, encoder.dim)
         self.ahead = EncodeAhead(encoder)
 
@@ -88,6 +91,9 @@ class CatalogProcessor:
         """
         plan = self._plan(batch)
         self.ahead.start(id(batch), [r.text or "" for r in plan.encode])
+
+    def wait_prepared(self, batch: list[Entry], timeout_s: float) -> bool:
+        return self.ahead.wait(id(batch), timeout_s)
 
     def close(self) -> None:
         """Stop the worker thread that encodes ahead."""

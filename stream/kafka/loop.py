@@ -41,6 +41,7 @@ log = structlog.get_logger(__name__)
 
 _IDLE_POLL_S = 0.5
 _FLUSH_TIMEOUT_S = 30.0
+_PREPARED_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class Processor(Protocol):
         batch before it is finished. :meth:`process` usually follows on the same list object,
         but may get another list (part of it revoked meanwhile) or none (partitions lost), so
         this must have no effects; it is a head start only."""
+
+    def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for the work ``prepare(batch)`` started; True if there
+        was some and it is done. False (at once) for a processor with nothing to prepare."""
 
     def process(self, batch: list[Any]) -> BatchResult:
         """Apply a closed batch (durably) and return the records to publish."""
@@ -140,6 +145,8 @@ class BatchConsumer:
         self._held: list[Message] = []
         self._pending: tuple[list[tuple[Any, Message]], list[Any]] | None = None
         """A closed batch, prepared, not finished yet: the next one is closed first."""
+        self._sync_commits = False
+        """Wait for each commit's answer: while partitions are revoked, and when stopping."""
         self._finishing = False
         """A batch is being finished (a revoke fired inside its retries must not commit)."""
         self._stop: threading.Event | None = None
@@ -157,7 +164,9 @@ class BatchConsumer:
         self._stop = stop
         ensure_topics(s, self.topics)
         self._producer = self._producer_factory(producer_config(s))
-        self._consumer = self._consumer_factory(consumer_config(s, self.group))
+        self._consumer = self._consumer_factory(
+            {**consumer_config(s, self.group), "on_commit": self._on_commit}
+        )
         self._consumer.subscribe(
             [self.topic],
             on_assign=self._on_assign,
@@ -169,6 +178,7 @@ class BatchConsumer:
             while not stop.is_set():
                 self._poll_once()
             self._stopping_since = time.monotonic()
+            self._sync_commits = True
             self._finish_pending()
             self._finish(self._batcher.flush())
         except BatchAbandoned as exc:
@@ -196,6 +206,16 @@ class BatchConsumer:
         if not fetched and not self._held and self._pending is None and timeout > 0:
             fetched = self._consumer.consume(room, timeout)
         messages, self._held = self._held + fetched, []
+        self._add(messages)
+        due = self._batcher.due()
+        if due:
+            self._close(due)
+        if len(fetched) < room:
+            # nothing more is waiting: no full batch to start on before finishing this one
+            self._start_next_then_finish()
+
+    def _add(self, messages: list[Message]) -> None:
+        """Put fetched messages in the open batch; a batch they fill is closed."""
         for msg in messages:
             if (msg.topic(), msg.partition()) not in self._owned:
                 # fetched just before its partition was revoked: the new owner redoes it
@@ -211,12 +231,23 @@ class BatchConsumer:
             closed = self._batcher.add((entry, msg), tokens, _age_s(msg))
             if closed:
                 self._close(closed)
-        due = self._batcher.due()
-        if due:
-            self._close(due)
-        if len(fetched) < room:
-            # nothing more is waiting: no next batch to start on before finishing this one
-            self._finish_pending()
+
+    def _start_next_then_finish(self) -> None:
+        """Finish the pending batch; but first, once the work ``prepare`` started for it (the
+        model's) is done, close the batch gathered behind it, even before its deadline, and
+        prepare that: its model work then runs while the pending batch is written and
+        published, and the one after gathers meanwhile. Under load, batches are as large as
+        the model's pace makes them; alone, a batch still waits for its deadline."""
+        if self._pending is None:
+            return
+        if self.processor.wait_prepared(self._pending[1], _PREPARED_WAIT_S):
+            assert self._consumer is not None
+            room = max(1, self._batcher.max_items - len(self._batcher))
+            self._add(self._consumer.consume(room, 0))  # what arrived during the wait
+            if len(self._batcher):
+                self._close(self._batcher.flush())
+                return
+        self._finish_pending()
 
     def _close(self, batch: list[tuple[Any, Message]]) -> None:
         """Let the processor start on a closed batch, then finish the one before it: when
@@ -373,7 +404,11 @@ class BatchConsumer:
             self._delivery_errors.append(f"{msg.topic()}: {err}")
 
     def _commit(self, messages: list[Message]) -> None:
-        """Commit, per partition, the offset after the last message of the batch."""
+        """Commit, per partition, the offset after the last message of the batch.
+
+        Without waiting for the coordinator's answer (librdkafka sends commits in order; one
+        that fails is logged and overtaken by the next), except while partitions are revoked
+        and when stopping: those must land while this member still owns the partitions."""
         assert self._consumer is not None
         positions: dict[tuple[str, int], int] = {}
         for msg in messages:
@@ -384,11 +419,24 @@ class BatchConsumer:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if self._sync_commits:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             # e.g. the partitions were revoked meanwhile: the next owner redoes that work,
             # which is safe because every effect is idempotent.
             log.warning("consumer.commit_failed", error=str(exc), partitions=len(offsets))
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = [p for p in partitions if p.error is not None]
+        if err is not None or failed:
+            # the work is done and durable: at worst the next owner (or a restart) redoes it
+            log.warning(
+                "consumer.commit_failed",
+                error=str(err or failed[0].error),
+                partitions=len(failed) or len(partitions),
+            )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._owned.update((p.topic, p.partition) for p in partitions)
@@ -406,8 +454,12 @@ class BatchConsumer:
             # finished, and the new owner starts from the last commit.
             self._owned.difference_update((p.topic, p.partition) for p in partitions)
             return
-        self._finish_pending()
-        self._finish(self._batcher.flush())
+        self._sync_commits = True
+        try:
+            self._finish_pending()
+            self._finish(self._batcher.flush())
+        finally:
+            self._sync_commits = self._stopping_since is not None
         self._owned.difference_update((p.topic, p.partition) for p in partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

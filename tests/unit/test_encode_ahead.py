@@ -49,6 +49,21 @@ def test_vectors_come_back_by_text_for_their_batch_from_a_worker_thread() -> Non
     ahead.close()
 
 
+def test_wait_says_whether_a_batch_s_encoding_was_started_and_is_done() -> None:
+    encoder = LengthEncoder()
+    encoder.release.clear()
+    ahead = EncodeAhead(encoder)
+    assert ahead.wait(1, 0.0) is False  # nothing started for it
+    ahead.start(1, ["ab"])
+    assert ahead.wait(1, 0.05) is False  # still running
+    encoder.release.set()
+    assert ahead.wait(1, 10.0) is True
+    assert list(ahead.take(1)) == ["ab"]  # waiting does not take
+    ahead.start(2, ["bad"])
+    assert ahead.wait(2, 10.0) is True  # done, if failed: process() encodes and reports it
+    ahead.close()
+
+
 def test_take_waits_for_a_batch_still_being_encoded() -> None:
     encoder = LengthEncoder()
     encoder.release.clear()

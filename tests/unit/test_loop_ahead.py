@@ -33,6 +33,8 @@ class ScriptedConsumer:
     def __init__(self, messages: list[Message]) -> None:
         self.queue = list(messages)
         self.commits: list[list[tuple[str, int, int]]] = []
+        self.waited: list[bool] = []
+        """Per commit: whether the loop waited for its answer (asynchronous=False)."""
         self.on_consume: Any = None
 
     def consume(self, num: int, timeout: float) -> list[Message]:
@@ -43,6 +45,7 @@ class ScriptedConsumer:
 
     def commit(self, offsets: list[Any], asynchronous: bool) -> None:
         self.commits.append([(o.topic, o.partition, o.offset) for o in offsets])
+        self.waited.append(not asynchronous)
 
     def pause(self, partitions: list[Any]) -> None: ...
 
@@ -65,12 +68,22 @@ class Recorder:
     def __init__(self, fail: int = 0) -> None:
         self.log: list[tuple[str, list[int]]] = []
         self.fail = fail
+        self.while_prepared: Any = None
+        """None: prepare() starts nothing; else prepared work, run (and done) by
+        wait_prepared()."""
 
     def receive(self, msg: Any) -> tuple[int, int]:
         return msg.offset(), 1
 
     def prepare(self, batch: list[int]) -> None:
         self.log.append(("prepare", list(batch)))
+
+    def wait_prepared(self, batch: list[int], timeout_s: float) -> bool:
+        if self.while_prepared is None:
+            return False
+        self.log.append(("waited", list(batch)))
+        self.while_prepared()
+        return True
 
     def process(self, batch: list[int]) -> BatchResult:
         if self.fail:
@@ -110,6 +123,59 @@ def test_with_messages_waiting_the_next_batch_is_prepared_before_this_one_is_fin
         ("process", [6, 7, 8]),  # nothing more waiting: finished without a next one
     ]
     assert scripted.commits == [[(TOPIC, 0, 3)], [(TOPIC, 0, 6)], [(TOPIC, 0, 9)]]
+    assert scripted.waited == [False, False, False]  # in order, without waiting for answers
+
+
+def test_events_that_arrive_while_a_batch_is_encoded_are_started_on_before_it_is_finished() -> None:
+    """Batch 0-2 is closed and its model work started; 3-4 arrive while it runs. Once it is
+    done, 3-4 are closed at once (long before their deadline) and prepared, and only then is
+    0-2 finished: 3-4's model work runs while 0-2 is written and published."""
+    processor = Recorder()
+    consumer, scripted = loop(processor, range(3))
+    arriving = [Message(o, b"k", b"v", TOPIC, 0) for o in (3, 4)]
+
+    def arrive() -> None:
+        scripted.queue.extend(arriving)
+        arriving.clear()
+
+    processor.while_prepared = arrive
+    consumer._poll_once()  # 0-2: a full batch, closed and prepared; nothing more yet
+    consumer._poll_once()  # 3-4 arrive during the wait for 0-2's model work
+    assert processor.log == [
+        ("prepare", [0, 1, 2]),
+        ("waited", [0, 1, 2]),
+        ("prepare", [3, 4]),
+        ("process", [0, 1, 2]),
+    ]
+    consumer._poll_once()  # nothing more: 3-4 finished once its model work is done
+    assert processor.log[4:] == [("waited", [3, 4]), ("process", [3, 4])]
+    assert scripted.commits == [[(TOPIC, 0, 3)], [(TOPIC, 0, 5)]]
+
+
+def test_with_nothing_prepared_the_open_batch_waits_for_its_deadline() -> None:
+    """A processor with no model work (behaviour consumers) keeps batching as before: the
+    events behind a finished batch stay open until they fill a batch or their deadline."""
+    processor = Recorder()
+    consumer, _ = loop(processor, range(5))
+    consumer._poll_once()  # 0-2 closed, prepared (nothing started)
+    consumer._poll_once()  # 3-4 fetched, fewer than room: 0-2 finished
+    assert processor.log == [("prepare", [0, 1, 2]), ("process", [0, 1, 2])]
+    assert len(consumer._batcher) == 2
+
+
+def test_commits_are_waited_for_only_while_partitions_are_revoked_or_when_stopping() -> None:
+    processor = Recorder()
+    consumer, scripted = loop(processor, range(5))
+    consumer._poll_once()
+    consumer._poll_once()  # 0-2 finished: committed without waiting
+    consumer._on_revoke(None, [_Partition(TOPIC, 0)])  # type: ignore[arg-type]
+    assert scripted.commits == [[(TOPIC, 0, 3)], [(TOPIC, 0, 5)]]
+    assert scripted.waited == [False, True]  # 3-4 finished in the revoke: waited for
+    consumer._owned = {(TOPIC, 0)}
+    scripted.queue.extend(Message(o, b"k", b"v", TOPIC, 0) for o in range(5, 8))
+    consumer._poll_once()
+    consumer._poll_once()
+    assert scripted.waited[-1] is False  # after the revoke: back to not waiting
 
 
 def test_a_revoke_during_a_retry_commits_nothing_past_the_failing_batch() -> None:
