@@ -184,13 +184,23 @@ class BatchConsumer:
         except BatchAbandoned as exc:
             log.warning("consumer.batch_abandoned", topic=self.topic, reason=str(exc))
         finally:
-            self._consumer.close()
+            self._close_consumer()
             self._producer.flush(_FLUSH_TIMEOUT_S)
             # librdkafka's handles are destroyed with their Python objects: now, not whenever
             # this consumer object goes (a broker stopped meanwhile would fill stderr)
             self._consumer = self._producer = None
             self.processor.close()
             log.info("consumer.stopped", topic=self.topic, **self.progress.totals)
+
+    def _close_consumer(self) -> None:
+        """Leave the group. Whatever is still unfinished here (after a stop, nothing) follows a
+        batch that failed: it is the next owner's. Closing fires the revoke callback, which must
+        not finish and commit it past that batch."""
+        assert self._consumer is not None
+        self._pending = None
+        self._batcher.flush()
+        self._held = []
+        self._consumer.close()
 
     def _poll_once(self) -> None:
         assert self._consumer is not None
@@ -240,10 +250,15 @@ class BatchConsumer:
         the model's pace makes them; alone, a batch still waits for its deadline."""
         if self._pending is None:
             return
-        if self.processor.wait_prepared(self._pending[1], _PREPARED_WAIT_S):
+        pending = self._pending
+        if self.processor.wait_prepared(pending[1], _PREPARED_WAIT_S):
             assert self._consumer is not None
             room = max(1, self._batcher.max_items - len(self._batcher))
             self._add(self._consumer.consume(room, 0))  # what arrived during the wait
+            if self._pending is not pending:
+                # a batch they filled was closed (and the pending one finished), or a revoke
+                # finished both: what is pending now is started on, and finished next poll
+                return
             if len(self._batcher):
                 self._close(self._batcher.flush())
                 return
@@ -406,9 +421,10 @@ class BatchConsumer:
     def _commit(self, messages: list[Message]) -> None:
         """Commit, per partition, the offset after the last message of the batch.
 
-        Without waiting for the coordinator's answer (librdkafka sends commits in order; one
-        that fails is logged and overtaken by the next), except while partitions are revoked
-        and when stopping: those must land while this member still owns the partitions."""
+        Without waiting for the coordinator's answer (one that fails is logged and overtaken by
+        the next; one retried after a later one only makes work be redone), except while
+        partitions are revoked and when stopping: those must land while this member still owns
+        the partitions."""
         assert self._consumer is not None
         positions: dict[tuple[str, int], int] = {}
         for msg in messages:

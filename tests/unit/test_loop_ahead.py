@@ -36,6 +36,7 @@ class ScriptedConsumer:
         self.waited: list[bool] = []
         """Per commit: whether the loop waited for its answer (asynchronous=False)."""
         self.on_consume: Any = None
+        self.on_close: Any = None
 
     def consume(self, num: int, timeout: float) -> list[Message]:
         if self.on_consume is not None:
@@ -46,6 +47,10 @@ class ScriptedConsumer:
     def commit(self, offsets: list[Any], asynchronous: bool) -> None:
         self.commits.append([(o.topic, o.partition, o.offset) for o in offsets])
         self.waited.append(not asynchronous)
+
+    def close(self) -> None:
+        if self.on_close is not None:
+            self.on_close()  # librdkafka revokes the partitions when a member leaves
 
     def pause(self, partitions: list[Any]) -> None: ...
 
@@ -152,9 +157,51 @@ def test_events_that_arrive_while_a_batch_is_encoded_are_started_on_before_it_is
     assert scripted.commits == [[(TOPIC, 0, 3)], [(TOPIC, 0, 5)]]
 
 
-def test_with_nothing_prepared_the_open_batch_waits_for_its_deadline() -> None:
+def test_a_full_batch_arriving_during_the_wait_is_started_on_not_finished_at_once() -> None:
+    """3-5 arrive while 0-2 is encoded and fill a batch: it is closed and prepared, 0-2 is
+    finished, and 3-5 stays pending (its model work running) until the next poll."""
+    processor = Recorder()
+    consumer, scripted = loop(processor, range(3))
+    arriving = [Message(o, b"k", b"v", TOPIC, 0) for o in (3, 4, 5)]
+
+    def arrive() -> None:
+        scripted.queue.extend(arriving)
+        arriving.clear()
+
+    processor.while_prepared = arrive
+    consumer._poll_once()
+    consumer._poll_once()
+    assert processor.log == [
+        ("prepare", [0, 1, 2]),
+        ("waited", [0, 1, 2]),
+        ("prepare", [3, 4, 5]),
+        ("process", [0, 1, 2]),
+    ]
+    consumer._poll_once()
+    assert processor.log[4:] == [("waited", [3, 4, 5]), ("process", [3, 4, 5])]
+    assert scripted.commits == [[(TOPIC, 0, 3)], [(TOPIC, 0, 6)]]
+
+
+def test_closing_after_a_failure_commits_nothing_past_the_failed_batch() -> None:
+    """The loop gave up on batch 0-2 (retry budget spent, or abandoned at shutdown) with 3-4
+    in the open batch. Leaving the group fires the revoke callback: it must not process and
+    commit 3-4, which would commit past 0-2."""
+    processor = Recorder(fail=1)
+    consumer, scripted = loop(processor, range(5))
+    consumer._poll_once()  # 0-2 closed and prepared
+    consumer.settings = consumer.settings.model_copy(update={"retry_budget_s": 0.0})
+    with pytest.raises(StoreUnavailable):
+        consumer._poll_once()  # 3-4 into the open batch; 0-2 fails, no budget left
+    assert len(consumer._batcher) == 2
+    scripted.on_close = lambda: consumer._on_revoke(None, [_Partition(TOPIC, 0)])  # type: ignore[arg-type]
+    consumer._close_consumer()
+    assert [batch for kind, batch in processor.log if kind == "process"] == []
+    assert scripted.commits == []
+
+
+def test_with_nothing_prepared_the_open_batch_stays_open() -> None:
     """A processor with no model work (behaviour consumers) keeps batching as before: the
-    events behind a finished batch stay open until they fill a batch or their deadline."""
+    events behind a finished batch stay open (until they fill a batch or their deadline)."""
     processor = Recorder()
     consumer, _ = loop(processor, range(5))
     consumer._poll_once()  # 0-2 closed, prepared (nothing started)
@@ -163,7 +210,7 @@ def test_with_nothing_prepared_the_open_batch_waits_for_its_deadline() -> None:
     assert len(consumer._batcher) == 2
 
 
-def test_commits_are_waited_for_only_while_partitions_are_revoked_or_when_stopping() -> None:
+def test_commits_are_waited_for_only_while_partitions_are_revoked() -> None:
     processor = Recorder()
     consumer, scripted = loop(processor, range(5))
     consumer._poll_once()
