@@ -216,4 +216,4 @@ def leave_cores_to_encoder() -> None:
     threads have the other cores meanwhile.
     """
     limited = threadpool_limits(limits=1, user_api="blas")
-    log.debug("neighbours.blas_threads", limits=limited.get_original_num_threads())
+    log.debug("neighbours.blas_threads", threads=1, before=limited.get_original_num_threads())

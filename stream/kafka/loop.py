@@ -248,9 +248,9 @@ class BatchConsumer:
         prepare that: its model work then runs while the pending batch is written and
         published, and the one after gathers meanwhile. Under load, batches are as large as
         the model's pace makes them; alone, a batch still waits for its deadline."""
-        if self._pending is None:
-            return
         pending = self._pending
+        if pending is None:
+            return
         if self.processor.wait_prepared(pending[1], _PREPARED_WAIT_S):
             assert self._consumer is not None
             room = max(1, self._batcher.max_items - len(self._batcher))

@@ -112,6 +112,19 @@ def loop(processor: Recorder, offsets: range) -> tuple[BatchConsumer, ScriptedCo
     return consumer, scripted
 
 
+def arrive_during_the_wait(
+    processor: Recorder, scripted: ScriptedConsumer, offsets: list[int]
+) -> None:
+    """These messages arrive while the first batch's prepared work runs (once)."""
+    arriving = [Message(o, b"k", b"v", TOPIC, 0) for o in offsets]
+
+    def arrive() -> None:
+        scripted.queue.extend(arriving)
+        arriving.clear()
+
+    processor.while_prepared = arrive
+
+
 def test_with_messages_waiting_the_next_batch_is_prepared_before_this_one_is_finished() -> None:
     """Batches are prepared one ahead, processed in order, and each batch's offsets are
     committed after its processing, never before an older batch's."""
@@ -137,13 +150,7 @@ def test_events_that_arrive_while_a_batch_is_encoded_are_started_on_before_it_is
     0-2 finished: 3-4's model work runs while 0-2 is written and published."""
     processor = Recorder()
     consumer, scripted = loop(processor, range(3))
-    arriving = [Message(o, b"k", b"v", TOPIC, 0) for o in (3, 4)]
-
-    def arrive() -> None:
-        scripted.queue.extend(arriving)
-        arriving.clear()
-
-    processor.while_prepared = arrive
+    arrive_during_the_wait(processor, scripted, [3, 4])
     consumer._poll_once()  # 0-2: a full batch, closed and prepared; nothing more yet
     consumer._poll_once()  # 3-4 arrive during the wait for 0-2's model work
     assert processor.log == [
@@ -162,13 +169,7 @@ def test_a_full_batch_arriving_during_the_wait_is_started_on_not_finished_at_onc
     finished, and 3-5 stays pending (its model work running) until the next poll."""
     processor = Recorder()
     consumer, scripted = loop(processor, range(3))
-    arriving = [Message(o, b"k", b"v", TOPIC, 0) for o in (3, 4, 5)]
-
-    def arrive() -> None:
-        scripted.queue.extend(arriving)
-        arriving.clear()
-
-    processor.while_prepared = arrive
+    arrive_during_the_wait(processor, scripted, [3, 4, 5])
     consumer._poll_once()
     consumer._poll_once()
     assert processor.log == [
