@@ -1,13 +1,13 @@
 """An exact in-memory copy of the items collection: every vector, version and recorded list.
 
 The catalog consumer asks two questions of every batch: which items are nearest to each changed
-item, and whose lists each changed item now enters (``cos(X, Y) > Y.floor``). Against the whole
-catalogue at once, both are one matrix product: ``changed x catalogue``, a few hundred
-milliseconds for 256 items against 100,000 on two cores, where the embedded engine scans the
-catalogue once per query (see bench/README.md). It also answers, without a store call, what was
-last published for an item and which lists name an item. The store stays the record: this copy
-is built from it (:class:`stream.catalog.neighbours.MemoryFinder`), follows each write the
-consumer makes, and is rebuilt after any failure.
+item, and whose lists each changed item now enters (``cos(X, Y) > Y.floor``). Both are matrix
+products against the catalogue (:mod:`stream.catalog.search`), pruned to the clusters that can
+matter once the catalogue is large (:mod:`stream.catalog.partition`), where the embedded engine
+scans the catalogue once per query (see bench/README.md). It also answers, without a store
+call, what was last published for an item and which lists name an item. The store stays the
+record: this copy is built from it (:class:`stream.catalog.neighbours.MemoryFinder`), follows
+each write the consumer makes, and is rebuilt after any failure.
 
 Only one process may write the store for the copy to stay true: that holds for the embedded
 engine (a shard opens in one process) and qdrant-client's local mode, not for a shared server.
@@ -15,7 +15,7 @@ engine (a shard opens in one process) and qdrant-client's local mode, not for a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,12 @@ import structlog
 from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
+from stream.catalog.partition import MIN_ROWS, Partition, members
+from stream.catalog.search import Clusters, Found, search
 from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
 
-_CHUNK_CELLS = 16_000_000
-"""Scores computed at once (64 MB of float32): queries are split to stay under it."""
 _NO_LIST = -1
 
 
@@ -41,9 +41,13 @@ class MemoryIndex:
     12 MB per 100,000 items at k = 10): its ids as serial numbers (one per key ever named, never
     reused), its scores, its length (-1: no list recorded) and its floor. A list recorded with a
     larger k than this index's is cut to k.
+
+    From ``min_rows`` items on, rows are also clustered (:class:`Partition`, made again each
+    time the catalogue doubles or halves), so that searches read only the clusters that can
+    matter.
     """
 
-    def __init__(self, dim: int, k: int) -> None:
+    def __init__(self, dim: int, k: int, min_rows: int = MIN_ROWS) -> None:
         self.dim = dim
         self.k = k
         self.keys: list[str] = []
@@ -56,6 +60,10 @@ class MemoryIndex:
         self._ids = np.zeros((0, k), dtype=np.int32)
         self._scores = np.zeros((0, k), dtype=np.float64)
         self._lengths = np.zeros(0, dtype=np.int16)
+        self._cluster = np.zeros(0, dtype=np.int16)
+        self.min_rows = min_rows
+        self._partition: Partition | None = None
+        self._members: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
         self._reserve(1_024)
 
     def __len__(self) -> int:
@@ -91,6 +99,9 @@ class MemoryIndex:
         rows = [self.rows[k] for k in vectors]
         block = np.asarray(list(vectors.values()), dtype=np.float32).reshape(len(rows), self.dim)
         self._matrix[rows] = unit(block)
+        self._members = None
+        if self._partition is not None:
+            self._cluster[rows] = self._partition.assign(self._matrix[rows])
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -101,11 +112,12 @@ class MemoryIndex:
             last = len(self.keys) - 1
             if row != last:
                 moved = self.keys[last]
-                for array in (self._matrix, self._floors, self._ids, self._scores, self._lengths):
+                for array in self._columns():
                     array[row] = array[last]
                 self.keys[row] = moved
                 self.rows[moved] = row
             self.keys.pop()
+            self._members = None
 
     def set_lists(self, lists: Mapping[str, NeighbourState]) -> None:
         """Record these lists as published (keys not stored are ignored)."""
@@ -165,13 +177,27 @@ class MemoryIndex:
     def vectors(self, keys: Iterable[str]) -> dict[str, Vector]:
         return {k: self._matrix[self.rows[k]] for k in keys if k in self.rows}
 
-    def scores(self, queries: Vector) -> Iterator[tuple[slice, Vector]]:
-        """Cosine of each query with every item, in chunks of queries: (rows of ``queries``,
-        their ``len(chunk) x len(self)`` scores)."""
-        step = max(1, _CHUNK_CELLS // max(1, len(self.keys)))
-        for start in range(0, len(queries), step):
-            part = slice(start, min(start + step, len(queries)))
-            yield part, queries[part] @ self.matrix.T
+    def search(
+        self, queries: Vector, own: npt.NDArray[np.intp], no_entry: npt.NDArray[np.intp] | None
+    ) -> Found:
+        """Each query's top k and (unless ``no_entry`` is None) the rows whose lists it enters,
+        exactly (:func:`stream.catalog.search.search`); ``own``: each query's own row or -1."""
+        return search(self.matrix, self.floors, queries, own, self.k, no_entry, self._clusters())
+
+    def _clusters(self) -> Clusters | None:
+        rows = len(self.keys)
+        if rows < self.min_rows:
+            self._partition = self._members = None
+            return None
+        if self._partition is None or self._partition.stale(rows):
+            self._partition, nearest = Partition.build(self.matrix)
+            self._cluster[:rows] = nearest
+            self._members = None
+            log.info("neighbours.clusters_built", items=rows, clusters=len(self._partition))
+        of_row = self._cluster[:rows]
+        if self._members is None:
+            self._members = members(of_row, len(self._partition))
+        return Clusters(self._partition, of_row, *self._members)
 
     def _serial(self, key: str) -> int:
         serial = self._serials.get(key)
@@ -197,6 +223,18 @@ class MemoryIndex:
         self._ids = grown(self._ids, _NO_LIST)
         self._scores = grown(self._scores, 0.0)
         self._lengths = grown(self._lengths, _NO_LIST)
+        self._cluster = grown(self._cluster, 0)
+
+    def _columns(self) -> tuple[npt.NDArray[Any], ...]:
+        """Every per-row array."""
+        return (
+            self._matrix,
+            self._floors,
+            self._ids,
+            self._scores,
+            self._lengths,
+            self._cluster,
+        )
 
 
 def unit(vectors: Vector) -> Vector:

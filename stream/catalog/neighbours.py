@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import structlog
-import torch
 
 from stream.catalog.index import MemoryIndex, unit
 from stream.catalog.lists import NeighbourState
+from stream.catalog.search import Found
 from stream.collections import ITEM_LISTS
 from stream.settings import Settings
 from stream.store import SearchQuery, StoredPoint, VectorStore, Where
@@ -243,24 +243,20 @@ class MemoryFinder(NeighbourFinder):
         return {k: ListRecord(index.versions.get(k), s) for k, s in recorded.items()}
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
-        """As the base class says; the same matrix product also gives each changed item's own
-        top k, kept for the :meth:`top_k` call that follows (until the next write)."""
+        """As the base class says; the same search also gives each changed item's own top k,
+        kept for the :meth:`top_k` call that follows (until the next write)."""
         index = self.index
         self._tops = {}
         keys = list(changed)
         if not keys or not len(index):
             return {}
-        own_rows = [index.rows[k] for k in keys if k in index.rows]
+        own = np.asarray([index.rows.get(k, -1) for k in keys], dtype=np.intp)
         queries = unit(np.asarray([changed[k] for k in keys], dtype=np.float32))
+        found = index.search(queries, own, own[own >= 0])
         entries: Entries = {}
-        for part, scores in index.scores(queries):
-            enters = scores > index.floors[np.newaxis, :]
-            enters[:, own_rows] = False
-            rows, cols = np.nonzero(enters)
-            values = scores[rows, cols].tolist()
-            for row, col, value in zip(rows.tolist(), cols.tolist(), values, strict=True):
-                entries.setdefault(index.keys[col], {})[keys[part.start + row]] = value
-            self._tops.update(self._best(index, keys[part], scores))
+        for query, row, score in found.entries:
+            entries.setdefault(index.keys[row], {})[keys[query]] = score
+        self._tops = self._lists(index, keys, found)
         return entries
 
     def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
@@ -268,30 +264,19 @@ class MemoryFinder(NeighbourFinder):
         keys = list(keys)
         out = {k: self._tops[k] for k in keys if k in self._tops}
         found = [k for k in keys if k in index.rows and k not in out]
-        queries = index.matrix[[index.rows[k] for k in found]]
-        for part, scores in index.scores(queries):
-            out.update(self._best(index, found[part], scores))
+        if found:
+            own = np.asarray([index.rows[k] for k in found], dtype=np.intp)
+            out.update(self._lists(index, found, index.search(index.matrix[own], own, None)))
         return out
 
-    def _best(
-        self, index: MemoryIndex, keys: list[str], scores: Vector
-    ) -> dict[str, NeighbourState]:
-        """Top k of each stored key among ``keys`` from its row of ``scores`` (modified)."""
-        size = min(self.k, len(index) - 1)
-        for row, key in enumerate(keys):
-            if key in index.rows:
-                scores[row, index.rows[key]] = -np.inf  # never its own neighbour
-        if size <= 0:
-            return {k: NeighbourState((), ()) for k in keys if k in index.rows}
-        # torch.topk: threaded and ~14x numpy's argpartition on 256 x 100,000 scores here
-        top = torch.topk(torch.from_numpy(scores), size, dim=1, sorted=True)
-        values, cols = top.values.numpy(), top.indices.numpy()
+    @staticmethod
+    def _lists(index: MemoryIndex, keys: list[str], found: Found) -> dict[str, NeighbourState]:
+        """The top-k list of each stored key among ``keys`` (the queries of ``found``)."""
         out = {}
-        for row, key in enumerate(keys):
+        for key, rows, scores in zip(keys, found.top_rows, found.top_scores, strict=True):
             if key in index.rows:
-                out[key] = NeighbourState.from_pairs(
-                    (index.keys[c], v) for c, v in zip(cols[row], values[row], strict=True)
-                )
+                names = [index.keys[r] for r in rows.tolist()]
+                out[key] = NeighbourState.from_pairs(zip(names, scores.tolist(), strict=True))
         return out
 
     def written(

@@ -106,18 +106,19 @@ def test_listing_finds_the_lists_that_name_a_key() -> None:
             assert index.listing(probe) == want, (round_, probe)
 
 
-def test_grows_past_its_first_capacity_and_scores_every_row() -> None:
-    """3,000 rows (the first allocation holds 1,024); scores equal a plain matrix product,
-    whatever the chunking."""
+def test_grows_past_its_first_capacity_and_searches_every_row() -> None:
+    """3,000 rows (the first allocation holds 1,024), no clusters: each query's top k is the
+    one a plain matrix product gives."""
     rng = np.random.default_rng(1)
     m = rng.normal(size=(3_000, 8)).astype(np.float32)
     m /= np.linalg.norm(m, axis=1, keepdims=True)
     index = MemoryIndex(8, K)
     index.put({f"k{i}": m[i] for i in range(3_000)})
     queries = m[:50]
-    got = np.vstack([scores for _, scores in index.scores(queries)])
-    assert got.shape == (50, 3_000)
-    assert np.allclose(got, queries @ m.T, atol=1e-6)
+    found = index.search(queries, np.full(50, -1, dtype=np.intp), None)
+    want = np.sort(queries @ m.T, axis=1)[:, ::-1][:, :K]
+    assert np.allclose(np.vstack(found.top_scores), want, atol=1e-6)
+    assert found.scored_rows == 50 * 3_000
 
 
 def test_a_new_row_does_not_inherit_a_removed_items_list() -> None:
