@@ -42,9 +42,9 @@ class MemoryIndex:
     reused), its scores, its length (-1: no list recorded) and its floor. A list recorded with a
     larger k than this index's is cut to k.
 
-    From ``min_rows`` items on, rows are also clustered (:class:`Partition`, made again each
-    time the catalogue doubles or halves), so that searches read only the clusters that can
-    matter.
+    From ``min_rows`` items on, rows are also clustered (:class:`Partition`, made again once
+    half as many items as it was made from were added or moved, or half are gone), so that
+    searches read only the clusters that can matter.
     """
 
     def __init__(self, dim: int, k: int, min_rows: int = MIN_ROWS) -> None:

@@ -10,7 +10,8 @@ items that is 1-4% of the rows (bench/README.md).
 
 Radii are only ever raised between rebuilds (an item added or moved raises its cluster's; a
 deleted one leaves it), so each stays an upper bound: the answers stay exact, however stale the
-clusters get, and only the pruning weakens until the next rebuild.
+clusters get, and only the pruning weakens until the next rebuild (once half as many items as
+the clusters were made from have been added or moved since, or half of those are gone).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ MAX_CLUSTERS = 1_024
 SCORE_SLACK = 1e-4
 """Added to every bound: float32 scores of float32 unit vectors may exceed the exact cosine by
 ~1e-5 (rounding of the vectors' lengths and of the product)."""
+ANGLE_SLACK = 1e-6
+"""Taken off every gap between a query's angle and a radius (radians): float64 rounding."""
 _SAMPLE_PER_CLUSTER = 64
 _ITERATIONS = 6
 _EMPTY = -1.0
@@ -45,6 +48,8 @@ class Partition:
         self.centroids = centroids
         self.radii = radii
         self.built_rows = built_rows
+        self.assigned = -built_rows
+        """Rows added or moved since the build (the build's own assignment counted out)."""
 
     def __len__(self) -> int:
         return len(self.centroids)
@@ -75,24 +80,35 @@ class Partition:
         if not len(vectors):
             return np.zeros(0, dtype=np.intp)
         nearest: Ints = np.argmax(vectors @ self.centroids.T.astype(np.float32), axis=1)
-        # the angle in float64: near 0, arccos turns a float32 rounding into ~5e-4 radians
-        cosines = np.einsum("ij,ij->i", vectors.astype(np.float64), self.centroids[nearest])
-        angles = np.arccos(np.clip(cosines, -1.0, 1.0))
+        # 2 asin(|x - c| / 2) of x scaled to length 1 in float64: arccos(x . c) near 1 turns a
+        # float32 vector's length (1 +- 1e-7) into an angle ~4e-4 radians short
+        gaps = _unit64(vectors) - self.centroids[nearest]
+        angles = 2 * np.arcsin(np.minimum(np.linalg.norm(gaps, axis=1) / 2, 1.0))
         np.maximum.at(self.radii, nearest, angles)
+        self.assigned += len(vectors)
         return nearest
 
     def bounds(self, queries: Vector) -> Floats:
         """``len(queries) x len(self)``: the highest score any member of each cluster can have
         with each query (-inf for an empty cluster)."""
-        cosines = np.clip(queries.astype(np.float64) @ self.centroids.T, -1.0, 1.0)
-        gap = np.maximum(np.arccos(cosines) - self.radii[np.newaxis, :], 0.0)
+        # arccos is off by up to ~4e-4 radians near 0 here too, but only where the gap is
+        # ~0 already: cos(gap) moves by ~1e-7
+        cosines = np.clip(_unit64(queries) @ self.centroids.T, -1.0, 1.0)
+        gap = np.maximum(np.arccos(cosines) - self.radii[np.newaxis, :] - ANGLE_SLACK, 0.0)
         out = np.cos(gap) + SCORE_SLACK
         out[:, self.radii < 0] = -np.inf
         return out
 
     def stale(self, rows: int) -> bool:
-        """Rebuild once the catalogue has doubled or halved since the clusters were made."""
-        return rows > 2 * self.built_rows or 2 * rows < self.built_rows
+        """Time to rebuild: half as many rows as the build saw added or moved since, or the
+        catalogue down to half its size (radii only grow, so pruning weakens with change)."""
+        return 2 * self.assigned > self.built_rows or 2 * rows < self.built_rows
+
+
+def _unit64(vectors: Vector) -> Floats:
+    out = vectors.astype(np.float64)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1.0)
 
 
 def members(clusters: npt.NDArray[np.int16], count: int) -> tuple[Ints, Ints]:

@@ -11,7 +11,9 @@ clusters that can matter are scored, in two rounds:
    its items.
 
 Nothing a full scan would find is left out: an item outside the scored clusters cannot score
-above its cluster's bound.
+above its cluster's bound. When the clusters that can matter hold more than a quarter of the
+(query, row) pairs (items with no list yet, a partition gone stale), one full product is
+cheaper, and is what runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from stream.store.base import Vector
 
 _CHUNK_CELLS = 16_000_000
 """Scores computed at once in a full scan (64 MB of float32): queries are split to stay under."""
+FULL_SCAN_SHARE = 0.25
+"""Scan everything when the clusters that can matter hold more of the (query, row) pairs than
+this: cluster by cluster, each pair costs ~4x what it does in one product."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,29 @@ def search(
     ``own``: each query's own row (-1: none), never its neighbour. ``no_entry``: rows never
     reported as entered (None: entries not wanted). ``clusters``: the index's, None for a full
     scan."""
+    if clusters is not None:
+        found = _pruned(matrix, floors, queries, own, k, no_entry, clusters)
+        if found is not None:
+            return found
     blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
-    if clusters is None:
-        step = max(1, _CHUNK_CELLS // max(1, len(matrix)))
-        for start in range(0, len(queries), step):
-            blocks.score(np.arange(start, min(start + step, len(queries))), None)
-        return blocks.found()
+    step = max(1, _CHUNK_CELLS // max(1, len(matrix)))
+    for start in range(0, len(queries), step):
+        blocks.score(np.arange(start, min(start + step, len(queries))), None)
+    return blocks.found()
+
+
+def _pruned(
+    matrix: Vector,
+    floors: npt.NDArray[np.float64],
+    queries: Vector,
+    own: Ints,
+    k: int,
+    no_entry: Ints | None,
+    clusters: Clusters,
+) -> Found | None:
+    """The search, cluster by cluster; None when the clusters that can matter hold more than
+    :data:`FULL_SCAN_SHARE` of the pairs."""
+    blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
     bounds = clusters.partition.bounds(queries)
     order, starts = clusters.order, clusters.starts
     sizes = np.diff(starts)
@@ -88,6 +110,8 @@ def search(
         np.minimum.at(cluster_floor, clusters.of_row, lowest)
         need |= bounds > cluster_floor[np.newaxis, :]
     need &= ~first
+    if (need * sizes[np.newaxis, :]).sum() > FULL_SCAN_SHARE * len(queries) * len(matrix):
+        return None
     for cluster, qs in _by_cluster(need):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
     return blocks.found()

@@ -41,28 +41,34 @@ def record_true_lists(index: MemoryIndex, skip: float = 0.0) -> None:
 
 def brute(
     index: MemoryIndex, queries: np.ndarray, own: np.ndarray, no_entry: np.ndarray
-) -> tuple[list[list[float]], set[tuple[int, int]]]:
-    """Top-k scores and (query, row) entries from a product with every row."""
+) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Top-k rows and (query, row) entries from a product with every row."""
     scores = (queries @ index.matrix.T).astype(np.float64)
     for q, row in enumerate(own):
         if row >= 0:
             scores[q, row] = -np.inf
-    tops = [sorted(row[np.isfinite(row)], reverse=True)[:K] for row in scores]
+    tops = [
+        [int(r) for r in np.argsort(-row, kind="stable")[:K] if row[r] > -np.inf] for row in scores
+    ]
     enters = scores > index.floors[np.newaxis, :]
     enters[:, no_entry] = False
-    return tops, {(int(q), int(r)) for q, r in zip(*np.nonzero(enters), strict=True)}
+    return tops, sorted((int(q), int(r)) for q, r in zip(*np.nonzero(enters), strict=True))
 
 
-def check(index: MemoryIndex, queries: np.ndarray, own: np.ndarray) -> int:
+def check(index: MemoryIndex, queries: np.ndarray, own: np.ndarray, entries: bool = True) -> int:
+    """The search's answers are brute force's (continuous random data: no ties), with each
+    score the query's product with that row."""
     no_entry = own[own >= 0]
-    found = index.search(queries, own, no_entry)
+    found = index.search(queries, own, no_entry if entries else None)
     want_tops, want_entries = brute(index, queries, own, no_entry)
+    m = index.matrix
     for q, want in enumerate(want_tops):
-        assert found.top_scores[q] == pytest.approx(want, abs=1e-6), q
-        assert own[q] not in found.top_rows[q].tolist()
-    assert {(q, r) for q, r, _ in found.entries} == want_entries
+        assert found.top_rows[q].tolist() == want, q
+        assert found.top_scores[q] == pytest.approx(m[want] @ queries[q], abs=1e-6)
+    if entries:
+        assert sorted((q, r) for q, r, _ in found.entries) == want_entries  # each once
     for q, r, score in found.entries:
-        assert score == pytest.approx(float(queries[q] @ index.matrix[r]), abs=1e-6)
+        assert score == pytest.approx(float(queries[q] @ m[r]), abs=1e-6)
     return found.scored_rows
 
 
@@ -115,14 +121,46 @@ def test_search_stays_exact_after_removes_updates_and_a_rebuild() -> None:
     check(index, probe, none)  # builds the clusters at 1,000 rows
     index.remove([f"k{i}" for i in range(0, 1_000, 3)])
     moved = {f"k{i}": m[4_000 + i] for i in range(1, 1_000, 10)}
+    # and some to directions no cluster was made around: their clusters' radii must grow
+    far = rng.normal(size=(3, DIM)).astype(np.float32)
+    moved.update({f"k{i}": far[n] for n, i in enumerate((2, 502, 992))})
     index.put(moved)
     check(index, probe, none)
     own = np.asarray([index.rows[k] for k in moved], dtype=np.intp)
     check(index, index.matrix[own], own)
-    index.put({f"g{i}": m[1_000 + i] for i in range(2_500)})  # past 2x: rebuilt
+    beside_far = far + rng.normal(scale=0.05, size=far.shape).astype(np.float32)
+    beside_far /= np.linalg.norm(beside_far, axis=1, keepdims=True)
+    scored = check(index, beside_far, np.full(3, -1, dtype=np.intp), entries=False)
+    assert scored < 3 * len(index) / 4  # pruned, not the full scan
+    index.put({f"g{i}": m[1_000 + i] for i in range(2_500)})  # far past 1.5x: rebuilt
     record_true_lists(index, 0.1)
     check(index, probe, none)
     assert index._partition is not None and index._partition.built_rows == len(index)
+    index.remove([f"g{i}" for i in range(2_500)] + [f"k{i}" for i in range(1, 1_000, 3)])
+    assert len(index) < 400  # below min_rows: no clusters
+    check(index, probe, none)
+    assert index._partition is None
+    index.put({f"h{i}": m[3_500 + i] for i in range(500)})  # and above again
+    record_true_lists(index)
+    check(index, probe, none)
+    assert index._partition is not None
+
+
+def test_near_duplicates_of_a_centre_do_not_shrink_its_radius() -> None:
+    """Members within ~1e-4 radians of their centre (float32 lengths off by ~1e-7): a radius
+    taken from arccos(member . centre) came out 3x too small, and a search missed x."""
+    rows = {
+        "a1": [1, 0, 0],
+        "a2": [1, 0, 0],
+        "a3": [1, 0, 0],
+        "x": [1, 3e-4, 0],
+        "b1": [0, 2.7e-4, 1],
+        "b2": [0, -0.5, 0.866],
+    }
+    index = MemoryIndex(3, 1, min_rows=2)
+    index.put({k: np.asarray(v, dtype=np.float32) for k, v in rows.items()})
+    found = index.search(np.asarray([[0, 1, 0]], dtype=np.float32), np.asarray([-1]), None)
+    assert [index.keys[r] for r in found.top_rows[0]] == ["x"]
 
 
 def test_a_catalogue_smaller_than_k_gives_short_lists() -> None:
@@ -132,3 +170,20 @@ def test_a_catalogue_smaller_than_k_gives_short_lists() -> None:
     index.put({f"k{i}": m[i] for i in range(3)})
     found = index.search(m, np.arange(3, dtype=np.intp), None)
     assert [len(rows) for rows in found.top_rows] == [2, 2, 2]
+
+
+def test_an_item_added_far_from_its_centre_widens_its_cluster() -> None:
+    """Clusters made around x, y and z; an item then added between x and y (42 degrees from
+    x) joins x's cluster. A query nearer y finds it best: x's cluster must still be scored,
+    so its radius has to grow to 42 degrees."""
+    rng = np.random.default_rng(4)
+    axes = np.eye(3, dtype=np.float32)
+    groups = np.repeat(axes, 20, axis=0) + rng.normal(scale=0.01, size=(60, 3)).astype(np.float32)
+    index = MemoryIndex(3, 1, min_rows=10)
+    index.put({f"g{i}": v for i, v in enumerate(groups)})
+    query = np.asarray([[0.5, 1.0, 0.0]], dtype=np.float32) / np.sqrt(1.25, dtype=np.float32)
+    index.search(query, np.asarray([-1]), None)  # the clusters are made
+    index.put({"between": np.asarray([1.0, 0.9, 0.0], dtype=np.float32)})
+    found = index.search(query, np.asarray([-1]), None)
+    assert [index.keys[r] for r in found.top_rows[0]] == ["between"]
+    assert found.scored_rows < len(index)  # y's and x's clusters, not z's
