@@ -33,6 +33,7 @@ SCORE_SLACK = 1e-4
 ANGLE_SLACK = 1e-6
 """Taken off every gap between a query's angle and a radius (radians): float64 rounding."""
 _SAMPLE_PER_CLUSTER = 64
+_CHUNK = 16_384
 _ITERATIONS = 6
 _EMPTY = -1.0
 """Radius of a cluster with no member: nothing in it to score."""
@@ -73,7 +74,9 @@ class Partition:
             # a cluster the sample left empty keeps its centroid
             centroids = np.where(norms > 0, total / np.where(norms > 0, norms, 1), centroids)
         partition = cls(centroids, np.full(count, _EMPTY), rows)
-        return partition, partition.assign(matrix)
+        # in chunks: assign() works in float64 (300 MB at once for 100,000 x 384)
+        parts = [partition.assign(matrix[i : i + _CHUNK]) for i in range(0, rows, _CHUNK)]
+        return partition, np.concatenate(parts)
 
     def assign(self, vectors: Vector) -> Ints:
         """The nearest cluster of each vector (unit rows), its radius raised to take it in."""

@@ -74,9 +74,10 @@ def search(
     reported as entered (None: entries not wanted). ``clusters``: the index's, None for a full
     scan."""
     if clusters is not None:
-        found = _pruned(matrix, floors, queries, own, k, no_entry, clusters)
-        if found is not None:
-            return found
+        blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
+        if _pruned(blocks, clusters):
+            return blocks.found()
+    # a fresh one: the pruned attempt's first round would be scored twice
     blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
     step = max(1, _CHUNK_CELLS // max(1, len(matrix)))
     for start in range(0, len(queries), step):
@@ -84,37 +85,29 @@ def search(
     return blocks.found()
 
 
-def _pruned(
-    matrix: Vector,
-    floors: npt.NDArray[np.float64],
-    queries: Vector,
-    own: Ints,
-    k: int,
-    no_entry: Ints | None,
-    clusters: Clusters,
-) -> Found | None:
-    """The search, cluster by cluster; None when the clusters that can matter hold more than
-    :data:`FULL_SCAN_SHARE` of the pairs."""
-    blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
-    bounds = clusters.partition.bounds(queries)
+def _pruned(blocks: _Blocks, clusters: Clusters) -> bool:
+    """Score ``blocks`` cluster by cluster; False (stopped after the first round) when the
+    clusters that can matter hold more than :data:`FULL_SCAN_SHARE` of the pairs."""
+    bounds = clusters.partition.bounds(blocks.queries)
     order, starts = clusters.order, clusters.starts
     sizes = np.diff(starts)
-    first = _nearest(bounds, sizes, k)
+    first = _nearest(bounds, sizes, blocks.k)
     for cluster, qs in _by_cluster(first):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
     need = bounds >= blocks.kth()[:, np.newaxis]
-    if no_entry is not None:
-        lowest = floors.copy()
-        lowest[no_entry] = np.inf
+    if blocks.no_entry is not None:
+        lowest = blocks.floors.copy()
+        lowest[blocks.no_entry] = np.inf
         cluster_floor = np.full(len(sizes), np.inf)
         np.minimum.at(cluster_floor, clusters.of_row, lowest)
         need |= bounds > cluster_floor[np.newaxis, :]
     need &= ~first
-    if (need * sizes[np.newaxis, :]).sum() > FULL_SCAN_SHARE * len(queries) * len(matrix):
-        return None
+    pairs = len(blocks.queries) * len(blocks.matrix)
+    if (need * sizes[np.newaxis, :]).sum() > FULL_SCAN_SHARE * pairs:
+        return False
     for cluster, qs in _by_cluster(need):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
-    return blocks.found()
+    return True
 
 
 def _nearest(bounds: npt.NDArray[np.float64], sizes: Ints, k: int) -> npt.NDArray[np.bool_]:
