@@ -53,6 +53,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+"""CPU flags that decide the encoder's precision and kernels (``auto`` picks bf16 only where
+the CPU computes it natively): two machines both called "AMD EPYC" differed in these."""
+
+
+def _cpu_features() -> list[str] | None:
+    """Which of :data:`_FEATURES` the CPU has (None: unknown, no /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in _FEATURES if f in flags]
+    except OSError:
+        pass
+    return None
+
+
 def _memory_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -77,6 +94,7 @@ def versions() -> dict[str, str | None]:
 def machine() -> dict[str, Any]:
     return {
         "cpu": _cpu_model(),
+        "cpu_features": _cpu_features(),
         "logical_cpus": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "platform": platform.platform(),

@@ -13,6 +13,7 @@ same outputs.
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -173,6 +174,7 @@ class BatchConsumer:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        _settle_heap()
         log.info("consumer.started", topic=self.topic, group=self.group)
         try:
             while not stop.is_set():
@@ -484,6 +486,19 @@ class BatchConsumer:
         self._pending = None
         self._batcher.flush()
         self._owned.difference_update((p.topic, p.partition) for p in partitions)
+
+
+def _settle_heap() -> None:
+    """Collect, then move every object still alive (modules, the model, whatever the process
+    built before consuming) out of the garbage collector's reach: a full collection then walks
+    only what was made since. A batch makes tens of thousands of short-lived objects, and each
+    full collection walked the whole heap: ~220 ms, about every second batch, at 100,000 items
+    (12% of the catalog processor's time besides encoding; bench/README.md). Once frozen, an
+    object is still freed when nothing refers to it; only a reference cycle among frozen objects
+    would stay."""
+    gc.collect()
+    gc.freeze()
+    log.debug("consumer.heap_frozen", objects=gc.get_freeze_count())
 
 
 def _age_s(msg: Message) -> float:

@@ -3,6 +3,7 @@ events on catalog.items in, neighbour lists on items.neighbours out."""
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,31 @@ def test_every_list_is_the_exact_top_k(
         payload = store.retrieve(ITEMS, [items[0]["item_id"]])[items[0]["item_id"]].payload
         assert payload["title"] == items[0]["title"] and payload["model"] == encoder.name
         assert payload["version"] == 1 and len(payload["content_hash"]) == 32
+    finally:
+        store.close()
+
+
+def test_what_the_process_held_before_consuming_is_left_out_of_collections(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """A running consumer has moved the objects alive when it started out of the garbage
+    collector's generations (a full collection walks only what batches made since), and it
+    still consumes and publishes."""
+    marker: list[object] = [object()]  # a container: tracked by the collector until frozen
+    assert any(o is marker for o in gc.get_objects())
+    settings = make_settings()
+    items = sample_items(3)
+    publish(
+        settings,
+        settings.topic_items,
+        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
+    )
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        with RunningConsumer(settings, encoder, store) as running:
+            running.wait_caught_up()
+            assert not any(o is marker for o in gc.get_objects())
+        assert set(final_lists(settings)) == {i["item_id"] for i in items}
     finally:
         store.close()
 

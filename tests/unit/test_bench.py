@@ -69,6 +69,12 @@ def test_result_names_machine_versions_and_load(tmp_path: Path) -> None:
     path = write_json(new_result("demo", model="m", device="cpu", load=load.summary), "x", tmp_path)
     written = json.loads(path.read_text())
     assert written["machine"]["logical_cpus"] >= 1
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    flags = [line.split(":", 1)[1].split() for line in lines if line.startswith("flags")]
+    if flags:  # x86 Linux: the features that decide the encoder's precision are named
+        for feature in ("avx2", "avx512_bf16", "amx_bf16"):
+            assert (feature in written["machine"]["cpu_features"]) == (feature in flags[0])
     assert written["versions"]["recstream"]
     assert "loadavg_1m_start" in written["load"]
 

@@ -66,7 +66,9 @@ def test_cpu_precision_choice(
     ("runtime", "quantize", "capabilities", "installed", "expected"),
     [
         ("auto", "auto", AVX2, True, "onnx"),
-        ("auto", "auto", AMX, True, "torch"),  # native bf16 beats int8 and is closer
+        ("auto", "auto", AMX, True, "torch"),  # bf16 on AMX beats int8 and is closer
+        ("auto", "auto", AVX512_BF16_ONLY, True, "onnx"),  # without AMX int8 is faster
+        ("auto", "auto", AVX512_BF16_ONLY, False, "torch"),
         ("auto", "auto", AVX2, False, "torch"),
         ("auto", "none", AMX, True, "onnx"),
         ("auto", "int8", AMX, True, "onnx"),
