@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from schemas.outputs import neighbour_list_json
+from stream.bench.arrivals import item_version
 from stream.bench.encoder import Variant
 from stream.bench.report import LoadMonitor, new_result, percentiles, write_json
 from stream.bench.scaling import exact_lists, jittered
@@ -133,3 +136,16 @@ def test_gpu_bench_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
         assert (tmp_path / "gpu.png").stat().st_size > 0
     else:
         assert not (tmp_path / "gpu.png").exists()
+
+
+@pytest.mark.parametrize("version", [None, 0, 7, 123_456_789])
+@pytest.mark.parametrize("item_id", ["sku-1", 'x","item_version":999,"y', "\u00e9t\u00e9 \\ , }"])
+def test_the_readers_item_version_is_what_json_reads(version: int | None, item_id: str) -> None:
+    """The benchmark reader's shortcut gives the version a JSON parser reads, whatever the
+    ids hold (one that spells the field too), and falls back to parsing other layouts."""
+    value = neighbour_list_json(
+        item_id, [(item_id, 0.5), ("b", 0.25)], "m", version, datetime.now(UTC)
+    )
+    assert item_version(value) == json.loads(value)["item_version"] == version
+    spaced = json.dumps({"item_version": version, "item_id": item_id}).encode()
+    assert item_version(spaced) == version

@@ -236,3 +236,21 @@ def test_merged_is_the_best_k_of_the_list_and_the_entries(
     got = merged(state(*recorded), entries, k)
     assert got.ids == tuple(i for i, _ in want)
     assert got.scores == tuple(round(s, 6) for _, s in want)
+
+
+@given(
+    recorded=st.lists(st.sampled_from([0.9, 0.8, 0.8, 0.5, 0.1]), max_size=12).map(
+        lambda xs: sorted(xs, reverse=True)
+    ),
+    score=st.sampled_from([0.95, 0.9, 0.8, 0.5, 0.1, 0.05]),
+    k=st.integers(1, 12),
+)
+def test_merged_places_one_entry_after_recorded_ties(
+    recorded: list[float], score: float, k: int
+) -> None:
+    """One entering item (most merges), against a stable sort of everything: on a tie the
+    recorded items stay ahead; the list is cut to k even when the entry does not make it."""
+    items = [(f"r{n}", s) for n, s in enumerate(recorded)]
+    want = sorted([*items, ("new", score)], key=lambda p: -p[1])[:k]
+    got = merged(state(*items), {"new": score}, k)
+    assert list(zip(got.ids, got.scores, strict=True)) == want
