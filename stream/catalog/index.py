@@ -24,7 +24,7 @@ import structlog
 from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
-from stream.catalog.partition import MIN_ROWS, Partition, members
+from stream.catalog.partition import MIN_ROWS, Partition, Rebuild, members
 from stream.catalog.search import Clusters, Found, search
 from stream.store.base import Vector
 
@@ -44,10 +44,11 @@ class MemoryIndex:
 
     From ``min_rows`` items on, rows are also clustered (:class:`Partition`, made again once
     half as many items as it was made from were added or moved, or half are gone), so that
-    searches read only the clusters that can matter.
+    searches read only the clusters that can matter. The clusters are made on a worker thread
+    (``background``; :class:`Rebuild`) and put to use by the first search after they are done.
     """
 
-    def __init__(self, dim: int, k: int, min_rows: int = MIN_ROWS) -> None:
+    def __init__(self, dim: int, k: int, min_rows: int = MIN_ROWS, background: bool = True) -> None:
         self.dim = dim
         self.k = k
         self.keys: list[str] = []
@@ -63,6 +64,8 @@ class MemoryIndex:
         self._cluster = np.zeros(0, dtype=np.int16)
         self.min_rows = min_rows
         self._partition: Partition | None = None
+        self._rebuild: Rebuild | None = None
+        self._background = background
         self._members: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
         self._reserve(1_024)
 
@@ -102,6 +105,8 @@ class MemoryIndex:
         self._members = None
         if self._partition is not None:
             self._cluster[rows] = self._partition.assign(self._matrix[rows])
+        if self._rebuild is not None:
+            self._rebuild.changed.update(rows)
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -116,6 +121,8 @@ class MemoryIndex:
                     array[row] = array[last]
                 self.keys[row] = moved
                 self.rows[moved] = row
+                if self._rebuild is not None:
+                    self._rebuild.changed.add(row)
             self.keys.pop()
             self._members = None
 
@@ -184,20 +191,59 @@ class MemoryIndex:
         exactly (:func:`stream.catalog.search.search`); ``own``: each query's own row or -1."""
         return search(self.matrix, self.floors, queries, own, self.k, no_entry, self._clusters())
 
+    def settle(self) -> None:
+        """Make the clusters that are due (or being made), wait for them and put them to use."""
+        self._clusters()
+        if self._rebuild is not None:
+            self._rebuild.wait()
+            self._clusters()
+
     def _clusters(self) -> Clusters | None:
+        """The clusters to search with (None: a full scan), made again when stale."""
         rows = len(self.keys)
         if rows < self.min_rows:
-            self._partition = self._members = None
+            self._partition = self._members = self._rebuild = None
             return None
-        if self._partition is None or self._partition.stale(rows):
-            self._partition, nearest = Partition.build(self.matrix)
-            self._cluster[:rows] = nearest
-            self._members = None
-            log.info("neighbours.clusters_built", items=rows, clusters=len(self._partition))
+        if self._rebuild is not None and self._rebuild.done():
+            rebuild, self._rebuild = self._rebuild, None
+            self._install(rebuild)
+        if self._rebuild is None and (self._partition is None or self._partition.stale(rows)):
+            self._rebuild = Rebuild(self.matrix, self._background)
+            if not self._background:
+                rebuild, self._rebuild = self._rebuild, None
+                self._install(rebuild)
+        if self._partition is None:
+            return None
         of_row = self._cluster[:rows]
         if self._members is None:
             self._members = members(of_row, len(self._partition))
         return Clusters(self._partition, of_row, *self._members)
+
+    def _install(self, rebuild: Rebuild) -> None:
+        """Use ``rebuild``'s clusters: its rows keep the clusters it gave them, except rows
+        written since its copy (and rows added since), which are assigned again, raising radii
+        as a write does."""
+        try:
+            partition, nearest = rebuild.result()
+        except Exception:
+            log.exception("neighbours.clusters_failed", items=rebuild.rows)
+            return  # the clusters in use (or none) stay: searches stay exact
+        rows = len(self.keys)
+        kept = min(rebuild.rows, rows)
+        self._cluster[:kept] = nearest[:kept]
+        again = np.asarray(
+            sorted({r for r in rebuild.changed if r < kept} | set(range(kept, rows))),
+            dtype=np.intp,
+        )
+        self._cluster[again] = partition.assign(self._matrix[again])
+        self._partition, self._members = partition, None
+        log.info(
+            "neighbours.clusters_built",
+            items=rows,
+            clusters=len(partition),
+            assigned_again=len(again),
+            build_s=round(rebuild.seconds, 2),
+        )
 
     def _serial(self, key: str) -> int:
         serial = self._serials.get(key)

@@ -98,6 +98,7 @@ def test_search_with_clusters_equals_a_full_product(skip: float) -> None:
     record_true_lists(index, skip)
     new = {f"n{i}": m[2_940 + i] for i in range(60)}
     index.put(new)
+    index.settle()  # the clusters are made on a worker thread
     own = np.asarray([index.rows[k] for k in new], dtype=np.intp)
     scored = check(index, index.matrix[own], own)
     if not skip:  # an item with no list (no floor) can be entered from anywhere
@@ -118,7 +119,8 @@ def test_search_stays_exact_after_removes_updates_and_a_rebuild() -> None:
     record_true_lists(index)
     probe = clustered(rng, 10)
     none = np.full(10, -1, dtype=np.intp)
-    check(index, probe, none)  # builds the clusters at 1,000 rows
+    check(index, probe, none)  # a full scan; the clusters are being made at 1,000 rows
+    index.settle()
     index.remove([f"k{i}" for i in range(0, 1_000, 3)])
     moved = {f"k{i}": m[4_000 + i] for i in range(1, 1_000, 10)}
     # and some to directions no cluster was made around: their clusters' radii must grow
@@ -135,6 +137,7 @@ def test_search_stays_exact_after_removes_updates_and_a_rebuild() -> None:
     index.put({f"g{i}": m[1_000 + i] for i in range(2_500)})  # far past 1.5x: rebuilt
     record_true_lists(index, 0.1)
     check(index, probe, none)
+    index.settle()
     assert index._partition is not None and index._partition.built_rows == len(index)
     index.remove([f"g{i}" for i in range(2_500)] + [f"k{i}" for i in range(1, 1_000, 3)])
     assert len(index) < 400  # below min_rows: no clusters
@@ -142,6 +145,8 @@ def test_search_stays_exact_after_removes_updates_and_a_rebuild() -> None:
     assert index._partition is None
     index.put({f"h{i}": m[3_500 + i] for i in range(500)})  # and above again
     record_true_lists(index)
+    check(index, probe, none)
+    index.settle()
     check(index, probe, none)
     assert index._partition is not None
 
@@ -182,8 +187,40 @@ def test_an_item_added_far_from_its_centre_widens_its_cluster() -> None:
     index = MemoryIndex(3, 1, min_rows=10)
     index.put({f"g{i}": v for i, v in enumerate(groups)})
     query = np.asarray([[0.5, 1.0, 0.0]], dtype=np.float32) / np.sqrt(1.25, dtype=np.float32)
-    index.search(query, np.asarray([-1]), None)  # the clusters are made
+    index.settle()  # the clusters are made
     index.put({"between": np.asarray([1.0, 0.9, 0.0], dtype=np.float32)})
     found = index.search(query, np.asarray([-1]), None)
     assert [index.keys[r] for r in found.top_rows[0]] == ["between"]
     assert found.scored_rows < len(index)  # y's and x's clusters, not z's
+
+
+def test_writes_while_clusters_are_made_are_assigned_when_they_are_put_to_use() -> None:
+    """Clusters are made from a copy of the catalogue on a worker thread. Rows removed (swap-
+    removes move others), moved far and added before the new clusters are put to use are
+    assigned again then: no row scores above its cluster's bound, and every answer is exact."""
+    rng = np.random.default_rng(5)
+    m = clustered(rng, 3_000)
+    index = MemoryIndex(DIM, K, min_rows=500)
+    index.put({f"k{i}": m[i] for i in range(1_000)})
+    index.settle()  # clusters of 1,000 rows
+    index.put({f"g{i}": m[1_000 + i] for i in range(600)})  # past 1.5x: due again
+    record_true_lists(index)
+    probe = clustered(rng, 10)
+    none = np.full(10, -1, dtype=np.intp)
+    check(index, probe, none)  # with the clusters in use; new ones started from a copy
+    assert index._rebuild is not None
+    index.remove([f"k{i}" for i in range(0, 1_000, 4)])
+    far = rng.normal(size=(5, DIM)).astype(np.float32)
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    index.put({f"k{i}": far[n] for n, i in enumerate((1, 5, 9, 13, 17))})
+    index.put({f"n{i}": m[2_000 + i] for i in range(300)})
+    index.settle()
+    clusters = index._clusters()
+    assert clusters is not None and clusters.partition.built_rows == 1_600
+    queries = np.concatenate([probe, far, index.matrix[::7]])
+    bounds = clusters.partition.bounds(queries)
+    assert (queries @ index.matrix.T <= bounds[:, clusters.of_row]).all()
+    record_true_lists(index, 0.1)
+    check(index, probe, none)
+    moved = np.asarray([index.rows[f"k{i}"] for i in (1, 5, 9, 13, 17)], dtype=np.intp)
+    check(index, index.matrix[moved], moved)
