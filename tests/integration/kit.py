@@ -30,6 +30,11 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
+def created(items: Iterable[dict[str, Any]]) -> list[tuple[bytes | None, bytes | None]]:
+    """item.created events (version 1) of ``items``, as (key, value) pairs to publish."""
+    return [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
+
+
 def publish(
     settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
 ) -> int:

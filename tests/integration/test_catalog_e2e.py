@@ -14,6 +14,7 @@ import pytest
 from kit import (
     RunningConsumer,
     assert_lists_match_brute_force,
+    created,
     delete_event,
     event_bytes,
     final_lists,
@@ -65,11 +66,7 @@ def test_every_list_is_the_exact_top_k(
     the default (in-memory) neighbour search; qdrant-client with store queries."""
     settings = make_settings(neighbour_search=search)
     items = _catalogue(n)
-    publish(
-        settings,
-        settings.topic_items,
-        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
-    )
+    publish(settings, settings.topic_items, created(items))
     store = _open(kind, settings, tmp_path)
     try:
         with RunningConsumer(settings, encoder, store) as running:
@@ -96,11 +93,7 @@ def test_what_the_process_held_before_consuming_is_left_out_of_collections(
     assert any(o is marker for o in gc.get_objects())
     settings = make_settings()
     items = sample_items(3)
-    publish(
-        settings,
-        settings.topic_items,
-        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
-    )
+    publish(settings, settings.topic_items, created(items))
     store = EdgeStore(settings.qdrant_path)
     try:
         with RunningConsumer(settings, encoder, store) as running:
@@ -119,11 +112,7 @@ def test_updates_reencode_only_text_changes_and_ignore_late_versions(
     an older version arriving late changes nothing."""
     settings = make_settings()
     items = sample_items(80, seed=11)
-    publish(
-        settings,
-        settings.topic_items,
-        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
-    )
+    publish(settings, settings.topic_items, created(items))
     store = EdgeStore(settings.qdrant_path)
     moved, priced = items[0], items[1]
     try:
@@ -184,11 +173,7 @@ def test_deleted_item_gets_a_tombstone_and_leaves_every_list(
     that held it, and a late, older event for it does not bring it back."""
     settings = make_settings()
     items = sample_items(80, seed=12)
-    publish(
-        settings,
-        settings.topic_items,
-        (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
-    )
+    publish(settings, settings.topic_items, created(items))
     store = EdgeStore(settings.qdrant_path)
     try:
         with RunningConsumer(settings, encoder, store) as running:

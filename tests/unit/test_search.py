@@ -9,7 +9,7 @@ import pytest
 
 from stream.catalog.index import MemoryIndex
 from stream.catalog.lists import NeighbourState
-from stream.catalog.partition import Partition
+from stream.catalog.partition import Partition, _sums
 
 K = 5
 DIM = 16
@@ -224,3 +224,16 @@ def test_writes_while_clusters_are_made_are_assigned_when_they_are_put_to_use() 
     check(index, probe, none)
     moved = np.asarray([index.rows[f"k{i}"] for i in (1, 5, 9, 13, 17)], dtype=np.intp)
     check(index, index.matrix[moved], moved)
+
+
+def test_group_sums_equal_a_loop_also_for_empty_groups() -> None:
+    """k-means' sums per cluster (by one sort) against adding row by row; a cluster with no
+    row sums to zero."""
+    rng = np.random.default_rng(6)
+    rows = rng.normal(size=(500, DIM)).astype(np.float32)
+    groups = rng.choice([0, 2, 3, 7], size=500)
+    want = np.zeros((9, DIM))
+    for row, group in zip(rows, groups, strict=True):
+        want[group] += row
+    assert np.allclose(_sums(rows, groups, 9), want, atol=1e-9)
+    assert not _sums(rows[:0], groups[:0], 3).any()
