@@ -16,6 +16,7 @@ the clusters were made from have been added or moved since, or half of those are
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -172,10 +173,9 @@ def _sums(rows: Vector, groups: Ints, count: int) -> Floats:
 def _lower_priority() -> None:
     """Let the calling thread yield the cores to the rest of the process (Linux: a thread's
     nice value is its own): the encoder and the consumer loop come first."""
-    try:
+    # not Linux, or not allowed: the default priority
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):  # not Linux, or not allowed: the default priority
-        pass
 
 
 def _unit64(vectors: Vector) -> Floats:
