@@ -230,12 +230,13 @@ class MemoryIndex:
             return  # the clusters in use (or none) stay: searches stay exact
         rows = len(self.keys)
         kept = min(rebuild.rows, rows)
-        self._cluster[:kept] = nearest[:kept]
         again = np.asarray(
             sorted({r for r in rebuild.changed if r < kept} | set(range(kept, rows))),
             dtype=np.intp,
         )
-        self._cluster[again] = partition.assign(self._matrix[again])
+        nearest_again = partition.assign(self._matrix[again])  # first: it may fail
+        self._cluster[:kept] = nearest[:kept]
+        self._cluster[again] = nearest_again
         self._partition, self._members = partition, None
         log.info(
             "neighbours.clusters_built",

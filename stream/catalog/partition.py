@@ -166,7 +166,7 @@ def _sums(rows: Vector, groups: Ints, count: int) -> Floats:
     present, starts = np.unique(groups[order], return_index=True)
     out = np.zeros((count, rows.shape[1]))
     if len(order):
-        out[present] = np.add.reduceat(rows[order].astype(np.float64), starts, axis=0)
+        out[present] = np.add.reduceat(rows[order], starts, axis=0, dtype=np.float64)
     return out
 
 

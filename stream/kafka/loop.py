@@ -192,6 +192,7 @@ class BatchConsumer:
             # this consumer object goes (a broker stopped meanwhile would fill stderr)
             self._consumer = self._producer = None
             self.processor.close()
+            gc.unfreeze()  # a process that runs consumers again (tests) frees cycles meanwhile
             log.info("consumer.stopped", topic=self.topic, **self.progress.totals)
 
     def _close_consumer(self) -> None:
@@ -495,7 +496,7 @@ def _settle_heap() -> None:
     full collection walked the whole heap: ~220 ms, about every second batch, at 100,000 items
     (12% of the catalog processor's time besides encoding; bench/README.md). Once frozen, an
     object is still freed when nothing refers to it; only a reference cycle among frozen objects
-    would stay."""
+    would stay, until the consumer stops (``run`` unfreezes then)."""
     gc.collect()
     gc.freeze()
     log.debug("consumer.heap_frozen", objects=gc.get_freeze_count())

@@ -254,3 +254,10 @@ def test_merged_places_one_entry_after_recorded_ties(
     want = sorted([*items, ("new", score)], key=lambda p: -p[1])[:k]
     got = merged(state(*items), {"new": score}, k)
     assert list(zip(got.ids, got.scores, strict=True)) == want
+
+
+def test_merged_reorders_a_record_read_back_out_of_order() -> None:
+    """A record read back from the store is not checked for order: one entering item gives
+    what sorting everything gives, as two do."""
+    out_of_order = state(("a", 0.1), ("b", 0.9))
+    assert merged(out_of_order, {"n": 0.5}, k=3) == state(("b", 0.9), ("n", 0.5), ("a", 0.1))
