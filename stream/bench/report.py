@@ -43,41 +43,41 @@ PACKAGES = (
 _LOAD_SAMPLE_S = 2.0
 
 
-def _cpu_model() -> str:
+def _proc_field(path: str, name: str) -> str | None:
+    """The value of the first ``name: value`` line of a /proc file (None: no such line or
+    file)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1]
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    model = _proc_field("/proc/cpuinfo", "model name")
+    return model.strip() if model else platform.processor() or platform.machine()
 
 
 _FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
-"""CPU flags that decide the encoder's precision and kernels (``auto`` picks bf16 only where
-the CPU computes it natively): two machines both called "AMD EPYC" differed in these."""
+"""CPU flags that decide the encoder's precision and kernels (``auto`` picks bf16 on torch only
+with AMX, int8 on ONNX Runtime elsewhere): two machines both called "AMD EPYC" differed in
+these."""
 
 
 def _cpu_features() -> list[str] | None:
     """Which of :data:`_FEATURES` the CPU has (None: unknown, no /proc/cpuinfo)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in _FEATURES if f in flags]
-    except OSError:
-        pass
-    return None
+    flags = _proc_field("/proc/cpuinfo", "flags")
+    if flags is None:
+        return None
+    present = set(flags.split())
+    return [f for f in _FEATURES if f in present]
 
 
 def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
+    total = _proc_field("/proc/meminfo", "MemTotal:")
+    return None if total is None else round(int(total.split()[0]) / 1024**2, 1)
 
 
 def versions() -> dict[str, str | None]:

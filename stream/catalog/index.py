@@ -204,14 +204,11 @@ class MemoryIndex:
         if rows < self.min_rows:
             self._partition = self._members = self._rebuild = None
             return None
-        if self._rebuild is not None and self._rebuild.done():
-            rebuild, self._rebuild = self._rebuild, None
-            self._install(rebuild)
         if self._rebuild is None and (self._partition is None or self._partition.stale(rows)):
             self._rebuild = Rebuild(self.matrix, self._background)
-            if not self._background:
-                rebuild, self._rebuild = self._rebuild, None
-                self._install(rebuild)
+        if self._rebuild is not None and self._rebuild.done():  # at once unless background
+            rebuild, self._rebuild = self._rebuild, None
+            self._install(rebuild)
         if self._partition is None:
             return None
         of_row = self._cluster[:rows]

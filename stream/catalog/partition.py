@@ -159,14 +159,14 @@ class Rebuild:
 
 
 def _sums(rows: Vector, groups: Ints, count: int) -> Floats:
-    """The sum of ``rows`` in each of ``count`` groups (float64), by one sort: np.add.at took
-    ~0.5 s per k-means iteration at 20,000 x 384; torch's index_add_ ran on torch's own
-    threads, which would not keep to the worker's low priority."""
-    order = np.argsort(groups, kind="stable")
-    present, starts = np.unique(groups[order], return_index=True)
+    """The sum of ``rows`` in each of ``count`` groups (float64), by one sort (:func:`members`):
+    np.add.at took ~0.5 s per k-means iteration at 20,000 x 384; torch's index_add_ ran on
+    torch's own threads, which would not keep to the worker's low priority."""
+    order, starts = members(groups, count)
+    present = np.flatnonzero(np.diff(starts))
     out = np.zeros((count, rows.shape[1]))
-    if len(order):
-        out[present] = np.add.reduceat(rows[order], starts, axis=0, dtype=np.float64)
+    if len(present):
+        out[present] = np.add.reduceat(rows[order], starts[present], axis=0, dtype=np.float64)
     return out
 
 
@@ -184,7 +184,7 @@ def _unit64(vectors: Vector) -> Floats:
     return out / np.where(norms > 0, norms, 1.0)
 
 
-def members(clusters: npt.NDArray[np.int16], count: int) -> tuple[Ints, Ints]:
+def members(clusters: npt.NDArray[np.integer], count: int) -> tuple[Ints, Ints]:
     """Rows by cluster: ``order[starts[c]:starts[c + 1]]`` are cluster c's rows, ascending."""
     order = np.argsort(clusters, kind="stable")  # a radix sort for 16-bit keys
     starts = np.searchsorted(clusters[order], np.arange(count + 1))
