@@ -3,9 +3,9 @@
 - ``items``: one point per live item: its text vector, its description, and, where lists are
   searched in the store, the neighbour list last published for it (``nb_ids``, a list;
   ``nb_scores``, one comma-separated string; ``nb_floor``, the k-th score or -2).
-- ``item_lists``: where lists are searched in memory, the list last published for each item,
-  packed into one string (``nb``: a JSON array of ids and an array of scores). Placeholder
-  vectors. See :mod:`stream.catalog.lists`.
+- ``item_lists``: where lists are searched in memory, the lists last published, as a journal
+  of one point per batch (the messages as published; :mod:`stream.catalog.journal`).
+  Placeholder vectors.
 - ``items_deleted``: a record (id and stamp) per deleted item, so that a late, older event
   cannot bring it back. Vectors are a 1-dimensional placeholder.
 - ``item_stats``: per item, decayed popularity and co-occurrence, written only by the item-stats

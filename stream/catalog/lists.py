@@ -3,9 +3,9 @@
 - In the item's own payload (``nb_ids``, ``nb_scores``, ``nb_floor``;
   :meth:`NeighbourState.payload`): what the store finder searches by (a keyword index on the
   ids, a float index on the floor).
-- Packed into one string in the ``item_lists`` collection (:meth:`NeighbourState.packed`): what
-  the memory finder writes, one batched upsert per batch; it answers every question about
-  recorded lists from memory, so nothing needs an index.
+- Packed into one string (:meth:`NeighbourState.packed`): what versions before the memory
+  finder's journal (:mod:`stream.catalog.journal`) wrote per list in the ``item_lists``
+  collection; still read, and moved into the journal on load.
 """
 
 from __future__ import annotations
@@ -94,9 +94,8 @@ class NeighbourState:
         return {"nb_ids": list(self.ids), "nb_scores": scores, "nb_floor": self.floor(k)}
 
     def packed(self) -> dict[str, Any]:
-        """The record as one string (the memory finder's form): one payload field to convert
-        instead of a list of ids, and nothing to index (~40 us per list written, against ~170
-        for :meth:`payload` into the indexed items collection; bench/README.md)."""
+        """The record as one string field: the form older versions wrote per list in
+        ``item_lists`` (read by :meth:`from_payload`)."""
         text = json.dumps([self.ids, self.scores], separators=(",", ":"), ensure_ascii=False)
         return {PACKED: text}
 

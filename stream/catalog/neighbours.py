@@ -11,14 +11,15 @@ Two finders answer "whose lists does X enter", "what is Y's top k", "which lists
 
 - :class:`MemoryFinder` (the default with an embedded store): exact matrix products against an
   in-memory copy of the catalogue and of the records (:mod:`stream.catalog.index`). Records are
-  persisted packed, one batched upsert per batch, in the ``item_lists`` collection.
+  persisted as a journal in the ``item_lists`` collection, one point per batch holding the
+  messages as published (:mod:`stream.catalog.journal`).
 - :class:`StoreFinder` (a shared Qdrant server): store queries. Records are item-payload fields
   (``nb_ids`` keyword-indexed, ``nb_floor`` float-indexed). The reverse search goes in pages
   around X, each next page restricted to points whose floor is below the lowest score seen so
   far: a Y further away has a lower cosine, so it can only qualify with a lower floor.
 
-Switching between them keeps the records: the memory finder reads item-payload records where it
-has no packed one, and the store finder first moves packed records into the item payloads.
+Switching between them keeps the records: the memory finder reads item-payload records where its
+journal has none, and the store finder first moves the journal's records into the item payloads.
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ import numpy as np
 import structlog
 
 from stream.catalog.index import MemoryIndex, unit
+from stream.catalog.journal import JournalDamaged, ListJournal, line
 from stream.catalog.lists import NeighbourState
 from stream.catalog.search import Found
 from stream.collections import ITEM_LISTS
 from stream.settings import Settings
-from stream.store import SearchQuery, StoredPoint, VectorStore, Where
+from stream.store import SearchQuery, VectorStore, Where
 from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
-
-_PLACEHOLDER = np.ones(1, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,11 @@ class NeighbourFinder:
     ) -> None:
         """The store now holds these vectors and item versions, and no longer these keys."""
 
-    def record(self, lists: Mapping[str, NeighbourState]) -> None:
-        """Record these lists as published, durably (the offsets are committed next)."""
+    def record(
+        self, lists: Mapping[str, NeighbourState], messages: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Record these lists as published, durably (the offsets are committed next);
+        ``messages``: their values as published, for a finder that keeps those."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -119,19 +122,27 @@ class StoreFinder(NeighbourFinder):
             for k, p in points.items()
         }
 
-    def record(self, lists: Mapping[str, NeighbourState]) -> None:
+    def record(
+        self, lists: Mapping[str, NeighbourState], messages: Mapping[str, bytes] | None = None
+    ) -> None:
         self.store.set_payload(self.collection, {k: s.payload(self.k) for k, s in lists.items()})
 
     def adopt_packed(self, packed: str = ITEM_LISTS) -> None:
-        """Move the records a memory finder left (``packed`` collection) into the items'
-        payloads, where this finder reads them: a consumer switched from ``memory`` to
-        ``store`` search must not work from the older records there."""
-        records = {p.key: NeighbourState.from_payload(p.payload) for p in self.store.scroll(packed)}
+        """Move the records a memory finder left (the ``packed`` collection's journal) into
+        the items' payloads, where this finder reads them: a consumer switched from ``memory``
+        to ``store`` search must not work from the older records there."""
+        journal = ListJournal(self.store, packed)
+        try:
+            records = journal.load()
+        except JournalDamaged as exc:
+            log.error("neighbours.journal_damaged", error=str(exc), action="records not adopted")
+            records = {}
         if not records:
+            journal.clear()
             return
         lists = {k: s for k, s in records.items() if s is not None}
         self.record(lists)  # items deleted meanwhile are skipped by set_payload
-        self.store.delete(packed, list(records))
+        journal.clear()
         malformed = len(records) - len(lists)
         log.info("neighbours.records_adopted", lists=len(lists), malformed=malformed)
 
@@ -179,6 +190,7 @@ class StoreFinder(NeighbourFinder):
 
 
 _INDEXES: weakref.WeakKeyDictionary[VectorStore, MemoryIndex] = weakref.WeakKeyDictionary()
+_JOURNALS: weakref.WeakKeyDictionary[VectorStore, ListJournal] = weakref.WeakKeyDictionary()
 
 
 class MemoryFinder(NeighbourFinder):
@@ -195,6 +207,14 @@ class MemoryFinder(NeighbourFinder):
         self._tops: dict[str, NeighbourState] = {}
 
     @property
+    def journal(self) -> ListJournal:
+        """The journal of records, one per store object (as the index)."""
+        journal = _JOURNALS.get(self.store)
+        if journal is None:
+            journal = _JOURNALS[self.store] = ListJournal(self.store, self.lists)
+        return journal
+
+    @property
     def index(self) -> MemoryIndex:
         index = _INDEXES.get(self.store)
         if index is None:
@@ -204,10 +224,11 @@ class MemoryFinder(NeighbourFinder):
         return index
 
     def _load(self) -> MemoryIndex:
-        """Every vector and version from the items, every record from the packed lists where
-        there is one, else from the item payload (written by a store finder, or before records
-        were packed). Packed records of items no longer stored (a crash between an item's
-        deletion and its record's) are deleted: the item may come back, with no list yet."""
+        """Every vector and version from the items, every record from the journal where it has
+        one, else from the item payload (written by a store finder). Records of items no longer
+        stored (a crash between an item's deletion and its record's) are dropped in a journal
+        entry: the item may come back, with no list yet. A journal that cannot be read is
+        cleared, and no list recorded: each is computed again when next affected."""
         index = MemoryIndex(self.dim, self.k)
         vectors: dict[str, Vector] = {}
         versions: dict[str, int | None] = {}
@@ -221,17 +242,20 @@ class MemoryFinder(NeighbourFinder):
             if state is not None:
                 lists[point.key] = state
         index.put(vectors, versions)  # one put: normalising row by row took 4x as long
-        orphans = []
-        for point in self.store.scroll(self.lists):
-            state = NeighbourState.from_payload(point.payload)
-            if point.key not in index.rows:
-                orphans.append(point.key)
-            elif state is not None:
-                lists[point.key] = state
+        try:
+            journal = self.journal.load()
+        except JournalDamaged as exc:
+            log.error("neighbours.journal_damaged", error=str(exc), action="lists recomputed")
+            self.journal.clear()
+            journal, lists = {}, {}
+        orphans = [key for key in journal if key not in index.rows]
+        for key, state in journal.items():
+            if state is not None:
+                lists[key] = state
             else:  # damaged: no record (the list is recomputed), not an older one
-                lists.pop(point.key, None)
+                lists.pop(key, None)
         index.set_lists(lists)
-        self.store.delete(self.lists, orphans)
+        self.journal.append({}, orphans)
         return index
 
     def listing(self, keys: Iterable[str]) -> set[str]:
@@ -291,13 +315,18 @@ class MemoryFinder(NeighbourFinder):
         removed = list(removed)
         index.put(upserted, versions)
         index.remove(removed)
-        self.store.delete(self.lists, removed)
+        self.journal.append({}, removed)
 
-    def record(self, lists: Mapping[str, NeighbourState]) -> None:
+    def record(
+        self, lists: Mapping[str, NeighbourState], messages: Mapping[str, bytes] | None = None
+    ) -> None:
+        """As the base class says; the journal line of a list is its message from
+        ``messages`` (as published), else one written here."""
         self._tops = {}
-        points = [StoredPoint(k, s.packed(), _PLACEHOLDER) for k, s in lists.items()]
-        self.store.upsert(self.lists, points)
-        self.index.set_lists(lists)
+        index = self.index  # loaded first: the journal's numbering comes from the store
+        messages = messages or {}
+        self.journal.append({k: messages.get(k) or line(k, s) for k, s in lists.items()}, ())
+        index.set_lists(lists)
 
     def reset(self) -> None:
         self._tops = {}

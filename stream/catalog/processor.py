@@ -182,7 +182,11 @@ class CatalogProcessor:
     def confirm(self, result: BatchResult) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
-            self.finder.record(result.confirm or {})
+            published: dict[str, tuple[NeighbourState, bytes]] = result.confirm or {}
+            self.finder.record(
+                {k: state for k, (state, _) in published.items()},
+                {k: message for k, (_, message) in published.items()},
+            )
         except Exception:
             self.finder.reset()
             raise
@@ -239,9 +243,10 @@ class CatalogProcessor:
 
     def _lists(
         self, own: set[str], listed: set[str], entries: Entries
-    ) -> tuple[list[Output], dict[str, NeighbourState]]:
-        """The lists to publish: changed items' own lists and lists naming a changed or deleted
-        item are recomputed; a list only entered by changed items gets them merged in."""
+    ) -> tuple[list[Output], dict[str, tuple[NeighbourState, bytes]]]:
+        """The lists to publish (and each with its message, to record once published): changed
+        items' own lists and lists naming a changed or deleted item are recomputed; a list only
+        entered by changed items gets them merged in."""
         affected = own | listed | set(entries)
         records = self.finder.records(affected)
         merge = {k for k in entries if k in records and k not in own | listed}
@@ -253,7 +258,7 @@ class CatalogProcessor:
             lists[key] = merged(state, entries[key], self.k)
         now = datetime.now(UTC)
         outputs: list[Output] = []
-        published: dict[str, NeighbourState] = {}
+        published: dict[str, tuple[NeighbourState, bytes]] = {}
         for key in sorted(lists):
             state = lists[key]
             record = records[key]
@@ -267,7 +272,7 @@ class CatalogProcessor:
                 now,
             )
             outputs.append(Output(self.settings.topic_neighbours, key.encode(), value))
-            published[key] = state
+            published[key] = (state, value)
         return outputs, published
 
 

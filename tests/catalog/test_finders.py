@@ -8,6 +8,7 @@ what :class:`MemoryFinder` and :class:`StoreFinder` answer.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 
@@ -30,6 +31,7 @@ from stream.store.edge import EdgeStore
 K = 5
 DIM = 24
 N = 600
+ONE = np.ones(1, dtype=np.float32)
 COLLECTION = "items"
 Matrix = npt.NDArray[np.float32]
 
@@ -179,35 +181,59 @@ def full_list(score: float) -> NeighbourState:
     return NeighbourState(tuple(f"s{30 + j}" for j in range(K)), (score,) * K)
 
 
-def test_memory_finder_records_are_packed_and_survive_a_reload(
+def test_memory_finder_records_go_to_the_journal_and_survive_a_reload(
     small: tuple[EdgeStore, Matrix],
 ) -> None:
-    """record() writes one packed point per list in item_lists (the items keep no record), and
-    a reloaded finder answers with those lists: a floor of 1.5 cannot be beaten."""
+    """record() writes one journal entry in item_lists (the items keep no record), holding
+    the messages given for it, and a reloaded finder answers with those lists: a floor of 1.5
+    cannot be beaten."""
     store, m = small
     finder = MemoryFinder(store, COLLECTION, K, DIM)
-    finder.record({"s3": full_list(1.5), "s4": NeighbourState(("s30",), (0.5,))})
-    packed = {p.key: p.payload for p in store.scroll(ITEM_LISTS)}
-    assert set(packed) == {"s3", "s4"} and all(list(p) == ["nb", "key"] for p in packed.values())
+    message = b'{"item_id":"s4","neighbours":[{"item_id":"s30","score":0.5}],"model":"m"}'
+    finder.record({"s3": full_list(1.5), "s4": NeighbourState(("s30",), (0.5,))}, {"s4": message})
+    [entry] = list(store.scroll(ITEM_LISTS))
+    assert json.loads(entry.payload["keys"]) == ["s3", "s4"]
+    assert entry.payload["lists"].split("\n")[1] == message.decode()
     assert "nb_ids" not in store.retrieve(COLLECTION, ["s3"])["s3"].payload
     finder.reset()
     assert finder.records(["s3"])["s3"].state == full_list(1.5)
+    assert finder.records(["s4"])["s4"].state == NeighbourState(("s30",), (0.5,))
     assert "s3" not in finder.entered_by({"probe": m[3]})
     assert "s4" in finder.entered_by({"probe": m[4]})
     assert finder.listing(["s30"]) == {"s3", "s4"}
 
 
-def test_a_damaged_packed_record_is_no_record_not_the_older_item_payload_one(
+def test_a_damaged_journal_line_is_no_record_not_the_older_item_payload_one(
     small: tuple[EdgeStore, Matrix],
 ) -> None:
     store, _ = small
     store.set_payload(COLLECTION, {"s7": full_list(0.3).payload(K)})  # an older record
-    store.upsert(ITEM_LISTS, [StoredPoint("s7", {"nb": "[not json"}, np.ones(1, np.float32))])
+    MemoryFinder(store, COLLECTION, K, DIM).record({"s7": full_list(0.5)}, {"s7": b"[not json"})
     finder = MemoryFinder(store, COLLECTION, K, DIM)
+    finder.reset()
     assert finder.records(["s7"])["s7"].state is None
 
 
-def test_a_removed_item_takes_its_packed_record_and_orphans_are_dropped_on_load(
+def test_a_journal_that_cannot_be_read_is_cleared_and_no_list_is_recorded(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    """An entry whose keys cannot be read could have held any item's newer record: none is
+    trusted, the item-payload ones included, and the journal starts again."""
+    store, _ = small
+    store.set_payload(COLLECTION, {"s7": full_list(0.3).payload(K)})
+    finder = MemoryFinder(store, COLLECTION, K, DIM)
+    finder.record({"s1": full_list(0.2)})
+    [entry] = list(store.scroll(ITEM_LISTS))
+    store.upsert(ITEM_LISTS, [StoredPoint(entry.key, {**entry.payload, "keys": "[oops"}, ONE)])
+    finder.reset()
+    assert finder.records(["s1", "s7"]) == {
+        "s1": ListRecord(None, None),
+        "s7": ListRecord(None, None),
+    }
+    assert list(store.scroll(ITEM_LISTS)) == []
+
+
+def test_a_removed_item_takes_its_record_and_orphans_are_dropped_on_load(
     small: tuple[EdgeStore, Matrix],
 ) -> None:
     store, m = small
@@ -215,13 +241,37 @@ def test_a_removed_item_takes_its_packed_record_and_orphans_are_dropped_on_load(
     finder.record({"s1": full_list(0.2), "s2": full_list(0.2)})
     store.delete(COLLECTION, ["s1", "s2"])
     finder.written({}, ["s1"], {})  # s1 through the finder; s2 behind its back (a crash)
-    assert {p.key for p in store.scroll(ITEM_LISTS)} == {"s2"}
     finder.reset()
     assert finder.records(["s1", "s2"]) == {}
-    assert list(store.scroll(ITEM_LISTS)) == []
-    store.upsert(COLLECTION, [StoredPoint("s2", {}, m[2])])  # s2 comes back: no list yet
+    store.upsert(COLLECTION, [StoredPoint("s1", {}, m[1]), StoredPoint("s2", {}, m[2])])
+    finder.reset()  # both come back: neither has a list yet
+    assert finder.records(["s1", "s2"]) == {
+        "s1": ListRecord(None, None),
+        "s2": ListRecord(None, None),
+    }
+
+
+def test_per_item_records_from_before_the_journal_are_moved_into_it(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    """A store written by a version that kept one packed point per list: those records are
+    read (a damaged one as no record) and moved into a journal entry on load."""
+    store, _ = small
+    store.set_payload(COLLECTION, {"s5": full_list(0.3).payload(K)})
+    store.upsert(
+        ITEM_LISTS,
+        [
+            StoredPoint("s4", full_list(0.4).packed(), ONE),
+            StoredPoint("s5", {"nb": "[not json"}, ONE),
+            StoredPoint("gone", full_list(0.4).packed(), ONE),
+        ],
+    )
+    finder = MemoryFinder(store, COLLECTION, K, DIM)
+    expected = {"s4": ListRecord(None, full_list(0.4)), "s5": ListRecord(None, None)}
+    assert finder.records(["s4", "s5", "gone"]) == expected
+    assert all(p.key.startswith(" entry ") for p in store.scroll(ITEM_LISTS))
     finder.reset()
-    assert finder.records(["s2"]) == {"s2": ListRecord(None, None)}
+    assert finder.records(["s4", "s5", "gone"]) == expected
 
 
 def test_store_finder_adopts_packed_records_into_the_item_payloads(

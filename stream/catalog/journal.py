@@ -1,0 +1,186 @@
+"""The memory finder's durable record of published lists: a journal, one store point per batch.
+
+An entry holds a batch's published lists as one string, the messages as published on
+``items.neighbours``, one per line (compact JSON has no raw newline), with their keys as a
+JSON array beside them. Writing each list as a point of its own cost ~15 us a list in the
+embedded engine, most of it building the binding's point objects: ~110 ms a batch at 100,000
+items, where a batch publishes ~7,300 lists; one entry costs ~5 ms (bench/README.md).
+
+Entries are points of the ``item_lists`` collection keyed `` entry <seq>``: an item id never
+starts with a space (ids are stripped), so no entry can take an item's key. Loading replays them
+in ``seq`` order: an entry's ``gone`` keys lose their record, then its lines set theirs.
+
+The journal stays within twice the records still current (plus :data:`SLACK` lines): past
+that, the next entry takes over the oldest entries' current lines, copied as they are, and those
+entries are deleted once it is written. A crash in between leaves lines twice, and the replay
+order makes the newer copy win. Per-item points (``{"nb": packed}``), written before the
+journal, read as older than every entry and are moved into one on load.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import structlog
+
+from stream.catalog.lists import NeighbourState
+from stream.store import StoredPoint, VectorStore
+
+log = structlog.get_logger(__name__)
+
+SLACK = 20_000
+"""Lines the journal may hold beyond twice the current records before old entries are folded."""
+_PREFIX = " entry "
+_PLACEHOLDER = np.ones(1, dtype=np.float32)
+
+
+class JournalDamaged(Exception):
+    """An entry cannot be read: which records it held is unknown, so none can be trusted."""
+
+
+class ListJournal:
+    """Appends published lists to ``collection`` and reads them back (see the module)."""
+
+    def __init__(self, store: VectorStore, collection: str, slack: int = SLACK) -> None:
+        self.store = store
+        self.collection = collection
+        self.slack = slack
+        self._latest: dict[str, int] = {}  # key -> seq of the entry with its current line
+        self._sizes: dict[int, int] = {}  # seq -> lines in that entry, current or not
+        self._next = 1
+
+    def load(self) -> dict[str, NeighbourState | None]:
+        """Every key's current record (None: a line that is not a well-formed list, which is
+        no record). Raises :class:`JournalDamaged` when an entry cannot be read."""
+        self._latest, self._sizes, self._next = {}, {}, 1
+        legacy: dict[str, NeighbourState | None] = {}
+        entries: list[tuple[int, dict[str, Any]]] = []
+        for point in self.store.scroll(self.collection):
+            if point.key.startswith(_PREFIX):
+                seq = point.payload.get("seq")
+                if not isinstance(seq, int):
+                    raise JournalDamaged(f"entry {point.key!r} has no sequence number")
+                entries.append((seq, point.payload))
+            else:
+                legacy[point.key] = NeighbourState.from_payload(point.payload)
+        records = dict(legacy)
+        for seq, payload in sorted(entries, key=_first):
+            keys, lines, gone = _read(seq, payload)
+            for key in gone:
+                records.pop(key, None)
+                self._latest.pop(key, None)
+            for key, text in zip(keys, lines, strict=True):
+                records[key] = from_line(text)
+                self._latest[key] = seq
+            self._sizes[seq] = len(keys)
+            self._next = max(self._next, seq + 1)
+        if legacy:
+            moved = {k: s for k, s in records.items() if k in legacy and k not in self._latest}
+            self.append({k: line(k, s) for k, s in moved.items()}, ())
+            self.store.delete(self.collection, list(legacy))
+            log.info("neighbours.records_moved_to_journal", lists=len(moved))
+        return records
+
+    def append(self, lines: Mapping[str, bytes], gone: Iterable[str]) -> None:
+        """Write one entry: these keys' records are now ``lines`` (one published message each),
+        and ``gone`` keys have none. Folds the oldest entries into it when the journal is due."""
+        gone = [k for k in gone if k not in lines]
+        if not lines and not gone:
+            return
+        seq = self._next
+        keys = list(lines)
+        texts = [value.decode() for value in lines.values()]
+        live = (len(self._latest) - sum(k in self._latest for k in gone)) + sum(
+            k not in self._latest for k in keys
+        )
+        total = sum(self._sizes.values()) + len(keys)
+        folded: list[int] = []
+        superseded = set(keys) | set(gone)
+        for old in sorted(self._sizes):
+            if total <= 2 * live + self.slack:
+                break
+            carried = self._current_lines(old, superseded)
+            keys.extend(carried)
+            texts.extend(carried.values())
+            total += len(carried) - self._sizes[old]
+            folded.append(old)
+        payload = {
+            "seq": seq,
+            "keys": json.dumps(keys, ensure_ascii=False),
+            "lists": "\n".join(texts),
+            "gone": json.dumps(gone, ensure_ascii=False),
+        }
+        self.store.upsert(self.collection, [StoredPoint(_key(seq), payload, _PLACEHOLDER)])
+        self._next = seq + 1
+        for key in gone:
+            self._latest.pop(key, None)
+        for key in keys:
+            self._latest[key] = seq
+        self._sizes[seq] = len(keys)
+        for old in folded:
+            del self._sizes[old]
+        if folded:
+            self.store.delete(self.collection, [_key(s) for s in folded])
+
+    def clear(self) -> None:
+        """Delete every entry and per-item point."""
+        self.store.delete(self.collection, [p.key for p in self.store.scroll(self.collection)])
+        self._latest, self._sizes, self._next = {}, {}, 1
+
+    def _current_lines(self, seq: int, superseded: set[str]) -> dict[str, str]:
+        """Lines of entry ``seq`` that still hold their key's record (and are not being
+        replaced by the entry being written)."""
+        point = self.store.retrieve(self.collection, [_key(seq)]).get(_key(seq))
+        if point is None:
+            raise JournalDamaged(f"entry {seq} is gone from {self.collection!r}")
+        keys, lines, _ = _read(seq, point.payload)
+        latest = self._latest
+        return {
+            key: text
+            for key, text in zip(keys, lines, strict=True)
+            if latest.get(key) == seq and key not in superseded
+        }
+
+
+def line(key: str, state: NeighbourState | None) -> bytes:
+    """A journal line for a record not taken from a published message (a well-formed list
+    has the message's ``item_id`` and ``neighbours``; None gives a line read as no record)."""
+    pairs = None if state is None else list(zip(state.ids, state.scores, strict=True))
+    neighbours = None if pairs is None else [{"item_id": i, "score": s} for i, s in pairs]
+    return json.dumps({"item_id": key, "neighbours": neighbours}, ensure_ascii=False).encode()
+
+
+def from_line(text: str) -> NeighbourState | None:
+    """The list a journal line records, or None when it is not a well-formed list."""
+    try:
+        neighbours = json.loads(text)["neighbours"]
+        ids = [n["item_id"] for n in neighbours]
+        scores = [n["score"] for n in neighbours]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return NeighbourState.from_payload({"nb_ids": ids, "nb_scores": scores})
+
+
+def _read(seq: int, payload: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """An entry's keys, lines and gone keys."""
+    try:
+        keys = json.loads(payload["keys"])
+        gone = json.loads(payload["gone"])
+        text = payload["lists"]
+        lines = text.split("\n") if text else []
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalDamaged(f"entry {seq} cannot be read: {exc}") from exc
+    if not (isinstance(keys, list) and isinstance(gone, list)) or len(keys) != len(lines):
+        raise JournalDamaged(f"entry {seq}: keys and lines do not match")
+    return [str(k) for k in keys], lines, [str(k) for k in gone]
+
+
+def _key(seq: int) -> str:
+    return f"{_PREFIX}{seq}"
+
+
+def _first(entry: tuple[int, dict[str, Any]]) -> int:
+    return entry[0]
