@@ -109,12 +109,18 @@ class Partition:
 
 
 class Rebuild:
-    """A :class:`Partition` made from a copy of the catalogue, on a worker thread unless
-    ``background`` is False: ~1.7 s at 100,000 items, which held up a batch (and every event
-    queued behind it) each time the catalogue grew by half. Meanwhile the index searches with
-    the clusters it has (still exact) or, before the first, the full product; ``changed``
-    collects the rows written since the copy, to be assigned again when the result is
-    installed."""
+    """A :class:`Partition` made of the catalogue, on a worker thread unless ``background`` is
+    False: ~1.7 s at 100,000 items, which held up a batch (and every event queued behind it)
+    each time the catalogue grew by half. Meanwhile the index searches with the clusters it has
+    (still exact) or, before the first, the full product.
+
+    The worker reads the index's matrix while the index writes it, with no copy: ``changed``
+    collects the rows written since the start (which the worker may have read before, after or
+    half-way through the write), and those are assigned again, from what they hold then, when
+    the result is installed. A row read half-written can only make a centroid a little off,
+    never a radius too small. A copy of the matrix (150 MB at 100,000 items, fresh pages) took
+    ~300 ms of the loop's thread: events waiting on it were the run's slowest (bench/README.md).
+    """
 
     def __init__(self, matrix: Vector, background: bool = True) -> None:
         self.rows = len(matrix)
@@ -124,9 +130,8 @@ class Rebuild:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if background:
-            copy = matrix.copy()  # the index's rows move and change meanwhile
             self._thread = threading.Thread(
-                target=self._build, args=(copy,), name="clusters", daemon=True
+                target=self._build, args=(matrix,), name="clusters", daemon=True
             )
             self._thread.start()
         else:
