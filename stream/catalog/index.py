@@ -16,7 +16,7 @@ engine (a shard opens in one process) and qdrant-client's local mode, not for a 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -134,13 +134,18 @@ class MemoryIndex:
         lengths: list[int] = []
         floors: list[float] = []
         k = self.k
+        serial = self._serials.get
         for key, state in lists.items():
             row = self.rows.get(key)
             if row is None:
                 continue
             size = min(len(state.ids), k)
             rows.append(row)
-            ids.extend([self._serial(i) for i in state.ids[:size]])
+            known = list(map(serial, state.ids[:size]))  # most ids were named before
+            if None in known:
+                ids.extend([self._serial(i) for i in state.ids[:size]])
+            else:
+                ids.extend(cast("list[int]", known))
             ids.extend([_NO_LIST] * (k - size))
             scores.extend(state.scores[:size])
             scores.extend([0.0] * (k - size))
@@ -168,7 +173,9 @@ class MemoryIndex:
             if size == _NO_LIST:
                 out[key] = None
             else:
-                out[key] = NeighbourState(tuple(named[s] for s in ids[:size]), tuple(scores[:size]))
+                out[key] = NeighbourState(
+                    tuple(map(named.__getitem__, ids[:size])), tuple(scores[:size])
+                )
         return out
 
     def listing(self, keys: Iterable[str]) -> set[str]:

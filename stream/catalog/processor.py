@@ -249,7 +249,8 @@ class CatalogProcessor:
         entered by changed items gets them merged in."""
         affected = own | listed | set(entries)
         records = self.finder.records(affected)
-        merge = {k for k in entries if k in records and k not in own | listed}
+        recomputed = own | listed
+        merge = {k for k in entries if k in records and k not in recomputed}
         merge = {k for k in merge if records[k].state is not None}
         lists = self.finder.top_k(set(records) - merge)
         for key in merge:
