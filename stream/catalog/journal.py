@@ -79,7 +79,7 @@ class ListJournal:
             self._next = max(self._next, seq + 1)
         if legacy:
             moved = {k: s for k, s in records.items() if k in legacy and k not in self._latest}
-            self.append({k: line(k, s) for k, s in moved.items()}, ())
+            self.append({k: journal_line(k, s) for k, s in moved.items()}, ())
             self.store.delete(self.collection, list(legacy))
             log.info("neighbours.records_moved_to_journal", lists=len(moved))
         return records
@@ -145,7 +145,7 @@ class ListJournal:
         }
 
 
-def line(key: str, state: NeighbourState | None) -> bytes:
+def journal_line(key: str, state: NeighbourState | None) -> bytes:
     """A journal line for a record not taken from a published message (a well-formed list
     has the message's ``item_id`` and ``neighbours``; None gives a line read as no record)."""
     pairs = None if state is None else list(zip(state.ids, state.scores, strict=True))

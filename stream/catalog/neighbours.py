@@ -32,7 +32,7 @@ import numpy as np
 import structlog
 
 from stream.catalog.index import MemoryIndex, unit
-from stream.catalog.journal import JournalDamaged, ListJournal, line
+from stream.catalog.journal import JournalDamaged, ListJournal, journal_line
 from stream.catalog.lists import NeighbourState
 from stream.catalog.search import Found
 from stream.collections import ITEM_LISTS
@@ -325,7 +325,9 @@ class MemoryFinder(NeighbourFinder):
         self._tops = {}
         index = self.index  # loaded first: the journal's numbering comes from the store
         messages = messages or {}
-        self.journal.append({k: messages.get(k) or line(k, s) for k, s in lists.items()}, ())
+        self.journal.append(
+            {k: messages.get(k) or journal_line(k, s) for k, s in lists.items()}, ()
+        )
         index.set_lists(lists)
 
     def reset(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from stream.catalog.journal import JournalDamaged, ListJournal, from_line, line
+from stream.catalog.journal import JournalDamaged, ListJournal, from_line, journal_line
 from stream.catalog.lists import NeighbourState
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -52,7 +52,7 @@ def test_a_reload_reads_the_last_record_of_each_key_through_folds_and_removals(
         keys = rng.sample(range(60), rng.randint(0, 12))
         written = {f"k{k}": state(step * 100 + k) for k in keys}
         gone = [f"k{k}" for k in rng.sample(range(60), rng.randint(0, 3))]
-        journal.append({k: line(k, s) for k, s in written.items()}, gone)
+        journal.append({k: journal_line(k, s) for k, s in written.items()}, gone)
         for key in gone:
             if key not in written:
                 expected.pop(key, None)
@@ -69,18 +69,18 @@ def test_a_crash_between_an_entry_and_the_folded_entries_deletion_loses_nothing(
     """The fold's new entry is written and the process dies before deleting the entries it
     took lines from: both copies are read, the newer wins, and appending goes on after them."""
     journal = ListJournal(store, LISTS, slack=0)
-    journal.append({"a": line("a", state(1)), "b": line("b", state(2))}, ())
+    journal.append({"a": journal_line("a", state(1)), "b": journal_line("b", state(2))}, ())
     for n in (3, 4):
-        journal.append({"a": line("a", state(n))}, ())
+        journal.append({"a": journal_line("a", state(n))}, ())
     monkeypatch.setattr(store, "delete", lambda *_: (_ for _ in ()).throw(OSError("killed")))
     with pytest.raises(OSError):
         # 5 lines for 2 records: entry 1 is folded (its a superseded, its b carried)
-        journal.append({"a": line("a", state(5))}, ())
+        journal.append({"a": journal_line("a", state(5))}, ())
     monkeypatch.undo()
     assert len(list(store.scroll(LISTS))) == 4
     again = ListJournal(store, LISTS, slack=0)
     assert again.load() == {"a": state(5), "b": state(2)}
-    again.append({"c": line("c", state(6))}, ["a"])
+    again.append({"c": journal_line("c", state(6))}, ["a"])
     assert ListJournal(store, LISTS).load() == {"b": state(2), "c": state(6)}
 
 
@@ -90,19 +90,19 @@ def test_lines_are_the_published_messages_and_a_bad_line_is_no_record() -> None:
         b'"model":"m","item_version":3,"generated_at":"2026-12-01T00:00:00Z"}'
     )
     assert from_line(message.decode()) == NeighbourState(("y", "z"), (0.5, 0.25))
-    assert from_line(line("x", NeighbourState(("y",), (0.5,))).decode()) == NeighbourState(
+    assert from_line(journal_line("x", NeighbourState(("y",), (0.5,))).decode()) == NeighbourState(
         ("y",), (0.5,)
     )
     for bad in (
         "[not json",
         '{"neighbours":[{"item_id":"y","score":true}]}',
-        line("x", None).decode(),
+        journal_line("x", None).decode(),
     ):
         assert from_line(bad) is None
 
 
 def test_an_entry_whose_keys_cannot_be_read_is_refused(store: EdgeStore) -> None:
-    ListJournal(store, LISTS).append({"a": line("a", state(1))}, ())
+    ListJournal(store, LISTS).append({"a": journal_line("a", state(1))}, ())
     [entry] = list(store.scroll(LISTS))
     damaged = {**entry.payload, "lists": entry.payload["lists"] + "\nextra"}
     store.upsert(LISTS, [StoredPoint(entry.key, damaged, np.ones(1, dtype=np.float32))])
