@@ -225,7 +225,7 @@ class MemoryIndex:
 
     def _install(self, rebuild: Rebuild) -> None:
         """Use ``rebuild``'s clusters: its rows keep the clusters it gave them, except rows
-        written since its copy (and rows added since), which are assigned again, raising radii
+        written since it started (and rows added since), which are assigned again, raising radii
         as a write does."""
         try:
             partition, nearest = rebuild.result()

@@ -11,7 +11,8 @@ starts with a space (ids are stripped), so no entry can take an item's key. Load
 in ``seq`` order: an entry's ``gone`` keys lose their record, then its lines set theirs.
 
 The journal stays within twice the records still current (plus :data:`SLACK` lines): past
-that, the next entry takes over the oldest entries' current lines, copied as they are, and those
+that, the next entry takes over the current lines of the entries with the fewest, copied as they
+are (and their gone keys, where an older entry may still hold a line for them), and those
 entries are deleted once it is written. A crash in between leaves lines twice, and the replay
 order makes the newer copy win. Per-item points (``{"nb": packed}``), written before the
 journal, read as older than every entry and are moved into one on load.
@@ -42,7 +43,9 @@ class JournalDamaged(Exception):
 
 
 class ListJournal:
-    """Appends published lists to ``collection`` and reads them back (see the module)."""
+    """Appends published lists to ``collection`` and reads them back (see the module).
+
+    :meth:`load` comes first: the numbering of entries continues from what the store holds."""
 
     def __init__(self, store: VectorStore, collection: str, slack: int = SLACK) -> None:
         self.store = store
@@ -50,12 +53,14 @@ class ListJournal:
         self.slack = slack
         self._latest: dict[str, int] = {}  # key -> seq of the entry with its current line
         self._sizes: dict[int, int] = {}  # seq -> lines in that entry, current or not
+        self._live: dict[int, int] = {}  # seq -> lines in that entry that are current
         self._next = 1
+        self._loaded = False
 
     def load(self) -> dict[str, NeighbourState | None]:
         """Every key's current record (None: a line that is not a well-formed list, which is
         no record). Raises :class:`JournalDamaged` when an entry cannot be read."""
-        self._latest, self._sizes, self._next = {}, {}, 1
+        self._reset()
         legacy: dict[str, NeighbourState | None] = {}
         entries: list[tuple[int, dict[str, Any]]] = []
         for point in self.store.scroll(self.collection):
@@ -77,6 +82,10 @@ class ListJournal:
                 self._latest[key] = seq
             self._sizes[seq] = len(keys)
             self._next = max(self._next, seq + 1)
+        self._live = {seq: 0 for seq in self._sizes}
+        for seq in self._latest.values():
+            self._live[seq] += 1
+        self._loaded = True
         if legacy:
             moved = {k: s for k, s in records.items() if k in legacy and k not in self._latest}
             self.append({k: journal_line(k, s) for k, s in moved.items()}, ())
@@ -86,25 +95,34 @@ class ListJournal:
 
     def append(self, lines: Mapping[str, bytes], gone: Iterable[str]) -> None:
         """Write one entry: these keys' records are now ``lines`` (one published message each),
-        and ``gone`` keys have none. Folds the oldest entries into it when the journal is due."""
-        gone = [k for k in gone if k not in lines]
+        and ``gone`` keys have none. When the journal holds more than twice the current
+        records (plus the slack), the entries with the fewest current lines are folded in."""
+        if not self._loaded:
+            raise RuntimeError("ListJournal.append before load(): entries would be overwritten")
+        gone = list(dict.fromkeys(k for k in gone if k not in lines))
         if not lines and not gone:
             return
         seq = self._next
         keys = list(lines)
-        texts = [value.decode() for value in lines.values()]
-        live = (len(self._latest) - sum(k in self._latest for k in gone)) + sum(
-            k not in self._latest for k in keys
-        )
+        texts = [_one_line(key, value.decode()) for key, value in lines.items()]
+        live = dict(self._live)  # as they will be once this entry is written
+        for key in (*keys, *gone):
+            if key in self._latest:
+                live[self._latest[key]] -= 1
+        current = sum(live.values()) + len(keys)
         total = sum(self._sizes.values()) + len(keys)
         folded: list[int] = []
         superseded = set(keys) | set(gone)
-        for old in sorted(self._sizes):
-            if total <= 2 * live + self.slack:
+        oldest = min(self._sizes, default=seq)
+        for old in sorted(self._sizes, key=lambda s: (live[s] / max(self._sizes[s], 1), s)):
+            if total <= 2 * current + self.slack:
                 break
-            carried = self._current_lines(old, superseded)
+            carried, still_gone = self._current_lines(old, superseded)
             keys.extend(carried)
             texts.extend(carried.values())
+            if old != oldest:  # an older entry may hold lines for them
+                gone.extend(still_gone)
+                superseded.update(still_gone)
             total += len(carried) - self._sizes[old]
             folded.append(old)
         payload = {
@@ -115,34 +133,54 @@ class ListJournal:
         }
         self.store.upsert(self.collection, [StoredPoint(_key(seq), payload, _PLACEHOLDER)])
         self._next = seq + 1
-        for key in gone:
-            self._latest.pop(key, None)
+        for key in (*gone, *keys):
+            before = self._latest.pop(key, None)
+            if before is not None:
+                self._live[before] -= 1
         for key in keys:
             self._latest[key] = seq
-        self._sizes[seq] = len(keys)
+        self._sizes[seq] = self._live[seq] = len(keys)
         for old in folded:
-            del self._sizes[old]
+            del self._sizes[old], self._live[old]
         if folded:
-            self.store.delete(self.collection, [_key(s) for s in folded])
+            self.store.delete(self.collection, [_key(s) for s in sorted(folded)])
 
     def clear(self) -> None:
-        """Delete every entry and per-item point."""
-        self.store.delete(self.collection, [p.key for p in self.store.scroll(self.collection)])
-        self._latest, self._sizes, self._next = {}, {}, 1
+        """Delete every entry and per-item point: the per-item points first, then entries
+        oldest first (an engine that deletes point by point, stopped half way, leaves only
+        newer entries: records missing, never older ones back)."""
+        legacy, entries, unreadable = [], [], []
+        for point in self.store.scroll(self.collection):
+            seq = point.payload.get("seq")
+            if not point.key.startswith(_PREFIX):
+                legacy.append(point.key)
+            elif isinstance(seq, int):
+                entries.append((seq, point.key))
+            else:
+                unreadable.append(point.key)
+        ordered = [*legacy, *(key for _, key in sorted(entries)), *unreadable]
+        self.store.delete(self.collection, ordered)
+        self._reset()
+        self._loaded = True
 
-    def _current_lines(self, seq: int, superseded: set[str]) -> dict[str, str]:
+    def _reset(self) -> None:
+        self._latest, self._sizes, self._live, self._next = {}, {}, {}, 1
+        self._loaded = False
+
+    def _current_lines(self, seq: int, superseded: set[str]) -> tuple[dict[str, str], list[str]]:
         """Lines of entry ``seq`` that still hold their key's record (and are not being
-        replaced by the entry being written)."""
+        replaced by the entry being written), and its gone keys that have no record since."""
         point = self.store.retrieve(self.collection, [_key(seq)]).get(_key(seq))
         if point is None:
             raise JournalDamaged(f"entry {seq} is gone from {self.collection!r}")
-        keys, lines, _ = _read(seq, point.payload)
+        keys, lines, gone = _read(seq, point.payload)
         latest = self._latest
-        return {
+        current = {
             key: text
             for key, text in zip(keys, lines, strict=True)
             if latest.get(key) == seq and key not in superseded
         }
+        return current, [k for k in gone if k not in latest and k not in superseded]
 
 
 def journal_line(key: str, state: NeighbourState | None) -> bytes:
@@ -159,7 +197,7 @@ def from_line(text: str) -> NeighbourState | None:
         neighbours = json.loads(text)["neighbours"]
         ids = [n["item_id"] for n in neighbours]
         scores = [n["score"] for n in neighbours]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
     return NeighbourState.from_payload({"nb_ids": ids, "nb_scores": scores})
 
@@ -170,12 +208,25 @@ def _read(seq: int, payload: Mapping[str, Any]) -> tuple[list[str], list[str], l
         keys = json.loads(payload["keys"])
         gone = json.loads(payload["gone"])
         text = payload["lists"]
+        if not isinstance(text, str):
+            raise TypeError(f"lists is {type(text).__name__}, not text")
         lines = text.split("\n") if text else []
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise JournalDamaged(f"entry {seq} cannot be read: {exc}") from exc
     if not (isinstance(keys, list) and isinstance(gone, list)) or len(keys) != len(lines):
         raise JournalDamaged(f"entry {seq}: keys and lines do not match")
     return [str(k) for k in keys], lines, [str(k) for k in gone]
+
+
+def _one_line(key: str, text: str) -> str:
+    """``text`` as one line: compact JSON has no raw newline, but a line must not break the
+    entry whatever it was given (written again compactly, or as no record if not JSON)."""
+    if "\n" not in text:
+        return text
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return journal_line(key, None).decode()
 
 
 def _key(seq: int) -> str:

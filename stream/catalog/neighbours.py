@@ -33,7 +33,7 @@ import structlog
 
 from stream.catalog.index import MemoryIndex, unit
 from stream.catalog.journal import JournalDamaged, ListJournal, journal_line
-from stream.catalog.lists import NeighbourState
+from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.catalog.search import Found
 from stream.collections import ITEM_LISTS
 from stream.settings import Settings
@@ -135,7 +135,10 @@ class StoreFinder(NeighbourFinder):
         try:
             records = journal.load()
         except JournalDamaged as exc:
-            log.error("neighbours.journal_damaged", error=str(exc), action="records not adopted")
+            # the item payloads' records are older than what the journal held: none is kept
+            log.error("neighbours.journal_damaged", error=str(exc), action="lists recomputed")
+            stale = [p.key for p in self.store.scroll(self.collection) if "nb_ids" in p.payload]
+            self.store.set_payload(self.collection, dict.fromkeys(stale, _NO_RECORD))
             records = {}
         if not records:
             journal.clear()
@@ -190,13 +193,16 @@ class StoreFinder(NeighbourFinder):
 
 
 _INDEXES: weakref.WeakKeyDictionary[VectorStore, MemoryIndex] = weakref.WeakKeyDictionary()
+_NO_RECORD = {"nb_ids": None, "nb_scores": None, "nb_floor": NO_FLOOR}
+"""Item-payload fields of an item with no recorded list: every item enters it, and it is
+recomputed when next affected."""
 _JOURNALS: weakref.WeakKeyDictionary[VectorStore, ListJournal] = weakref.WeakKeyDictionary()
 
 
 class MemoryFinder(NeighbourFinder):
     """Exact answers from an in-memory copy of the collection and of the records, shared by
     every finder on the same store object, built from the store on first use. Records are
-    persisted packed in the ``lists`` collection, one upsert per batch."""
+    persisted as a journal in the ``lists`` collection, one entry per batch."""
 
     def __init__(
         self, store: VectorStore, collection: str, k: int, dim: int, lists: str = ITEM_LISTS
@@ -212,6 +218,8 @@ class MemoryFinder(NeighbourFinder):
         journal = _JOURNALS.get(self.store)
         if journal is None:
             journal = _JOURNALS[self.store] = ListJournal(self.store, self.lists)
+        if journal.collection != self.lists:
+            raise ValueError(f"{self.store!r} keeps its records in {journal.collection!r}")
         return journal
 
     @property
@@ -247,6 +255,9 @@ class MemoryFinder(NeighbourFinder):
         except JournalDamaged as exc:
             log.error("neighbours.journal_damaged", error=str(exc), action="lists recomputed")
             self.journal.clear()
+            # the item payloads' records are older than what the journal held: "no record" for
+            # each, durably, or the next load would read them again
+            self.journal.append({k: journal_line(k, None) for k in lists}, ())
             journal, lists = {}, {}
         orphans = [key for key in journal if key not in index.rows]
         for key, state in journal.items():
@@ -309,7 +320,7 @@ class MemoryFinder(NeighbourFinder):
         removed: Iterable[str],
         versions: Mapping[str, int | None],
     ) -> None:
-        """As the base class says; a removed item's record is deleted from the store too."""
+        """As the base class says; a removed item's record is dropped in the journal too."""
         self._tops = {}
         index = self.index
         removed = list(removed)

@@ -155,8 +155,8 @@ class Rebuild:
             self._thread.join()
 
     def result(self) -> tuple[Partition, Ints]:
-        """The partition and each copied row's cluster (call when :meth:`done`); raises what
-        the build raised."""
+        """The partition and the cluster of each row it read (call when :meth:`done`);
+        raises what the build raised."""
         if self._error is not None:
             raise self._error
         assert self._result is not None

@@ -218,19 +218,43 @@ def test_a_journal_that_cannot_be_read_is_cleared_and_no_list_is_recorded(
     small: tuple[EdgeStore, Matrix],
 ) -> None:
     """An entry whose keys cannot be read could have held any item's newer record: none is
-    trusted, the item-payload ones included, and the journal starts again."""
+    trusted, the item-payload ones included (durably: also after the next load), and the
+    journal starts again; the next lists are recorded as usual."""
     store, _ = small
     store.set_payload(COLLECTION, {"s7": full_list(0.3).payload(K)})
     finder = MemoryFinder(store, COLLECTION, K, DIM)
     finder.record({"s1": full_list(0.2)})
     [entry] = list(store.scroll(ITEM_LISTS))
     store.upsert(ITEM_LISTS, [StoredPoint(entry.key, {**entry.payload, "keys": "[oops"}, ONE)])
+    nothing = {"s1": ListRecord(None, None), "s7": ListRecord(None, None)}
     finder.reset()
+    assert finder.records(["s1", "s7"]) == nothing
+    finder.reset()
+    assert finder.records(["s1", "s7"]) == nothing
+    finder.record({"s1": full_list(0.4)})
+    finder.reset()
+    assert finder.records(["s1", "s7"]) == {**nothing, "s1": ListRecord(None, full_list(0.4))}
+
+
+def test_store_finder_adopting_a_journal_that_cannot_be_read_trusts_no_record(
+    small: tuple[EdgeStore, Matrix],
+) -> None:
+    """The item payloads' records are older than what the damaged journal held: the store
+    finder keeps none of them (every item enters those lists, and each is recomputed)."""
+    store, m = small
+    store.set_payload(COLLECTION, {"s7": full_list(1.5).payload(K)})
+    MemoryFinder(store, COLLECTION, K, DIM).record({"s1": full_list(0.2)})
+    [entry] = list(store.scroll(ITEM_LISTS))
+    store.upsert(ITEM_LISTS, [StoredPoint(entry.key, {**entry.payload, "keys": "[oops"}, ONE)])
+    finder = StoreFinder(store, COLLECTION, K, page=8)
+    finder.adopt_packed()
+    assert list(store.scroll(ITEM_LISTS)) == []
     assert finder.records(["s1", "s7"]) == {
         "s1": ListRecord(None, None),
         "s7": ListRecord(None, None),
     }
-    assert list(store.scroll(ITEM_LISTS)) == []
+    assert finder.listing(["s30"]) == set()
+    assert "s7" in finder.entered_by({"probe": m[7]})
 
 
 def test_a_removed_item_takes_its_record_and_orphans_are_dropped_on_load(

@@ -4,7 +4,10 @@ catalogue changed since its clusters were made."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from stream.catalog.index import MemoryIndex
@@ -194,26 +197,43 @@ def test_an_item_added_far_from_its_centre_widens_its_cluster() -> None:
     assert found.scored_rows < len(index)  # y's and x's clusters, not z's
 
 
-def test_writes_while_clusters_are_made_are_assigned_when_they_are_put_to_use() -> None:
-    """Clusters are made from a copy of the catalogue on a worker thread. Rows removed (swap-
-    removes move others), moved far and added before the new clusters are put to use are
-    assigned again then: no row scores above its cluster's bound, and every answer is exact."""
+def test_writes_while_clusters_are_made_are_assigned_when_they_are_put_to_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clusters are made on a worker thread from the index's matrix as it is written (held
+    here until the writes are done). Rows removed (swap-removes move others), moved far and
+    added (past the matrix's capacity: it is reallocated meanwhile) before the new clusters are
+    put to use are assigned again then: no row scores above its cluster's bound, and every
+    answer is exact."""
     rng = np.random.default_rng(5)
     m = clustered(rng, 3_000)
     index = MemoryIndex(DIM, K, min_rows=500)
     index.put({f"k{i}": m[i] for i in range(1_000)})
     index.settle()  # clusters of 1,000 rows
+    gate = threading.Event()
+    build = Partition.build
+
+    def held(
+        matrix: npt.NDArray[np.float32], seed: int = 0
+    ) -> tuple[Partition, npt.NDArray[np.intp]]:
+        assert gate.wait(30)
+        return build(matrix, seed)
+
+    monkeypatch.setattr(Partition, "build", held)
     index.put({f"g{i}": m[1_000 + i] for i in range(600)})  # past 1.5x: due again
     record_true_lists(index)
     probe = clustered(rng, 10)
     none = np.full(10, -1, dtype=np.intp)
-    check(index, probe, none)  # with the clusters in use; new ones started from a copy
+    check(index, probe, none)  # with the clusters in use; the new ones started, held
     assert index._rebuild is not None
+    capacity = len(index._matrix)
     index.remove([f"k{i}" for i in range(0, 1_000, 4)])
     far = rng.normal(size=(5, DIM)).astype(np.float32)
     far /= np.linalg.norm(far, axis=1, keepdims=True)
     index.put({f"k{i}": far[n] for n, i in enumerate((1, 5, 9, 13, 17))})
-    index.put({f"n{i}": m[2_000 + i] for i in range(300)})
+    index.put({f"n{i}": m[2_000 + i] for i in range(800)})
+    assert len(index._matrix) > capacity and not index._rebuild.done()
+    gate.set()
     index.settle()
     clusters = index._clusters()
     assert clusters is not None and clusters.partition.built_rows == 1_600
