@@ -117,7 +117,7 @@ class ListJournal:
         for old in sorted(self._sizes, key=lambda s: (live[s] / max(self._sizes[s], 1), s)):
             if total <= 2 * current + self.slack:
                 break
-            carried, still_gone = self._current_lines(old, superseded)
+            carried, still_gone = self._still_current(old, superseded)
             keys.extend(carried)
             texts.extend(carried.values())
             if old != oldest:  # an older entry may hold lines for them
@@ -167,7 +167,7 @@ class ListJournal:
         self._latest, self._sizes, self._live, self._next = {}, {}, {}, 1
         self._loaded = False
 
-    def _current_lines(self, seq: int, superseded: set[str]) -> tuple[dict[str, str], list[str]]:
+    def _still_current(self, seq: int, superseded: set[str]) -> tuple[dict[str, str], list[str]]:
         """Lines of entry ``seq`` that still hold their key's record (and are not being
         replaced by the entry being written), and its gone keys that have no record since."""
         point = self.store.retrieve(self.collection, [_key(seq)]).get(_key(seq))
