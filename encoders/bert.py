@@ -127,7 +127,7 @@ def cpu_precision(setting: str, capabilities: Mapping[str, object], onnx: bool =
     ``setting`` is ``RECSTREAM_ENCODER_QUANTIZE``; ``capabilities`` is what
     ``torch.cpu.get_capabilities()`` reports; ``onnx`` whether the ONNX runtime will run it.
     ``auto`` takes int8 when ONNX Runtime runs the model (about 2x float32 at mean cosine
-    0.99; :func:`cpu_runtime` leaves it to torch on CPUs with AMX). On torch it takes bfloat16
+    0.99; :func:`cpu_runtime` gives it every CPU where it is installed). On torch it takes bfloat16
     where the CPU multiplies it natively (AMX-BF16 or AVX512-BF16: faster than float32 there,
     at cosine 0.9999), elsewhere float32: bf16 is emulated and slower, and torch's int8 cuts
     activations to 7 bits on CPUs without VNNI (mean cosine 0.98; see README).
@@ -149,22 +149,17 @@ def native_bf16(capabilities: Mapping[str, object]) -> bool:
     return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
 
 
-def bf16_fastest(capabilities: Mapping[str, object]) -> bool:
-    """Whether bf16 on torch beats int8 on ONNX Runtime here: with AMX tiles (Intel Xeon,
-    4th generation on: 3.41x ``SentenceTransformer.encode`` measured). Not with AVX512-BF16
-    alone: on an AMD EPYC with AVX512-BF16 and AVX512-VNNI but no AMX (2026-12-01) bf16 ran
-    2.08x, int8 on ONNX Runtime 2.77x, and end to end 134 against 209 events/s (README)."""
-    return bool(capabilities.get("amx_bf16"))
-
-
-def cpu_runtime(
-    setting: str, quantize: str, capabilities: Mapping[str, object], onnx_installed: bool
-) -> str:
+def cpu_runtime(setting: str, quantize: str, onnx_installed: bool) -> str:
     """``"torch"`` or ``"onnx"``: what runs the model on the CPU.
 
     ``setting`` is ``RECSTREAM_ENCODER_RUNTIME``, ``quantize`` ``RECSTREAM_ENCODER_QUANTIZE``.
-    ``auto`` takes ONNX Runtime where it is installed, except for bf16 (asked for, or on a
-    CPU with AMX, where :func:`bf16_fastest`), which only torch runs fast.
+    ``auto`` takes ONNX Runtime (int8) where it is installed, except for bf16, which only
+    torch runs fast. On CPUs with AMX too: bf16 on torch encodes big batches faster alone
+    (3.50x ``SentenceTransformer.encode`` against int8's 2.54x, Intel Xeon, 2026-12-01), but
+    in the consumer it lost, end to end 198.5 against 213.2 events/s at 10,000 items, and p99
+    latency 2.5 s against 0.3-0.5 s at half load: small batches run 80-100 texts/s on torch
+    in bf16 against ~170-220 on ONNX Runtime in int8, and torch's threads share the two cores
+    worse with the consumer's own work (bench/README.md).
     """
     _check_choice("RECSTREAM_ENCODER_RUNTIME", setting, RUNTIME_CHOICES)
     if setting == "onnx":
@@ -181,9 +176,7 @@ def cpu_runtime(
         return "onnx"
     if setting == "torch" or not onnx_installed:
         return "torch"
-    if quantize == "bf16" or (quantize == "auto" and bf16_fastest(capabilities)):
-        return "torch"
-    return "onnx"
+    return "torch" if quantize == "bf16" else "onnx"
 
 
 def cpu_capabilities() -> dict[str, object]:
@@ -260,7 +253,7 @@ class BertEncoder:
                 )
             # a hub model runs on torch
             onnx_ok = onnx_available() and source.local
-            self.runtime = cpu_runtime(runtime, quantize, capabilities, onnx_ok)
+            self.runtime = cpu_runtime(runtime, quantize, onnx_ok)
             dtype_name = cpu_precision(quantize, capabilities, onnx=self.runtime == "onnx")
         elif quantize not in ("auto", "none"):
             log.info("encoder.quantize_ignored", quantize=quantize, device=self.device)

@@ -61,9 +61,8 @@ def _cpu_model() -> str:
 
 
 _FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
-"""CPU flags that decide the encoder's precision and kernels (``auto`` picks bf16 on torch only
-with AMX, int8 on ONNX Runtime elsewhere): two machines both called "AMD EPYC" differed in
-these."""
+"""CPU flags that decide how fast each precision runs (the kernels int8 and bf16 get): two
+machines both called "AMD EPYC" differed in these."""
 
 
 def _cpu_features() -> list[str] | None:

@@ -116,7 +116,6 @@ def test_auto_falls_back_to_torch_when_the_export_cannot_be_written(
     blocker.write_text("not a directory")
     monkeypatch.setenv("RECSTREAM_ENCODER_CACHE", str(blocker / "cache"))
     monkeypatch.setattr("encoders.bert.native_bf16", lambda capabilities: False)
-    monkeypatch.setattr("encoders.bert.bf16_fastest", lambda capabilities: False)
     with capture_logs() as logs:
         encoder = BertEncoder(device="cpu")
     [warning] = [e for e in logs if e["event"] == "encoder.onnx_unavailable"]
