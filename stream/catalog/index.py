@@ -21,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 import structlog
+import torch
 from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
@@ -300,9 +301,11 @@ def unit(vectors: Vector) -> Vector:
     return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
 
 
-def leave_cores_to_encoder() -> None:
-    """Run numpy's matrix products (this index's) on one BLAS thread, for the whole process:
-    for a process whose encoder runs on the CPU, with its own threads on every core.
+def leave_cores_to_encoder(torch_threads: bool = True) -> None:
+    """Run this index's matrix products on one thread, for the whole process: for a process
+    whose encoder runs on the CPU, with its own threads on every core. numpy's BLAS always;
+    torch's too (``torch_threads``) unless torch runs the model on the CPU, where its thread
+    count is the encoder's.
 
     OpenBLAS's idle workers spin for a while after each product; with products every few
     milliseconds (small batches under a steady load) its second thread took 0.55 of a core on
@@ -311,4 +314,11 @@ def leave_cores_to_encoder() -> None:
     threads have the other cores meanwhile.
     """
     limited = threadpool_limits(limits=1, user_api="blas")
-    log.debug("neighbours.blas_threads", threads=1, before=limited.get_original_num_threads())
+    if torch_threads:
+        torch.set_num_threads(1)
+    log.debug(
+        "neighbours.product_threads",
+        threads=1,
+        torch=torch_threads,
+        blas_before=limited.get_original_num_threads(),
+    )

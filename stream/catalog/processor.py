@@ -49,7 +49,8 @@ class CatalogProcessor:
         self.k = settings.neighbours_k
         ensure_collections(store, encoder.dim)
         if encoder.device == "cpu":
-            leave_cores_to_encoder()
+            # an encoder without a runtime attribute may be running on torch: leave torch be
+            leave_cores_to_encoder(torch_threads=getattr(encoder, "runtime", "torch") != "torch")
         self.finder = finder_for(store, settings, ITEMS, encoder.dim)
         self.ahead = EncodeAhead(encoder)
 
