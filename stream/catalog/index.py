@@ -301,7 +301,7 @@ def unit(vectors: Vector) -> Vector:
     return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
 
 
-def leave_cores_to_encoder(torch_threads: bool = True) -> None:
+def leave_cores_to_encoder(*, torch_threads: bool) -> None:
     """Run this index's matrix products on one thread, for the whole process: for a process
     whose encoder runs on the CPU, with its own threads on every core. numpy's BLAS always;
     torch's too (``torch_threads``) unless torch runs the model on the CPU, where its thread
