@@ -11,6 +11,10 @@
 - ``item_stats``: per item, decayed popularity and co-occurrence, written only by the item-stats
   consumer (one writer per item: the internal topic is keyed by item id). Placeholder vectors.
 - ``users``: per shopper, the profile vector and the bounded interaction history.
+- ``item_model``: per item, the row of the learned collaborative model (the items it predicts
+  and their weights), written by ``recstream train recommender``. Placeholder vectors.
+- ``ranking``: one point, ``tuned``: the ranking settings ``recstream tune`` chose. Placeholder
+  vector.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ DELETED_ITEMS = "items_deleted"
 ITEM_LISTS = "item_lists"
 ITEM_STATS = "item_stats"
 USERS = "users"
+ITEM_MODEL = "item_model"
+RANKING = "ranking"
 
 _INDEXES = {
     ITEMS: {"item_id": FieldKind.KEYWORD, "nb_ids": FieldKind.KEYWORD, "nb_floor": FieldKind.FLOAT},
@@ -36,3 +42,5 @@ def ensure_collections(store: VectorStore, dim: int) -> None:
     store.ensure_collection(DELETED_ITEMS, 1)
     store.ensure_collection(ITEM_LISTS, 1)
     store.ensure_collection(ITEM_STATS, 1, _INDEXES[ITEM_STATS])
+    store.ensure_collection(ITEM_MODEL, 1)
+    store.ensure_collection(RANKING, 1)

@@ -127,10 +127,42 @@ class Settings(BaseSettings):
     cooccurrence_max: int = Field(default=100, ge=1, description="co-occurring items kept per item")
 
     # ranking (score = sum of weight x component, each component in [0, 1])
-    rank_weight_semantic: float = Field(default=0.5, ge=0)
-    rank_weight_collaborative: float = Field(default=0.3, ge=0)
+    rank_weight_semantic: float = Field(
+        default=0.2, ge=0, description="weight of the profile's cosine with the item"
+    )
+    rank_weight_collaborative: float = Field(
+        default=0.2, ge=0, description="weight of live co-occurrence with recent items"
+    )
+    rank_weight_learned: float = Field(
+        default=0.4, ge=0, description="weight of the trained model (recstream train recommender)"
+    )
     rank_weight_popularity: float = Field(default=0.1, ge=0)
     rank_weight_price: float = Field(default=0.1, ge=0)
+    rank_tuned: bool = Field(
+        default=True,
+        description="use the ranking settings `recstream tune` stored in the store, where it "
+        "stored any (they win over these settings)",
+    )
+    rank_reload_s: float = Field(
+        default=60.0, gt=0, description="how often consumers re-read tuned settings"
+    )
+
+    # the learned model (recstream train recommender)
+    learned_half_life_hours: float = Field(
+        default=1_440.0,
+        gt=0,
+        description="age at which an interaction counts half in training and in a shopper's "
+        "side of the model",
+    )
+    learned_l2: float = Field(default=100.0, gt=0, description="EASE's L2 regularisation")
+    learned_neighbours: int = Field(
+        default=100, ge=1, le=10_000, description="weights kept per item"
+    )
+    learned_dense_max_items: int = Field(
+        default=15_000,
+        ge=0,
+        description="EASE (items x items dense) up to this many items; item-kNN beyond",
+    )
     rank_candidates: int = Field(default=100, ge=1, description="candidates drawn from each source")
     rank_price_sigma: float = Field(
         default=0.5, gt=0, description="width of price affinity, in natural-log price units"

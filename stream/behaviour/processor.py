@@ -94,6 +94,7 @@ class BehaviourProcessor:
         updates: dict[str, StoredPoint] = {}
         activities = 0
         now = datetime.now(UTC)
+        changed: dict[str, tuple[list[Interaction], dict[str, int]]] = {}
         for user_id in sorted(by_user):
             payload = stored[user_id].payload if user_id in stored else {}
             upto: dict[str, int] = dict(payload.get("upto") or {})
@@ -109,6 +110,7 @@ class BehaviourProcessor:
                 upto[tp] = max(upto.get(tp, -1), r.offset)
             if not added:
                 continue
+            changed[user_id] = (merged, upto)
             sources = {r.event.event_id: r.source for r in fresh}
             for interaction in added:
                 for activity in activities_for(
@@ -126,7 +128,11 @@ class BehaviourProcessor:
                         )
                     )
                     activities += 1
-            rec = self.recommender.recommend(merged)
+        recommendations = self.recommender.recommend_many(
+            {user_id: merged for user_id, (merged, _) in changed.items()}
+        )
+        for user_id, (merged, upto) in changed.items():
+            rec = recommendations[user_id]
             message = Recommendations(
                 user_id=user_id,
                 items=[

@@ -1,9 +1,11 @@
 """One explainable ranking stage: score = sum of weight x component, each component in [0, 1].
 
 Components: ``semantic`` (cosine of the shopper's profile and the item, negative clipped to 0),
-``collaborative`` and ``popularity`` (divided by the largest among the candidates, so the weights
-compare like with like whatever the raw scale), and ``price`` (a Gaussian in log price around
-the shopper's usual price). The components travel with each result, so a recommendation can say
+``collaborative`` (live co-occurrence with the shopper's recent items), ``learned`` (the trained
+collaborative model folded in with the shopper's history, :mod:`stream.ranking.model`) and
+``popularity`` (each divided by the largest among the candidates, so the weights compare like
+with like whatever the raw scale), and ``price`` (a Gaussian in log price around the shopper's
+usual price). The components travel with each result, so a recommendation can say
 why it was made. Nothing is rounded here; serialisation rounds.
 """
 
@@ -21,7 +23,7 @@ from stream.store.base import Vector
 if TYPE_CHECKING:
     from stream.settings import Settings
 
-COMPONENTS = ("semantic", "collaborative", "popularity", "price")
+COMPONENTS = ("semantic", "collaborative", "popularity", "price", "learned")
 
 _Matrix = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -32,6 +34,7 @@ class Weights:
     collaborative: float
     popularity: float
     price: float
+    learned: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Weights:
@@ -40,7 +43,12 @@ class Weights:
             collaborative=settings.rank_weight_collaborative,
             popularity=settings.rank_weight_popularity,
             price=settings.rank_weight_price,
+            learned=settings.rank_weight_learned,
         )
+
+    def vector(self) -> _Matrix:
+        """The weights in :data:`COMPONENTS` order."""
+        return np.array([getattr(self, name) for name in COMPONENTS], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Candidate:
     collaborative: float = 0.0
     price: float | None = None
     in_stock: bool = True
+    learned: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,59 @@ class Ranked:
     item_id: str
     score: float
     components: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The eligible candidates of one shopper and their components, before any weighting."""
+
+    ids: list[str]
+    unit: _Matrix
+    """The candidates' vectors as unit rows (a zero row for an item without a vector)."""
+    components: _Matrix
+    """One row per candidate, one column per name in :data:`COMPONENTS`, each in [0, 1]."""
+
+    def ranked(self, weights: Weights, n: int, mmr_lambda: float = 1.0) -> list[Ranked]:
+        """The best ``n``: by score (ties by item id), or by MMR below ``mmr_lambda`` 1."""
+        if not 0.0 <= mmr_lambda <= 1.0:
+            raise ValueError(f"mmr_lambda must be in [0, 1], not {mmr_lambda}")
+        if n <= 0 or not self.ids:
+            return []
+        scores = self.components @ weights.vector()
+        ranked = [
+            Ranked(item_id, float(score), dict(zip(COMPONENTS, map(float, row), strict=True)))
+            for item_id, score, row in zip(self.ids, scores, self.components, strict=True)
+        ]
+        if mmr_lambda >= 1.0:
+            return sorted(ranked, key=lambda r: (-r.score, r.item_id))[:n]
+        return _mmr(ranked, self.unit, mmr_lambda, n)
+
+
+def score(
+    profile: Vector | None,
+    candidates: Sequence[Candidate],
+    *,
+    exclude: Collection[str] = (),
+    price_preference: float | None = None,
+    price_sigma: float = 0.5,
+) -> Scored:
+    """The components of every eligible candidate: excluded and out-of-stock candidates are
+    dropped, of duplicate item ids the first is kept."""
+    if price_sigma <= 0:
+        raise ValueError(f"price_sigma must be positive, not {price_sigma}")
+    pool = _eligible(candidates, exclude)
+    unit = _unit_rows([c.vector for c in pool])
+    if not pool:
+        return Scored([], unit, np.zeros((0, len(COMPONENTS)), dtype=np.float64))
+    columns = {
+        "semantic": _semantic(profile, unit),
+        "collaborative": _shares([c.collaborative for c in pool]),
+        "popularity": _shares([c.popularity for c in pool]),
+        "price": [_price_affinity(c.price, price_preference, price_sigma) for c in pool],
+        "learned": _shares([c.learned for c in pool]),
+    }
+    matrix = np.array([columns[name] for name in COMPONENTS], dtype=np.float64).T
+    return Scored([c.item_id for c in pool], unit, matrix)
 
 
 def rank(
@@ -81,33 +143,14 @@ def rank(
     """
     if not 0.0 <= mmr_lambda <= 1.0:
         raise ValueError(f"mmr_lambda must be in [0, 1], not {mmr_lambda}")
-    if price_sigma <= 0:
-        raise ValueError(f"price_sigma must be positive, not {price_sigma}")
-    pool = _eligible(candidates, exclude)
-    if n <= 0 or not pool:
-        return []
-    unit = _unit_rows([c.vector for c in pool])
-    semantic = _semantic(profile, unit)
-    max_collab = max(max(c.collaborative for c in pool), 0.0)
-    max_pop = max(max(c.popularity for c in pool), 0.0)
-    ranked = []
-    for c, sem in zip(pool, semantic, strict=True):
-        parts = {
-            "semantic": sem,
-            "collaborative": _share(c.collaborative, max_collab),
-            "popularity": _share(c.popularity, max_pop),
-            "price": _price_affinity(c.price, price_preference, price_sigma),
-        }
-        score = (
-            weights.semantic * parts["semantic"]
-            + weights.collaborative * parts["collaborative"]
-            + weights.popularity * parts["popularity"]
-            + weights.price * parts["price"]
-        )
-        ranked.append(Ranked(c.item_id, score, parts))
-    if mmr_lambda >= 1.0:
-        return sorted(ranked, key=lambda r: (-r.score, r.item_id))[:n]
-    return _mmr(ranked, unit, mmr_lambda, n)
+    scored = score(
+        profile,
+        candidates,
+        exclude=exclude,
+        price_preference=price_preference,
+        price_sigma=price_sigma,
+    )
+    return scored.ranked(weights, n, mmr_lambda)
 
 
 def _eligible(candidates: Sequence[Candidate], exclude: Collection[str]) -> list[Candidate]:
@@ -142,8 +185,10 @@ def _semantic(profile: Vector | None, unit: _Matrix) -> list[float]:
     return [min(1.0, max(0.0, float(c))) for c in unit @ (p / norm)]
 
 
-def _share(value: float, largest: float) -> float:
-    return min(1.0, max(0.0, value) / largest) if largest > 0 else 0.0
+def _shares(values: list[float]) -> list[float]:
+    """Each value over the largest (negatives count 0); all 0 when none is positive."""
+    largest = max(max(values), 0.0)
+    return [min(1.0, max(0.0, v) / largest) if largest > 0 else 0.0 for v in values]
 
 
 def _price_affinity(price: float | None, preference: float | None, sigma: float) -> float:

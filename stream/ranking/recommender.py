@@ -1,18 +1,24 @@
-"""Recommendations for one shopper, from what the store holds: candidates, then :func:`rank`.
+"""Recommendations for a batch of shoppers, from what the store holds: candidates, then a blend.
 
-Candidates come from three sources, each at most ``rank_candidates`` items: the items nearest
-to the shopper's profile vector (semantic), the items that co-occur with the shopper's recent
-items (collaborative), and the most popular items (cold start). Every candidate then gets all
-four components, so a popular item can also score on price, and a semantic one on popularity.
-All times are the shopper's last interaction time, so the same history always gives the same
-list, whenever it is computed.
+Candidates come from four sources, each at most ``rank_candidates`` items per shopper: the items
+nearest to the shopper's profile vector (semantic), the items that co-occur with the shopper's
+recent items (collaborative), the items the learned model scores highest for the shopper's
+history (learned) and the most popular items (cold start). Every candidate then gets all five
+components, so a popular item can also score on price, and a semantic one on popularity.
+
+A batch costs a fixed number of store calls whatever its size: one read of the history items,
+one batched search for every profile, one read each of their statistics and model rows, one
+popularity query, one read of the candidates. All times are the shopper's last interaction
+time, so the same history always gives the same list, whenever and with whomever it is computed.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from stream.behaviour.profile import (
     Interaction,
@@ -23,9 +29,11 @@ from stream.behaviour.profile import (
 )
 from stream.behaviour.stats import cooccurrence_at, popularity_at
 from stream.collections import ITEM_STATS, ITEMS
-from stream.ranking.blend import Candidate, Ranked, Weights, rank
+from stream.ranking.blend import Candidate, Ranked, Scored, Weights, score
+from stream.ranking.learned import read_rows, tuned_settings
+from stream.ranking.model import fold_in, shopper_weights
 from stream.settings import Settings
-from stream.store import SearchQuery, VectorStore, Where
+from stream.store import SearchQuery, StoredPoint, VectorStore, Where
 from stream.store.base import Vector
 
 
@@ -35,66 +43,179 @@ class Recommendation:
     profile: Vector | None
 
 
+@dataclass(frozen=True)
+class _Shopper:
+    history: Sequence[Interaction]
+    ref: datetime
+    profile: Vector | None
+    exclude: set[str]
+    recent: list[str]
+
+
 class Recommender:
+    """Ranks with the settings given, or with the tuned ones the store holds (re-read every
+    ``rank_reload_s``; ``rank_tuned`` off keeps the settings given)."""
+
     def __init__(self, settings: Settings, store: VectorStore) -> None:
-        self.s = settings
+        self.base = settings
         self.store = store
+        self._loaded_at = -float("inf")
+        self.s = settings
         self.weights = Weights.from_settings(settings)
-        self.behaviour_weights = settings.behaviour_weights()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._loaded_at < self.base.rank_reload_s:
+            return
+        self._loaded_at = now
+        self.s = tuned_settings(self.base, self.store)
+        self.weights = Weights.from_settings(self.s)
 
     def recommend(self, history: Sequence[Interaction]) -> Recommendation:
-        """The shopper's list (``recommendations_n`` long at most) and profile vector."""
-        s = self.s
-        if not history:
-            return Recommendation([], None)
-        ref = max(i.at for i in history)
-        known = self.store.retrieve(ITEMS, sorted({i.item_id for i in history}), with_vectors=True)
-        vectors = {k: p.vector for k, p in known.items() if p.vector is not None}
-        profile = profile_vector(
-            history, vectors, self.behaviour_weights, s.profile_half_life_hours
-        )
-        prices = {k: p.payload.get("price") for k, p in known.items()}
-        exclude = recently_purchased(history, ref, s.rank_exclude_purchased_days)
+        """One shopper's list (``recommendations_n`` long at most) and profile vector."""
+        return self.recommend_many({"": history})[""]
 
-        ids: list[str] = []
-        if profile is not None:
-            query = SearchQuery(profile, s.rank_candidates, Where(exclude_keys=frozenset(exclude)))
-            ids += [h.key for h in self.store.search(ITEMS, [query])[0]]
-        recent = recent_items(history, s.cooccurrence_window)
-        collaborative: dict[str, float] = defaultdict(float)
-        for point in self.store.retrieve(ITEM_STATS, recent).values():
-            co = cooccurrence_at(point.payload, ref, s.popularity_half_life_hours)
-            for other, weight in co.items():
-                collaborative[other] += weight
-        ids += sorted(collaborative, key=lambda k: (-collaborative[k], k))[: s.rank_candidates]
-        popular = self.store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
-        ids += [p.key for p in popular if float(p.payload.get("pop") or 0.0) > 0.0]
-
-        unique = list(dict.fromkeys(ids))
-        items = self.store.retrieve(ITEMS, unique, with_vectors=True)  # deleted items drop out
-        stats = self.store.retrieve(ITEM_STATS, unique)
-        candidates = [
-            Candidate(
-                item_id=key,
-                vector=items[key].vector,
-                popularity=popularity_at(
-                    stats[key].payload if key in stats else None, ref, s.popularity_half_life_hours
-                ),
-                collaborative=collaborative.get(key, 0.0),
-                price=items[key].payload.get("price"),
-                in_stock=bool(items[key].payload.get("in_stock", True)),
+    def recommend_many(
+        self, histories: Mapping[str, Sequence[Interaction]]
+    ) -> dict[str, Recommendation]:
+        """Every shopper's list and profile vector, computed together."""
+        self._refresh()
+        scored, shoppers = self.score_many(histories)
+        return {
+            user: Recommendation(
+                scored[user].ranked(self.weights, self.s.recommendations_n, self.s.rank_mmr_lambda)
+                if user in scored
+                else [],
+                shoppers[user].profile if user in shoppers else None,
             )
-            for key in unique
-            if key in items
-        ]
-        ranked = rank(
-            profile,
-            candidates,
-            self.weights,
-            n=s.recommendations_n,
-            exclude=exclude,
-            price_preference=price_preference(history, prices),
-            price_sigma=s.rank_price_sigma,
-            mmr_lambda=s.rank_mmr_lambda,
+            for user in histories
+        }
+
+    def score_many(
+        self, histories: Mapping[str, Sequence[Interaction]]
+    ) -> tuple[dict[str, Scored], dict[str, _Shopper]]:
+        """Every shopper's eligible candidates and their components, before weighting."""
+        s = self.s
+        store = self.store
+        histories = {u: h for u, h in histories.items() if h}
+        touched = sorted({i.item_id for h in histories.values() for i in h})
+        known = store.retrieve(ITEMS, touched, with_vectors=True)
+        vectors = {k: p.vector for k, p in known.items() if p.vector is not None}
+        weights = s.behaviour_weights()
+        shoppers: dict[str, _Shopper] = {}
+        for user, history in histories.items():
+            ref = max(i.at for i in history)
+            shoppers[user] = _Shopper(
+                history,
+                ref,
+                profile_vector(history, vectors, weights, s.profile_half_life_hours),
+                recently_purchased(history, ref, s.rank_exclude_purchased_days),
+                recent_items(history, s.cooccurrence_window),
+            )
+
+        semantic = self._semantic(shoppers)
+        stats = store.retrieve(
+            ITEM_STATS, sorted({k for sh in shoppers.values() for k in sh.recent})
         )
-        return Recommendation(ranked, profile)
+        rows = read_rows(store, touched) if s.rank_weight_learned > 0 else {}
+        popular = [
+            p.key
+            for p in store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
+            if float(p.payload.get("pop") or 0.0) > 0.0
+        ]
+
+        collaborative: dict[str, dict[str, float]] = {}
+        learned: dict[str, dict[str, float]] = {}
+        ids: dict[str, list[str]] = {}
+        for user, sh in shoppers.items():
+            co: dict[str, float] = defaultdict(float)
+            for item in sh.recent:
+                if item in stats:
+                    for other, w in cooccurrence_at(
+                        stats[item].payload, sh.ref, s.popularity_half_life_hours
+                    ).items():
+                        co[other] += w
+            collaborative[user] = co
+            side = shopper_weights(sh.history, weights, s.learned_half_life_hours, sh.ref)
+            learned[user] = fold_in(rows, side)
+            ids[user] = list(
+                dict.fromkeys(
+                    [
+                        *semantic.get(user, []),
+                        *_best(co, s.rank_candidates),
+                        *_best(learned[user], s.rank_candidates),
+                        *popular,
+                    ]
+                )
+            )
+
+        wanted = sorted({k for v in ids.values() for k in v})
+        items = {k: known[k] for k in wanted if k in known and known[k].vector is not None}
+        items.update(
+            store.retrieve(ITEMS, [k for k in wanted if k not in items], with_vectors=True)
+        )
+        stats.update(store.retrieve(ITEM_STATS, [k for k in wanted if k not in stats]))
+        prices = {k: p.payload.get("price") for k, p in known.items()}
+        scored = {
+            user: score(
+                sh.profile,
+                [
+                    _candidate(
+                        key,
+                        items[key],
+                        stats.get(key),
+                        sh.ref,
+                        s,
+                        collaborative[user],
+                        learned[user],
+                    )
+                    for key in ids[user]
+                    if key in items  # deleted items drop out
+                ],
+                exclude=sh.exclude,
+                price_preference=price_preference(sh.history, prices),
+                price_sigma=s.rank_price_sigma,
+            )
+            for user, sh in shoppers.items()
+        }
+        return scored, shoppers
+
+    def _semantic(self, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
+        """The items nearest each profile, one batched search for the whole batch."""
+        users = [u for u, sh in shoppers.items() if sh.profile is not None]
+        queries = [
+            SearchQuery(
+                shoppers[u].profile,  # type: ignore[arg-type]
+                self.s.rank_candidates,
+                Where(exclude_keys=frozenset(shoppers[u].exclude)),
+            )
+            for u in users
+        ]
+        hits = self.store.search(ITEMS, queries) if queries else []
+        return {u: [h.key for h in found] for u, found in zip(users, hits, strict=True)}
+
+
+def _best(scores: Mapping[str, float], n: int) -> list[str]:
+    return sorted(scores, key=lambda k: (-scores[k], k))[:n]
+
+
+def _candidate(
+    key: str,
+    item: StoredPoint,
+    stats: StoredPoint | None,
+    ref: datetime,
+    s: Settings,
+    collaborative: Mapping[str, float],
+    learned: Mapping[str, float],
+) -> Candidate:
+    return Candidate(
+        item_id=key,
+        vector=item.vector,
+        popularity=popularity_at(
+            stats.payload if stats is not None else None, ref, s.popularity_half_life_hours
+        ),
+        collaborative=collaborative.get(key, 0.0),
+        price=item.payload.get("price"),
+        in_stock=bool(item.payload.get("in_stock", True)),
+        learned=learned.get(key, 0.0),
+    )

@@ -146,7 +146,14 @@ def recommend(
         aff = 0.0
         if preference is not None and price is not None and price > 0:
             aff = math.exp(-((math.log(price) - preference) ** 2) / (2 * s.rank_price_sigma**2))
-        comps = {"semantic": sem, "collaborative": col, "popularity": pp, "price": aff}
+        # no model was trained: the learned component is 0 for every item
+        comps = {
+            "semantic": sem,
+            "collaborative": col,
+            "popularity": pp,
+            "price": aff,
+            "learned": 0.0,
+        }
         score = (
             s.rank_weight_semantic * sem
             + s.rank_weight_collaborative * col
@@ -210,6 +217,7 @@ def assert_recommendations(
         "collaborative": settings.rank_weight_collaborative,
         "popularity": settings.rank_weight_popularity,
         "price": settings.rank_weight_price,
+        "learned": settings.rank_weight_learned,
     }
     for user in users:
         have = got[user]

@@ -30,14 +30,15 @@ def ids(ranked: list[Ranked]) -> list[str]:
 
 
 def test_weights_come_from_the_rank_weight_settings() -> None:
-    """Weights.from_settings reads rank_weight_semantic/collaborative/popularity/price."""
+    """Weights.from_settings reads rank_weight_semantic/collaborative/popularity/price/learned."""
     settings = Settings(
         rank_weight_semantic=0.4,
         rank_weight_collaborative=0.35,
         rank_weight_popularity=0.15,
         rank_weight_price=0.05,
+        rank_weight_learned=0.6,
     )
-    assert Weights.from_settings(settings) == Weights(0.4, 0.35, 0.15, 0.05)
+    assert Weights.from_settings(settings) == Weights(0.4, 0.35, 0.15, 0.05, learned=0.6)
 
 
 def test_excluded_and_out_of_stock_candidates_are_dropped() -> None:
@@ -135,33 +136,35 @@ signals = st.floats(0, 1_000, allow_nan=False)
             signals,
             signals,
             st.none() | st.floats(0, 1_000, allow_nan=False),
+            signals,
         ),
         min_size=1,
         max_size=12,
     ),
-    st.tuples(signals, signals, signals, signals),
+    st.tuples(signals, signals, signals, signals, signals),
 )
 def test_score_is_the_weighted_sum_of_components_each_in_unit_range(
-    rows: list[tuple[list[float], float, float, float | None]],
-    raw_weights: tuple[float, float, float, float],
+    rows: list[tuple[list[float], float, float, float | None, float]],
+    raw_weights: tuple[float, float, float, float, float],
 ) -> None:
-    """For any candidates and weights: components have exactly the four keys, each in [0, 1],
+    """For any candidates and weights: components have exactly the five keys, each in [0, 1],
     and score == sum(weight x component)."""
     weights = Weights(*raw_weights)
     candidates = [
-        Candidate(f"i{k}", np.asarray(v, dtype=np.float32), pop, collab, price)
-        for k, (v, pop, collab, price) in enumerate(rows)
+        Candidate(f"i{k}", np.asarray(v, dtype=np.float32), pop, collab, price, learned=learned)
+        for k, (v, pop, collab, price, learned) in enumerate(rows)
     ]
     ranked = rank(unit(1, 1, 0), candidates, weights, n=100, price_preference=math.log(50))
     assert len(ranked) == len(candidates)
     for r in ranked:
-        assert set(r.components) == {"semantic", "collaborative", "popularity", "price"}
+        assert set(r.components) == {"semantic", "collaborative", "popularity", "price", "learned"}
         assert all(0.0 <= c <= 1.0 for c in r.components.values())
         expected = (
             weights.semantic * r.components["semantic"]
             + weights.collaborative * r.components["collaborative"]
             + weights.popularity * r.components["popularity"]
             + weights.price * r.components["price"]
+            + weights.learned * r.components["learned"]
         )
         assert r.score == pytest.approx(expected, rel=1e-12, abs=1e-12)
 

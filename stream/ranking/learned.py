@@ -1,0 +1,163 @@
+"""The learned model and the tuned ranking settings in the store, where every instance reads them.
+
+- ``item_model``: one point per item, its row of the model (``ids`` and ``weights``, best
+  first), written by :func:`train_from_store` (``recstream train recommender``). A new model
+  replaces the rows item by item; rows of items the new model does not know are deleted after.
+- ``ranking``: one point, ``tuned``, with the settings ``recstream tune`` chose
+  (:func:`save_tuned`); consumers apply them over their own settings (:func:`tuned_settings`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import structlog
+from pydantic import ValidationError
+
+from stream.behaviour.profile import Interaction, history_from_payload
+from stream.collections import ITEM_MODEL, RANKING, USERS
+from stream.ranking.model import ItemModel, train
+from stream.settings import Settings
+from stream.store import StoredPoint, VectorStore
+
+log = structlog.get_logger(__name__)
+
+TUNED_KEY = "tuned"
+TUNABLE = (
+    "rank_weight_semantic",
+    "rank_weight_collaborative",
+    "rank_weight_learned",
+    "rank_weight_popularity",
+    "rank_weight_price",
+    "learned_half_life_hours",
+    "learned_l2",
+    "popularity_half_life_hours",
+    "profile_half_life_hours",
+)
+"""The settings ``recstream tune`` may choose and consumers take from the store."""
+
+_PLACEHOLDER = np.ones(1, dtype=np.float32)
+_CHUNK = 1_000
+
+Rows = dict[str, list[tuple[str, float]]]
+
+
+def read_rows(store: VectorStore, keys: Sequence[str]) -> Rows:
+    """The model rows of the items among ``keys`` that have one."""
+    rows: Rows = {}
+    for key, point in store.retrieve(ITEM_MODEL, list(keys)).items():
+        ids, weights = point.payload.get("ids"), point.payload.get("weights")
+        if isinstance(ids, list) and isinstance(weights, list) and len(ids) == len(weights):
+            rows[key] = [(str(i), float(w)) for i, w in zip(ids, weights, strict=True)]
+    return rows
+
+
+def write_model(store: VectorStore, model: ItemModel, trained_at: datetime) -> None:
+    """Replace the stored model by ``model``: its rows, then the deletion of stale ones."""
+    stamp = trained_at.isoformat()
+    points = [
+        StoredPoint(
+            item,
+            {
+                "item_id": item,
+                "ids": [other for other, _ in row],
+                "weights": [w for _, w in row],
+                "model": model.kind,
+                "trained_at": stamp,
+            },
+            _PLACEHOLDER,
+        )
+        for item, row in sorted(model.rows.items())
+    ]
+    for start in range(0, len(points), _CHUNK):
+        store.upsert(ITEM_MODEL, points[start : start + _CHUNK])
+    stale = [p.key for p in store.scroll(ITEM_MODEL) if p.key not in model.rows]
+    for start in range(0, len(stale), _CHUNK):
+        store.delete(ITEM_MODEL, stale[start : start + _CHUNK])
+
+
+def stored_histories(store: VectorStore) -> dict[str, list[Interaction]]:
+    """Every shopper's history as the behaviour consumer stored it."""
+    out = {}
+    for point in store.scroll(USERS):
+        history = history_from_payload(point.payload.get("history"))
+        if history:
+            out[point.key] = history
+    return out
+
+
+@dataclass(frozen=True)
+class Training:
+    model: ItemModel
+    seconds: float
+
+
+def train_model(settings: Settings, histories: Mapping[str, Sequence[Interaction]]) -> ItemModel:
+    """The model of ``histories`` with the settings' hyperparameters."""
+    return train(
+        histories,
+        settings.behaviour_weights(),
+        half_life_hours=settings.learned_half_life_hours,
+        l2=settings.learned_l2,
+        neighbours=settings.learned_neighbours,
+        dense_max_items=settings.learned_dense_max_items,
+    )
+
+
+def train_from_store(settings: Settings, store: VectorStore) -> Training:
+    """Train on every stored history and write the model; the model and the seconds taken."""
+    started = time.perf_counter()
+    histories = stored_histories(store)
+    model = train_model(settings, histories)
+    write_model(store, model, datetime.now(UTC))
+    seconds = time.perf_counter() - started
+    log.info(
+        "model.trained",
+        kind=model.kind,
+        shoppers=model.shoppers,
+        items=model.items,
+        interactions=model.interactions,
+        rows=len(model.rows),
+        s=round(seconds, 2),
+    )
+    return Training(model, seconds)
+
+
+def save_tuned(store: VectorStore, values: Mapping[str, float], report: Mapping[str, Any]) -> None:
+    """Store the tuned settings (names from :data:`TUNABLE`) and what the tuning measured."""
+    unknown = sorted(set(values) - set(TUNABLE))
+    if unknown:
+        raise ValueError(f"not tunable: {', '.join(unknown)}")
+    payload = {"values": dict(values), "report": dict(report), "at": datetime.now(UTC).isoformat()}
+    store.upsert(RANKING, [StoredPoint(TUNED_KEY, payload, _PLACEHOLDER)])
+
+
+def load_tuned(store: VectorStore) -> dict[str, float]:
+    """The tuned settings in the store; empty when ``recstream tune`` never stored any."""
+    point = store.retrieve(RANKING, [TUNED_KEY]).get(TUNED_KEY)
+    values = point.payload.get("values") if point is not None else None
+    if not isinstance(values, dict):
+        return {}
+    return {k: float(v) for k, v in values.items() if k in TUNABLE}
+
+
+def tuned_settings(settings: Settings, store: VectorStore) -> Settings:
+    """``settings`` with the stored tuned values over them (unless ``rank_tuned`` is off).
+
+    Values that no longer validate (a setting's bounds changed) are ignored with a warning.
+    """
+    if not settings.rank_tuned:
+        return settings
+    values = load_tuned(store)
+    if not values:
+        return settings
+    try:
+        return Settings.model_validate({**settings.model_dump(), **values})
+    except ValidationError as exc:
+        log.warning("ranking.tuned_ignored", error=str(exc).splitlines()[0])
+        return settings
