@@ -85,15 +85,53 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = sub.add_parser("eval", help="offline evaluation on real data")
     eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
     recs = eval_sub.add_parser(
-        "recommendations", help="temporal-split evaluation of recommendations (Online Retail)"
+        "recommendations",
+        help="temporal-split evaluation of recommendations against baselines (Online Retail, "
+        "or a shop's own files)",
     )
-    recs.add_argument("--data", type=Path, default=Path(_ONLINE_RETAIL), help=f"[{_ONLINE_RETAIL}]")
+    recs.add_argument(
+        "--data", type=Path, default=Path(_ONLINE_RETAIL), help=f"Online Retail [{_ONLINE_RETAIL}]"
+    )
+    recs.add_argument(
+        "--interactions",
+        type=Path,
+        default=None,
+        help="a shop's interactions (CSV or JSON lines: user_id, item_id, timestamp, type); "
+        "with --items, instead of --data",
+    )
+    recs.add_argument("--items", type=Path, default=None, help="a shop's items (item_id, title)")
     recs.add_argument("--cutoff", default="2011-10-01", help="ISO date or time, UTC [2011-10-01]")
     recs.add_argument("--max-users", type=int, default=None, help="fixed-seed sample of shoppers")
     recs.add_argument("--max-rows", type=int, default=None, help="read only the first CSV rows")
     recs.add_argument("--out", type=Path, default=Path("bench/results"), help="[bench/results]")
     recs.add_argument("--workers", type=int, default=None, help="processes [one per CPU]")
+    recs.add_argument(
+        "--samples", type=int, default=200, help="weight vectors tried per grid point"
+    )
     _add_settings_options(recs)
+
+    train = sub.add_parser("train", help="train a model from what the store holds")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    train_rec = train_sub.add_parser(
+        "recommender",
+        help="train the learned collaborative model on every stored shopper history",
+    )
+    _add_settings_options(train_rec)
+
+    tune_cmd = sub.add_parser(
+        "tune",
+        help="choose the ranking weights and model settings on the shop's own history, store "
+        "them for the consumers and train the model with them",
+    )
+    tune_cmd.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="the last share of the history's time span used as validation [0.1]",
+    )
+    tune_cmd.add_argument("--samples", type=int, default=200, help="weight vectors per grid point")
+    tune_cmd.add_argument("--workers", type=int, default=None, help="processes [one per CPU]")
+    _add_settings_options(tune_cmd)
 
     replay = sub.add_parser(
         "replay-dlq", help="send dead letters back to the topic they came from (after a fix)"
@@ -144,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_bench(settings, args)
     if args.command == "eval":
         return _eval_recommendations(settings, args)
+    if args.command == "train":
+        return _train_recommender(settings)
+    if args.command == "tune":
+        return _tune(settings, args)
     if args.command == "replay-dlq":
         return _replay_dlq(settings, args)
     return _run(settings, args.which)
@@ -170,19 +212,83 @@ def _run(settings: Settings, which: str) -> int:
 def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
     from stream.evaluation.run import evaluate, format_table, parse_cutoff
 
-    if not args.data.is_file():
-        print(f"recstream: no data file at {args.data}: pass --data PATH", file=sys.stderr)
+    if (args.interactions is None) != (args.items is None):
+        print("recstream: --interactions and --items go together", file=sys.stderr)
+        return 2
+    files = [args.interactions, args.items] if args.interactions else [args.data]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        print(f"recstream: no data file at {missing[0]}: check the path", file=sys.stderr)
         return 2
     try:
         cutoff = parse_cutoff(args.cutoff)
+        if args.interactions:
+            from stream.evaluation.interactions import load_dataset
+
+            data = load_dataset(args.interactions, args.items)
+        else:
+            from stream.evaluation.online_retail import online_retail_dataset
+
+            data = online_retail_dataset(args.data, max_rows=args.max_rows)
         result = evaluate(
-            settings, args.data, cutoff, args.max_users, args.max_rows, args.out, args.workers
+            settings, data, cutoff, args.max_users, args.out, args.workers, args.samples
         )
     except ValueError as exc:  # a cutoff that is no date, or that leaves nobody to evaluate
         print(f"recstream: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
     print(f"results: {result['path']}")
+    return 0
+
+
+def _train_recommender(settings: Settings) -> int:
+    from stream.ranking.learned import train_from_store
+    from stream.store import open_store
+
+    store = open_store(settings)
+    try:
+        from encoders.bert import model_dimension
+        from stream.collections import ensure_collections
+
+        ensure_collections(store, model_dimension(settings.model))
+        training = train_from_store(settings, store)
+    finally:
+        store.close()
+    m = training.model
+    print(
+        f"trained {m.kind} on {m.interactions} interactions of {m.shoppers} shoppers: "
+        f"{len(m.rows)} item rows written in {training.seconds:.1f} s"
+    )
+    return 0
+
+
+def _tune(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from encoders.bert import model_dimension
+    from stream.collections import ensure_collections
+    from stream.evaluation.tune import tune_store
+    from stream.store import open_store
+
+    store = open_store(settings)
+    try:
+        ensure_collections(store, model_dimension(settings.model))
+        workers = args.workers or os.cpu_count() or 1
+        tuning = tune_store(settings, store, args.validation_fraction, args.samples, workers)
+    except ValueError as exc:  # too little history
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(
+        f"validation: {tuning.users} shoppers after {tuning.cutoff.isoformat()}, "
+        f"{tuning.tried} settings tried in {tuning.seconds:.1f} s"
+    )
+    for name in ("hit_rate@10", "ndcg@10", "recall@20"):
+        print(f"  {name:<12} before {tuning.before[name]:.4f}  after {tuning.after[name]:.4f}")
+    print("stored (consumers pick them up within RECSTREAM_RANK_RELOAD_S):")
+    for key, value in tuning.values.items():
+        print(f"  {key} = {value:g}")
     return 0
 
 

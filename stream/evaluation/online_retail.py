@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stream.behaviour.profile import PURCHASE, Interaction
+from stream.evaluation.interactions import Dataset, Item, Rejected
 
 NON_PRODUCT_CODES = frozenset({"C2"})
 """Codes with a digit that are still not products: C2 is carriage. Codes without any digit
@@ -27,13 +28,6 @@ NON_PRODUCT_PREFIXES = ("gift_",)
 """Gift vouchers (``gift_0001_20`` ...): money, not merchandise."""
 
 _DIGIT = re.compile(r"\d")
-
-
-@dataclass(frozen=True)
-class Item:
-    item_id: str
-    title: str
-    price: float
 
 
 @dataclass(frozen=True)
@@ -139,3 +133,10 @@ def load_online_retail(path: str | Path, max_rows: int | None = None) -> RetailD
     for history in purchases.values():
         history.sort(key=lambda i: (i.at, i.event_id))
     return RetailData(items, dict(purchases), rows, kept)
+
+
+def online_retail_dataset(path: str | Path, max_rows: int | None = None) -> Dataset:
+    """The Online Retail purchases and items as a :class:`Dataset`."""
+    data = load_online_retail(path, max_rows)
+    skipped = Rejected(count=data.rows_read - data.rows_kept)
+    return Dataset("online_retail", data.items, data.purchases, {"interactions": skipped})

@@ -117,7 +117,7 @@ class Recommender:
         stats = store.retrieve(
             ITEM_STATS, sorted({k for sh in shoppers.values() for k in sh.recent})
         )
-        rows = read_rows(store, touched) if s.rank_weight_learned > 0 else {}
+        rows = read_rows(store, touched)
         popular = [
             p.key
             for p in store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
