@@ -1,0 +1,50 @@
+"""The batched Recommender against the per-shopper one: a batch of shoppers computed together gets
+exactly the lists each shopper gets alone, on a real store holding items, item statistics and
+a trained model (so every component is in play)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from test_train_tune import THEMES, histories
+
+from encoders import Encoder
+from stream.evaluation.harness import build, item_points
+from stream.evaluation.interactions import Item
+from stream.ranking.recommender import Recommender
+from stream.settings import Settings
+from stream.store.edge import EdgeStore
+
+
+def test_a_batch_gets_the_lists_each_shopper_gets_alone(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """For 120 shoppers: recommend_many over all of them equals recommend() of each one, item
+    for item, score for score, component for component; the learned, collaborative and
+    popularity components all score somewhere."""
+    settings = make_settings(rank_candidates=30, rank_exclude_purchased_days=1_000.0)
+    shoppers = histories(120, seed=9)
+    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
+    items = [
+        Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0 + n % 7)
+        for n, k in enumerate(ids)
+    ]
+    vectors = dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        build(store, item_points(items, vectors, encoder.name), shoppers, settings, 1)
+        recommender = Recommender(settings, store)
+        together = recommender.recommend_many(shoppers)
+        for user, history in shoppers.items():
+            alone = recommender.recommend(history)
+            got = together[user].ranked
+            assert [r.item_id for r in got] == [r.item_id for r in alone.ranked], user
+            for g, a in zip(got, alone.ranked, strict=True):
+                assert g.score == pytest.approx(a.score, abs=1e-12)
+                assert g.components == pytest.approx(a.components, abs=1e-12)
+        components = [r.components for rec in together.values() for r in rec.ranked]
+        for name in ("semantic", "collaborative", "learned", "popularity", "price"):
+            assert any(c[name] > 0 for c in components), name
+    finally:
+        store.close()
