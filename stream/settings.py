@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         description="use the ranking settings `recstream tune` stored in the store, where it "
         "stored any (they win over these settings)",
     )
+    rank_index_refresh_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often the behaviour consumer re-reads the items' vectors it draws "
+        "semantic candidates from (a new item is a candidate at most this much later)",
+    )
     rank_reload_s: float = Field(
         default=60.0, gt=0, description="how often consumers re-read tuned settings"
     )

@@ -178,7 +178,7 @@ class BehaviourProcessor:
         return False
 
     def close(self) -> None:
-        """Nothing to release."""
+        self.recommender.close()
 
     def confirm(self, result: BatchResult) -> None:
         """Record the histories once their activities and recommendations were delivered."""

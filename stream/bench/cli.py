@@ -1,4 +1,4 @@
-"""``recstream bench encoder|gpu|store|e2e|scaling``: the options of each benchmark, and dispatch.
+"""``recstream bench ...``: the options of each benchmark, and dispatch.
 
 Imports nothing heavy: each benchmark module (torch, Qdrant, Kafka) loads when it runs.
 """
@@ -80,6 +80,26 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
     e2e.add_argument("--out", **out)
     add_settings_options(e2e)
 
+    beh = which.add_parser(
+        "behaviour",
+        help="events/s and latency, user.events to users.recommendations, against the catalog "
+        "path's drain in the same run",
+    )
+    beh.add_argument("--items", type=int, default=10_000, help="catalogue size [10000]")
+    beh.add_argument(
+        "--catalog-events", type=int, default=2_000, help="items through the catalog path [2000]"
+    )
+    beh.add_argument("--users", type=int, default=5_000, help="shoppers with histories [5000]")
+    beh.add_argument("--events", type=int, default=20_000, help="throughput phase events [20000]")
+    beh.add_argument(
+        "--load", type=float, default=0.5, help="latency phase load, share of throughput [0.5]"
+    )
+    beh.add_argument("--latency-seconds", type=float, default=30.0, help="latency phase [30]")
+    beh.add_argument("--max-seconds", type=float, default=600.0, help="per drain [600]")
+    beh.add_argument("--name", default=None, help="result file name [behaviour-<items>]")
+    beh.add_argument("--out", **out)
+    add_settings_options(beh)
+
     gpu = which.add_parser(
         "gpu", help="recstream's CUDA encoder vs sentence-transformers fp16, ~64-token sentences"
     )
@@ -160,6 +180,22 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.name,
         )
         print(e2e.summary(result))
+    elif args.bench_command == "behaviour":
+        from stream.bench import behaviour
+
+        result = behaviour.run(
+            settings,
+            args.items,
+            args.catalog_events,
+            args.users,
+            args.events,
+            args.load,
+            args.latency_seconds,
+            args.max_seconds,
+            args.out,
+            args.name,
+        )
+        print(behaviour.summary(result))
     elif args.bench_command == "gpu":
         from stream.bench import gpu
 

@@ -154,10 +154,13 @@ def recommend(
     """Each user's list (item ids), in batches as the behaviour consumer makes them."""
     recommender = Recommender(offline(s), store)
     out: dict[str, list[str]] = {}
-    for start in range(0, len(users), _USERS_PER_BATCH):
-        chunk = users[start : start + _USERS_PER_BATCH]
-        lists = recommender.recommend_many({u: history[u] for u in chunk})
-        out.update({u: [r.item_id for r in lists[u].ranked] for u in chunk})
+    try:
+        for start in range(0, len(users), _USERS_PER_BATCH):
+            chunk = users[start : start + _USERS_PER_BATCH]
+            lists = recommender.recommend_many({u: history[u] for u in chunk})
+            out.update({u: [r.item_id for r in lists[u].ranked] for u in chunk})
+    finally:
+        recommender.close()
     return out
 
 
@@ -167,8 +170,11 @@ def score(
     """Each user's eligible candidates and their components, before any weighting."""
     recommender = Recommender(offline(s), store)
     out: dict[str, Scored] = {}
-    for start in range(0, len(users), _USERS_PER_BATCH):
-        chunk = users[start : start + _USERS_PER_BATCH]
-        scored, _ = recommender.score_many({u: history[u] for u in chunk})
-        out.update(scored)
+    try:
+        for start in range(0, len(users), _USERS_PER_BATCH):
+            chunk = users[start : start + _USERS_PER_BATCH]
+            scored, _ = recommender.score_many({u: history[u] for u in chunk})
+            out.update(scored)
+    finally:
+        recommender.close()
     return out

@@ -88,13 +88,44 @@ class Scored:
         if n <= 0 or not self.ids:
             return []
         scores = self.components @ weights.vector()
-        ranked = [
-            Ranked(item_id, float(score), dict(zip(COMPONENTS, map(float, row), strict=True)))
-            for item_id, score, row in zip(self.ids, scores, self.components, strict=True)
-        ]
         if mmr_lambda >= 1.0:
-            return sorted(ranked, key=lambda r: (-r.score, r.item_id))[:n]
-        return _mmr(ranked, self.unit, mmr_lambda, n)
+            order = np.lexsort((np.array(self.ids), -scores))[:n]
+            return [self._ranked(int(k), scores) for k in order]
+        everyone = [self._ranked(k, scores) for k in range(len(self.ids))]
+        return _mmr(everyone, self.unit, mmr_lambda, n)
+
+    def _ranked(self, k: int, scores: _Matrix) -> Ranked:
+        row = map(float, self.components[k])
+        return Ranked(self.ids[k], float(scores[k]), dict(zip(COMPONENTS, row, strict=True)))
+
+
+def score_arrays(
+    profile: Vector | None,
+    ids: list[str],
+    unit: _Matrix,
+    *,
+    collaborative: _Matrix,
+    popularity: _Matrix,
+    learned: _Matrix,
+    prices: _Matrix,
+    price_preference: float | None,
+    price_sigma: float,
+) -> Scored:
+    """The components of eligible candidates given as arrays (one entry per id; ``unit`` their
+    unit rows, zero for none; ``prices`` NaN where unknown)."""
+    if price_sigma <= 0:
+        raise ValueError(f"price_sigma must be positive, not {price_sigma}")
+    matrix = np.empty((len(ids), len(COMPONENTS)), dtype=np.float64)
+    columns = {
+        "semantic": _semantic(profile, unit),
+        "collaborative": _shares(collaborative),
+        "popularity": _shares(popularity),
+        "price": _price_affinity(prices, price_preference, price_sigma),
+        "learned": _shares(learned),
+    }
+    for k, name in enumerate(COMPONENTS):
+        matrix[:, k] = columns[name]
+    return Scored(ids, unit, matrix)
 
 
 def score(
@@ -107,21 +138,18 @@ def score(
 ) -> Scored:
     """The components of every eligible candidate: excluded and out-of-stock candidates are
     dropped, of duplicate item ids the first is kept."""
-    if price_sigma <= 0:
-        raise ValueError(f"price_sigma must be positive, not {price_sigma}")
     pool = _eligible(candidates, exclude)
-    unit = _unit_rows([c.vector for c in pool])
-    if not pool:
-        return Scored([], unit, np.zeros((0, len(COMPONENTS)), dtype=np.float64))
-    columns = {
-        "semantic": _semantic(profile, unit),
-        "collaborative": _shares([c.collaborative for c in pool]),
-        "popularity": _shares([c.popularity for c in pool]),
-        "price": [_price_affinity(c.price, price_preference, price_sigma) for c in pool],
-        "learned": _shares([c.learned for c in pool]),
-    }
-    matrix = np.array([columns[name] for name in COMPONENTS], dtype=np.float64).T
-    return Scored([c.item_id for c in pool], unit, matrix)
+    return score_arrays(
+        profile,
+        [c.item_id for c in pool],
+        unit_rows([c.vector for c in pool]),
+        collaborative=np.array([c.collaborative for c in pool], dtype=np.float64),
+        popularity=np.array([c.popularity for c in pool], dtype=np.float64),
+        learned=np.array([c.learned for c in pool], dtype=np.float64),
+        prices=np.array([np.nan if c.price is None else c.price for c in pool], dtype=np.float64),
+        price_preference=price_preference,
+        price_sigma=price_sigma,
+    )
 
 
 def rank(
@@ -161,40 +189,50 @@ def _eligible(candidates: Sequence[Candidate], exclude: Collection[str]) -> list
     return [c for c in first.values() if c.in_stock and c.item_id not in excluded]
 
 
-def _unit_rows(vectors: list[Vector | None]) -> _Matrix:
-    """Vectors as unit rows of one matrix; a missing (or zero) vector is a zero row."""
+def unit_rows(vectors: Sequence[Vector | None]) -> _Matrix:
+    """Vectors as unit rows of one float64 matrix; a missing, zero or non-finite vector is a
+    zero row."""
     dim = next((v.shape[-1] for v in vectors if v is not None), 0)
     rows = np.zeros((len(vectors), dim), dtype=np.float64)
-    for k, v in enumerate(vectors):
-        if v is None:
-            continue
-        norm = float(np.linalg.norm(v))
-        if norm > 0 and math.isfinite(norm):
-            rows[k] = np.asarray(v, dtype=np.float64).reshape(-1) / norm
+    present = [k for k, v in enumerate(vectors) if v is not None]
+    if present:
+        rows[present] = np.stack([np.asarray(vectors[k]).reshape(-1) for k in present])
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(rows, axis=1)
+    usable = (norms > 0) & np.isfinite(norms)
+    rows[~usable] = 0.0
+    rows[usable] /= norms[usable, None]
     return rows
 
 
-def _semantic(profile: Vector | None, unit: _Matrix) -> list[float]:
+def _semantic(profile: Vector | None, unit: _Matrix) -> _Matrix:
+    zeros = np.zeros(len(unit), dtype=np.float64)
     if profile is None or unit.shape[1] == 0:
-        return [0.0] * len(unit)
+        return zeros
     p = np.asarray(profile, dtype=np.float64).reshape(-1)
     norm = float(np.linalg.norm(p))
     if norm == 0 or not math.isfinite(norm):
-        return [0.0] * len(unit)
+        return zeros
     # clip both ends: rounding can push a cosine a hair past 1
-    return [min(1.0, max(0.0, float(c))) for c in unit @ (p / norm)]
+    return np.clip(unit @ (p / norm), 0.0, 1.0)
 
 
-def _shares(values: list[float]) -> list[float]:
+def _shares(values: _Matrix) -> _Matrix:
     """Each value over the largest (negatives count 0); all 0 when none is positive."""
-    largest = max(max(values), 0.0)
-    return [min(1.0, max(0.0, v) / largest) if largest > 0 else 0.0 for v in values]
+    positive = np.maximum(values, 0.0)
+    largest = float(positive.max()) if len(positive) else 0.0
+    if not largest > 0:
+        return np.zeros(len(values), dtype=np.float64)
+    return np.minimum(1.0, positive / largest)
 
 
-def _price_affinity(price: float | None, preference: float | None, sigma: float) -> float:
-    if price is None or preference is None or not price > 0:
-        return 0.0
-    return math.exp(-((math.log(price) - preference) ** 2) / (2 * sigma**2))
+def _price_affinity(prices: _Matrix, preference: float | None, sigma: float) -> _Matrix:
+    out = np.zeros(len(prices), dtype=np.float64)
+    if preference is None:
+        return out
+    known = np.isfinite(prices) & (prices > 0)
+    out[known] = np.exp(-((np.log(prices[known]) - preference) ** 2) / (2 * sigma**2))
+    return out
 
 
 def _mmr(ranked: list[Ranked], unit: _Matrix, lam: float, n: int) -> list[Ranked]:

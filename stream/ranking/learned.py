@@ -36,8 +36,6 @@ TUNABLE = (
     "rank_weight_price",
     "learned_half_life_hours",
     "learned_l2",
-    "popularity_half_life_hours",
-    "profile_half_life_hours",
 )
 """The settings ``recstream tune`` may choose and consumers take from the store."""
 

@@ -19,6 +19,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import numpy as np
 
 from stream.behaviour.profile import (
     Interaction,
@@ -27,14 +30,17 @@ from stream.behaviour.profile import (
     recent_items,
     recently_purchased,
 )
-from stream.behaviour.stats import cooccurrence_at, popularity_at
+from stream.behaviour.stats import cooccurrence_at, popularity_key
 from stream.collections import ITEM_STATS, ITEMS
-from stream.ranking.blend import Candidate, Ranked, Scored, Weights, score
+from stream.ranking.blend import Ranked, Scored, Weights, score_arrays, unit_rows
+from stream.ranking.candidates import ItemIndex
 from stream.ranking.learned import read_rows, tuned_settings
 from stream.ranking.model import fold_in, shopper_weights
 from stream.settings import Settings
-from stream.store import SearchQuery, StoredPoint, VectorStore, Where
+from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector
+
+_ITEM_FIELDS = ("price", "in_stock")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Recommender:
         self.base = settings
         self.store = store
         self._loaded_at = -float("inf")
+        self._index: ItemIndex | None = None
         self.s = settings
         self.weights = Weights.from_settings(settings)
 
@@ -99,7 +106,7 @@ class Recommender:
         store = self.store
         histories = {u: h for u, h in histories.items() if h}
         touched = sorted({i.item_id for h in histories.values() for i in h})
-        known = store.retrieve(ITEMS, touched, with_vectors=True)
+        known = store.retrieve(ITEMS, touched, with_vectors=True, fields=_ITEM_FIELDS)
         vectors = {k: p.vector for k, p in known.items() if p.vector is not None}
         weights = s.behaviour_weights()
         shoppers: dict[str, _Shopper] = {}
@@ -150,72 +157,96 @@ class Recommender:
             )
 
         wanted = sorted({k for v in ids.values() for k in v})
-        items = {k: known[k] for k in wanted if k in known and known[k].vector is not None}
+        items = {k: known[k] for k in wanted if k in known}
         items.update(
             store.retrieve(ITEMS, [k for k in wanted if k not in items], with_vectors=True)
         )
         stats.update(store.retrieve(ITEM_STATS, [k for k in wanted if k not in stats]))
+        pool = _Pool(items, stats, s.popularity_half_life_hours)
         prices = {k: p.payload.get("price") for k, p in known.items()}
-        scored = {
-            user: score(
+        scored = {}
+        for user, sh in shoppers.items():
+            keys = [
+                k
+                for k in dict.fromkeys(ids[user])
+                if k in pool.row and pool.in_stock[pool.row[k]] and k not in sh.exclude
+            ]
+            at = np.array([pool.row[k] for k in keys], dtype=np.int64)
+            co, learnt = collaborative[user], learned[user]
+            scored[user] = score_arrays(
                 sh.profile,
-                [
-                    _candidate(
-                        key,
-                        items[key],
-                        stats.get(key),
-                        sh.ref,
-                        s,
-                        collaborative[user],
-                        learned[user],
-                    )
-                    for key in ids[user]
-                    if key in items  # deleted items drop out
-                ],
-                exclude=sh.exclude,
+                keys,
+                pool.unit[at],
+                collaborative=np.array([co.get(k, 0.0) for k in keys], dtype=np.float64),
+                popularity=_relative(pool.log_popularity[at]),
+                learned=np.array([learnt.get(k, 0.0) for k in keys], dtype=np.float64),
+                prices=pool.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
             )
-            for user, sh in shoppers.items()
-        }
         return scored, shoppers
 
     def _semantic(self, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
-        """The items nearest each profile, one batched search for the whole batch."""
-        users = [u for u, sh in shoppers.items() if sh.profile is not None]
-        queries = [
-            SearchQuery(
-                shoppers[u].profile,  # type: ignore[arg-type]
-                self.s.rank_candidates,
-                Where(exclude_keys=frozenset(shoppers[u].exclude)),
-            )
-            for u in users
-        ]
-        hits = self.store.search(ITEMS, queries) if queries else []
-        return {u: [h.key for h in found] for u, found in zip(users, hits, strict=True)}
+        """The items nearest each profile, one batched search of the in-memory copy."""
+        profiles = {u: sh.profile for u, sh in shoppers.items() if sh.profile is not None}
+        if not profiles:
+            return {}
+        if self._index is None:
+            dim = len(next(iter(profiles.values())))
+            k = self.base.rank_candidates + self.base.history_max
+            self._index = ItemIndex(self.store, dim, k, self.base.rank_index_refresh_s)
+        exclude = {u: shoppers[u].exclude for u in profiles}
+        return self._index.nearest(profiles, exclude, self.s.rank_candidates)
+
+    def close(self) -> None:
+        """Stop refreshing the copy of the items' vectors."""
+        if self._index is not None:
+            self._index.close()
 
 
 def _best(scores: Mapping[str, float], n: int) -> list[str]:
     return sorted(scores, key=lambda k: (-scores[k], k))[:n]
 
 
-def _candidate(
-    key: str,
-    item: StoredPoint,
-    stats: StoredPoint | None,
-    ref: datetime,
-    s: Settings,
-    collaborative: Mapping[str, float],
-    learned: Mapping[str, float],
-) -> Candidate:
-    return Candidate(
-        item_id=key,
-        vector=item.vector,
-        popularity=popularity_at(
-            stats.payload if stats is not None else None, ref, s.popularity_half_life_hours
-        ),
-        collaborative=collaborative.get(key, 0.0),
-        price=item.payload.get("price"),
-        in_stock=bool(item.payload.get("in_stock", True)),
-        learned=learned.get(key, 0.0),
+class _Pool:
+    """The batch's candidate items as arrays, one row each: deleted items are not in it."""
+
+    def __init__(
+        self,
+        items: Mapping[str, StoredPoint],
+        stats: Mapping[str, StoredPoint],
+        half_life_hours: float,
+    ) -> None:
+        keys = sorted(items)
+        self.row = {k: n for n, k in enumerate(keys)}
+        self.unit = unit_rows([items[k].vector for k in keys])
+        self.in_stock = [bool(items[k].payload.get("in_stock", True)) for k in keys]
+        self.prices = np.array([_price(items[k].payload.get("price")) for k in keys])
+        # log popularity at a shared time: each item's share of the largest does not depend on
+        # the time it is counted at (decay is the same factor for all), so one value per item
+        self.log_popularity = np.array(
+            [
+                _or_nan(popularity_key(stats[k].payload if k in stats else None, half_life_hours))
+                for k in keys
+            ],
+            dtype=np.float64,
+        )
+
+
+def _price(value: object) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
     )
+
+
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+def _relative(log_values: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, Any]:
+    """exp(log value - the largest): each value's share of the largest; NaN (none) is 0."""
+    out = np.zeros(len(log_values), dtype=np.float64)
+    known = np.isfinite(log_values)
+    if known.any():
+        out[known] = np.exp(log_values[known] - log_values[known].max())
+    return out

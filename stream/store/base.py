@@ -97,9 +97,14 @@ class VectorStore(Protocol):
         """Remove points; unknown keys are ignored."""
 
     def retrieve(
-        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+        self,
+        collection: str,
+        keys: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, StoredPoint]:
-        """The points that exist among ``keys``."""
+        """The points that exist among ``keys``; with ``fields``, only those payload fields
+        (large payloads cost more to read than the vectors)."""
 
     def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         """Nearest points by cosine similarity, one list per query, best first, in one call."""
@@ -110,8 +115,10 @@ class VectorStore(Protocol):
     def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
         """The points with the largest values of a float payload field (indexed), largest first."""
 
-    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
-        """Every point of the collection."""
+    def scroll(
+        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> Iterator[StoredPoint]:
+        """Every point of the collection (with ``fields``, only those payload fields)."""
 
     def count(self, collection: str) -> int: ...
 
@@ -144,6 +151,11 @@ def engine_calls(lock: threading.RLock, engine: str) -> Iterator[None]:
             raise  # ours: a programming or configuration error, not an outage
         except Exception as exc:
             raise StoreUnavailable(f"{engine}: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def payload_fields(fields: Sequence[str] | None) -> bool | list[str]:
+    """What to ask an engine for: the whole payload, or the fields and the key."""
+    return True if fields is None else sorted({*fields, "key"})
 
 
 def as_vector(values: Sequence[float] | Vector) -> Vector:

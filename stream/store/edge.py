@@ -21,6 +21,7 @@ from stream.store.base import (
     Where,
     as_vector,
     engine_calls,
+    payload_fields,
     point_id,
 )
 
@@ -153,13 +154,19 @@ class EdgeStore:
                 )
 
     def retrieve(
-        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+        self,
+        collection: str,
+        keys: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, StoredPoint]:
         if not keys:
             return {}
         with self._engine():
             records = self._shard(collection).retrieve(
-                [point_id(k) for k in keys], with_payload=True, with_vector=with_vectors
+                [point_id(k) for k in keys],
+                with_payload=payload_fields(fields),
+                with_vector=with_vectors,
             )
         out: dict[str, StoredPoint] = {}
         for r in records:
@@ -205,7 +212,9 @@ class EdgeStore:
             )
         return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
 
-    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
+    def scroll(
+        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:
             with self._engine():
@@ -213,7 +222,7 @@ class EdgeStore:
                     qe.ScrollRequest(
                         offset=offset,
                         limit=_SCROLL_PAGE,
-                        with_payload=True,
+                        with_payload=payload_fields(fields),
                         with_vector=with_vectors,
                     )
                 )

@@ -20,6 +20,7 @@ from stream.store.base import (
     Where,
     as_vector,
     engine_calls,
+    payload_fields,
     point_id,
 )
 
@@ -151,7 +152,11 @@ class ServerStore:
                 )
 
     def retrieve(
-        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+        self,
+        collection: str,
+        keys: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, StoredPoint]:
         if not keys:
             return {}
@@ -159,7 +164,7 @@ class ServerStore:
             records = self.client.retrieve(
                 collection,
                 ids=[point_id(k) for k in keys],
-                with_payload=True,
+                with_payload=payload_fields(fields),
                 with_vectors=[_VECTOR] if with_vectors else False,
             )
         out = {}
@@ -207,7 +212,9 @@ class ServerStore:
             )
         return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
 
-    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
+    def scroll(
+        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:
             with self._engine():
@@ -215,7 +222,7 @@ class ServerStore:
                     collection,
                     offset=offset,
                     limit=_SCROLL_PAGE,
-                    with_payload=True,
+                    with_payload=payload_fields(fields),
                     with_vectors=[_VECTOR] if with_vectors else False,
                 )
             for r in records:

@@ -44,10 +44,14 @@ class FlakyStore:
         self.inner.delete(collection, keys)
 
     def retrieve(
-        self, collection: str, keys: Sequence[str], with_vectors: bool = False
+        self,
+        collection: str,
+        keys: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, StoredPoint]:
         self._check()
-        return self.inner.retrieve(collection, keys, with_vectors)
+        return self.inner.retrieve(collection, keys, with_vectors, fields)
 
     def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         self._check()
@@ -61,8 +65,10 @@ class FlakyStore:
         self._check()
         return self.inner.top_by(collection, field, limit)
 
-    def scroll(self, collection: str, with_vectors: bool = False) -> Iterator[StoredPoint]:
-        return self.inner.scroll(collection, with_vectors)
+    def scroll(
+        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> Iterator[StoredPoint]:
+        return self.inner.scroll(collection, with_vectors, fields)
 
     def count(self, collection: str) -> int:
         return self.inner.count(collection)

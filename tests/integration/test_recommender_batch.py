@@ -46,5 +46,6 @@ def test_a_batch_gets_the_lists_each_shopper_gets_alone(
         components = [r.components for rec in together.values() for r in rec.ranked]
         for name in ("semantic", "collaborative", "learned", "popularity", "price"):
             assert any(c[name] > 0 for c in components), name
+        recommender.close()
     finally:
         store.close()

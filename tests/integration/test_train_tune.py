@@ -143,6 +143,8 @@ def test_tune_stores_settings_the_recommender_ranks_with(
         untuned = Recommender(settings.model_copy(update={"rank_tuned": False}), store)
         untuned.recommend(shoppers["u000"])
         assert untuned.weights == Weights.from_settings(settings)
+        recommender.close()
+        untuned.close()
     finally:
         store.close()
 

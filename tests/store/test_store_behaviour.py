@@ -94,6 +94,19 @@ def test_retrieve_upsert_replaces_set_payload_merges(store: VectorStore) -> None
     assert "ghost" not in got
 
 
+def test_retrieve_reads_only_the_fields_asked_for(store: VectorStore) -> None:
+    """With ``fields``, a point's payload holds those fields (and the key), nothing else; the
+    vector comes all the same."""
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 1)
+    big = {"n": 7, "tags": ["a", "b"], "seen": [f"s-{k}" for k in range(50)]}
+    store.upsert("items", [StoredPoint("sku-0", big, vectors[0])])
+    got = store.retrieve("items", ["sku-0"], with_vectors=True, fields=["n", "absent"])["sku-0"]
+    assert got.payload == {"n": 7, "key": "sku-0"}
+    assert got.vector is not None
+    assert store.retrieve("items", ["sku-0"])["sku-0"].payload["seen"] == big["seen"]
+
+
 def test_delete_scroll_count(store: VectorStore) -> None:
     """Deleted points vanish from retrieve, search, scroll and count; unknown keys are ignored."""
     rng = np.random.default_rng(4)
