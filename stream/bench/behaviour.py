@@ -202,7 +202,7 @@ def _latency(
 
 
 def _preload(
-    store: EdgeStore, catalogue: list[dict[str, Any]], base: np.ndarray[Any, Any]
+    store: EdgeStore, catalogue: list[dict[str, Any]], base: np.ndarray[Any, Any], model: str
 ) -> float:
     started = time.perf_counter()
     vectors = jittered(base, len(catalogue), seed=5)
@@ -218,6 +218,8 @@ def _preload(
                         "price": item.get("price"),
                         "in_stock": True,
                         "categories": item.get("categories", []),
+                        "content_hash": item["item_id"],  # each vector is its own
+                        "model": model,
                     },
                     vectors[start + k],
                 )
@@ -294,7 +296,7 @@ def run(
                     ]
                 )
                 progress(f"  preloading {len(catalogue) - len(indexed):,} more items ...")
-                preload_s = _preload(store, catalogue[len(indexed) :], base)
+                preload_s = _preload(store, catalogue[len(indexed) :], base, encoder.name)
                 # 3. warm-up histories and the model
                 dim = encoder.dim
                 behaviour = BehaviourConsumer(s, BehaviourProcessor(s, store, dim))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders.text import content_hash
 from stream.behaviour.item_stats import fold_item_activities
 from stream.behaviour.profile import Interaction
 from stream.behaviour.stats import ItemActivity, activities_for
@@ -54,6 +55,7 @@ def item_points(
                 "price": i.price,
                 "in_stock": True,
                 "model": model,
+                "content_hash": content_hash(i.title),
             },
             vectors[i.item_id],
         )

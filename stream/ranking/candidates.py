@@ -1,53 +1,77 @@
-"""Where shoppers' semantic candidates come from: an in-memory copy of the items' vectors.
+"""Where shoppers' semantic candidates and items' vectors come from: an in-memory copy of them.
 
 A batch's profiles are searched together with matrix products against the copy (exact, pruned
 by clusters from 20,000 items: :class:`stream.catalog.index.MemoryIndex`), where the store would
 scan the whole collection once per shopper. The behaviour consumers do not write items, so the
 copy is read again from the store every ``refresh_s`` on a worker thread and swapped in whole:
 a new item becomes a semantic *candidate* up to that long after it was stored. Scores never lag:
-every candidate's vector, price and stock are read from the store when its list is made, and an
-item deleted meanwhile drops out there.
+every candidate's price, stock and text stamp (model and content hash) are read from the store
+when its list is made, an item deleted meanwhile drops out there, and a vector is taken from the
+copy only when the copy holds it for the same stamp (reading vectors from the store costs more
+than everything else a batch does).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import structlog
 
-from stream.catalog.index import MemoryIndex
+from stream.catalog.index import MemoryIndex, unit
 from stream.collections import ITEMS
-from stream.store import StoreError, VectorStore
+from stream.store import StoredPoint, StoreError, VectorStore
 from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
 
 
-def load(store: VectorStore, dim: int, k: int) -> MemoryIndex:
+_STAMP_FIELDS = ("content_hash", "model")
+
+
+def stamp(payload: Mapping[str, Any]) -> str | None:
+    """What an item's vector is a function of (its text and the model), None when unknown."""
+    digest, model = payload.get("content_hash"), payload.get("model")
+    return f"{model}:{digest}" if isinstance(digest, str) and isinstance(model, str) else None
+
+
+@dataclass(frozen=True)
+class _Copy:
+    index: MemoryIndex | None
+    stamps: dict[str, str | None]
+
+
+def _load(store: VectorStore, k: int) -> _Copy:
     """Every stored item's vector in a new index whose searches return ``k`` rows."""
-    index = MemoryIndex(dim, k)
+    index: MemoryIndex | None = None
+    stamps: dict[str, str | None] = {}
     batch: dict[str, Vector] = {}
-    for point in store.scroll(ITEMS, with_vectors=True, fields=()):
-        if point.vector is not None:
-            batch[point.key] = point.vector
+    for point in store.scroll(ITEMS, with_vectors=True, fields=_STAMP_FIELDS):
+        if point.vector is None:
+            continue
+        batch[point.key] = point.vector
+        stamps[point.key] = stamp(point.payload)
         if len(batch) >= 10_000:
+            index = index or MemoryIndex(len(point.vector), k)
             index.put(batch)
             batch = {}
-    index.put(batch)
-    return index
+    if batch:
+        index = index or MemoryIndex(len(next(iter(batch.values()))), k)
+        index.put(batch)
+    return _Copy(index, stamps)
 
 
 class ItemIndex:
     """The items' vectors, refreshed from the store every ``refresh_s`` on a worker thread."""
 
-    def __init__(self, store: VectorStore, dim: int, k: int, refresh_s: float) -> None:
+    def __init__(self, store: VectorStore, k: int, refresh_s: float) -> None:
         self.store = store
-        self.dim = dim
         self.k = k
         self.refresh_s = refresh_s
-        self.index = load(store, dim, k)
+        self._copy = _load(store, k)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="item-index", daemon=True)
         self._thread.start()
@@ -55,7 +79,7 @@ class ItemIndex:
     def _refresh(self) -> None:
         while not self._stop.wait(self.refresh_s):
             try:
-                self.index = load(self.store, self.dim, self.k)
+                self._copy = _load(self.store, self.k)
             except StoreError as exc:  # keep the copy we have; the next round tries again
                 log.warning("item_index.refresh_failed", error=str(exc)[:300])
 
@@ -64,9 +88,9 @@ class ItemIndex:
     ) -> dict[str, list[str]]:
         """Each profile's ``n`` nearest items, best first, leaving out its ``exclude`` (the
         search reads ``k`` rows: fewer come back when more than ``k - n`` are excluded)."""
-        index = self.index  # one copy for the whole batch, whatever a refresh swaps in
+        index = self._copy.index  # one copy for the whole call, whatever a refresh swaps in
         users = list(profiles)
-        if not users or not len(index):
+        if not users or index is None or not len(index):
             return {u: [] for u in users}
         queries = np.stack([np.asarray(profiles[u], dtype=np.float32) for u in users])
         found = index.search(queries, np.full(len(users), -1, dtype=np.intp), None)
@@ -76,6 +100,27 @@ class ItemIndex:
             skip = exclude.get(user, set())
             out[user] = [k for k in keys if k not in skip][:n]
         return out
+
+    def with_vectors(self, points: Mapping[str, StoredPoint]) -> dict[str, StoredPoint]:
+        """``points`` (read without vectors, with the stamp fields) with their vectors: from the
+        copy where it holds the same stamp, else read from the store."""
+        copy = self._copy
+        vectors = (
+            copy.index.vectors(
+                k for k, p in points.items() if (s := stamp(p.payload)) and copy.stamps.get(k) == s
+            )
+            if copy.index is not None
+            else {}
+        )
+        missing = [k for k in points if k not in vectors]
+        if missing:
+            fetched = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=())
+            found = {k: p.vector for k, p in fetched.items() if p.vector is not None}
+            if found:  # normalised as the copy's are: the same vector whichever way it came
+                vectors.update(zip(found, unit(np.stack(list(found.values()))), strict=True))
+        return {
+            k: StoredPoint(k, p.payload, vectors.get(k)) for k, p in points.items() if k in vectors
+        }
 
     def close(self) -> None:
         self._stop.set()

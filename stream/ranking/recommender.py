@@ -40,7 +40,7 @@ from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector
 
-_ITEM_FIELDS = ("price", "in_stock")
+_ITEM_FIELDS = ("price", "in_stock", "content_hash", "model")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ class Recommender:
         store = self.store
         histories = {u: h for u, h in histories.items() if h}
         touched = sorted({i.item_id for h in histories.values() for i in h})
-        known = store.retrieve(ITEMS, touched, with_vectors=True, fields=_ITEM_FIELDS)
+        index = self._items()
+        known = index.with_vectors(store.retrieve(ITEMS, touched, fields=_ITEM_FIELDS))
         vectors = {k: p.vector for k, p in known.items() if p.vector is not None}
         weights = s.behaviour_weights()
         shoppers: dict[str, _Shopper] = {}
@@ -191,12 +192,14 @@ class Recommender:
         profiles = {u: sh.profile for u, sh in shoppers.items() if sh.profile is not None}
         if not profiles:
             return {}
-        if self._index is None:
-            dim = len(next(iter(profiles.values())))
-            k = self.base.rank_candidates + self.base.history_max
-            self._index = ItemIndex(self.store, dim, k, self.base.rank_index_refresh_s)
         exclude = {u: shoppers[u].exclude for u in profiles}
-        return self._index.nearest(profiles, exclude, self.s.rank_candidates)
+        return self._items().nearest(profiles, exclude, self.s.rank_candidates)
+
+    def _items(self) -> ItemIndex:
+        if self._index is None:
+            k = self.base.rank_candidates + self.base.history_max
+            self._index = ItemIndex(self.store, k, self.base.rank_index_refresh_s)
+        return self._index
 
     def close(self) -> None:
         """Stop refreshing the copy of the items' vectors."""
