@@ -2,9 +2,9 @@
 
 Because the internal topic is keyed by item id, each item's statistics have exactly one writer
 at a time, whichever instance owns its partition: no global state in any process's memory and
-no lost updates between instances. Each activity carries a unique source id; the stats payload
-remembers the recent ones, so an activity published twice (a redone behaviour batch) counts
-once. Writes happen before the offsets are committed.
+no lost updates between instances. Each activity names the input partition and offset it came
+from; the stats keep the last offset applied per input partition, so an activity published twice
+(a redone behaviour batch) counts once. Writes happen before the offsets are committed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from stream.behaviour.stats import SEEN_MAX, ItemActivity, apply_activity, popularity_key
+from stream.behaviour.stats import ItemActivity, apply_activity, popularity_key
 from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
 from stream.kafka.loop import BatchConsumer, BatchResult, Output
@@ -35,18 +35,15 @@ def fold_item_activities(
     activities: Iterable[ItemActivity],
     half_life_hours: float,
     max_co: int,
-    *,
-    max_seen: int = SEEN_MAX,
 ) -> tuple[dict[str, Any] | None, int]:
     """One item's stats payload after ``activities`` (with ``pop_key``) and how many applied.
 
     The payload is None when none applied (all replays): there is nothing to write.
-    ``max_seen`` bounds the sources remembered for dedupe (see :func:`apply_activity`).
     """
     current = stats
     applied = 0
     for activity in activities:
-        new = apply_activity(current, activity, half_life_hours, max_co, max_seen=max_seen)
+        new = apply_activity(current, activity, half_life_hours, max_co)
         if new is not None:
             current = new
             applied += 1

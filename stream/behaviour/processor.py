@@ -4,13 +4,14 @@ Order of effects, for crash safety without a transaction:
 
 1. in memory: merge each shopper's new events into the history read from the store, derive the
    item activities of the new interactions and the shopper's fresh recommendations;
-2. publish the activities (internal topic keyed by item id), the recommendations and the dead
-   letters; the consumer loop waits until the broker acknowledged all of them;
+2. publish the activities (internal topic keyed by item id, in offset order per input
+   partition), the recommendations and the dead letters; the consumer loop waits until the
+   broker acknowledged all of them;
 3. :meth:`BehaviourProcessor.confirm` writes the histories (and, per source partition, the last
    offset applied) to the ``users`` collection; then the loop commits the offsets.
 
 A crash before 3 redoes the batch: the same activities are published again and the item-stats
-consumer drops them by their source id. A crash after 3 finds the events already in the
+consumer drops them by their input offset. A crash after 3 finds the events already in the
 histories: nothing is added, nothing is published twice.
 """
 
@@ -91,8 +92,8 @@ class BehaviourProcessor:
                 by_user[e.event.user_id].append(e)
         stored = self.store.retrieve(USERS, sorted(by_user))
         outputs: list[Output] = []
+        item_outputs: list[tuple[tuple[int, int], Output]] = []
         updates: dict[str, StoredPoint] = {}
-        activities = 0
         now = datetime.now(UTC)
         changed: dict[str, tuple[list[Interaction], dict[str, int]]] = {}
         for user_id in sorted(by_user):
@@ -111,23 +112,26 @@ class BehaviourProcessor:
             if not added:
                 continue
             changed[user_id] = (merged, upto)
-            sources = {r.event.event_id: r.source for r in fresh}
+            received = {r.event.event_id: r for r in fresh}
             for interaction in added:
+                r = received[interaction.event_id]
                 for activity in activities_for(
-                    interaction,
-                    merged,
-                    s.behaviour_weights(),
-                    s.cooccurrence_window,
-                    sources[interaction.event_id],
+                    interaction, merged, s.behaviour_weights(), s.cooccurrence_window, r.source
                 ):
-                    outputs.append(
-                        Output(
-                            s.topic_item_activity(),
-                            activity.item_id.encode(),
-                            activity.to_json(),
+                    item_outputs.append(
+                        (
+                            (r.partition, r.offset),
+                            Output(
+                                s.topic_item_activity(),
+                                activity.item_id.encode(),
+                                activity.to_json(),
+                            ),
                         )
                     )
-                    activities += 1
+        # in offset order per input partition: the item stats keep a watermark per partition
+        item_outputs.sort(key=lambda pair: pair[0])
+        outputs.extend(output for _, output in item_outputs)
+        activities = len(item_outputs)
         recommendations = self.recommender.recommend_many(
             {user_id: merged for user_id, (merged, _) in changed.items()}
         )

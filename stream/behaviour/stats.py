@@ -2,9 +2,14 @@
 
 Every value is stored decayed to the stats' reference time ``ref`` (the latest activity seen), so
 two activities can be added in either order and give the same sum: decay is multiplicative, and
-``decayed(decayed(v, a, b), b, c) == decayed(v, a, c)``. Each activity carries a unique
-``source`` and the stats remember the last :data:`SEEN_MAX` of them, so a replayed activity (the
-behaviour consumer restarting after a crash) is not counted twice.
+``decayed(decayed(v, a, b), b, c) == decayed(v, a, c)``.
+
+Each activity's ``source`` names the input event it came from (``topic/partition/offset#item``).
+An item's activities from one input partition arrive in offset order (the behaviour consumer
+publishes them so, one writer per input partition, the internal topic keyed by item), so the
+stats keep one watermark per input partition, the last offset applied: an activity at or below
+it is a replay (a redone behaviour batch) and is not counted twice, however many activities came
+in between.
 """
 
 from __future__ import annotations
@@ -17,9 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream.behaviour.profile import Interaction
-
-SEEN_MAX = 1_000
-"""Applied sources remembered per item, for dedupe; far more than a replay can span."""
 
 _SECONDS_PER_HOUR = 3600.0
 
@@ -36,8 +38,9 @@ def decayed(value: float, at: datetime, ref: datetime, half_life_hours: float) -
 class ItemActivity:
     """One item's share of one shopper interaction, keyed by item (the repartitioned stream).
 
-    ``source`` is unique per original event and item (like ``"user.events/3/1207#sku-1"``);
-    ``co`` maps the other items the shopper recently touched to the weight of the pair.
+    ``source`` is unique per original event and item (like ``"user.events/3/1207#sku-1"``: the
+    input partition, the offset, the item); ``co`` maps the other items the shopper recently
+    touched to the weight of the pair.
     """
 
     item_id: str
@@ -66,6 +69,7 @@ class ItemActivity:
         if not isinstance(body, dict):
             raise ValueError("an item activity must be a JSON object")
         item_id, source, at_raw = (_text(body, name) for name in ("item_id", "source", "at"))
+        source_position(source)
         at = datetime.fromisoformat(at_raw)
         if at.utcoffset() is None:
             raise ValueError("at must carry a time zone")
@@ -79,6 +83,15 @@ class ItemActivity:
             source=source,
             co={k: _weight(v, f"co[{k!r}]") for k, v in co.items()},
         )
+
+
+def source_position(source: str) -> tuple[str, int]:
+    """The input partition (``topic/partition``) and offset a source names; ValueError if none."""
+    event, _, _ = source.partition("#")
+    partition, _, offset = event.rpartition("/")
+    if not partition or not offset.isascii() or not offset.isdigit() or len(offset) > 19:
+        raise ValueError(f"source {source[:80]!r} is not topic/partition/offset#item")
+    return partition, int(offset)
 
 
 def _text(body: Mapping[str, Any], name: str) -> str:
@@ -143,17 +156,17 @@ def apply_activity(
     activity: ItemActivity,
     half_life_hours: float,
     max_co: int,
-    *,
-    max_seen: int = SEEN_MAX,
 ) -> dict[str, Any] | None:
     """The item's stats payload after ``activity``, or None when it was already applied.
 
-    Payload: ``{"item_id", "pop", "co", "ref", "seen"}``, values decayed to ``ref``. Only the
-    ``max_co`` strongest co-occurring items are kept (ties by item id); like any bounded sketch,
-    co-occurrence is exact, and order-independent, only while an item has no more partners.
+    Payload: ``{"item_id", "pop", "co", "ref", "upto"}``, values decayed to ``ref``, ``upto``
+    the last offset applied per input partition. Only the ``max_co`` strongest co-occurring
+    items are kept (ties by item id); like any bounded sketch, co-occurrence is exact, and
+    order-independent, only while an item has no more partners.
     """
-    item_id, pop, co, ref, seen = _parse(stats, activity.item_id)
-    if activity.source in seen:
+    item_id, pop, co, ref, upto = _parse(stats, activity.item_id)
+    partition, offset = source_position(activity.source)
+    if offset <= upto.get(partition, -1):
         return None
     at = activity.at.astimezone(UTC)
     new_ref = at if ref is None or at > ref else ref
@@ -170,22 +183,22 @@ def apply_activity(
         "pop": pop,
         "co": dict(strongest),
         "ref": new_ref.isoformat(),
-        "seen": [*seen, activity.source][-max_seen:] if max_seen > 0 else [],
+        "upto": {**upto, partition: offset},
     }
 
 
 def _parse(
     stats: Mapping[str, Any] | None, item_id: str
-) -> tuple[str, float, dict[str, float], datetime | None, list[str]]:
+) -> tuple[str, float, dict[str, float], datetime | None, dict[str, int]]:
     if not stats:
-        return item_id, 0.0, {}, None, []
+        return item_id, 0.0, {}, None, {}
     if stats.get("item_id", item_id) != item_id:
         raise ValueError(f"stats of {stats.get('item_id')!r} cannot take activity of {item_id!r}")
     ref_raw = stats.get("ref")
     ref = datetime.fromisoformat(ref_raw).astimezone(UTC) if isinstance(ref_raw, str) else None
     co = {str(k): float(v) for k, v in (stats.get("co") or {}).items()}
-    seen = [str(s) for s in (stats.get("seen") or [])]
-    return item_id, float(stats.get("pop", 0.0)), co, ref, seen
+    upto = {str(k): int(v) for k, v in (stats.get("upto") or {}).items()}
+    return item_id, float(stats.get("pop", 0.0)), co, ref, upto
 
 
 def popularity_at(stats: Mapping[str, Any] | None, ref: datetime, half_life_hours: float) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 from encoders.text import content_hash
 from stream.behaviour.item_stats import fold_item_activities
 from stream.behaviour.profile import Interaction
-from stream.behaviour.stats import ItemActivity, activities_for
+from stream.behaviour.stats import ItemActivity, activities_for, source_position
 from stream.collections import ITEM_STATS, ITEMS, ensure_collections
 from stream.evaluation.interactions import Item
 from stream.ranking.blend import Scored
@@ -92,9 +92,7 @@ def _fold_shard(
     """The stats payloads of one shard of the items, and the number of their activities.
 
     Each interaction pairs with the shopper's earlier ones as the behaviour consumer sees them:
-    within the bounded history (``history_max``), one event at a time. Every source is unique
-    here (nothing is replayed), so a dedupe memory of one entry changes no figure; the full one
-    would only slow every read of the stats.
+    within the bounded history (``history_max``), one event at a time.
     """
     weights = s.behaviour_weights()
     by_item: dict[str, list[ItemActivity]] = {}
@@ -102,7 +100,8 @@ def _fold_shard(
         events = history[user]
         for k, interaction in enumerate(events):
             previous = events[max(0, k + 1 - s.history_max) : k + 1]
-            source = f"offline/{user}/{interaction.event_id}"
+            # each shopper a partition of their own, events in order: nothing is a replay
+            source = f"offline/{user}/{k}"
             for activity in activities_for(
                 interaction, previous, weights, s.cooccurrence_window, source
             ):
@@ -111,9 +110,9 @@ def _fold_shard(
     payloads: dict[str, dict[str, Any]] = {}
     count = 0
     for item_id, activities in by_item.items():
-        activities.sort(key=lambda a: (a.at, a.source))
+        activities.sort(key=lambda a: (a.at, source_position(a.source)))
         payload, _ = fold_item_activities(
-            None, activities, s.popularity_half_life_hours, s.cooccurrence_max, max_seen=1
+            None, activities, s.popularity_half_life_hours, s.cooccurrence_max
         )
         count += len(activities)
         if payload is not None:

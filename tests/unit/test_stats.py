@@ -1,5 +1,6 @@
 """Item interaction statistics: decay, item activities (JSON, co-occurrence pairs and window),
-applying activities (decayed sums, dedupe, bounds, order independence) and reading them back."""
+applying activities (decayed sums, dedupe by watermark, bounds, order independence) and reading
+them back."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from hypothesis import strategies as st
 
 from stream.behaviour.profile import Interaction
 from stream.behaviour.stats import (
-    SEEN_MAX,
     ItemActivity,
     activities_for,
     apply_activity,
@@ -22,6 +22,7 @@ from stream.behaviour.stats import (
     decayed,
     popularity_at,
     popularity_key,
+    source_position,
 )
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -38,8 +39,14 @@ def ix(event_id: str, item_id: str, kind: str = "view", hours: float = 0.0) -> I
 
 
 def act(
-    source: str, weight: float = 1.0, hours: float = 0.0, co: dict[str, float] | None = None
+    offset: int,
+    weight: float = 1.0,
+    hours: float = 0.0,
+    co: dict[str, float] | None = None,
+    partition: int = 0,
 ) -> ItemActivity:
+    """An activity of sku-1 from ``user.events/<partition>/<offset>``."""
+    source = f"user.events/{partition}/{offset}#sku-1"
     return ItemActivity("sku-1", weight, at(hours), source, co or {})
 
 
@@ -68,7 +75,7 @@ VALID: dict[str, Any] = {
     "item_id": "sku-1",
     "weight": 1.0,
     "at": "2026-11-22T10:00:00+00:00",
-    "source": "s",
+    "source": "user.events/0/1#sku-1",
     "co": {},
 }
 
@@ -90,6 +97,9 @@ VALID: dict[str, Any] = {
         json.dumps({**VALID, "co": [1]}).encode(),
         json.dumps({**VALID, "co": {"sku-2": None}}).encode(),
         b'{"item_id": "sku-1", "weight": NaN, "at": "2026-11-22T10:00:00+00:00", "source": "s"}',
+        json.dumps({**VALID, "source": "no-offset"}).encode(),
+        json.dumps({**VALID, "source": "user.events/0/x#sku-1"}).encode(),
+        json.dumps({**VALID, "source": "user.events/0/" + "9" * 400 + "#sku-1"}).encode(),
     ],
 )
 def test_item_activity_from_garbage_raises_value_error(raw: bytes) -> None:
@@ -181,24 +191,22 @@ def test_cooccurrence_built_from_a_session_is_symmetric() -> None:
 
 
 def test_first_activity_creates_a_json_safe_payload() -> None:
-    """No stats yet: pop = weight, co as given, ref = the activity's time, seen = [source]."""
-    payload = apply_activity(None, act("s-1", 4.0, 2, {"sku-2": 1.0}), HALF_LIFE, 10)
+    """No stats yet: pop = weight, co as given, ref = the activity's time, upto = its offset."""
+    payload = apply_activity(None, act(1, 4.0, 2, {"sku-2": 1.0}), HALF_LIFE, 10)
     assert payload == {
         "item_id": "sku-1",
         "pop": 4.0,
         "co": {"sku-2": 1.0},
         "ref": "2026-11-22T12:00:00+00:00",
-        "seen": ["s-1"],
+        "upto": {"user.events/0": 1},
     }
     assert json.loads(json.dumps(payload)) == payload
 
 
 def test_a_later_activity_decays_the_old_values_to_its_time() -> None:
     """ref moves to the later activity: old pop and co are decayed by the elapsed half-lives."""
-    first = apply_activity(None, act("s-1", 8.0, 0, {"sku-2": 2.0}), HALF_LIFE, 10)
-    second = apply_activity(
-        first, act("s-2", 1.0, 168, {"sku-2": 1.0, "sku-3": 1.0}), HALF_LIFE, 10
-    )
+    first = apply_activity(None, act(1, 8.0, 0, {"sku-2": 2.0}), HALF_LIFE, 10)
+    second = apply_activity(first, act(2, 1.0, 168, {"sku-2": 1.0, "sku-3": 1.0}), HALF_LIFE, 10)
     assert second is not None
     assert second["ref"] == at(168).isoformat()
     assert second["pop"] == pytest.approx(8.0 / 2 + 1.0)
@@ -207,47 +215,51 @@ def test_a_later_activity_decays_the_old_values_to_its_time() -> None:
 
 def test_an_earlier_activity_is_decayed_to_the_current_ref_which_stays() -> None:
     """An activity older than ref adds its decayed weight; ref does not move back."""
-    first = apply_activity(None, act("s-1", 8.0, 336), HALF_LIFE, 10)
-    second = apply_activity(first, act("s-2", 4.0, 0), HALF_LIFE, 10)
+    first = apply_activity(None, act(1, 8.0, 336), HALF_LIFE, 10)
+    second = apply_activity(first, act(2, 4.0, 0), HALF_LIFE, 10)
     assert second is not None
     assert second["ref"] == at(336).isoformat()
     assert second["pop"] == pytest.approx(8.0 + 4.0 / 4)
 
 
 def test_an_applied_activity_is_not_counted_twice() -> None:
-    """Re-applying a source already seen returns None (nothing to write)."""
-    once = apply_activity(None, act("s-1", 8.0), HALF_LIFE, 10)
-    assert apply_activity(once, act("s-1", 8.0), HALF_LIFE, 10) is None
-    later = apply_activity(once, act("s-2", 1.0, 1), HALF_LIFE, 10)
-    assert apply_activity(later, act("s-1", 8.0), HALF_LIFE, 10) is None
+    """An activity at or below its partition's watermark returns None (nothing to write), however
+    many activities came after it; another partition's offsets are its own."""
+    once = apply_activity(None, act(5, 8.0), HALF_LIFE, 10)
+    assert apply_activity(once, act(5, 8.0), HALF_LIFE, 10) is None
+    later = once
+    for offset in range(6, 2_000):
+        later = apply_activity(later, act(offset, 1.0, 1), HALF_LIFE, 10)
+    assert apply_activity(later, act(5, 8.0), HALF_LIFE, 10) is None
+    assert apply_activity(later, act(1_500, 8.0), HALF_LIFE, 10) is None
+    other = apply_activity(later, act(5, 8.0, partition=1), HALF_LIFE, 10)
+    assert other is not None and other["upto"] == {"user.events/0": 1_999, "user.events/1": 5}
 
 
 def test_only_the_strongest_max_co_partners_are_kept_ties_by_item_id() -> None:
     """co keeps the max_co largest entries; among equals the smaller item id wins."""
     payload = apply_activity(
-        None, act("s", 1.0, 0, {"d": 1.0, "c": 3.0, "b": 2.0, "a": 2.0}), HALF_LIFE, 3
+        None, act(1, 1.0, 0, {"d": 1.0, "c": 3.0, "b": 2.0, "a": 2.0}), HALF_LIFE, 3
     )
     assert payload is not None
     assert payload["co"] == {"c": 3.0, "a": 2.0, "b": 2.0}
 
 
-def test_seen_keeps_the_last_thousand_sources() -> None:
-    """seen is bounded to the most recent SEEN_MAX sources, oldest dropped first."""
-    assert SEEN_MAX == 1_000
+def test_the_dedupe_memory_is_one_offset_per_partition() -> None:
+    """However many activities an item takes, its payload remembers one offset per input
+    partition (the old list of sources grew to 1,000 entries per item)."""
     stats: dict[str, Any] | None = None
-    for k in range(SEEN_MAX + 5):
-        stats = apply_activity(stats, act(f"s-{k}", 1.0, 0), HALF_LIFE, 10)
+    for k in range(3_000):
+        stats = apply_activity(stats, act(k, 1.0, 0, partition=k % 4), HALF_LIFE, 10)
     assert stats is not None
-    assert len(stats["seen"]) == SEEN_MAX
-    assert stats["seen"][0] == "s-5"
-    assert stats["seen"][-1] == f"s-{SEEN_MAX + 4}"
-    assert stats["pop"] == pytest.approx(SEEN_MAX + 5)
+    assert stats["upto"] == {f"user.events/{p}": 2_996 + p for p in range(4)}
+    assert stats["pop"] == pytest.approx(3_000)
 
 
 def test_activity_of_another_item_is_refused() -> None:
     """Stats of one item cannot take another item's activity."""
-    stats = apply_activity(None, act("s-1"), HALF_LIFE, 10)
-    other = ItemActivity("sku-2", 1.0, at(0), "s-2")
+    stats = apply_activity(None, act(1), HALF_LIFE, 10)
+    other = ItemActivity("sku-2", 1.0, at(0), "user.events/0/2#sku-2")
     with pytest.raises(ValueError):
         apply_activity(stats, other, HALF_LIFE, 10)
 
@@ -257,10 +269,11 @@ activity_sets = st.lists(
         st.floats(0, 10, allow_nan=False),
         st.floats(-2_000, 2_000, allow_nan=False),
         st.dictionaries(st.sampled_from("abcdef"), st.floats(0, 10, allow_nan=False), max_size=3),
+        st.integers(0, 2),
     ),
     min_size=1,
     max_size=30,
-).map(lambda rows: [act(f"s-{k}", w, h, co) for k, (w, h, co) in enumerate(rows)])
+).map(lambda rows: [act(k, w, h, co, p) for k, (w, h, co, p) in enumerate(rows)])
 
 
 def _apply_all(activities: list[ItemActivity], max_co: int = 100) -> dict[str, Any]:
@@ -271,15 +284,29 @@ def _apply_all(activities: list[ItemActivity], max_co: int = 100) -> dict[str, A
     return stats
 
 
+def _interleaved(activities: list[ItemActivity], rnd: Any) -> list[ItemActivity]:
+    """Each partition's activities in offset order, the partitions interleaved at random, and
+    replays (a redone batch: activities already delivered) mixed in after their originals."""
+    by_partition: dict[str, list[ItemActivity]] = {}
+    for a in activities:
+        by_partition.setdefault(source_position(a.source)[0], []).append(a)
+    out: list[ItemActivity] = []
+    while any(by_partition.values()):
+        part = rnd.choice([p for p, left in by_partition.items() if left])
+        out.append(by_partition[part].pop(0))
+        if rnd.random() < 0.3:
+            out.append(rnd.choice(out))
+    return out
+
+
 @given(activity_sets, st.randoms(use_true_random=False))
-def test_apply_is_independent_of_order_and_ignores_replays(
+def test_apply_is_independent_of_interleaving_and_ignores_replays(
     activities: list[ItemActivity], rnd: Any
 ) -> None:
-    """Any order, with replays mixed in, gives the same pop and co (to 1e-9 relative) as the
-    plain sum of every activity decayed to the latest time."""
-    shuffled = activities + rnd.sample(activities, len(activities) // 2)
-    rnd.shuffle(shuffled)
-    stats = _apply_all(shuffled)
+    """Partitions interleaved in any order, each in its offset order, with replays mixed in,
+    give the same pop and co (to 1e-9 relative) as the plain sum of every activity decayed to
+    the latest time."""
+    stats = _apply_all(_interleaved(activities, rnd))
     ref = max(a.at for a in activities)
     hours = [(ref - a.at).total_seconds() / 3600 for a in activities]
     expected_pop = math.fsum(
@@ -292,7 +319,7 @@ def test_apply_is_independent_of_order_and_ignores_replays(
     assert stats["ref"] == ref.isoformat()
     assert stats["pop"] == pytest.approx(expected_pop, rel=1e-9, abs=1e-300)
     assert stats["co"] == pytest.approx(expected_co, rel=1e-9, abs=1e-300)
-    assert _apply_all(list(reversed(activities)))["pop"] == pytest.approx(
+    assert _apply_all(_interleaved(activities, rnd))["pop"] == pytest.approx(
         stats["pop"], rel=1e-9, abs=1e-300
     )
 
@@ -302,7 +329,7 @@ def test_apply_is_independent_of_order_and_ignores_replays(
 
 def test_popularity_and_cooccurrence_are_decayed_to_the_asked_time() -> None:
     """popularity_at / cooccurrence_at decay the stored values from ref to the given time."""
-    stats = apply_activity(None, act("s", 8.0, 0, {"sku-2": 4.0}), HALF_LIFE, 10)
+    stats = apply_activity(None, act(1, 8.0, 0, {"sku-2": 4.0}), HALF_LIFE, 10)
     assert popularity_at(stats, at(336), HALF_LIFE) == pytest.approx(2.0)
     assert cooccurrence_at(stats, at(168), HALF_LIFE) == pytest.approx({"sku-2": 2.0})
     assert popularity_at(stats, at(0), HALF_LIFE) == 8.0
@@ -325,10 +352,3 @@ def test_popularity_key_orders_like_popularity_at_a_common_time() -> None:
     assert kb - ka == pytest.approx(math.log(5.0) - math.log(4.0))
     assert popularity_key(None, 10.0) is None
     assert popularity_key({"pop": 0.0, "ref": t0.isoformat()}, 10.0) is None
-
-
-def test_max_seen_zero_keeps_no_sources() -> None:
-    """With max_seen=0 no source is remembered (a slice [-0:] would have kept them all)."""
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    stats = apply_activity(None, ItemActivity("a", 1.0, at, "s-1"), 10.0, 5, max_seen=0)
-    assert stats is not None and stats["seen"] == []
