@@ -11,6 +11,8 @@
 - ``item_stats``: per item, decayed popularity and co-occurrence, written only by the item-stats
   consumer (one writer per item: the internal topic is keyed by item id). Placeholder vectors.
 - ``users``: per shopper, the profile vector and the bounded interaction history.
+- Fields nothing filters on that hold many entries (a history, co-occurrence, a model row) are
+  stored as JSON texts: the engine writes and reads them several times faster than objects.
 - ``item_model``: per item, the row of the learned collaborative model (the items it predicts
   and their weights), written by ``recstream train recommender``. Placeholder vectors.
 - ``ranking``: one point, ``tuned``: the ranking settings ``recstream tune`` chose. Placeholder

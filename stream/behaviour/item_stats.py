@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from stream.behaviour.stats import ItemActivity, apply_activity, popularity_key
+from stream.behaviour.stats import ItemActivity, apply_activity, popularity_key, stored_stats
 from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
 from stream.kafka.loop import BatchConsumer, BatchResult, Output
@@ -38,7 +38,8 @@ def fold_item_activities(
 ) -> tuple[dict[str, Any] | None, int]:
     """One item's stats payload after ``activities`` (with ``pop_key``) and how many applied.
 
-    The payload is None when none applied (all replays): there is nothing to write.
+    The payload is None when none applied (all replays): there is nothing to write. It is the
+    stored form (:func:`stored_stats`).
     """
     current = stats
     applied = 0
@@ -51,7 +52,7 @@ def fold_item_activities(
         return None, applied
     key = popularity_key(current, half_life_hours)
     # -1e300: an item without popularity still sorts, last, in the pop_key index
-    return {**current, "pop_key": key if key is not None else -1e300}, applied
+    return stored_stats({**current, "pop_key": key if key is not None else -1e300}), applied
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ replaying the same events gives the same profile.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -204,17 +205,25 @@ def recent_items(history: Iterable[Interaction], n: int) -> list[str]:
     return items
 
 
-def history_to_payload(history: Iterable[Interaction]) -> list[dict[str, Any]]:
-    """A JSON-safe list, for the shopper's stored profile payload."""
-    return [i.to_payload() for i in history]
+def history_to_payload(history: Iterable[Interaction]) -> str:
+    """The shopper's history for the stored profile payload: one JSON text (a list of
+    interactions), which the store writes and reads ~10x faster than the same list as payload
+    objects (bench/README.md)."""
+    return json.dumps([i.to_payload() for i in history], separators=(",", ":"))
 
 
 def history_from_payload(obj: object) -> list[Interaction]:
-    """Inverse of :func:`history_to_payload`; never raises.
+    """Inverse of :func:`history_to_payload` (a list, as stored before, is read too); never
+    raises.
 
     A malformed entry (or a payload that is not a list) is skipped rather than failing: losing one
     remembered interaction is better than a shopper whose events can no longer be processed.
     """
+    if isinstance(obj, str):
+        try:
+            obj = json.loads(obj)
+        except (ValueError, RecursionError):
+            return []
     if not isinstance(obj, list):
         return []
     history = []

@@ -64,8 +64,9 @@ class ItemActivity:
         """Inverse of :meth:`to_json`; raises ``ValueError`` on anything else."""
         try:
             body = json.loads(b)
-        except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise ValueError(f"not JSON: {exc}") from exc
+        # JSONDecodeError, UnicodeDecodeError; nesting deeper than the parser's stack
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"not JSON: {str(exc)[:200]}") from exc
         if not isinstance(body, dict):
             raise ValueError("an item activity must be a JSON object")
         item_id, source, at_raw = (_text(body, name) for name in ("item_id", "source", "at"))
@@ -104,9 +105,13 @@ def _text(body: Mapping[str, Any], name: str) -> str:
 def _weight(value: object, name: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"{name} must be a number")
-    if not math.isfinite(value) or value < 0:
+    try:
+        number = float(value)  # an integer of hundreds of digits overflows here
+    except OverflowError:
+        raise ValueError(f"{name} is too large") from None
+    if not math.isfinite(number) or number < 0:
         raise ValueError(f"{name} must be finite and not negative")
-    return float(value)
+    return number
 
 
 def activities_for(
@@ -187,6 +192,23 @@ def apply_activity(
     }
 
 
+def stored_stats(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A stats payload as the store keeps it: ``co`` and ``upto`` as JSON texts (the engine
+    writes a 100-entry object ~5x slower than the same text; nothing filters on them)."""
+    return {
+        **payload,
+        "co": json.dumps(payload.get("co") or {}, separators=(",", ":")),
+        "upto": json.dumps(payload.get("upto") or {}, separators=(",", ":")),
+    }
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """A stored object field: a JSON text (or, as stored before, an object)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, Mapping) else {}
+
+
 def _parse(
     stats: Mapping[str, Any] | None, item_id: str
 ) -> tuple[str, float, dict[str, float], datetime | None, dict[str, int]]:
@@ -196,8 +218,8 @@ def _parse(
         raise ValueError(f"stats of {stats.get('item_id')!r} cannot take activity of {item_id!r}")
     ref_raw = stats.get("ref")
     ref = datetime.fromisoformat(ref_raw).astimezone(UTC) if isinstance(ref_raw, str) else None
-    co = {str(k): float(v) for k, v in (stats.get("co") or {}).items()}
-    upto = {str(k): int(v) for k, v in (stats.get("upto") or {}).items()}
+    co = {str(k): float(v) for k, v in _mapping(stats.get("co")).items()}
+    upto = {str(k): int(v) for k, v in _mapping(stats.get("upto")).items()}
     return item_id, float(stats.get("pop", 0.0)), co, ref, upto
 
 
@@ -218,7 +240,7 @@ def cooccurrence_at(
     at = datetime.fromisoformat(stats["ref"])
     return {
         str(k): decayed(float(v), at, ref, half_life_hours)
-        for k, v in (stats.get("co") or {}).items()
+        for k, v in _mapping(stats.get("co")).items()
     }
 
 

@@ -1,14 +1,16 @@
 """The learned model and the tuned ranking settings in the store, where every instance reads them.
 
-- ``item_model``: one point per item, its row of the model (``ids`` and ``weights``, best
-  first), written by :func:`train_from_store` (``recstream train recommender``). A new model
-  replaces the rows item by item; rows of items the new model does not know are deleted after.
+- ``item_model``: one point per item, its row of the model (``row``: a JSON text of
+  ``[item, weight]`` pairs, best first), written by :func:`train_from_store` (``recstream train
+  recommender``). A new model replaces the rows item by item; rows of items the new model does
+  not know are deleted after.
 - ``ranking``: one point, ``tuned``, with the settings ``recstream tune`` chose
   (:func:`save_tuned`); consumers apply them over their own settings (:func:`tuned_settings`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,10 +50,14 @@ Rows = dict[str, list[tuple[str, float]]]
 def read_rows(store: VectorStore, keys: Sequence[str]) -> Rows:
     """The model rows of the items among ``keys`` that have one."""
     rows: Rows = {}
-    for key, point in store.retrieve(ITEM_MODEL, list(keys)).items():
-        ids, weights = point.payload.get("ids"), point.payload.get("weights")
-        if isinstance(ids, list) and isinstance(weights, list) and len(ids) == len(weights):
-            rows[key] = [(str(i), float(w)) for i, w in zip(ids, weights, strict=True)]
+    for key, point in store.retrieve(ITEM_MODEL, list(keys), fields=("row",)).items():
+        row = point.payload.get("row")
+        try:
+            entries = json.loads(row) if isinstance(row, str) else None
+        except ValueError:
+            entries = None
+        if isinstance(entries, list):
+            rows[key] = [(str(i), float(w)) for i, w in entries]
     return rows
 
 
@@ -63,8 +69,8 @@ def write_model(store: VectorStore, model: ItemModel, trained_at: datetime) -> N
             item,
             {
                 "item_id": item,
-                "ids": [other for other, _ in row],
-                "weights": [w for _, w in row],
+                # one JSON text [[item, weight], ...]: far cheaper to write and read than lists
+                "row": json.dumps(row, separators=(",", ":")),
                 "model": model.kind,
                 "trained_at": stamp,
             },

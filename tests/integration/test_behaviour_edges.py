@@ -18,6 +18,7 @@ from kit import (
 )
 
 from encoders import Encoder
+from stream.behaviour.profile import history_from_payload
 from stream.collections import ITEMS, USERS
 from stream.kafka.inspect import latest_by_key, read_topic
 from stream.sample_catalog import sample_items
@@ -133,7 +134,7 @@ def test_event_for_an_unknown_item_counts_once_the_item_arrives(
                 publish(settings, settings.topic_user_events, map(event_bytes, first))
                 running.wait_caught_up()
                 before = store.retrieve(USERS, ["u-1"], with_vectors=True)["u-1"]
-                assert [h["item_id"] for h in before.payload["history"]] == [
+                assert [h.item_id for h in history_from_payload(before.payload["history"])] == [
                     items[0]["item_id"],
                     late["item_id"],
                 ]

@@ -25,6 +25,7 @@ from kit import (
 
 from encoders import Encoder
 from stream.behaviour.processor import behaviour_topics
+from stream.behaviour.profile import history_from_payload
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEM_STATS, ITEMS, USERS
 from stream.kafka.config import producer_config
@@ -171,8 +172,8 @@ def _run_hostile(
         assert {k.decode() for k in recs if k is not None} == users
         histories = store.retrieve(USERS, sorted(users))
         for case in events:
-            history = histories[case.entity].payload["history"]
-            assert case.event_id in {h["event_id"] for h in history}, case.event_id
+            history = history_from_payload(histories[case.entity].payload["history"])
+            assert case.event_id in {h.event_id for h in history}, case.event_id
         interacted = {_item_of(c) for c in events}
         assert set(store.retrieve(ITEM_STATS, sorted(interacted))) == interacted
     finally:

@@ -124,9 +124,14 @@ def test_history_payload_round_trip_and_malformed_entries_are_skipped() -> None:
     """history_from_payload restores a history and skips (never raises on) malformed entries."""
     history = [ix("e-1", hours=0), ix("e-2", "sku-2", "purchase", 1, price=3.0)]
     payload = history_to_payload(history)
+    assert isinstance(payload, str)  # one JSON text in the store
     assert history_from_payload(json.loads(json.dumps(payload))) == history
-    noisy = [payload[0], {"event_id": "x"}, "junk", None, 7, payload[1]]
-    assert history_from_payload(noisy) == history
+    entries = json.loads(payload)
+    noisy = [entries[0], {"event_id": "x"}, "junk", None, 7, entries[1]]
+    assert history_from_payload(noisy) == history  # a list, as stored before
+    assert history_from_payload(json.dumps(noisy)) == history
+    assert history_from_payload("[" * 100_000) == []  # deep or broken JSON: nothing
+    assert history_from_payload("{not json") == []
     assert history_from_payload({"not": "a list"}) == []
     assert history_from_payload(None) == []
 
