@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     )
     learned_l2: float = Field(default=100.0, gt=0, description="EASE's L2 regularisation")
     learned_neighbours: int = Field(
-        default=100, ge=1, le=10_000, description="weights kept per item"
+        default=50, ge=1, le=10_000, description="weights kept per item"
     )
     learned_dense_max_items: int = Field(
         default=15_000,

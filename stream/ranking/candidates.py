@@ -105,22 +105,25 @@ class ItemIndex:
         """``points`` (read without vectors, with the stamp fields) with their vectors: from the
         copy where it holds the same stamp, else read from the store."""
         copy = self._copy
-        vectors = (
-            copy.index.vectors(
-                k for k, p in points.items() if (s := stamp(p.payload)) and copy.stamps.get(k) == s
-            )
-            if copy.index is not None
-            else {}
-        )
-        missing = [k for k in points if k not in vectors]
+        rows = copy.index.rows if copy.index is not None else {}
+        stamps = copy.stamps
+        out: dict[str, StoredPoint] = {}
+        missing = []
+        for k, p in points.items():
+            if k in rows and stamps.get(k) is not None and stamps[k] == stamp(p.payload):
+                out[k] = StoredPoint(k, p.payload, copy.index.matrix[rows[k]])  # type: ignore[union-attr]
+            else:
+                missing.append(k)
         if missing:
             fetched = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=())
-            found = {k: p.vector for k, p in fetched.items() if p.vector is not None}
+            found = [k for k in missing if k in fetched and fetched[k].vector is not None]
             if found:  # normalised as the copy's are: the same vector whichever way it came
-                vectors.update(zip(found, unit(np.stack(list(found.values()))), strict=True))
-        return {
-            k: StoredPoint(k, p.payload, vectors.get(k)) for k, p in points.items() if k in vectors
-        }
+                vectors = unit(np.stack([fetched[k].vector for k in found]))  # type: ignore[misc]
+                out.update(
+                    (k, StoredPoint(k, points[k].payload, v))
+                    for k, v in zip(found, vectors, strict=True)
+                )
+        return out
 
     def close(self) -> None:
         self._stop.set()

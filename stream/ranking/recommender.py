@@ -122,9 +122,8 @@ class Recommender:
             )
 
         semantic = self._semantic(shoppers)
-        stats = store.retrieve(
-            ITEM_STATS, sorted({k for sh in shoppers.values() for k in sh.recent})
-        )
+        recent = sorted({k for sh in shoppers.values() for k in sh.recent})
+        stats = store.retrieve(ITEM_STATS, recent, fields=("co", "ref", "pop"))
         rows = read_rows(store, touched)
         popular = [
             p.key
@@ -159,10 +158,10 @@ class Recommender:
 
         wanted = sorted({k for v in ids.values() for k in v})
         items = {k: known[k] for k in wanted if k in known}
-        items.update(
-            store.retrieve(ITEMS, [k for k in wanted if k not in items], with_vectors=True)
-        )
-        stats.update(store.retrieve(ITEM_STATS, [k for k in wanted if k not in stats]))
+        more = [k for k in wanted if k not in items]
+        items.update(index.with_vectors(store.retrieve(ITEMS, more, fields=_ITEM_FIELDS)))
+        more = [k for k in wanted if k not in stats]
+        stats.update(store.retrieve(ITEM_STATS, more, fields=("pop", "ref")))
         pool = _Pool(items, stats, s.popularity_half_life_hours)
         prices = {k: p.payload.get("price") for k, p in known.items()}
         scored = {}
