@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import structlog
 
-from stream.behaviour.stats import ItemActivity, apply_activity, popularity_key, stored_stats
 from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
 from stream.kafka.loop import BatchConsumer, BatchResult, Output
+from stream.ranking.stats import ItemActivity, apply_activity, popularity_key, stored_stats
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 

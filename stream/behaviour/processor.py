@@ -29,18 +29,18 @@ import structlog
 from schemas.behaviour import UserEvent, parse_behaviour_event
 from schemas.errors import InvalidEvent
 from schemas.outputs import Recommendations, RecommendedItem
-from stream.behaviour.profile import (
+from stream.collections import USERS, ensure_collections
+from stream.kafka.dlq import DeadLetter, Message, dead_letter
+from stream.kafka.loop import BatchConsumer, BatchResult, Output
+from stream.kafka.topics import COMPACT
+from stream.ranking.profile import (
     Interaction,
     history_from_payload,
     history_to_payload,
     merge_history,
 )
-from stream.behaviour.stats import activities_for
-from stream.collections import USERS, ensure_collections
-from stream.kafka.dlq import DeadLetter, Message, dead_letter
-from stream.kafka.loop import BatchConsumer, BatchResult, Output
-from stream.kafka.topics import COMPACT
 from stream.ranking.recommender import Recommender
+from stream.ranking.stats import activities_for
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 

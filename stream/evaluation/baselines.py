@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from stream.behaviour.profile import Interaction
 from stream.evaluation.metrics import ndcg
 from stream.ranking.model import ease_weights, interaction_matrix, knn_rows
+from stream.ranking.profile import Interaction
 
 Lists = dict[str, list[str]]
 Baseline = Callable[[Mapping[str, Sequence[Interaction]], Sequence[str], int, Any], Lists]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from stream.behaviour.profile import Interaction
+from stream.ranking.profile import Interaction
 
 TYPES = frozenset({"view", "click", "add_to_cart", "purchase"})
 _KEPT_PROBLEMS = 20

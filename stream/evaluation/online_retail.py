@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stream.behaviour.profile import PURCHASE, Interaction
 from stream.evaluation.interactions import Dataset, Item, Rejected
+from stream.ranking.profile import PURCHASE, Interaction
 
 NON_PRODUCT_CODES = frozenset({"C2"})
 """Codes with a digit that are still not products: C2 is carriage. Codes without any digit

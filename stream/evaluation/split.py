@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stream.behaviour.profile import Interaction
+from stream.ranking.profile import Interaction
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import structlog
 
-from stream.behaviour.profile import Interaction
 from stream.evaluation.split import Split, history_before, temporal_split
 from stream.ranking.blend import COMPONENTS, Scored
+from stream.ranking.profile import Interaction
 from stream.settings import Settings
 from stream.store import VectorStore
 

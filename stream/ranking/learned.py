@@ -21,9 +21,9 @@ import numpy as np
 import structlog
 from pydantic import ValidationError
 
-from stream.behaviour.profile import Interaction, history_from_payload
 from stream.collections import ITEM_MODEL, RANKING, USERS
 from stream.ranking.model import ItemModel, train
+from stream.ranking.profile import Interaction, history_from_payload
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 

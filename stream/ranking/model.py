@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from stream.behaviour.profile import Interaction, interaction_weight
+from stream.ranking.profile import Interaction, interaction_weight
 
 EASE = "ease"
 KNN = "knn"

@@ -23,19 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from stream.behaviour.profile import (
+from stream.collections import ITEM_STATS, ITEMS
+from stream.ranking.blend import Ranked, Scored, Weights, score_arrays, unit_rows
+from stream.ranking.candidates import ItemIndex
+from stream.ranking.learned import read_rows, tuned_settings
+from stream.ranking.model import fold_in, shopper_weights
+from stream.ranking.profile import (
     Interaction,
     price_preference,
     profile_vector,
     recent_items,
     recently_purchased,
 )
-from stream.behaviour.stats import cooccurrence_at, popularity_key
-from stream.collections import ITEM_STATS, ITEMS
-from stream.ranking.blend import Ranked, Scored, Weights, score_arrays, unit_rows
-from stream.ranking.candidates import ItemIndex
-from stream.ranking.learned import read_rows, tuned_settings
-from stream.ranking.model import fold_in, shopper_weights
+from stream.ranking.stats import cooccurrence_at, popularity_key
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector

@@ -25,12 +25,12 @@ from kit import (
 
 from encoders import Encoder
 from stream.behaviour.processor import behaviour_topics
-from stream.behaviour.profile import history_from_payload
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEM_STATS, ITEMS, USERS
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import Record, latest_by_key, read_topic
 from stream.kafka.topics import catalog_topics, ensure_topics
+from stream.ranking.profile import history_from_payload
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

@@ -14,10 +14,10 @@ import pytest
 
 from encoders import Encoder
 from stream import cli
-from stream.behaviour.profile import Interaction, history_to_payload
 from stream.collections import ITEM_MODEL, ITEMS, USERS, ensure_collections
 from stream.ranking.blend import Weights
 from stream.ranking.learned import load_tuned, read_rows, train_model
+from stream.ranking.profile import Interaction, history_to_payload
 from stream.ranking.recommender import Recommender
 from stream.settings import Settings
 from stream.store import StoredPoint

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from stream.behaviour.profile import Interaction
 from stream.ranking.model import EASE, KNN, fold_in, shopper_weights, train
+from stream.ranking.profile import Interaction
 
 WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.behaviour import parse_behaviour_event
-from stream.behaviour.profile import (
+from stream.ranking.profile import (
     Interaction,
     history_from_payload,
     history_to_payload,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.behaviour.profile import Interaction
-from stream.behaviour.stats import (
+from stream.ranking.profile import Interaction
+from stream.ranking.stats import (
     ItemActivity,
     activities_for,
     apply_activity,

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from stream.behaviour.profile import Interaction
 from stream.evaluation.metrics import hit_rate, ndcg, recall
 from stream.evaluation.tune import _prepare, figures, validation_cutoff, validation_split
 from stream.ranking.blend import COMPONENTS, Scored, Weights
+from stream.ranking.profile import Interaction
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

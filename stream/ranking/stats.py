@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.behaviour.profile import Interaction
+from stream.ranking.profile import Interaction
 
 _SECONDS_PER_HOUR = 3600.0
 
