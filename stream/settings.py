@@ -146,8 +146,8 @@ class Settings(BaseSettings):
     rank_index_refresh_s: float = Field(
         default=60.0,
         gt=0,
-        description="how often the behaviour consumer re-reads the items' vectors it draws "
-        "semantic candidates from (a new item is a candidate at most this much later)",
+        description="how often the behaviour consumer re-reads, whole, the items' vectors it "
+        "draws semantic candidates from (new and deleted items are taken in at the next batch)",
     )
     rank_reload_s: float = Field(
         default=60.0, gt=0, description="how often consumers re-read tuned settings"

@@ -102,12 +102,6 @@ class ItemStatsProcessor:
             outputs=[Output(dlq, d.key, d.value, d.headers()) for d in dead], counts=counts
         )
 
-    def prepare(self, batch: list[ActivityReceived | DeadLetter]) -> None:
-        """Nothing to start ahead: no model work."""
-
-    def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
-        return False
-
     def close(self) -> None:
         """Nothing to release."""
 

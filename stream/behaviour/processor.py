@@ -175,12 +175,6 @@ class BehaviourProcessor:
         log.info("behaviour.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
         return BatchResult(outputs=outputs, counts=counts, confirm=list(updates.values()))
 
-    def prepare(self, batch: list[UserReceived | DeadLetter]) -> None:
-        """Nothing to start ahead: no model work."""
-
-    def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
-        return False
-
     def close(self) -> None:
         self.recommender.close()
 

@@ -41,21 +41,28 @@ def item_version(value: bytes) -> int | None:
     return found if isinstance(found, int) else None
 
 
+def topic_reader(settings: Settings, topic: str) -> Consumer:
+    """A consumer assigned every partition of ``topic`` from the beginning, in no group that
+    commits, and quick to hand over what arrives."""
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"recstream-bench-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            # arrival times are measured here: do not let the reader add much waiting
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    return consumer
+
+
 class Arrivals:
     """First arrival time (``time.monotonic()``) of each (item id, item_version) list."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                **client_config(settings),
-                "group.id": f"recstream-bench-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                # arrival times are measured here: do not let the reader add much waiting
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self._consumer = topic_reader(settings, topic)
         self._first: dict[ListId, float] = {}
         self._order: list[ListId] = []
         self._lock = threading.Lock()

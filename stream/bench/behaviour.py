@@ -26,26 +26,32 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from encoders import load_encoder
 from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
 from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
-from stream.bench.arrivals import Arrivals
+from stream.bench.arrivals import Arrivals, topic_reader
 from stream.bench.e2e import _throughput
-from stream.bench.report import LoadMonitor, figure, new_result, percentiles, write_outputs
+from stream.bench.report import (
+    LoadMonitor,
+    figure,
+    latency_cdf,
+    new_result,
+    percentiles,
+    write_outputs,
+)
 from stream.bench.scaling import jittered
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEMS, ensure_collections
 from stream.kafka.broker import EmbeddedBroker
-from stream.kafka.config import client_config, producer_config
+from stream.kafka.config import producer_config
 from stream.kafka.loop import BatchConsumer
 from stream.kafka.topics import ensure_topics
 from stream.ranking.learned import train_from_store
@@ -69,16 +75,7 @@ class KeyArrivals:
     """Arrival times (``time.monotonic()``) of every message of a topic, per key."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                **client_config(settings),
-                "group.id": f"recstream-bench-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self._consumer = topic_reader(settings, topic)
         self._times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -405,18 +402,9 @@ def _plot(result: dict[str, Any]) -> Any:
     left.set_title(f"{result['items']:,} items, {result['users']:,} shoppers")
     left.legend(fontsize=8)
     latency = result["latency"]
-    values = sorted(latency["latencies_ms"])
-    if values:
-        ranks = [(i + 1) / len(values) for i in range(len(values))]
-        right.plot(values, ranks, color="tab:blue")
-        for p in ("p50", "p95", "p99"):
-            right.axvline(latency["latency_ms"][p], color="0.6", linestyle=":")
-            right.text(latency["latency_ms"][p], 0.02, p, fontsize=8)
-        right.axvline(GOAL_P99_MS, color="tab:red", linestyle="--", label="p99 goal 250 ms")
-        right.set_xlabel("publish to the shopper's recommendations, ms")
-        right.set_ylabel("fraction of events")
+    if latency["latencies_ms"]:
+        latency_cdf(right, latency, GOAL_P99_MS, "publish to the shopper's recommendations, ms")
         right.set_title(f"{latency['measured']} events at {latency['offered_events_per_s']}/s")
-        right.legend(fontsize=8)
     fig.suptitle("Shopper behaviour on the embedded broker and store")
     return fig
 

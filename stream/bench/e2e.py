@@ -35,6 +35,7 @@ from stream.bench.arrivals import Arrivals, ListId
 from stream.bench.report import (
     LoadMonitor,
     figure,
+    latency_cdf,
     median,
     new_result,
     percentiles,
@@ -296,20 +297,11 @@ def _plot(result: dict[str, Any]) -> Any:
     left.legend(fontsize=8)
     latency = result["latency"]
     if latency and latency["latencies_ms"]:
-        values = sorted(latency["latencies_ms"])
-        ranks = [(i + 1) / len(values) for i in range(len(values))]
-        right.plot(values, ranks, color="tab:blue")
-        for p in ("p50", "p95", "p99"):
-            right.axvline(latency["latency_ms"][p], color="0.6", linestyle=":")
-            right.text(latency["latency_ms"][p], 0.02, p, fontsize=8)
-        right.axvline(GOAL_P99_MS, color="tab:red", linestyle="--", label="p99 goal 250 ms")
-        right.set_xlabel("publish to own neighbour list, ms")
-        right.set_ylabel("fraction of events")
+        latency_cdf(right, latency, GOAL_P99_MS, "publish to own neighbour list, ms")
         right.set_title(
             f"{latency['measured']} events at {latency['offered_events_per_s']}/s "
             f"(wait {result['settings']['batch_max_wait_ms']} ms)"
         )
-        right.legend(fontsize=8)
     else:
         right.text(0.1, 0.5, "no latency phase (throughput run did not complete)")
     fig.suptitle(f"End to end on the embedded broker and store, {result['items']:,} items")

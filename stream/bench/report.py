@@ -256,3 +256,17 @@ def write_outputs(
     except ImportError:
         print("matplotlib is not installed (pip install 'recstream[bench]'): no PNG written")
     return paths
+
+
+def latency_cdf(ax: Any, latency: Mapping[str, Any], goal_ms: float, xlabel: str) -> None:
+    """The share of events by latency, with p50/p95/p99 marked and the p99 goal."""
+    values = sorted(latency["latencies_ms"])
+    ranks = [(i + 1) / len(values) for i in range(len(values))]
+    ax.plot(values, ranks, color="tab:blue")
+    for p in ("p50", "p95", "p99"):
+        ax.axvline(latency["latency_ms"][p], color="0.6", linestyle=":")
+        ax.text(latency["latency_ms"][p], 0.02, p, fontsize=8)
+    ax.axvline(goal_ms, color="tab:red", linestyle="--", label=f"p99 goal {goal_ms:.0f} ms")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of events")
+    ax.legend(fontsize=8)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from confluent_kafka import (
@@ -69,6 +69,21 @@ class Processor(Protocol):
     def receive(self, msg: MessageLike) -> tuple[Any, int]:
         """An entry for the batch (an event or a dead letter) and its token count."""
 
+    def process(self, batch: list[Any]) -> BatchResult:
+        """Apply a closed batch (durably) and return the records to publish."""
+
+    def confirm(self, result: BatchResult) -> None:
+        """Called after every output of ``result`` was acknowledged, before the commit."""
+
+    def close(self) -> None:
+        """The consumer stopped: release what the processor holds."""
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    """A processor with work to start ahead (the catalog's model): the loop hands it each closed
+    batch before it finishes the one before. Processors without these methods get none."""
+
     def prepare(self, batch: list[Any]) -> None:
         """Start work on a closed batch in the background, if there is any to start, while the
         batch before it is finished. :meth:`process` usually follows on the same list object,
@@ -77,16 +92,7 @@ class Processor(Protocol):
 
     def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) for the work ``prepare(batch)`` started; True if there
-        was some and it is done. False (at once) for a processor with nothing to prepare."""
-
-    def process(self, batch: list[Any]) -> BatchResult:
-        """Apply a closed batch (durably) and return the records to publish."""
-
-    def confirm(self, result: BatchResult) -> None:
-        """Called after every output of ``result`` was acknowledged, before the commit."""
-
-    def close(self) -> None:
-        """The consumer stopped: release what ``prepare`` started."""
+        was some and it is done."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -254,7 +260,10 @@ class BatchConsumer:
         pending = self._pending
         if pending is None:
             return
-        if self.processor.wait_prepared(pending[1], _PREPARED_WAIT_S):
+        processor = self.processor
+        if isinstance(processor, Preparing) and processor.wait_prepared(
+            pending[1], _PREPARED_WAIT_S
+        ):
             assert self._consumer is not None
             room = max(1, self._batcher.max_items - len(self._batcher))
             self._add(self._consumer.consume(room, 0))  # what arrived during the wait
@@ -271,10 +280,11 @@ class BatchConsumer:
         """Let the processor start on a closed batch, then finish the one before it: when
         messages are waiting, batch N+1's model work runs beside batch N's publishing."""
         entries = [entry for entry, _ in batch]
-        try:
-            self.processor.prepare(entries)
-        except Exception as exc:  # a head start only: process() does the work and reports
-            log.warning("consumer.prepare_failed", topic=self.topic, error=str(exc)[:300])
+        if isinstance(self.processor, Preparing):
+            try:
+                self.processor.prepare(entries)
+            except Exception as exc:  # a head start only: process() does the work and reports
+                log.warning("consumer.prepare_failed", topic=self.topic, error=str(exc)[:300])
         self._finish_pending()
         self._pending = (batch, entries)
 

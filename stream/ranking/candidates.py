@@ -3,8 +3,11 @@
 A batch's profiles are searched together with matrix products against the copy (exact, pruned
 by clusters from 20,000 items: :class:`stream.catalog.index.MemoryIndex`), where the store would
 scan the whole collection once per shopper. The behaviour consumers do not write items, so the
-copy is read again from the store every ``refresh_s`` on a worker thread and swapped in whole:
-a new item becomes a semantic *candidate* up to that long after it was stored. Scores never lag:
+copy follows the store two ways: each batch compares the store's item count with the copy's
+and, when they differ, takes in the new items and drops the deleted ones (:meth:`catch_up`);
+and the whole copy is read again every ``refresh_s`` on a worker thread and swapped in, which
+also takes in re-encoded items (an item whose text changed is searched with its old vector until
+then; a count that stays equal while one item is added and another deleted, too). Scores never lag:
 every candidate's price, stock and text stamp (model and content hash) are read from the store
 when its list is made, an item deleted meanwhile drops out there, and a vector is taken from the
 copy only when the copy holds it for the same stamp (reading vectors from the store costs more
@@ -75,6 +78,29 @@ class ItemIndex:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="item-index", daemon=True)
         self._thread.start()
+
+    def catch_up(self) -> None:
+        """When the store's item count differs from the copy's, take in the items stored (or
+        re-encoded) since it was read and drop the deleted ones: the item keys and stamps are
+        read (not the vectors), then the vectors of what is new. A copy with as many items as
+        the store waits for its next refresh."""
+        copy = self._copy
+        if self.store.count(ITEMS) == len(copy.stamps):
+            return
+        current = {p.key: stamp(p.payload) for p in self.store.scroll(ITEMS, fields=_STAMP_FIELDS)}
+        gone = [k for k in copy.stamps if k not in current]
+        new = [k for k, st in current.items() if k not in copy.stamps or copy.stamps[k] != st]
+        fetched = self.store.retrieve(ITEMS, new, with_vectors=True, fields=()) if new else {}
+        vectors = {k: p.vector for k, p in fetched.items() if p.vector is not None}
+        index = copy.index
+        if index is None and vectors:
+            index = MemoryIndex(len(next(iter(vectors.values()))), self.k)
+        if index is not None:
+            index.remove(gone)
+            index.put(vectors)
+        stamps = {k: st for k, st in copy.stamps.items() if k in current}
+        stamps.update((k, current[k]) for k in vectors)
+        self._copy = _Copy(index, stamps)
 
     def _refresh(self) -> None:
         while not self._stop.wait(self.refresh_s):

@@ -198,6 +198,8 @@ class Recommender:
         if self._index is None:
             k = self.base.rank_candidates + self.base.history_max
             self._index = ItemIndex(self.store, k, self.base.rank_index_refresh_s)
+        else:
+            self._index.catch_up()
         return self._index
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import pytest
 from test_train_tune import THEMES, histories
 
 from encoders import Encoder
+from stream.collections import ITEMS
 from stream.evaluation.harness import build, item_points
 from stream.evaluation.interactions import Item
 from stream.ranking.recommender import Recommender
@@ -46,6 +47,37 @@ def test_a_batch_gets_the_lists_each_shopper_gets_alone(
         components = [r.components for rec in together.values() for r in rec.ranked]
         for name in ("semantic", "collaborative", "learned", "popularity", "price"):
             assert any(c[name] > 0 for c in components), name
+        recommender.close()
+    finally:
+        store.close()
+
+
+def test_an_item_stored_after_the_copy_was_read_is_a_candidate_at_once(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """The behaviour consumer's copy of the items' vectors takes in an item stored after it was
+    read (and drops a deleted one) before the next batch, not a refresh interval later: a new
+    item next to a shopper's profile, with no behaviour at all, is in their next list, and out
+    of the one after its deletion."""
+    settings = make_settings(rank_candidates=5, rank_index_refresh_s=3_600.0)
+    shoppers = histories(40, seed=3)
+    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
+    items = [Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0) for k in ids]
+    vectors = dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        build(store, item_points(items, vectors, encoder.name), shoppers, settings, 1)
+        recommender = Recommender(settings, store)
+        shopper = shoppers["u000"]
+        before = [r.item_id for r in recommender.recommend(shopper).ranked]
+        profile = recommender.recommend(shopper).profile
+        assert profile is not None
+        twin = Item("twin", "twin of the profile", 5.0)
+        store.upsert(ITEMS, item_points([twin], {"twin": profile}, encoder.name))
+        after = [r.item_id for r in recommender.recommend(shopper).ranked]
+        assert "twin" in after and "twin" not in before
+        store.delete(ITEMS, ["twin"])
+        assert "twin" not in [r.item_id for r in recommender.recommend(shopper).ranked]
         recommender.close()
     finally:
         store.close()
