@@ -31,6 +31,7 @@ from kit import (
 
 from encoders import Encoder
 from stream.collections import ITEMS
+from stream.kafka.inspect import group_lag
 from stream.sample_behaviour import sample_behaviour
 from stream.sample_catalog import sample_items
 from stream.settings import Settings
@@ -47,11 +48,19 @@ def _progress(settings: Settings) -> int:
     ) + committed_count(settings, settings.behaviour_group(), settings.topic_user_events)
 
 
+def _left(settings: Settings) -> int:
+    """Input messages not committed yet by the catalog and behaviour groups."""
+    return group_lag(settings, settings.catalog_group(), settings.topic_items) + group_lag(
+        settings, settings.behaviour_group(), settings.topic_user_events
+    )
+
+
 def test_sigkill_at_random_moments_loses_nothing(
     make_settings: Callable[..., Settings], encoder: Encoder
 ) -> None:
     """At least 5 SIGKILLs (random moments, mostly mid-batch while encoding, and two right
-    between a batch's store write and its publish), each followed by a restart, end with every
+    between a batch's store write and its publish; once every input is committed, the rest
+    idle), each followed by a restart, end with every
     neighbour list equal to the brute-force top-k and every recommendation equal to the
     reference; every input offset is committed."""
     rng = random.Random(61)
@@ -78,7 +87,12 @@ def test_sigkill_at_random_moments_loses_nothing(
         before = _progress(settings)
         proc = subprocess.Popen([sys.executable, str(CRASHY)], env=env, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and _progress(settings) <= before and time.monotonic() < deadline:
+        while (
+            proc.poll() is None
+            and _progress(settings) <= before
+            and not (not feeder.is_alive() and _left(settings) == 0)  # all done: kill it idle
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         if proc.poll() is None:
             time.sleep(rng.uniform(0.0, 1.5))  # somewhere inside the next batch
