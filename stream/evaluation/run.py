@@ -33,6 +33,7 @@ from stream.evaluation.interactions import Dataset
 from stream.evaluation.metrics import Metric, hit_rate, mean_over_users, ndcg, recall
 from stream.evaluation.split import history_before, temporal_split
 from stream.evaluation.tune import tune, validation_cutoff, validation_split
+from stream.ranking.blend import COMPONENTS, Weights
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -46,10 +47,7 @@ VALIDATION_FRACTION = 0.1
 EXCLUDE_ALL_DAYS = 36_500.0
 
 _ONLY = {
-    name: {
-        f"rank_weight_{c}": float(c == name)
-        for c in ("semantic", "collaborative", "learned", "popularity", "price")
-    }
+    name: {f"rank_weight_{c}": float(c == name) for c in COMPONENTS}
     for name in ("popularity", "collaborative")
 }
 BLENDS: dict[str, dict[str, float]] = {
@@ -264,10 +262,5 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 
 def _weights(s: Settings) -> dict[str, float]:
-    return {
-        "semantic": s.rank_weight_semantic,
-        "collaborative": s.rank_weight_collaborative,
-        "learned": s.rank_weight_learned,
-        "popularity": s.rank_weight_popularity,
-        "price": s.rank_weight_price,
-    }
+    weights = Weights.from_settings(s)
+    return {name: getattr(weights, name) for name in COMPONENTS}

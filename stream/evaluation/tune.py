@@ -197,7 +197,8 @@ def tune(
                 best = (float(top_f[1]), model, top_w, top_f)
     assert best is not None and before is not None
     _, model, w, f = best
-    w = w / w.sum()
+    if w.sum() > 0:  # only the settings given can weigh nothing at all
+        w = w / w.sum()
     values = {
         **model,
         **{_WEIGHT[c]: round(float(v), 4) for c, v in zip(COMPONENTS, w, strict=True)},

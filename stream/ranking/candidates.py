@@ -132,12 +132,14 @@ class ItemIndex:
         copy where it holds the same stamp, else read from the store."""
         copy = self._copy
         rows = copy.index.rows if copy.index is not None else {}
+        matrix = copy.index.matrix if copy.index is not None else None
         stamps = copy.stamps
         out: dict[str, StoredPoint] = {}
         missing = []
         for k, p in points.items():
-            if k in rows and stamps.get(k) is not None and stamps[k] == stamp(p.payload):
-                out[k] = StoredPoint(k, p.payload, copy.index.matrix[rows[k]])  # type: ignore[union-attr]
+            held = stamps.get(k)
+            if matrix is not None and k in rows and held is not None and held == stamp(p.payload):
+                out[k] = StoredPoint(k, p.payload, matrix[rows[k]])
             else:
                 missing.append(k)
         if missing:

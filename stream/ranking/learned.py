@@ -80,7 +80,7 @@ def write_model(store: VectorStore, model: ItemModel, trained_at: datetime) -> N
     ]
     for start in range(0, len(points), _CHUNK):
         store.upsert(ITEM_MODEL, points[start : start + _CHUNK])
-    stale = [p.key for p in store.scroll(ITEM_MODEL) if p.key not in model.rows]
+    stale = [p.key for p in store.scroll(ITEM_MODEL, fields=()) if p.key not in model.rows]
     for start in range(0, len(stale), _CHUNK):
         store.delete(ITEM_MODEL, stale[start : start + _CHUNK])
 
@@ -88,7 +88,7 @@ def write_model(store: VectorStore, model: ItemModel, trained_at: datetime) -> N
 def stored_histories(store: VectorStore) -> dict[str, list[Interaction]]:
     """Every shopper's history as the behaviour consumer stored it."""
     out = {}
-    for point in store.scroll(USERS):
+    for point in store.scroll(USERS, fields=("history",)):
         history = history_from_payload(point.payload.get("history"))
         if history:
             out[point.key] = history

@@ -121,7 +121,7 @@ class Recommender:
                 recent_items(history, s.cooccurrence_window),
             )
 
-        semantic = self._semantic(shoppers)
+        semantic = self._semantic(index, shoppers)
         recent = sorted({k for sh in shoppers.values() for k in sh.recent})
         stats = store.retrieve(ITEM_STATS, recent, fields=("co", "ref", "pop"))
         rows = read_rows(store, touched)
@@ -186,15 +186,16 @@ class Recommender:
             )
         return scored, shoppers
 
-    def _semantic(self, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
+    def _semantic(self, index: ItemIndex, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
         """The items nearest each profile, one batched search of the in-memory copy."""
         profiles = {u: sh.profile for u, sh in shoppers.items() if sh.profile is not None}
         if not profiles:
             return {}
         exclude = {u: shoppers[u].exclude for u in profiles}
-        return self._items().nearest(profiles, exclude, self.s.rank_candidates)
+        return index.nearest(profiles, exclude, self.s.rank_candidates)
 
     def _items(self) -> ItemIndex:
+        """The copy of the items' vectors, caught up with the store (once per batch)."""
         if self._index is None:
             k = self.base.rank_candidates + self.base.history_max
             self._index = ItemIndex(self.store, k, self.base.rank_index_refresh_s)
