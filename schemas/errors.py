@@ -18,6 +18,10 @@ SCHEMA = "schema"
 """Valid JSON that fails validation: missing fields, wrong types, limits exceeded."""
 KEY_MISMATCH = "key_mismatch"
 """The Kafka key is present and differs from the entity id in the body."""
+TOO_LARGE = "too_large"
+"""The message is larger than ``RECSTREAM_MAX_MESSAGE_BYTES``: rejected before parsing."""
+ENCODER_REJECTED = "encoder_rejected"
+"""The encoder refused the item's text."""
 
 T = TypeVar("T")
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from stream.settings import Settings
 
 _SETTINGS_HELP = "settings (each also RECSTREAM_<NAME> in the environment)"
+_BENCH_HELP = "benchmarks: write bench/results/<name>.json and <name>.png"
 _ONLINE_RETAIL = "../shared/data/online_retail/online_retail.csv.gz"
 
 
@@ -61,7 +62,8 @@ def _invalid_settings(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(bench: bool = True) -> argparse.ArgumentParser:
+    """The whole parser; ``bench`` False leaves the benchmarks' options out."""
     parser = argparse.ArgumentParser(
         prog="recstream",
         description=(
@@ -142,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=None, help="replay at most this many")
     _add_settings_options(replay)
 
-    # benchmarks: `recstream bench encoder|store|e2e|scaling` (options in stream/bench/cli.py)
-    from stream.bench.cli import add_bench_parser
+    if bench:
+        from recstream_tools.bench.cli import add_bench_parser
 
-    add_bench_parser(sub, _add_settings_options)
+        add_bench_parser(sub, _add_settings_options, _BENCH_HELP)
+    else:  # the benchmarks' options load only when a benchmark is asked for
+        sub.add_parser("bench", help=_BENCH_HELP, add_help=False)
 
     schemas = sub.add_parser("schemas", help="message schemas")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
@@ -155,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(bench=argv[:1] == ["bench"]).parse_args(argv)
     if args.command == "schemas":
         from schemas.export import export_schemas
 
@@ -173,11 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "demo":
-        from stream.demo import run_demo
+        from recstream_tools.demo import run_demo
 
         return run_demo(settings, items=args.items, show=args.show)
     if args.command == "bench":
-        from stream.bench.cli import run_bench
+        from recstream_tools.bench.cli import run_bench
 
         return run_bench(settings, args)
     if args.command == "eval":
@@ -210,7 +215,7 @@ def _run(settings: Settings, which: str) -> int:
 
 
 def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.evaluation.run import evaluate, format_table, parse_cutoff
+    from recstream_tools.evaluation.run import evaluate, format_table, parse_cutoff
 
     if (args.interactions is None) != (args.items is None):
         print("recstream: --interactions and --items go together", file=sys.stderr)
@@ -223,11 +228,11 @@ def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
     try:
         cutoff = parse_cutoff(args.cutoff)
         if args.interactions:
-            from stream.evaluation.interactions import load_dataset
+            from recstream_tools.evaluation.interactions import load_dataset
 
             data = load_dataset(args.interactions, args.items)
         else:
-            from stream.evaluation.online_retail import online_retail_dataset
+            from recstream_tools.evaluation.online_retail import online_retail_dataset
 
             data = online_retail_dataset(args.data, max_rows=args.max_rows)
         result = evaluate(
@@ -266,8 +271,8 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
     import os
 
     from encoders.bert import model_dimension
+    from recstream_tools.evaluation.tune import tune_store
     from stream.collections import ensure_collections
-    from stream.evaluation.tune import tune_store
     from stream.store import open_store
 
     store = open_store(settings)
@@ -309,7 +314,7 @@ def _replay_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _broker(port: int) -> int:
-    from stream.kafka.broker import EmbeddedBroker
+    from recstream_tools.broker import EmbeddedBroker
 
     stop = _stop_on_signals()
     with EmbeddedBroker(port=port) as broker:

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaError, Message, Producer
 
+from schemas.source import source_of
 from stream.kafka.config import producer_config
 from stream.kafka.dlq import HEADER_ERROR, HEADER_SOURCE
 from stream.kafka.inspect import Record, latest_by_key, scan_topic
@@ -97,7 +98,7 @@ def replayed_topic(dlq_topic: str) -> str:
 
 
 def _position(topic: str, record: Record) -> str:
-    return f"{topic}/{record.partition}/{record.offset}"
+    return source_of(topic, record.partition, record.offset)
 
 
 def _source(record: Record) -> tuple[str, int] | str:
@@ -207,7 +208,7 @@ def _replay(
             if err is not None:
                 failed.append(f"{position}: {err}")
             else:
-                landed[position] = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+                landed[position] = source_of(msg.topic(), msg.partition(), msg.offset())
 
         return report
 

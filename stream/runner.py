@@ -9,26 +9,33 @@ encoder. If one fails, the others are stopped and the process exits 1.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import structlog
 
-from stream.kafka.loop import BatchConsumer
+from encoders import Encoder
+from stream.loop import BatchConsumer
 from stream.settings import Settings
 from stream.store import VectorStore, open_store
 
 log = structlog.get_logger(__name__)
 
 
-def build_consumers(settings: Settings, which: str, store: VectorStore) -> list[BatchConsumer]:
-    """The consumers ``which`` names (catalog, behaviour or all), wired to ``store``."""
+def build_consumers(
+    settings: Settings, which: str, store: VectorStore, encoder: Encoder | None = None
+) -> list[BatchConsumer[Any, Any]]:
+    """The consumers ``which`` names (catalog, behaviour or all), wired to ``store``, in that
+    order: catalog, behaviour, item stats. The catalog consumer loads the settings' encoder
+    unless one is given."""
     from encoders.bert import model_dimension
 
-    consumers: list[BatchConsumer] = []
+    consumers: list[BatchConsumer[Any, Any]] = []
     if which in ("catalog", "all"):
         from encoders import load_encoder
         from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 
-        processor = CatalogProcessor(settings, load_encoder(settings), store)
+        encoder = encoder or load_encoder(settings)
+        processor = CatalogProcessor(settings, encoder, store)
         consumers.append(CatalogConsumer(settings, processor))
     if which in ("behaviour", "all"):
         from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
@@ -45,7 +52,7 @@ def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
     store = open_store(settings)
     failed: list[BaseException] = []
 
-    def guarded(consumer: BatchConsumer) -> None:
+    def guarded(consumer: BatchConsumer[Any, Any]) -> None:
         try:
             consumer.run(stop)
         except BaseException as exc:

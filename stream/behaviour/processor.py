@@ -18,21 +18,20 @@ histories: nothing is added, nothing is published twice.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import structlog
 
 from schemas.behaviour import UserEvent, parse_behaviour_event
-from schemas.errors import InvalidEvent
+from schemas.errors import TOO_LARGE, InvalidEvent
 from schemas.outputs import Recommendations, RecommendedItem
+from schemas.source import partition_of, source_of
 from stream.collections import USERS, ensure_collections
-from stream.kafka.dlq import DeadLetter, Message, dead_letter
-from stream.kafka.loop import BatchConsumer, BatchResult, Output
-from stream.kafka.topics import COMPACT
+from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
+from stream.kafka.topics import behaviour_topics
+from stream.loop import BatchConsumer, BatchResult, Output
 from stream.ranking.profile import (
     Interaction,
     history_from_payload,
@@ -56,7 +55,7 @@ class UserReceived:
 
     @property
     def source(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
+        return source_of(self.topic, self.partition, self.offset)
 
 
 class BehaviourProcessor:
@@ -75,39 +74,37 @@ class BehaviourProcessor:
         value = msg.value()
         if value is not None and len(value) > self.settings.max_message_bytes:
             limit = self.settings.max_message_bytes
-            return dead_letter(msg, "too_large", f"{len(value)} bytes > {limit}"), 1
+            return dead_letter(msg, TOO_LARGE, f"{len(value)} bytes > {limit}"), 1
         try:
             event = parse_behaviour_event(msg.key(), value)
         except InvalidEvent as exc:
             return dead_letter(msg, exc.reason, exc.detail), 1
         return UserReceived(event, msg.topic() or "", msg.partition() or 0, msg.offset() or 0), 1
 
-    def process(self, batch: list[UserReceived | DeadLetter]) -> BatchResult:
+    def process(self, batch: list[UserReceived | DeadLetter]) -> BatchResult[list[StoredPoint]]:
         started = time.perf_counter()
         s = self.settings
-        dead = [e for e in batch if isinstance(e, DeadLetter)]
-        by_user: dict[str, list[UserReceived]] = defaultdict(list)
-        for e in batch:
-            if isinstance(e, UserReceived):
-                by_user[e.event.user_id].append(e)
-        stored = self.store.retrieve(USERS, sorted(by_user))
+        dead, by_user = split_batch(batch, lambda e: e.event.user_id)
+        stored = self.store.retrieve(USERS, list(by_user))
         outputs: list[Output] = []
         item_outputs: list[tuple[tuple[int, int], Output]] = []
         updates: dict[str, StoredPoint] = {}
         now = datetime.now(UTC)
         changed: dict[str, tuple[list[Interaction], dict[str, int]]] = {}
-        for user_id in sorted(by_user):
+        for user_id in by_user:
             payload = stored[user_id].payload if user_id in stored else {}
             upto: dict[str, int] = dict(payload.get("upto") or {})
             fresh = [
-                r for r in by_user[user_id] if r.offset > upto.get(f"{r.topic}/{r.partition}", -1)
+                r
+                for r in by_user[user_id]
+                if r.offset > upto.get(partition_of(r.topic, r.partition), -1)
             ]
             history = history_from_payload(payload.get("history"))
             merged, added = merge_history(
                 history, [Interaction.of(r.event) for r in fresh], s.history_max
             )
             for r in fresh:
-                tp = f"{r.topic}/{r.partition}"
+                tp = partition_of(r.topic, r.partition)
                 upto[tp] = max(upto.get(tp, -1), r.offset)
             if not added:
                 continue
@@ -178,22 +175,13 @@ class BehaviourProcessor:
     def close(self) -> None:
         self.recommender.close()
 
-    def confirm(self, result: BatchResult) -> None:
+    def confirm(self, result: BatchResult[list[StoredPoint]]) -> None:
         """Record the histories once their activities and recommendations were delivered."""
-        points: list[StoredPoint] = result.confirm or []
+        points = result.confirm or []
         self.store.upsert(USERS, points)
 
 
-def behaviour_topics(settings: Settings) -> dict[str, Any]:
-    return {
-        settings.topic_user_events: {},
-        settings.dlq_topic(settings.topic_user_events): {},
-        settings.topic_recommendations: COMPACT,
-        settings.topic_item_activity(): {},
-    }
-
-
-class BehaviourConsumer(BatchConsumer):
+class BehaviourConsumer(BatchConsumer[UserReceived | DeadLetter, list[StoredPoint]]):
     """``user.events`` in; recommendations, item activities and dead letters out."""
 
     def __init__(self, settings: Settings, processor: BehaviourProcessor) -> None:

@@ -1,7 +1,7 @@
 """Encoding a batch's texts ahead, while the batch before it is still written and published.
 
 When the next messages are already fetched, the consumer loop closes batch N+1 before it
-finishes batch N (:class:`stream.kafka.loop.BatchConsumer`) and lets the processor start on it.
+finishes batch N (:class:`stream.loop.consumer.BatchConsumer`) and lets the processor start on it.
 A worker thread then runs the model on N+1's texts while the loop thread merges, publishes and
 records N's lists: on two cores the model alone leaves a core idle while Python does the
 bookkeeping, and the bookkeeping alone leaves the model idle.

@@ -14,8 +14,7 @@ The journal stays within twice the records still current (plus :data:`SLACK` lin
 that, the next entry takes over the current lines of the entries with the fewest, copied as they
 are (and their gone keys, where an older entry may still hold a line for them), and those
 entries are deleted once it is written. A crash in between leaves lines twice, and the replay
-order makes the newer copy win. Per-item points (``{"nb": packed}``), written before the
-journal, read as older than every entry and are moved into one on load.
+order makes the newer copy win.
 """
 
 from __future__ import annotations
@@ -61,17 +60,13 @@ class ListJournal:
         """Every key's current record (None: a line that is not a well-formed list, which is
         no record). Raises :class:`JournalDamaged` when an entry cannot be read."""
         self._reset()
-        legacy: dict[str, NeighbourState | None] = {}
         entries: list[tuple[int, dict[str, Any]]] = []
         for point in self.store.scroll(self.collection):
-            if point.key.startswith(_PREFIX):
-                seq = point.payload.get("seq")
-                if not isinstance(seq, int):
-                    raise JournalDamaged(f"entry {point.key!r} has no sequence number")
-                entries.append((seq, point.payload))
-            else:
-                legacy[point.key] = NeighbourState.from_payload(point.payload)
-        records = dict(legacy)
+            seq = point.payload.get("seq")
+            if not point.key.startswith(_PREFIX) or not isinstance(seq, int):
+                raise JournalDamaged(f"point {point.key!r} is not a numbered journal entry")
+            entries.append((seq, point.payload))
+        records: dict[str, NeighbourState | None] = {}
         for seq, payload in sorted(entries, key=_first):
             keys, lines, gone = _read(seq, payload)
             for key in gone:
@@ -86,11 +81,6 @@ class ListJournal:
         for seq in self._latest.values():
             self._live[seq] += 1
         self._loaded = True
-        if legacy:
-            moved = {k: s for k, s in records.items() if k in legacy and k not in self._latest}
-            self.append({k: journal_line(k, s) for k, s in moved.items()}, ())
-            self.store.delete(self.collection, list(legacy))
-            log.info("neighbours.records_moved_to_journal", lists=len(moved))
         return records
 
     def append(self, lines: Mapping[str, bytes], gone: Iterable[str]) -> None:
@@ -146,19 +136,17 @@ class ListJournal:
             self.store.delete(self.collection, [_key(s) for s in sorted(folded)])
 
     def clear(self) -> None:
-        """Delete every entry and per-item point: the per-item points first, then entries
-        oldest first (an engine that deletes point by point, stopped half way, leaves only
-        newer entries: records missing, never older ones back)."""
-        legacy, entries, unreadable = [], [], []
+        """Delete every entry, oldest first (an engine that deletes point by point, stopped half
+        way, leaves only newer entries: records missing, never older ones back), then any point
+        that is no numbered entry."""
+        entries, unreadable = [], []
         for point in self.store.scroll(self.collection):
             seq = point.payload.get("seq")
-            if not point.key.startswith(_PREFIX):
-                legacy.append(point.key)
-            elif isinstance(seq, int):
+            if point.key.startswith(_PREFIX) and isinstance(seq, int):
                 entries.append((seq, point.key))
             else:
                 unreadable.append(point.key)
-        ordered = [*legacy, *(key for _, key in sorted(entries)), *unreadable]
+        ordered = [*(key for _, key in sorted(entries)), *unreadable]
         self.store.delete(self.collection, ordered)
         self._reset()
         self._loaded = True

@@ -1,28 +1,20 @@
-"""A neighbour list as published, and the two ways its record is written in the store.
-
-- In the item's own payload (``nb_ids``, ``nb_scores``, ``nb_floor``;
-  :meth:`NeighbourState.payload`): what the store finder searches by (a keyword index on the
-  ids, a float index on the floor).
-- Packed into one string (:meth:`NeighbourState.packed`): what versions before the memory
-  finder's journal (:mod:`stream.catalog.journal`) wrote per list in the ``item_lists``
-  collection; still read, and moved into the journal on load.
+"""A neighbour list as published, and its record in the item's own payload (``nb_ids``,
+``nb_scores``, ``nb_floor``; :meth:`NeighbourState.payload`): what the store finder searches by
+(a keyword index on the ids, a float index on the floor). The memory finder keeps its records in
+a journal instead (:mod:`stream.catalog.journal`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from stream.store import Hit
 
 NO_FLOOR = -2.0
 """Floor of a list shorter than k, or of an item with no recorded list: any item qualifies."""
 SCORE_TOLERANCE = 1e-6
-PACKED = "nb"
-"""Payload field of a packed record in the ``item_lists`` collection."""
 _NUMBERS = {int, float}
 
 
@@ -44,17 +36,9 @@ class NeighbourState:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, object]) -> NeighbourState | None:
-        """The recorded list, or None when there is none or it is not well formed: a packed
-        record (``nb``) when there is one, else the item-payload fields. Scores are recorded as
-        one comma-separated string (:meth:`payload`); a list of numbers is read too."""
-        packed = payload.get(PACKED)
-        if isinstance(packed, str):
-            try:
-                ids, scores = json.loads(packed)
-            except (ValueError, TypeError):
-                return None
-        else:
-            ids, scores = payload.get("nb_ids"), payload.get("nb_scores")
+        """The recorded list, or None when there is none or it is not well formed. Scores are
+        recorded as one comma-separated string (:meth:`payload`); a list of numbers is read too."""
+        ids, scores = payload.get("nb_ids"), payload.get("nb_scores")
         if not isinstance(ids, list):
             return None
         if isinstance(scores, str):
@@ -91,12 +75,6 @@ class NeighbourState:
         # element (~2.5 us each), and this record is written for every list published
         scores = ",".join(map(repr, self.scores))
         return {"nb_ids": list(self.ids), "nb_scores": scores, "nb_floor": self.floor(k)}
-
-    def packed(self) -> dict[str, Any]:
-        """The record as one string field: the form older versions wrote per list in
-        ``item_lists`` (read by :meth:`from_payload`)."""
-        text = json.dumps([self.ids, self.scores], separators=(",", ":"), ensure_ascii=False)
-        return {PACKED: text}
 
 
 def merged(state: NeighbourState, entries: Mapping[str, float], k: int) -> NeighbourState:

@@ -19,8 +19,9 @@ import structlog
 from encoders import Encoder, EncoderError
 from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
-from schemas.errors import InvalidEvent
+from schemas.errors import ENCODER_REJECTED, TOO_LARGE, InvalidEvent
 from schemas.outputs import neighbour_list_json
+from schemas.source import source_of
 from stream.catalog.ahead import EncodeAhead
 from stream.catalog.index import leave_cores_to_encoder
 from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
@@ -28,8 +29,8 @@ from stream.catalog.neighbours import Entries, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter
-from stream.kafka.loop import BatchConsumer, BatchResult, Output
 from stream.kafka.topics import catalog_topics
+from stream.loop import BatchConsumer, BatchResult, Output
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Payload, Vector
@@ -37,6 +38,8 @@ from stream.store.base import Payload, Vector
 log = structlog.get_logger(__name__)
 
 Entry = Received | DeadLetter
+Published = dict[str, tuple[NeighbourState, bytes]]
+"""The lists a batch published, by item: recorded once the broker acknowledged them."""
 
 
 class CatalogProcessor:
@@ -50,7 +53,7 @@ class CatalogProcessor:
         ensure_collections(store, encoder.dim)
         if encoder.device == "cpu":
             # an encoder without a runtime attribute may be running on torch: leave torch be
-            leave_cores_to_encoder(torch_threads=getattr(encoder, "runtime", "torch") != "torch")
+            leave_cores_to_encoder(torch_threads=encoder.runtime != "torch")
         self.finder = finder_for(store, settings, ITEMS, encoder.dim)
         self.ahead = EncodeAhead(encoder)
 
@@ -60,7 +63,7 @@ class CatalogProcessor:
         if value is not None and len(value) > self.settings.max_message_bytes:
             limit = self.settings.max_message_bytes
             detail = f"{len(value)} bytes > RECSTREAM_MAX_MESSAGE_BYTES={limit}"
-            return dead_letter(msg, "too_large", detail), 0
+            return dead_letter(msg, TOO_LARGE, detail), 0
         try:
             event = parse_catalog_event(msg.key(), value)
         except InvalidEvent as exc:
@@ -100,16 +103,16 @@ class CatalogProcessor:
         """Stop the worker thread that encodes ahead."""
         self.ahead.close()
 
-    def process(self, batch: list[Entry]) -> BatchResult:
+    def process(self, batch: list[Entry]) -> BatchResult[Published]:
         try:
             return self._process(batch)
         except Exception:
             self.finder.reset()  # the store may hold part of this batch's writes
             raise
 
-    def _process(self, batch: list[Entry]) -> BatchResult:
+    def _process(self, batch: list[Entry]) -> BatchResult[Published]:
         started = time.perf_counter()
-        result = BatchResult()
+        result: BatchResult[Published] = BatchResult()
         ready = self.ahead.take(id(batch))
         dead = [e for e in batch if isinstance(e, DeadLetter)]
         stored: dict[str, Payload] = {}
@@ -180,10 +183,10 @@ class CatalogProcessor:
         )
         return result
 
-    def confirm(self, result: BatchResult) -> None:
+    def confirm(self, result: BatchResult[Published]) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
-            published: dict[str, tuple[NeighbourState, bytes]] = result.confirm or {}
+            published = result.confirm or {}
             self.finder.record(
                 {k: state for k, (state, _) in published.items()},
                 {k: message for k, (_, message) in published.items()},
@@ -226,8 +229,8 @@ class CatalogProcessor:
                 with self.ahead.lock:
                     vectors[r.item_id] = self.encoder.encode([r.text or ""])[0]
             except EncoderError as exc:
-                source = f"{r.topic}/{r.partition}/{r.offset}"
-                rejected.append(DeadLetter(r.key, r.value, "encoder_rejected", str(exc), source))
+                source = source_of(r.topic, r.partition, r.offset)
+                rejected.append(DeadLetter(r.key, r.value, ENCODER_REJECTED, str(exc), source))
         return vectors, rejected
 
     @staticmethod
@@ -287,7 +290,7 @@ def batch_lock(store: VectorStore) -> threading.Lock:
     return _BATCH_LOCKS.setdefault(store, threading.Lock())
 
 
-class CatalogConsumer(BatchConsumer):
+class CatalogConsumer(BatchConsumer[Entry, Published]):
     """The catalog consumer: ``catalog.items`` in, neighbour lists and dead letters out."""
 
     def __init__(self, settings: Settings, processor: CatalogProcessor) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from schemas.source import source_of
 
 HEADER_ERROR = "recstream.error"
 HEADER_DETAIL = "recstream.detail"
 HEADER_SOURCE = "recstream.source"
 
 _MAX_DETAIL = 1_000
+T = TypeVar("T")
 
 
 class Message(Protocol):
@@ -68,9 +73,21 @@ class DeadLetter:
         ]
 
 
-def source_of(msg: Message) -> str:
-    return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+def split_batch(
+    batch: Sequence[DeadLetter | T], key: Callable[[T], str]
+) -> tuple[list[DeadLetter], dict[str, list[T]]]:
+    """A batch's dead letters, and its other entries grouped by ``key`` (keys in sorted order,
+    each group in batch order)."""
+    dead: list[DeadLetter] = []
+    groups: dict[str, list[T]] = defaultdict(list)
+    for entry in batch:
+        if isinstance(entry, DeadLetter):
+            dead.append(entry)
+        else:
+            groups[key(entry)].append(entry)
+    return dead, {k: groups[k] for k in sorted(groups)}
 
 
 def dead_letter(msg: Message, reason: str, detail: str) -> DeadLetter:
-    return DeadLetter(msg.key(), msg.value(), reason, detail, source_of(msg))
+    source = source_of(msg.topic(), msg.partition(), msg.offset())
+    return DeadLetter(msg.key(), msg.value(), reason, detail, source)

@@ -43,10 +43,35 @@ def ensure_topics(
                 raise
 
 
-def catalog_topics(settings: Settings) -> dict[str, Mapping[str, str]]:
+Topics = dict[str, Mapping[str, str]]
+"""Topic names and the config each is created with."""
+
+
+def catalog_topics(settings: Settings) -> Topics:
     """What the catalog consumer reads and writes: the neighbour lists are a compacted topic."""
     return {
         settings.topic_items: {},
         settings.dlq_topic(settings.topic_items): {},
         settings.topic_neighbours: COMPACT,
     }
+
+
+def behaviour_topics(settings: Settings) -> Topics:
+    """What the behaviour consumer reads and writes: the recommendations are compacted."""
+    return {
+        settings.topic_user_events: {},
+        settings.dlq_topic(settings.topic_user_events): {},
+        settings.topic_recommendations: COMPACT,
+        settings.topic_item_activity(): {},
+    }
+
+
+def item_stats_topics(settings: Settings) -> Topics:
+    """What the item-stats consumer reads and writes."""
+    topic = settings.topic_item_activity()
+    return {topic: {}, settings.dlq_topic(topic): {}}
+
+
+def all_topics(settings: Settings) -> Topics:
+    """Every topic the consumers of ``recstream run all`` read and write."""
+    return {**catalog_topics(settings), **behaviour_topics(settings), **item_stats_topics(settings)}

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from stream.errors import Transient
+
 Vector = npt.NDArray[np.float32]
 Payload = dict[str, Any]
 
@@ -136,7 +138,7 @@ class DimensionMismatch(StoreError):
     """The collection exists with vectors of another size (another model?)."""
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, Transient):
     """The engine failed or timed out; the operation may succeed if retried."""
 
 

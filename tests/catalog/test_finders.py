@@ -124,7 +124,7 @@ def test_listing_and_records_match_a_scan_of_the_recorded_lists(
     catalogue: tuple[EdgeStore, list[str], Matrix],
 ) -> None:
     """Which lists name an item, and what each item's record says, from both finders: the
-    memory finder reads the item-payload records when no packed ones exist."""
+    memory finder reads the item-payload records while its journal is empty."""
     store, keys, _ = catalogue
     recorded = {p.key: NeighbourState.from_payload(p.payload) for p in store.scroll(COLLECTION)}
     probes = [[keys[0]], keys[10:14], ["not-stored"], []]
@@ -273,29 +273,6 @@ def test_a_removed_item_takes_its_record_and_orphans_are_dropped_on_load(
         "s1": ListRecord(None, None),
         "s2": ListRecord(None, None),
     }
-
-
-def test_per_item_records_from_before_the_journal_are_moved_into_it(
-    small: tuple[EdgeStore, Matrix],
-) -> None:
-    """A store written by a version that kept one packed point per list: those records are
-    read (a damaged one as no record) and moved into a journal entry on load."""
-    store, _ = small
-    store.set_payload(COLLECTION, {"s5": full_list(0.3).payload(K)})
-    store.upsert(
-        ITEM_LISTS,
-        [
-            StoredPoint("s4", full_list(0.4).packed(), ONE),
-            StoredPoint("s5", {"nb": "[not json"}, ONE),
-            StoredPoint("gone", full_list(0.4).packed(), ONE),
-        ],
-    )
-    finder = MemoryFinder(store, COLLECTION, K, DIM)
-    expected = {"s4": ListRecord(None, full_list(0.4)), "s5": ListRecord(None, None)}
-    assert finder.records(["s4", "s5", "gone"]) == expected
-    assert all(p.key.startswith(" entry ") for p in store.scroll(ITEM_LISTS))
-    finder.reset()
-    assert finder.records(["s4", "s5", "gone"]) == expected
 
 
 def test_store_finder_adopts_packed_records_into_the_item_payloads(

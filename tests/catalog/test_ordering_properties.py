@@ -38,7 +38,7 @@ from stream.catalog.neighbours import forget
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import DELETED_ITEMS, ITEM_LISTS, ITEMS
 from stream.kafka.dlq import LocalMessage
-from stream.kafka.loop import Output
+from stream.loop import Output
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -56,6 +56,7 @@ class HashEncoder:
     name = "hash-16"
     dim = 16
     device = "cpu"
+    runtime = "torch"
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         rows = [self.vector(t) for t in texts]

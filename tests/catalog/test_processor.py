@@ -12,10 +12,10 @@ import numpy.typing as npt
 import pytest
 
 from encoders import BertEncoder, Encoder, TextRejected
+from recstream_tools.sample_catalog import catalog_events, sample_items
 from stream.catalog.processor import CatalogProcessor, Received
 from stream.collections import ITEMS
 from stream.kafka.dlq import DeadLetter, LocalMessage
-from stream.sample_catalog import catalog_events, sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -26,6 +26,7 @@ class RejectingEncoder:
     def __init__(self, inner: Encoder, marker: str) -> None:
         self.inner, self.marker = inner, marker
         self.name, self.dim, self.device = inner.name, inner.dim, inner.device
+        self.runtime = inner.runtime
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         for i, t in enumerate(texts):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from encoders import Encoder, load_encoder
-from stream.kafka.broker import EmbeddedBroker
+from recstream_tools.broker import EmbeddedBroker
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from stream.kafka.loop import BatchConsumer
+from stream.loop import BatchConsumer
 
 _publish = BatchConsumer._publish
 _calls = {"n": 0}

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stream.sample_catalog import sample_items
+from recstream_tools.sample_catalog import sample_items
 
 OK = "ok"
 INVALID_JSON = "invalid_json"

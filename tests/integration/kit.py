@@ -22,7 +22,7 @@ from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEMS
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
-from stream.kafka.loop import BatchConsumer
+from stream.loop import BatchConsumer
 from stream.settings import Settings
 from stream.store import VectorStore
 

@@ -23,10 +23,10 @@ from kit import (
 )
 
 from encoders import Encoder
+from recstream_tools.sample_behaviour import sample_behaviour
+from recstream_tools.sample_catalog import sample_items
 from stream.behaviour.processor import BehaviourProcessor
 from stream.collections import ITEMS
-from stream.sample_behaviour import sample_behaviour
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

@@ -18,10 +18,10 @@ from kit import (
 )
 
 from encoders import Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS, USERS
 from stream.kafka.inspect import latest_by_key, read_topic
 from stream.ranking.profile import history_from_payload
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

@@ -9,9 +9,9 @@ import pytest
 from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
 
 from encoders import Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS
 from stream.kafka.inspect import read_topic
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

@@ -25,9 +25,9 @@ from kit import (
 )
 
 from encoders import BertEncoder, Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS
 from stream.kafka.inspect import read_topic
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store import VectorStore
 from stream.store.edge import EdgeStore

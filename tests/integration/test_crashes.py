@@ -30,10 +30,10 @@ from kit import (
 )
 
 from encoders import Encoder
+from recstream_tools.sample_behaviour import sample_behaviour
+from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS
 from stream.kafka.inspect import group_lag
-from stream.sample_behaviour import sample_behaviour
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

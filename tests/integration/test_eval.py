@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from recstream_tools.evaluation.run import METHODS, RESULT_FILE
 from stream import cli
-from stream.evaluation.run import METHODS, RESULT_FILE
 
 pytestmark = pytest.mark.data
 

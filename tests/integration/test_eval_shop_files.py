@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from recstream_tools.evaluation.run import RESULT_FILE
 from stream import cli
-from stream.evaluation.run import RESULT_FILE
 
 THEMES = {
     "garden": ["hose", "trowel", "rake", "gloves", "seed tray", "watering can", "pruner", "pots"],

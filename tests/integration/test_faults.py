@@ -23,9 +23,9 @@ from kit import (
 )
 
 from encoders import Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.kafka.inspect import read_topic
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

@@ -24,12 +24,11 @@ from kit import (
 )
 
 from encoders import Encoder
-from stream.behaviour.processor import behaviour_topics
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEM_STATS, ITEMS, USERS
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import Record, latest_by_key, read_topic
-from stream.kafka.topics import catalog_topics, ensure_topics
+from stream.kafka.topics import all_topics, ensure_topics
 from stream.ranking.profile import history_from_payload
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -137,7 +136,7 @@ def _run_hostile(
     rss_before = _rss()
     started = time.monotonic()
     cases = hostile.generate(n_bad, MAX_MESSAGE_BYTES)
-    ensure_topics(settings, {**catalog_topics(settings), **behaviour_topics(settings)})
+    ensure_topics(settings, all_topics(settings))
     published = _publish(settings, cases)
     published_at = time.monotonic()
 

@@ -20,8 +20,8 @@ from kit import (
 )
 
 from encoders import Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.server import ServerStore
 

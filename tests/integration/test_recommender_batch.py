@@ -10,9 +10,9 @@ import pytest
 from test_train_tune import THEMES, histories
 
 from encoders import Encoder
+from recstream_tools.evaluation.harness import build, item_points
+from recstream_tools.evaluation.interactions import Item
 from stream.collections import ITEMS
-from stream.evaluation.harness import build, item_points
-from stream.evaluation.interactions import Item
 from stream.ranking.recommender import Recommender
 from stream.settings import Settings
 from stream.store.edge import EdgeStore

@@ -11,6 +11,7 @@ import structlog
 from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
 
 from encoders import Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.cli import main
 from stream.collections import ITEMS
 from stream.kafka.inspect import read_topic, scan_topic
@@ -25,7 +26,6 @@ from stream.replay import (
     replay_dead_letters,
     replayed_topic,
 )
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 

@@ -16,10 +16,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-import stream.kafka.loop
+import stream.loop.consumer
 from stream.cli import main
-from stream.kafka.loop import BatchConsumer
 from stream.kafka.topics import ensure_topics
+from stream.loop import BatchConsumer
 from stream.runner import run_consumers
 from stream.settings import Settings
 from stream.store import StoreUnavailable
@@ -102,7 +102,7 @@ def test_no_secret_when_kafka_authentication_fails(
     own log lines on stderr are free of the password and of the Qdrant API key."""
     # librdkafka waits out the whole metadata timeout whatever the failure: shorten it
     quick = functools.partial(ensure_topics, timeout_s=2.0)
-    monkeypatch.setattr(stream.kafka.loop, "ensure_topics", quick)
+    monkeypatch.setattr(stream.loop.consumer, "ensure_topics", quick)
     raised: list[BaseException] = []
     original_run = BatchConsumer.run
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.batching import MicroBatcher
+from stream.loop.batching import MicroBatcher
 
 
 class FakeClock:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recstream_tools.bench.arrivals import item_version
+from recstream_tools.bench.encoder import Variant
+from recstream_tools.bench.report import LoadMonitor, new_result, percentiles, write_json
+from recstream_tools.bench.scaling import exact_lists, jittered
 from schemas.outputs import neighbour_list_json
-from stream.bench.arrivals import item_version
-from stream.bench.encoder import Variant
-from stream.bench.report import LoadMonitor, new_result, percentiles, write_json
-from stream.bench.scaling import exact_lists, jittered
 from stream.cli import build_parser
 
 
@@ -98,7 +98,7 @@ def test_gpu_bench_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     """The GPU benchmark's whole procedure, small and on the CPU (its figures mean nothing
     here): every configuration timed, agreement with sentence-transformers fp32, the parts timed
     alone, and the JSON and PNG written."""
-    from stream.bench import gpu
+    from recstream_tools.bench import gpu
     from stream.settings import Settings
 
     result = gpu.run(

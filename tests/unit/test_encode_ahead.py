@@ -19,6 +19,7 @@ class LengthEncoder:
     name = "length-2"
     dim = 2
     device = "cpu"
+    runtime = "torch"
 
     def __init__(self) -> None:
         self.threads: set[str] = set()

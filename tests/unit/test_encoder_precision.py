@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from encoders import BertEncoder, EncoderError, load_encoder
 from encoders.bert import cpu_capabilities, cpu_precision, cpu_runtime
 from encoders.text import item_text
+from recstream_tools.sample_catalog import sample_items
 from schemas.catalog import Item
-from stream.sample_catalog import sample_items
 from stream.settings import Settings
 
 AMX = {"amx_bf16": True, "avx512_bf16": True, "avx512_vnni": True}

@@ -1,4 +1,4 @@
-"""NeighbourState: a neighbour list as published, and its records (item payload or packed)."""
+"""NeighbourState: a neighbour list as published, and its record in the item payload."""
 
 from __future__ import annotations
 
@@ -160,30 +160,8 @@ def test_payload_holds_plain_lists_and_packed_scores() -> None:
     assert NeighbourState.from_payload(empty) == NeighbourState((), ())
 
 
-def test_packed_record_reads_back_exactly() -> None:
-    """packed() is one string field; from_payload() gives back the same ids (any text) and the
-    same floats, also for an empty list."""
-    s = state(("a", 0.9), ('sku "7", ü', 1e-07), ("c", -0.123456))
-    p = s.packed()
-    assert list(p) == ["nb"] and isinstance(p["nb"], str)
-    assert NeighbourState.from_payload(p) == s
-    empty = NeighbourState((), ())
-    assert NeighbourState.from_payload(empty.packed()) == empty
-
-
-def test_a_packed_record_wins_over_item_payload_fields() -> None:
-    """Where both are present (an item payload carrying an older record), the packed one is it."""
-    payload = {**state(("old", 0.5)).payload(k=1), **state(("new", 0.7)).packed()}
-    assert NeighbourState.from_payload(payload) == state(("new", 0.7))
-
-
-@pytest.mark.parametrize("packed", ["", "[", "[1]", '[["a"],[0.5],[]]', '[["a"],["x"]]', "7"])
-def test_a_malformed_packed_record_is_no_record(packed: str) -> None:
-    assert NeighbourState.from_payload({"nb": packed}) is None
-
-
 @pytest.mark.parametrize("scores", ["0.9,x", "0.9", "nan", "0.9,inf"])
-def test_packed_scores_that_do_not_parse_or_match_are_no_record(scores: str) -> None:
+def test_scores_that_do_not_parse_or_match_are_no_record(scores: str) -> None:
     assert NeighbourState.from_payload({"nb_ids": ["a", "b"], "nb_scores": scores}) is None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stream.kafka.dlq import LocalMessage
-from stream.kafka.loop import BatchConsumer, BatchResult
+from stream.loop import BatchConsumer, BatchResult
 from stream.settings import Settings
 from stream.store import StoreUnavailable
 

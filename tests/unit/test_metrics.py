@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stream.evaluation.metrics import hit_rate, mean_over_users, ndcg, recall
+from recstream_tools.evaluation.metrics import hit_rate, mean_over_users, ndcg, recall
 
 
 def test_hit_rate_counts_any_truth_item_within_k() -> None:

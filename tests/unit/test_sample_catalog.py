@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import combinations
 
-from stream.sample_catalog import CATEGORIES, catalog_events, sample_items
+from recstream_tools.sample_catalog import CATEGORIES, catalog_events, sample_items
 
 _ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
 _ITEM_KEYS = {

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.evaluation.online_retail import is_product, load_online_retail
-from stream.evaluation.split import history_before, temporal_split
+from recstream_tools.evaluation.online_retail import is_product, load_online_retail
+from recstream_tools.evaluation.split import history_before, temporal_split
 from stream.ranking.profile import Interaction
 
 CUTOFF = datetime(2011, 10, 1, tzinfo=UTC)

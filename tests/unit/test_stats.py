@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.activity import ItemActivity
+from schemas.source import source_position
 from stream.ranking.profile import Interaction
 from stream.ranking.stats import (
-    ItemActivity,
     activities_for,
     apply_activity,
     cooccurrence_at,
     decayed,
     popularity_at,
     popularity_key,
-    source_position,
 )
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from stream.evaluation.metrics import hit_rate, ndcg, recall
-from stream.evaluation.tune import _prepare, figures, validation_cutoff, validation_split
+from recstream_tools.evaluation.metrics import hit_rate, ndcg, recall
+from recstream_tools.evaluation.tune import _prepare, figures, validation_cutoff, validation_split
 from stream.ranking.blend import COMPONENTS, Scored, Weights
 from stream.ranking.profile import Interaction
 

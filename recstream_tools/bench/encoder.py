@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream.bench.corpus import product_texts
-from stream.bench.report import LoadMonitor, figure, median, new_result, write_outputs
+from recstream_tools.bench.corpus import product_texts
+from recstream_tools.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from stream.settings import Settings
 
 NAME = "encoder"

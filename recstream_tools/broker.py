@@ -14,7 +14,23 @@ from types import TracebackType
 import structlog
 from confluent_kafka.admin import AdminClient
 
+from stream.settings import Settings
+
 log = structlog.get_logger(__name__)
+
+
+def on_embedded(base: Settings, bootstrap: str, workdir: str) -> Settings:
+    """``base`` pointed at an embedded broker and an embedded store in ``workdir``, with group
+    timeouts that let a fresh group join in ~3 s instead of ~23 s."""
+    return base.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "qdrant_url": None,
+            "qdrant_path": f"{workdir}/qdrant",
+            "kafka_session_timeout_ms": 6_000,
+            "kafka_max_poll_interval_ms": 60_000,
+        }
+    )
 
 
 class BrokerError(RuntimeError):

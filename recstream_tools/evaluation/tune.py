@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from stream.evaluation.split import Split, history_before, temporal_split
+from recstream_tools.evaluation.split import Split, history_before, temporal_split
 from stream.ranking.blend import COMPONENTS, Scored
 from stream.ranking.profile import Interaction
 from stream.settings import Settings
@@ -160,7 +160,7 @@ def tune(
 ) -> Tuning:
     """The best settings on ``split`` (its shoppers' validation truth) for a store built from
     ``history`` (every shopper's interactions before the validation cutoff)."""
-    from stream.evaluation.harness import retrain, score
+    from recstream_tools.evaluation.harness import retrain, score
 
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -223,8 +223,8 @@ def tune_store(
     import tempfile
     from pathlib import Path
 
+    from recstream_tools.evaluation.harness import build
     from stream.collections import ITEMS
-    from stream.evaluation.harness import build
     from stream.ranking.learned import save_tuned, stored_histories, train_from_store
     from stream.store.edge import EdgeStore
 

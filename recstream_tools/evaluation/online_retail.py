@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stream.evaluation.interactions import Dataset, Item, Rejected
+from recstream_tools.evaluation.interactions import Dataset, Item, Rejected
 from stream.ranking.profile import PURCHASE, Interaction
 
 NON_PRODUCT_CODES = frozenset({"C2"})

@@ -25,12 +25,12 @@ import numpy.typing as npt
 
 from encoders import Encoder, load_encoder
 from encoders.text import item_text
+from recstream_tools.bench.report import LoadMonitor, figure, median, new_result, write_outputs
+from recstream_tools.sample_catalog import catalog_events, sample_items
 from schemas.catalog import Item
-from stream.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEMS
 from stream.kafka.dlq import LocalMessage
-from stream.sample_catalog import catalog_events, sample_items
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -51,6 +51,7 @@ class TimedEncoder:
     def __init__(self, inner: Encoder) -> None:
         self.inner = inner
         self.name, self.dim, self.device = inner.name, inner.dim, inner.device
+        self.runtime = inner.runtime
         self.seconds = 0.0
 
     def encode(self, texts: Sequence[str]) -> Vectors:

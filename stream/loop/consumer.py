@@ -1,6 +1,6 @@
 """The consumer loop every recstream consumer runs: poll, micro-batch, process, publish, commit.
 
-This is where a closed batch (closed by :class:`stream.batching.MicroBatcher`) is started and
+This is where a closed batch (closed by :class:`stream.loop.batching.MicroBatcher`) is started and
 finished (``_close``, ``_finish``) and where offsets are committed (``_commit``). With messages
 waiting, batch N+1 is closed and handed to the processor's ``prepare`` before batch N is
 finished, so that its model work runs beside N's publishing; batches are still finished and
@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic
 
 import structlog
 from confluent_kafka import (
@@ -31,12 +31,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from stream.batching import MicroBatcher
+from stream.errors import Transient
 from stream.kafka.config import consumer_config, producer_config
-from stream.kafka.dlq import Message as MessageLike
 from stream.kafka.topics import ensure_topics
+from stream.loop.batching import MicroBatcher
+from stream.loop.protocol import BatchResult, C, E, Preparing, Processor
 from stream.settings import Settings
-from stream.store import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -45,57 +45,7 @@ _FLUSH_TIMEOUT_S = 30.0
 _PREPARED_WAIT_S = 10.0
 
 
-@dataclass(frozen=True)
-class Output:
-    """One record to publish."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, str | bytes | None]] | None = None
-
-
-@dataclass
-class BatchResult:
-    outputs: list[Output] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    confirm: Any = None
-    """What the processor needs, once the outputs are delivered, to record them."""
-
-
-class Processor(Protocol):
-    """The domain side of a consumer: validate, process a batch, record delivered outputs."""
-
-    def receive(self, msg: MessageLike) -> tuple[Any, int]:
-        """An entry for the batch (an event or a dead letter) and its token count."""
-
-    def process(self, batch: list[Any]) -> BatchResult:
-        """Apply a closed batch (durably) and return the records to publish."""
-
-    def confirm(self, result: BatchResult) -> None:
-        """Called after every output of ``result`` was acknowledged, before the commit."""
-
-    def close(self) -> None:
-        """The consumer stopped: release what the processor holds."""
-
-
-@runtime_checkable
-class Preparing(Protocol):
-    """A processor with work to start ahead (the catalog's model): the loop hands it each closed
-    batch before it finishes the one before. Processors without these methods get none."""
-
-    def prepare(self, batch: list[Any]) -> None:
-        """Start work on a closed batch in the background, if there is any to start, while the
-        batch before it is finished. :meth:`process` usually follows on the same list object,
-        but may get another list (part of it revoked meanwhile) or none (partitions lost), so
-        this must have no effects; it is a head start only."""
-
-    def wait_prepared(self, batch: list[Any], timeout_s: float) -> bool:
-        """Wait (at most ``timeout_s``) for the work ``prepare(batch)`` started; True if there
-        was some and it is done."""
-
-
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(Transient):
     """Outputs were not acknowledged by the broker; the batch's offsets stay uncommitted."""
 
 
@@ -103,7 +53,7 @@ class BatchAbandoned(RuntimeError):
     """Shutting down while a batch still fails: it is left uncommitted for the next owner."""
 
 
-RETRIABLE: tuple[type[Exception], ...] = (StoreUnavailable, DeliveryFailed, KafkaException)
+RETRIABLE: tuple[type[Exception], ...] = (Transient, KafkaException)
 """Failures of the store or the broker, worth retrying; anything else stops the consumer."""
 
 
@@ -119,13 +69,13 @@ class Progress:
     totals: dict[str, int] = field(default_factory=dict)
 
 
-class BatchConsumer:
+class BatchConsumer(Generic[E, C]):
     """Runs a :class:`Processor` over ``topic`` in consumer group ``group`` until stopped."""
 
     def __init__(
         self,
         settings: Settings,
-        processor: Processor,
+        processor: Processor[E, C],
         topic: str,
         group: str,
         topics: Mapping[str, Mapping[str, str]] | None = None,
@@ -141,7 +91,7 @@ class BatchConsumer:
         self.progress = Progress()
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
-        self._batcher: MicroBatcher[tuple[Any, Message]] = MicroBatcher(
+        self._batcher: MicroBatcher[tuple[E, Message]] = MicroBatcher(
             settings.batch_max_items,
             settings.batch_max_tokens,
             settings.batch_max_wait_ms / 1000,
@@ -150,7 +100,7 @@ class BatchConsumer:
         self._producer: Producer | None = None
         self._delivery_errors: list[str] = []
         self._held: list[Message] = []
-        self._pending: tuple[list[tuple[Any, Message]], list[Any]] | None = None
+        self._pending: tuple[list[tuple[E, Message]], list[E]] | None = None
         """A closed batch, prepared, not finished yet: the next one is closed first."""
         self._sync_commits = False
         """Wait for each commit's answer: while partitions are revoked, and when stopping."""
@@ -276,7 +226,7 @@ class BatchConsumer:
                 return
         self._finish_pending()
 
-    def _close(self, batch: list[tuple[Any, Message]]) -> None:
+    def _close(self, batch: list[tuple[E, Message]]) -> None:
         """Let the processor start on a closed batch, then finish the one before it: when
         messages are waiting, batch N+1's model work runs beside batch N's publishing."""
         entries = [entry for entry, _ in batch]
@@ -293,7 +243,7 @@ class BatchConsumer:
         if pending is not None:
             self._finish(*pending)
 
-    def _finish(self, batch: list[tuple[Any, Message]], entries: list[Any] | None = None) -> None:
+    def _finish(self, batch: list[tuple[E, Message]], entries: list[E] | None = None) -> None:
         """Process a closed batch, publish its outputs, confirm them, commit its offsets.
         ``entries``: the batch's entries as handed to ``prepare``, if it was.
 
@@ -318,9 +268,7 @@ class BatchConsumer:
         finally:
             self._finishing = False
 
-    def _run_batch(
-        self, batch: list[tuple[Any, Message]], entries: list[Any], started: float
-    ) -> None:
+    def _run_batch(self, batch: list[tuple[E, Message]], entries: list[E], started: float) -> None:
         attempt = 0
         while True:
             try:
@@ -403,7 +351,7 @@ class BatchConsumer:
             self.paused = False
             log.info("consumer.resumed", topic=self.topic)
 
-    def _publish(self, result: BatchResult) -> None:
+    def _publish(self, result: BatchResult[C]) -> None:
         assert self._producer is not None
         self._delivery_errors.clear()
         for out in result.outputs:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream.bench.corpus import token_windows
-from stream.bench.report import LoadMonitor, figure, median, new_result, write_outputs
+from recstream_tools.bench.corpus import token_windows
+from recstream_tools.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from stream.settings import Settings
 
 NAME = "gpu"

@@ -3,11 +3,12 @@ a shop's own interactions and items files.
 
 Every shopper with interactions both before the cutoff and with items new to them from the cutoff
 on is evaluated: the truth is those new items. recstream's lists come from the consumers' own
-code over a store built from the history (:mod:`stream.evaluation.harness`): with the settings
-given ("recstream"), with the settings :func:`~stream.evaluation.tune.tune` chose on a
-validation window cut from the history ("recstream_tuned"), and as its popularity-only and
-co-occurrence-only blends. The baselines (:mod:`stream.evaluation.baselines`) choose their
-hyperparameter on the same validation window. Nothing from the cutoff on is used by any method.
+code over a store built from the history (:mod:`~recstream_tools.evaluation.harness`): with the
+settings given ("recstream"), with the settings :func:`~recstream_tools.evaluation.tune.tune`
+chose on a validation window cut from the history ("recstream_tuned"), and as its
+popularity-only and co-occurrence-only blends. The baselines
+(:mod:`~recstream_tools.evaluation.baselines`) choose their hyperparameter on the same
+validation window. Nothing from the cutoff on is used by any method.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from typing import Any
 import structlog
 
 from encoders import load_encoder
-from stream.evaluation.baselines import BASELINES, choose
-from stream.evaluation.harness import build, item_points, recommend, retrain
-from stream.evaluation.interactions import Dataset
-from stream.evaluation.metrics import Metric, hit_rate, mean_over_users, ndcg, recall
-from stream.evaluation.split import history_before, temporal_split
-from stream.evaluation.tune import tune, validation_cutoff, validation_split
+from recstream_tools.evaluation.baselines import BASELINES, choose
+from recstream_tools.evaluation.harness import build, item_points, recommend, retrain
+from recstream_tools.evaluation.interactions import Dataset
+from recstream_tools.evaluation.metrics import Metric, hit_rate, mean_over_users, ndcg, recall
+from recstream_tools.evaluation.split import history_before, temporal_split
+from recstream_tools.evaluation.tune import tune, validation_cutoff, validation_split
 from stream.ranking.blend import COMPONENTS, Weights
 from stream.settings import Settings
 from stream.store.edge import EdgeStore

@@ -35,11 +35,9 @@ import numpy as np
 from confluent_kafka import Producer
 
 from encoders import load_encoder
-from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
-from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
-from stream.bench.arrivals import Arrivals, topic_reader
-from stream.bench.e2e import _throughput
-from stream.bench.report import (
+from recstream_tools.bench.arrivals import Arrivals, topic_reader
+from recstream_tools.bench.e2e import _throughput
+from recstream_tools.bench.report import (
     LoadMonitor,
     figure,
     latency_cdf,
@@ -47,16 +45,16 @@ from stream.bench.report import (
     percentiles,
     write_outputs,
 )
-from stream.bench.scaling import jittered
-from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+from recstream_tools.bench.scaling import jittered
+from recstream_tools.broker import EmbeddedBroker, on_embedded
+from recstream_tools.sample_behaviour import sample_behaviour
+from recstream_tools.sample_catalog import catalog_events, sample_items
 from stream.collections import ITEMS, ensure_collections
-from stream.kafka.broker import EmbeddedBroker
 from stream.kafka.config import producer_config
-from stream.kafka.loop import BatchConsumer
 from stream.kafka.topics import ensure_topics
+from stream.loop import BatchConsumer
 from stream.ranking.learned import train_from_store
-from stream.sample_behaviour import sample_behaviour
-from stream.sample_catalog import catalog_events, sample_items
+from stream.runner import build_consumers
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -133,7 +131,7 @@ def _publish_all(producer: Producer, topic: str, events: list[dict[str, Any]]) -
 
 
 def _drain(
-    consumer: BatchConsumer,
+    consumer: BatchConsumer[Any, Any],
     producer: Producer,
     topic: str,
     events: list[dict[str, Any]],
@@ -226,7 +224,9 @@ def _preload(
     return time.perf_counter() - started
 
 
-def _running(consumers: list[BatchConsumer]) -> tuple[threading.Event, list[threading.Thread]]:
+def _running(
+    consumers: list[BatchConsumer[Any, Any]],
+) -> tuple[threading.Event, list[threading.Thread]]:
     stop = threading.Event()
     threads = [threading.Thread(target=c.run, args=(stop,), daemon=True) for c in consumers]
     for t in threads:
@@ -252,14 +252,7 @@ def run(
     workdir = tempfile.mkdtemp(prefix="recstream-bench-behaviour-")
     try:
         with LoadMonitor() as load, EmbeddedBroker() as broker:
-            s = settings.model_copy(
-                update={
-                    "kafka_bootstrap": broker.bootstrap,
-                    "qdrant_url": None,
-                    "qdrant_path": f"{workdir}/qdrant",
-                    "kafka_session_timeout_ms": 6_000,
-                }
-            )
+            s = on_embedded(settings, broker.bootstrap, workdir)
             encoder = load_encoder(s)
             store = EdgeStore(s.qdrant_path)
             ensure_collections(store, encoder.dim)
@@ -268,7 +261,7 @@ def run(
                 # 1. the catalog path's drain
                 indexed = catalogue[:catalog_events_count]
                 progress(f"  catalog: {len(indexed):,} items through the catalog consumer ...")
-                catalog = CatalogConsumer(s, CatalogProcessor(s, encoder, store))
+                [catalog] = build_consumers(s, "catalog", store, encoder)
                 ensure_topics(s, catalog.topics)
                 neighbours = Arrivals(s, s.topic_neighbours).start()
                 stop, threads = _running([catalog])
@@ -295,9 +288,7 @@ def run(
                 progress(f"  preloading {len(catalogue) - len(indexed):,} more items ...")
                 preload_s = _preload(store, catalogue[len(indexed) :], base, encoder.name)
                 # 3. warm-up histories and the model
-                dim = encoder.dim
-                behaviour = BehaviourConsumer(s, BehaviourProcessor(s, store, dim))
-                stats = ItemStatsConsumer(s, ItemStatsProcessor(s, store, dim))
+                behaviour, stats = build_consumers(s, "behaviour", store)
                 for c in (behaviour, stats):
                     ensure_topics(s, c.topics)
                 recommendations = KeyArrivals(s, s.topic_recommendations)

@@ -21,15 +21,17 @@ from typing import Any
 import numpy as np
 
 from encoders.text import content_hash
+from recstream_tools.evaluation.interactions import Item
+from schemas.activity import ItemActivity
+from schemas.source import source_position
 from stream.behaviour.item_stats import fold_item_activities
 from stream.collections import ITEM_STATS, ITEMS, ensure_collections
-from stream.evaluation.interactions import Item
 from stream.ranking.blend import Scored
 from stream.ranking.learned import train_model, write_model
 from stream.ranking.model import ItemModel
 from stream.ranking.profile import Interaction
 from stream.ranking.recommender import Recommender
-from stream.ranking.stats import ItemActivity, activities_for, source_position
+from stream.ranking.stats import activities_for
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector

@@ -2,5 +2,5 @@
 
 Each ``recstream bench <name>`` writes ``bench/results/<name>.json`` and ``<name>.png``, both
 naming the machine, model, device, versions and the load the machine was under (see
-:mod:`stream.bench.report`). ``bench/README.md`` lists the commands and their options.
+:mod:`recstream_tools.bench.report`). ``bench/README.md`` lists the commands and their options.
 """

@@ -30,9 +30,8 @@ from confluent_kafka import Producer
 
 from encoders import Encoder, load_encoder
 from encoders.text import item_text
-from schemas.catalog import Item
-from stream.bench.arrivals import Arrivals, ListId
-from stream.bench.report import (
+from recstream_tools.bench.arrivals import Arrivals, ListId
+from recstream_tools.bench.report import (
     LoadMonitor,
     figure,
     latency_cdf,
@@ -41,11 +40,12 @@ from stream.bench.report import (
     percentiles,
     write_outputs,
 )
-from stream.catalog.processor import CatalogConsumer, CatalogProcessor
-from stream.kafka.broker import EmbeddedBroker
+from recstream_tools.broker import EmbeddedBroker, on_embedded
+from recstream_tools.sample_catalog import catalog_events, sample_items
+from schemas.catalog import Item
 from stream.kafka.config import producer_config
 from stream.kafka.topics import ensure_topics
-from stream.sample_catalog import catalog_events, sample_items
+from stream.runner import build_consumers
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -160,7 +160,7 @@ def _pipeline(
     """
     warm, bulk, later = events
     store = EdgeStore(s.qdrant_path)
-    consumer = CatalogConsumer(s, CatalogProcessor(s, encoder, store))
+    [consumer] = build_consumers(s, "catalog", store, encoder)
     ensure_topics(s, consumer.topics)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
@@ -209,15 +209,7 @@ def run(
     workdir = tempfile.mkdtemp(prefix="recstream-bench-e2e-")
     try:
         with LoadMonitor() as load, EmbeddedBroker() as broker:
-            s = settings.model_copy(
-                update={
-                    "kafka_bootstrap": broker.bootstrap,
-                    "qdrant_url": None,
-                    "qdrant_path": f"{workdir}/qdrant",
-                    # a fresh group joins in ~3 s with these instead of ~23 s
-                    "kafka_session_timeout_ms": 6_000,
-                }
-            )
+            s = on_embedded(settings, broker.bootstrap, workdir)
             encoder = load_encoder(s)
             texts = [item_text(Item.model_validate(e["item"])) for e in bulk[:encoder_sample]]
             print(f"  encoder alone on {len(texts):,} item texts ...", flush=True)
@@ -251,7 +243,7 @@ def run(
             "batch_max_tokens": s.batch_max_tokens,
             "batch_max_wait_ms": s.batch_max_wait_ms,
             "encoder_max_tokens": getattr(encoder, "max_tokens", s.encoder_max_tokens),
-            "encoder_runtime": getattr(encoder, "runtime", s.encoder_runtime),
+            "encoder_runtime": encoder.runtime,
             "encoder_quantize": s.encoder_quantize,
             "topic_partitions": s.topic_partitions,
             "neighbours_k": s.neighbours_k,
@@ -260,7 +252,8 @@ def run(
         method={
             "broker": "embedded Tansu (memory storage)",
             "store": "EdgeStore (Qdrant Edge, embedded) in a temporary directory",
-            "items": "generated sample items (stream.sample_catalog), item.created, version 1",
+            "items": "generated sample items (recstream_tools.sample_catalog), item.created, "
+            "version 1",
             "throughput": "items / (last item's own list arrived - first publish)",
             "latency": "publish (producer side) to first arrival of the item's own list at a "
             "reader assigned to the output topic; producer paced at load x throughput",

@@ -20,17 +20,15 @@ from typing import Any
 from confluent_kafka import Producer
 
 from encoders import load_encoder
-from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
-from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
-from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+from recstream_tools.broker import EmbeddedBroker, on_embedded
+from recstream_tools.sample_behaviour import sample_behaviour
+from recstream_tools.sample_catalog import catalog_events, sample_items
 from stream.collections import ITEMS
-from stream.kafka.broker import EmbeddedBroker
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
-from stream.kafka.loop import BatchConsumer
-from stream.kafka.topics import ensure_topics
-from stream.sample_behaviour import sample_behaviour
-from stream.sample_catalog import catalog_events, sample_items
+from stream.kafka.topics import all_topics, ensure_topics
+from stream.loop import BatchConsumer
+from stream.runner import build_consumers
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -48,7 +46,9 @@ def _publish(settings: Settings, topic: str, events: list[dict[str, Any]]) -> No
     producer.flush(30)
 
 
-def _wait_committed(settings: Settings, consumer: BatchConsumer, total: int, t0: float) -> None:
+def _wait_committed(
+    settings: Settings, consumer: BatchConsumer[Any, Any], total: int, t0: float
+) -> None:
     """Print progress until the consumer's group has committed every published event."""
     last = -1
     while True:
@@ -126,16 +126,7 @@ def _show_recommendations(
 def run_demo(base: Settings, items: int = 1200, show: int = 5, shoppers: int = 80) -> int:
     workdir = tempfile.mkdtemp(prefix="recstream-demo-")
     with EmbeddedBroker() as broker:
-        settings = base.model_copy(
-            update={
-                "kafka_bootstrap": broker.bootstrap,
-                "qdrant_url": None,
-                "qdrant_path": f"{workdir}/qdrant",
-                # a fresh group joins in ~3 s with these instead of ~23 s
-                "kafka_session_timeout_ms": 6_000,
-                "kafka_max_poll_interval_ms": 60_000,
-            }
-        )
+        settings = on_embedded(base, broker.bootstrap, workdir)
         _say(f"recstream demo: embedded broker at {broker.bootstrap}, store in {workdir}")
         encoder = load_encoder(settings)
         _say(f"model {encoder.name} ({encoder.dim} dims) on {encoder.device}")
@@ -143,15 +134,14 @@ def run_demo(base: Settings, items: int = 1200, show: int = 5, shoppers: int = 8
         titles = {i["item_id"]: i["title"] for i in catalogue}
         store = EdgeStore(settings.qdrant_path)
         stop = threading.Event()
-        catalog = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store))
-        behaviour = BehaviourConsumer(settings, BehaviourProcessor(settings, store, encoder.dim))
-        stats = ItemStatsConsumer(settings, ItemStatsProcessor(settings, store, encoder.dim))
+        consumers = build_consumers(settings, "all", store, encoder)
+        catalog, behaviour, _ = consumers
         threads = [
             threading.Thread(target=c.run, args=(stop,), name=c.topic, daemon=True)
-            for c in (catalog, behaviour, stats)
+            for c in consumers
         ]
         try:
-            ensure_topics(settings, {**catalog.topics, **behaviour.topics, **stats.topics})
+            ensure_topics(settings, all_topics(settings))
             t0 = time.monotonic()
             events = catalog_events(catalogue, datetime(2026, 11, 22, 10, tzinfo=UTC))
             _publish(settings, settings.topic_items, events)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from stream.evaluation.metrics import ndcg
+from recstream_tools.evaluation.metrics import ndcg
 from stream.ranking.model import ease_weights, interaction_matrix, knn_rows
 from stream.ranking.profile import Interaction
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from encoders.text import item_text
+from recstream_tools.sample_catalog import sample_items
 from schemas.catalog import Item
-from stream.sample_catalog import sample_items
 
 DATA = Path("../shared/data")
 FLIPKART = ("flipkart/flipkart_com-ecommerce_sample_1050.csv",)

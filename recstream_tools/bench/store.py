@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream.bench.report import LoadMonitor, figure, new_result, write_outputs
+from recstream_tools.bench.report import LoadMonitor, figure, new_result, write_outputs
 
 NAME = "store"
 DIM = 384

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stream.bench.report import RESULTS_DIR
+from recstream_tools.bench.report import RESULTS_DIR
 from stream.settings import Settings
 
 AddSettings = Callable[[argparse.ArgumentParser], None]
@@ -21,11 +21,9 @@ def _sizes(text: str) -> list[int]:
     return [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
 
 
-def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
+def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str) -> None:
     """Add ``bench`` and its sub-commands to the ``recstream`` parser's sub-parsers."""
-    bench = sub.add_parser(
-        "bench", help="benchmarks: write bench/results/<name>.json and <name>.png"
-    )
+    bench = sub.add_parser("bench", help=help_text)
     which = bench.add_subparsers(dest="bench_command", required=True)
     out = {"type": Path, "default": RESULTS_DIR, "help": f"results folder [{RESULTS_DIR}]"}
 
@@ -140,7 +138,7 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings) -> None:
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     """Run the benchmark ``args.bench_command`` names; print its table and where results went."""
     if args.bench_command == "encoder":
-        from stream.bench import encoder
+        from recstream_tools.bench import encoder
 
         spec = args.variants if args.variants is not None else encoder.default_variants()
         variants = [encoder.Variant.parse(v) for v in spec.split(",") if v.strip()]
@@ -149,7 +147,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(encoder.summary(result))
     elif args.bench_command == "store":
-        from stream.bench import store
+        from recstream_tools.bench import store
 
         adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
         unknown = set(adapters) - set(store.ADAPTERS)
@@ -167,7 +165,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(store.summary(result))
     elif args.bench_command == "e2e":
-        from stream.bench import e2e
+        from recstream_tools.bench import e2e
 
         result = e2e.run(
             settings,
@@ -181,7 +179,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(e2e.summary(result))
     elif args.bench_command == "behaviour":
-        from stream.bench import behaviour
+        from recstream_tools.bench import behaviour
 
         result = behaviour.run(
             settings,
@@ -197,7 +195,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(behaviour.summary(result))
     elif args.bench_command == "gpu":
-        from stream.bench import gpu
+        from recstream_tools.bench import gpu
 
         try:
             result = gpu.run(
@@ -216,7 +214,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         print(gpu.summary(result))
     elif args.bench_command == "scaling":
-        from stream.bench import scaling
+        from recstream_tools.bench import scaling
 
         result = scaling.run(
             settings,
