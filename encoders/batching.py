@@ -4,7 +4,7 @@ Texts are sorted by length so each batch pads little, and a batch's padded cost 
 text times its size, what the model actually computes on) stays within the budget. Optionally a
 batch also closes where the next text is much shorter than its longest (``max_padding``): on the
 CPU a forward pass costs little beyond its tokens, so several tight passes beat one padded one
-(measured in bench/README.md: batches of 8 sample items, 13.4 -> 10.9 ms per text).
+(bench/README.md).
 """
 
 from __future__ import annotations

@@ -48,12 +48,11 @@ _SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 QUANTIZE_CHOICES = ("auto", "none", "bf16", "int8")
 RUNTIME_CHOICES = ("auto", "torch", "onnx")
 CPU_MAX_TOKENS = 1_024
-"""Default token budget of a forward pass on the CPU: smaller batches stay in the caches
-(1,024 was fastest for ONNX Runtime int8 and float32 here, see bench/README.md)."""
+"""Default token budget of a forward pass on the CPU: a smaller batch's activations stay in
+the cores' caches, and 1,024 was the fastest budget for ONNX Runtime (bench/README.md)."""
 GPU_MAX_TOKENS = 131_072
 """Default token budget on CUDA: a forward pass there has a fixed cost in Python and kernel
-launches of several ms, so passes must be large (H200, ~62-token texts: 53,000 sentences/s at
-16,384 tokens, 91,000 at 32,768, 116,000 at 131,072; see bench/README.md)."""
+launches, so passes must be large for the GPU to be kept busy (bench/README.md)."""
 MAX_TOKENIZER_WORKERS = 16
 CPU_MAX_PADDING = 0.1
 """On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
@@ -125,11 +124,11 @@ def cpu_precision(setting: str, capabilities: Mapping[str, object], onnx: bool =
 
     ``setting`` is ``RECSTREAM_ENCODER_QUANTIZE``; ``capabilities`` is what
     ``torch.cpu.get_capabilities()`` reports; ``onnx`` whether the ONNX runtime will run it.
-    ``auto`` takes int8 when ONNX Runtime runs the model (about 2x float32 at mean cosine
-    0.99; :func:`cpu_runtime` gives it every CPU where it is installed). On torch it takes bfloat16
-    where the CPU multiplies it natively (AMX-BF16 or AVX512-BF16: faster than float32 there,
-    at cosine 0.9999), elsewhere float32: bf16 is emulated and slower, and torch's int8 cuts
-    activations to 7 bits on CPUs without VNNI (mean cosine 0.98; see README).
+    ``auto`` takes int8 when ONNX Runtime runs the model (about twice float32's speed at mean
+    cosine 0.99; :func:`cpu_runtime` gives it every CPU where it is installed). On torch it takes
+    bfloat16 where the CPU multiplies it natively (AMX-BF16 or AVX512-BF16: faster than float32
+    there, at cosine 0.9999), elsewhere float32: bf16 is emulated and slower, and torch's int8
+    cuts activations to 7 bits on CPUs without VNNI (mean cosine 0.98; bench/README.md).
     """
     _check_choice("RECSTREAM_ENCODER_QUANTIZE", setting, QUANTIZE_CHOICES)
     if setting == "auto":
@@ -153,12 +152,10 @@ def cpu_runtime(setting: str, quantize: str, onnx_installed: bool) -> str:
 
     ``setting`` is ``RECSTREAM_ENCODER_RUNTIME``, ``quantize`` ``RECSTREAM_ENCODER_QUANTIZE``.
     ``auto`` takes ONNX Runtime (int8) where it is installed, except for bf16, which only
-    torch runs fast. On CPUs with AMX too: bf16 on torch encodes big batches faster alone
-    (3.50x ``SentenceTransformer.encode`` against int8's 2.54x, Intel Xeon, 2026-12-01), but
-    in the consumer it lost, end to end 198.5 against 213.2 events/s at 10,000 items, and p99
-    latency 2.5 s against 0.3-0.5 s at half load: small batches run 80-100 texts/s on torch
-    in bf16 against ~170-220 on ONNX Runtime in int8, and torch's threads share the two cores
-    worse with the consumer's own work (bench/README.md).
+    torch runs fast. That holds on CPUs with AMX too: there bf16 on torch encodes large batches
+    faster alone, but a consumer under a steady load runs small batches, which cost torch far
+    more per text, and torch's threads share the cores worse with the consumer's own work, so
+    the consumer's throughput and tail latency are worse on it (bench/README.md).
     """
     _check_choice("RECSTREAM_ENCODER_RUNTIME", setting, RUNTIME_CHOICES)
     if setting == "onnx":
@@ -189,8 +186,8 @@ class _FullRangeDynamicLinear(torch.ao.nn.quantized.dynamic.Linear):
 
     torch reduces activations to 7 bits so that AVX2's 16-bit intermediate sums cannot
     saturate; VNNI instructions accumulate in 32 bits, so on such CPUs the full range is safe,
-    and it is what keeps all-MiniLM-L6-v2 within cosine 0.99 of float32 (measured: mean 0.995
-    with 8 bits, 0.982 with 7).
+    and it is what keeps all-MiniLM-L6-v2 within cosine 0.99 of float32 (7 bits fall to about
+    0.98; bench/README.md).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -384,8 +381,8 @@ class BertEncoder:
     def _bulk_tokenizer(self) -> FastTokenizer | TokenizerPool:
         """On a machine with cores to spare, worker processes tokenise for calls of several
         chunks (bulk loads); the first such call starts them."""
-        # the main thread and the preparing thread keep a core each; 14 workers tokenise
-        # ~350,000 texts/s (bench/README.md), more than any GPU here encodes
+        # the main thread and the preparing thread keep a core each; one process tokenises
+        # slower than a GPU encodes, a dozen or more keep ahead of it (bench/README.md)
         workers = min(len(os.sched_getaffinity(0)) - 2, MAX_TOKENIZER_WORKERS)
         if workers < 2 or self._pool_failed:
             return self._fast

@@ -5,8 +5,8 @@ L2-normalised vectors, so a forward pass is one ``session.run``. onnxruntime's t
 optimiser fuses each layer's attention, its skip connections with layer norm, and bias with GELU
 (the torch model is exported with eager attention, the pattern those fusions recognise). For
 ``int8`` every MatMul and the fused attention are then quantised dynamically: per-channel int8
-weights, activations quantised per batch (see README: measured 2.2x sentence-transformers on an
-AVX2 CPU at mean cosine 0.992 to float32).
+weights, activations quantised per batch: about twice float32's speed, at a mean cosine above
+0.99 to float32 (bench/README.md).
 
 Exporting takes seconds, so the result is kept in a cache directory, keyed by the model's files,
 the precision and the versions of the libraries that made it; a second process, or a restart,

@@ -1,6 +1,6 @@
 """Tokenising many texts at once into flat arrays, and packing them into padded batches.
 
-transformers' tokenizer call builds a Python dict per text; at GPU rates (100,000 texts/s) that
+transformers' tokenizer call builds a Python dict per text; at the rate a GPU encodes, that
 costs more than the model. Here plain ASCII texts are tokenised by :mod:`encoders.wordpiece`
 and the rest by the Rust tokenizer (in parallel, without the GIL), the ids land in one flat
 int32 array, and a batch is cut from it with one masked assignment. The ids are the ones
@@ -47,7 +47,7 @@ class FastTokenizer:
     """A private copy of a transformers fast tokenizer's Rust backend, set to truncate at
     ``max_length`` and never pad (the model files may ask for padding to a fixed length).
 
-    For a BERT tokenizer, plain ASCII texts (98% of the product texts measured) take
+    For a BERT tokenizer, plain ASCII texts (nearly all product texts) take
     :class:`~encoders.wordpiece.AsciiWordPiece`, which gives the same ids faster.
     """
 
@@ -141,12 +141,11 @@ class TokenizerPool:
     """A :class:`FastTokenizer` spread over worker processes, for bulk encoding on a GPU.
 
     In one process tokenising runs on one core (the word-cache path and the conversion of the
-    Rust tokenizer's output hold the GIL): ~48,000 texts/s on the H200 machine's cores, less
-    than half of what its GPU encodes. Each worker returns flat arrays (cheap to send) for its
-    slice. Workers are started with ``spawn`` (the parent holds CUDA and threads, which
-    ``fork`` would copy in a broken state); like any spawned pool, they import the main module
-    again, so a script that encodes more than one chunk needs an ``if __name__ == "__main__"``
-    guard.
+    Rust tokenizer's output hold the GIL), well short of what a GPU encodes (bench/README.md).
+    Each worker returns flat arrays (cheap to send) for its slice. Workers are started with
+    ``spawn`` (the parent holds CUDA and threads, which ``fork`` would copy in a broken state);
+    like any spawned pool, they import the main module again, so a script that encodes more than
+    one chunk needs an ``if __name__ == "__main__"`` guard.
     """
 
     def __init__(self, tokenizer: FastTokenizer, workers: int) -> None:

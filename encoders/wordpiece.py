@@ -1,13 +1,13 @@
 """BERT tokenising of plain ASCII texts in Python, with a cache of words already split.
 
 Product texts repeat their words: brands, units, category names. The Rust tokenizer normalises,
-splits and looks up every word of every text again (about 125 us per 64-token text on the GPU
-machine's cores: the slowest part of encoding on a GPU). On plain ASCII, BERT's normaliser only
-lowercases, its pre-tokenizer splits into runs of letters and digits and single punctuation
-characters, and WordPiece depends on the word alone; so a regular expression and a dict of
-word -> ids give the same ids at about 4x the speed once the common words are cached (measured
-in bench/README.md; the ids are checked against transformers' in the unit tests). Anything else
-(non-ASCII text, control characters, another tokenizer design) goes to the Rust tokenizer.
+splits and looks up every word of every text again, and on a GPU that is the slowest part of
+encoding. On plain ASCII, BERT's normaliser only lowercases, its pre-tokenizer splits into runs
+of letters and digits and single punctuation characters, and WordPiece depends on the word
+alone; so a regular expression and a dict of word -> ids give the same ids several times faster
+once the common words are cached (bench/README.md; the ids are checked against transformers' in
+the unit tests). Anything else (non-ASCII text, control characters, another tokenizer design)
+goes to the Rust tokenizer.
 """
 
 from __future__ import annotations

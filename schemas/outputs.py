@@ -62,9 +62,9 @@ def neighbour_list_json(
     generated_at: datetime,
 ) -> bytes:
     """The value ``NeighbourList(...).to_json_bytes()`` writes (same fields, order and types),
-    built as text: the catalog consumer writes thousands a batch, and this is ~5x faster than
-    ``json.dumps`` of a dict (which writes the same characters). A property test checks that
-    the two parse to the same message."""
+    built as text: the catalog consumer writes thousands a batch, and this is several times
+    faster than ``json.dumps`` of a dict (which writes the same characters). A property test
+    checks that the two parse to the same message."""
     entries = ",".join(
         f'{{"item_id":{_string(i)},"score":{_number(float(s))}}}' for i, s in neighbours
     )

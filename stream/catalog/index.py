@@ -267,8 +267,8 @@ class MemoryIndex:
 
         def grown(array: npt.NDArray[Any], fill: float) -> npt.NDArray[Any]:
             shape = (capacity, *array.shape[1:])
-            # zeros: pages the OS maps on first touch (np.full writes all of them: ~85 ms
-            # for the matrix at 200,000 x 384 here, where this takes ~15 ms)
+            # zeros: pages the OS maps on first touch; np.full writes all of them, several
+            # times slower for a large matrix (bench/README.md)
             if fill == 0:
                 out = np.zeros(shape, dtype=array.dtype)
             else:
@@ -308,10 +308,10 @@ def leave_cores_to_encoder(*, torch_threads: bool) -> None:
     count is the encoder's.
 
     OpenBLAS's idle workers spin for a while after each product; with products every few
-    milliseconds (small batches under a steady load) its second thread took 0.55 of a core on
-    two cores, from the encoder, and p99 latency at 36.5 events/s went from ~430 to ~190 ms
-    with one thread (bench/README.md). Big products (bulk batches) lose little: the encoder's
-    threads have the other cores meanwhile.
+    milliseconds (small batches under a steady load) they take a good part of a core from the
+    encoder, and tail latency under a steady load is much lower with one thread
+    (bench/README.md). Big products (bulk batches) lose little: the encoder's threads have the
+    other cores meanwhile.
     """
     limited = threadpool_limits(limits=1, user_api="blas")
     if torch_threads:

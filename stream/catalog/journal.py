@@ -2,9 +2,9 @@
 
 An entry holds a batch's published lists as one string, the messages as published on
 ``items.neighbours``, one per line (compact JSON has no raw newline), with their keys as a
-JSON array beside them. Writing each list as a point of its own cost ~15 us a list in the
-embedded engine, most of it building the binding's point objects: ~110 ms a batch at 100,000
-items, where a batch publishes ~7,300 lists; one entry costs ~5 ms (bench/README.md).
+JSON array beside them. A point of its own per list costs a binding object per list, which made
+recording a large batch's thousands of lists its costliest store write; one entry a batch costs
+a small fraction of that (bench/README.md).
 
 Entries are points of the ``item_lists`` collection keyed `` entry <seq>``: an item id never
 starts with a space (ids are stripped), so no entry can take an item's key. Loading replays them

@@ -249,7 +249,7 @@ class MemoryFinder(NeighbourFinder):
             state = NeighbourState.from_payload(point.payload)
             if state is not None:
                 lists[point.key] = state
-        index.put(vectors, versions)  # one put: normalising row by row took 4x as long
+        index.put(vectors, versions)  # one put: normalising row by row is several times slower
         try:
             journal = self.journal.load()
         except JournalDamaged as exc:

@@ -5,8 +5,9 @@ Spherical k-means gives the centroids; each cluster keeps its radius, the larges
 its centroid and a member. For a query at angle ``a`` from a centroid, the triangle inequality
 on the sphere puts every member at an angle of at least ``a - radius``, so at a cosine of at
 most ``cos(max(0, a - radius))``. A search scores only the clusters whose bound can beat what it
-looks for (a list's floor, the query's k-th best so far); on the sample catalogue at 100,000
-items that is 1-4% of the rows (bench/README.md).
+looks for (a list's floor, the query's k-th best so far). How much that skips depends on the
+catalogue: most of the rows where items form tight groups, little or none where lists' floors
+are low (bench/README.md).
 
 Radii are only ever raised between rebuilds (an item added or moved raises its cluster's; a
 deleted one leaves it), so each stays an upper bound: the answers stay exact, however stale the
@@ -110,16 +111,16 @@ class Partition:
 
 class Rebuild:
     """A :class:`Partition` made of the catalogue, on a worker thread unless ``background`` is
-    False: ~1.7 s at 100,000 items, which held up a batch (and every event queued behind it)
-    each time the catalogue grew by half. Meanwhile the index searches with the clusters it has
-    (still exact) or, before the first, the full product.
+    False: a build takes long enough that, on the loop's thread, it held up a batch (and every
+    event queued behind it) each time the catalogue grew by half. Meanwhile the index searches
+    with the clusters it has (still exact) or, before the first, the full product.
 
     The worker reads the index's matrix while the index writes it, with no copy: ``changed``
     collects the rows written since the start (which the worker may have read before, after or
     half-way through the write), and those are assigned again, from what they hold then, when
     the result is installed. A row read half-written can only make a centroid a little off,
-    never a radius too small. A copy of the matrix (150 MB at 100,000 items, fresh pages) took
-    ~300 ms of the loop's thread: events waiting on it were the run's slowest (bench/README.md).
+    never a radius too small. No copy: copying the matrix (fresh pages, all of them written)
+    stalls the loop's thread, and the events waiting on it were the slowest (bench/README.md).
     """
 
     def __init__(self, matrix: Vector, background: bool = True) -> None:
@@ -165,8 +166,8 @@ class Rebuild:
 
 def _sums(rows: Vector, groups: Ints, count: int) -> Floats:
     """The sum of ``rows`` in each of ``count`` groups (float64), by one sort (:func:`members`):
-    np.add.at took ~0.5 s per k-means iteration at 20,000 x 384; torch's index_add_ ran on
-    torch's own threads, which would not keep to the worker's low priority."""
+    np.add.at is far slower (bench/README.md), and torch's index_add_ runs on torch's own
+    threads, which do not keep to the worker's low priority."""
     order, starts = members(groups, count)
     present = np.flatnonzero(np.diff(starts))
     out = np.zeros((count, rows.shape[1]))

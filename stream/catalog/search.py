@@ -32,7 +32,8 @@ _CHUNK_CELLS = 16_000_000
 """Scores computed at once in a full scan (64 MB of float32): queries are split to stay under."""
 FULL_SCAN_SHARE = 0.25
 """Scan everything when the clusters that can matter hold more of the (query, row) pairs than
-this: cluster by cluster, each pair costs ~4x what it does in one product."""
+this: cluster by cluster, each pair costs several times what it does in one product
+(bench/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,9 @@ def _by_cluster(need: npt.NDArray[np.bool_]) -> Iterator[tuple[int, Ints]]:
 
 
 def _product(queries: Vector, block: Vector) -> Vector:
-    """``queries @ block.T``. OpenBLAS (numpy's) is slow for a few queries: 2-5x torch's time
-    from 2-5 queries on, e.g. 7.4 against 2.6 ms for 5 queries x 16,000 rows (the batches of a
-    quiet load); for one query (most of a large catalogue's cluster blocks) torch's call costs
-    more than the product (bench/README.md)."""
+    """``queries @ block.T``. OpenBLAS (numpy's) takes several times torch's time for a few
+    queries (the batches of a quiet load); for one query (most of a large catalogue's cluster
+    blocks) torch's call costs more than the product (bench/README.md)."""
     if len(queries) == 1:
         return queries @ block.T
     return (torch.from_numpy(queries) @ torch.from_numpy(block).T).numpy()
@@ -196,7 +196,8 @@ class _Blocks:
         size = min(self.k, scores.shape[1])
         if size <= 0:
             return
-        # torch.topk: ~14x numpy's argpartition on 256 x 100,000 scores here
+        # torch.topk: many times faster than numpy's argpartition on a batch's scores
+        # (bench/README.md)
         top = torch.topk(torch.from_numpy(scores), size, dim=1, sorted=False)
         cols = top.indices.numpy()
         self.cand_q.append(np.repeat(qs, size))

@@ -450,11 +450,11 @@ class BatchConsumer(Generic[E, C]):
 def _settle_heap() -> None:
     """Collect, then move every object still alive (modules, the model, whatever the process
     built before consuming) out of the garbage collector's reach: a full collection then walks
-    only what was made since. A batch makes tens of thousands of short-lived objects, and each
-    full collection walked the whole heap: ~220 ms, about every second batch, at 100,000 items
-    (12% of the catalog processor's time besides encoding; bench/README.md). Once frozen, an
-    object is still freed when nothing refers to it; only a reference cycle among frozen objects
-    would stay, until the consumer stops (``run`` unfreezes then)."""
+    only what was made since. A batch makes tens of thousands of short-lived objects, so full
+    collections come often, and each walked every object the process held, however old
+    (bench/README.md). Once frozen, an object is still freed when nothing refers to it; only a
+    reference cycle among frozen objects would stay, until the consumer stops (``run``
+    unfreezes then)."""
     gc.collect()
     gc.freeze()
     log.debug("consumer.heap_frozen", objects=gc.get_freeze_count())

@@ -207,8 +207,8 @@ def recent_items(history: Iterable[Interaction], n: int) -> list[str]:
 
 def history_to_payload(history: Iterable[Interaction]) -> str:
     """The shopper's history for the stored profile payload: one JSON text (a list of
-    interactions), which the store writes and reads ~10x faster than the same list as payload
-    objects (bench/README.md)."""
+    interactions), which the store writes and reads many times faster than the same list as
+    payload objects (bench/README.md)."""
     return json.dumps([i.to_payload() for i in history], separators=(",", ":"))
 
 

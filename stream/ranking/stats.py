@@ -115,7 +115,8 @@ def apply_activity(
 
 def stored_stats(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A stats payload as the store keeps it: ``co`` and ``upto`` as JSON texts (the engine
-    writes a 100-entry object ~5x slower than the same text; nothing filters on them)."""
+    writes an object entry by entry, several times slower than the same text; nothing filters
+    on them; bench/README.md)."""
     return {
         **payload,
         "co": json.dumps(payload.get("co") or {}, separators=(",", ":")),
