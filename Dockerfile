@@ -31,6 +31,8 @@ COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY encoders ./encoders
 COPY schemas ./schemas
+# tune, eval, bench: loaded only when such a command runs
+COPY recstream_tools ./recstream_tools
 RUN pip install . && rm -rf build
 
 # The CPU encoder runs an ONNX export of the model (made on first use, a few seconds): made here,

@@ -1,10 +1,21 @@
-"""Session-wide test options and fixtures shared by every test directory."""
+"""Session-wide test options and fixtures shared by every test directory: a real broker for the
+session (the embedded one unless RECSTREAM_TEST_BOOTSTRAP names another, started only when a test
+asks for it), the real packaged model, unique topics per test."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from encoders import Encoder, load_encoder
+from recstream_tools.broker import EmbeddedBroker
+from stream.settings import Settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,3 +35,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "docker" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def bootstrap(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    external = os.environ.get("RECSTREAM_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    return load_encoder(Settings())
+
+
+@pytest.fixture
+def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings with topics and group unique to the test (call again for a second, separate run)."""
+
+    def make(**overrides: Any) -> Settings:
+        tag = uuid.uuid4().hex[:10]
+        base: dict[str, Any] = {
+            "kafka_bootstrap": bootstrap,
+            "group_id": f"test-{tag}",
+            "topic_items": f"items-{tag}",
+            "topic_neighbours": f"neighbours-{tag}",
+            "topic_user_events": f"events-{tag}",
+            "topic_recommendations": f"recs-{tag}",
+            "qdrant_path": str(tmp_path / f"qdrant-{tag}"),
+            "kafka_session_timeout_ms": 6_000,
+            "kafka_max_poll_interval_ms": 60_000,
+            "batch_max_items": 64,
+            "batch_max_wait_ms": 100,
+            "neighbours_k": 10,
+        }
+        base.update(overrides)
+        return Settings(**base)
+
+    return make

@@ -39,7 +39,7 @@ from stream.store.edge import EdgeStore
 
 pytestmark = pytest.mark.integration
 
-CRASHY = Path(__file__).with_name("crashy.py")
+CRASHY = Path(__file__).parents[1] / "support" / "crashy.py"
 
 
 def _progress(settings: Settings) -> int:

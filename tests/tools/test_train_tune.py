@@ -5,12 +5,11 @@ history is too short."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from shoppers import THEMES, histories
 
 from encoders import Encoder
 from stream import cli
@@ -22,29 +21,6 @@ from stream.ranking.recommender import Recommender
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
-
-THEMES = ("garden", "kitchen", "desk", "toys")
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def histories(users: int, seed: int = 4) -> dict[str, list[Interaction]]:
-    """Shoppers who keep to a theme over 100 days, a few coming back late for new items."""
-    rng = random.Random(seed)
-    out = {}
-    for u in range(users):
-        theme = THEMES[u % len(THEMES)]
-        picks = rng.sample(range(10), 6)
-        events = [
-            Interaction(
-                f"u{u}-{k}",
-                f"{theme}-{n}",
-                rng.choice(("view", "purchase", "purchase")),
-                T0 + timedelta(days=rng.uniform(0, 100)),
-            )
-            for k, n in enumerate(picks)
-        ]
-        out[f"u{u:03d}"] = sorted(events, key=lambda i: (i.at, i.event_id))
-    return out
 
 
 def fill(path: str, encoder: Encoder, shoppers: dict[str, list[Interaction]]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from test_train_tune import THEMES, histories
+from shoppers import THEMES, histories
 
 from encoders import Encoder
 from recstream_tools.evaluation.harness import build, item_points

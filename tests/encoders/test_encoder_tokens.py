@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from encoders import BertEncoder
 from encoders.cuda import encode_pipelined
 from encoders.tokens import FastTokenizer, TokenizerPool, Tokens, pack
-from tests.unit.test_encoder import LONG_DESCRIPTION, MODEL_DIR, VARIED_TEXTS, cosine_rows
+from tests.encoders.test_encoder import LONG_DESCRIPTION, MODEL_DIR, VARIED_TEXTS, cosine_rows
 
 
 @pytest.fixture(scope="module")
