@@ -24,7 +24,7 @@ import numpy as np
 import structlog
 
 from recstream_tools.evaluation.split import Split, history_before, temporal_split
-from stream.ranking.blend import COMPONENTS, Scored
+from stream.ranking.blend import COMPONENTS, Scored, blended
 from stream.ranking.profile import Interaction
 from stream.settings import Settings
 from stream.store import VectorStore
@@ -116,7 +116,7 @@ def figures(
     for sh in shoppers:
         if not len(sh.hits):
             continue
-        scores = sh.components @ w
+        scores = blended(sh.components, w)
         order = np.argsort(-scores, axis=0, kind="stable")[:20]
         hit = sh.hits[order]  # rank x vectors
         total[0] += hit[:10].any(axis=0)

@@ -21,14 +21,13 @@ from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import ENCODER_REJECTED, TOO_LARGE, InvalidEvent
 from schemas.outputs import neighbour_list_json
-from schemas.source import source_of
 from stream.catalog.ahead import EncodeAhead
 from stream.catalog.index import leave_cores_to_encoder
 from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
 from stream.catalog.neighbours import Entries, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
-from stream.kafka.dlq import DeadLetter, Message, dead_letter
+from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter
 from stream.kafka.topics import catalog_topics
 from stream.loop import BatchConsumer, BatchResult, Output
 from stream.settings import Settings
@@ -229,8 +228,8 @@ class CatalogProcessor:
                 with self.ahead.lock:
                     vectors[r.item_id] = self.encoder.encode([r.text or ""])[0]
             except EncoderError as exc:
-                source = source_of(r.topic, r.partition, r.offset)
-                rejected.append(DeadLetter(r.key, r.value, ENCODER_REJECTED, str(exc), source))
+                msg = LocalMessage(r.offset, r.key, r.value, r.topic, r.partition)
+                rejected.append(dead_letter(msg, ENCODER_REJECTED, str(exc)))
         return vectors, rejected
 
     @staticmethod

@@ -87,7 +87,7 @@ class Scored:
             raise ValueError(f"mmr_lambda must be in [0, 1], not {mmr_lambda}")
         if n <= 0 or not self.ids:
             return []
-        scores = self.components @ weights.vector()
+        scores = blended(self.components, weights.vector())
         if mmr_lambda >= 1.0:
             order = np.lexsort((np.array(self.ids), -scores))[:n]
             return [self._ranked(int(k), scores) for k in order]
@@ -97,6 +97,12 @@ class Scored:
     def _ranked(self, k: int, scores: _Matrix) -> Ranked:
         row = map(float, self.components[k])
         return Ranked(self.ids[k], float(scores[k]), dict(zip(COMPONENTS, row, strict=True)))
+
+
+def blended(components: _Matrix, weights: _Matrix) -> _Matrix:
+    """The score: each candidate's components (a row, :data:`COMPONENTS` order) weighted and
+    summed; with several weight vectors (columns), one column of scores each."""
+    return components @ weights
 
 
 def score_arrays(
@@ -197,11 +203,13 @@ def unit_rows(vectors: Sequence[Vector | None]) -> _Matrix:
     present = [k for k, v in enumerate(vectors) if v is not None]
     if present:
         rows[present] = np.stack([np.asarray(vectors[k]).reshape(-1) for k in present])
+    # einsum, not np.linalg.norm: no temporary as large as the matrix (freshly mapped memory
+    # made the norm cost ten times the product)
     with np.errstate(invalid="ignore", over="ignore"):
-        norms = np.linalg.norm(rows, axis=1)
-    usable = (norms > 0) & np.isfinite(norms)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        usable = (norms > 0) & np.isfinite(norms)
+        rows /= np.where(usable, norms, 1.0)[:, None]
     rows[~usable] = 0.0
-    rows[usable] /= norms[usable, None]
     return rows
 
 
