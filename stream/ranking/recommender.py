@@ -7,9 +7,11 @@ history (learned) and the most popular items (cold start). Every candidate then 
 components, so a popular item can also score on price, and a semantic one on popularity.
 
 A batch costs a fixed number of store calls whatever its size: one read of the history items,
-one batched search for every profile, one read each of their statistics and model rows, one
-popularity query, one read of the candidates. All times are the shopper's last interaction
-time, so the same history always gives the same list, whenever and with whomever it is computed.
+one batched search for every profile, one read of their statistics, one popularity query, one
+read of the candidates. The learned model's rows are held in memory (read again when a new
+model is stored), and every shopper is folded in with one sparse product. All times are the
+shopper's last interaction time, so the same history always gives the same list, whenever and
+with whomever it is computed.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from stream.collections import ITEM_STATS, ITEMS
 from stream.ranking.blend import Ranked, Scored, Weights, score_arrays, unit_rows
 from stream.ranking.candidates import ItemIndex
-from stream.ranking.learned import read_rows, tuned_settings
-from stream.ranking.model import fold_in, shopper_weights
+from stream.ranking.learned import LoadedModel, tuned_settings
+from stream.ranking.model import shopper_weights
 from stream.ranking.profile import (
     Interaction,
     price_preference,
@@ -67,6 +71,7 @@ class Recommender:
         self.store = store
         self._loaded_at = -float("inf")
         self._index: ItemIndex | None = None
+        self.model = LoadedModel(store)
         self.s = settings
         self.weights = Weights.from_settings(settings)
 
@@ -124,7 +129,13 @@ class Recommender:
         semantic = self._semantic(index, shoppers)
         recent = sorted({k for sh in shoppers.values() for k in sh.recent})
         stats = store.retrieve(ITEM_STATS, recent, fields=("co", "ref", "pop"))
-        rows = read_rows(store, touched)
+        self.model.refresh()
+        folded = self.model.fold_in(
+            [
+                shopper_weights(sh.history, weights, s.learned_half_life_hours, sh.ref)
+                for sh in shoppers.values()
+            ]
+        )
         popular = [
             p.key
             for p in store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
@@ -132,9 +143,9 @@ class Recommender:
         ]
 
         collaborative: dict[str, dict[str, float]] = {}
-        learned: dict[str, dict[str, float]] = {}
+        learned: dict[str, _Sparse] = {}
         ids: dict[str, list[str]] = {}
-        for user, sh in shoppers.items():
+        for n, (user, sh) in enumerate(shoppers.items()):
             co: dict[str, float] = defaultdict(float)
             for item in sh.recent:
                 if item in stats:
@@ -143,14 +154,13 @@ class Recommender:
                     ).items():
                         co[other] += w
             collaborative[user] = co
-            side = shopper_weights(sh.history, weights, s.learned_half_life_hours, sh.ref)
-            learned[user] = fold_in(rows, side)
+            learned[user] = _Sparse.row(folded, n)
             ids[user] = list(
                 dict.fromkeys(
                     [
                         *semantic.get(user, []),
                         *_best(co, s.rank_candidates),
-                        *_best(learned[user], s.rank_candidates),
+                        *learned[user].best(self.model.items, s.rank_candidates),
                         *popular,
                     ]
                 )
@@ -179,7 +189,7 @@ class Recommender:
                 pool.unit[at],
                 collaborative=np.array([co.get(k, 0.0) for k in keys], dtype=np.float64),
                 popularity=_relative(pool.log_popularity[at]),
-                learned=np.array([learnt.get(k, 0.0) for k in keys], dtype=np.float64),
+                learned=learnt.at([self.model.index.get(k, -1) for k in keys]),
                 prices=pool.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
@@ -211,6 +221,34 @@ class Recommender:
 
 def _best(scores: Mapping[str, float], n: int) -> list[str]:
     return sorted(scores, key=lambda k: (-scores[k], k))[:n]
+
+
+@dataclass(frozen=True)
+class _Sparse:
+    """One shopper's positive learned scores: model columns (ascending) and their values."""
+
+    cols: npt.NDArray[np.int32]
+    values: npt.NDArray[np.float64]
+
+    @classmethod
+    def row(cls, matrix: sp.csr_matrix, n: int) -> _Sparse:
+        lo, hi = matrix.indptr[n], matrix.indptr[n + 1]
+        cols, values = matrix.indices[lo:hi], matrix.data[lo:hi]
+        keep = (values > 0) & np.isfinite(values)
+        return cls(cols[keep], values[keep])
+
+    def best(self, names: Sequence[str], n: int) -> list[str]:
+        """The ``n`` best items, ties by item id (columns are in id order)."""
+        order = np.lexsort((self.cols, -self.values))[:n]
+        return [names[c] for c in self.cols[order]]
+
+    def at(self, cols: Sequence[int]) -> npt.NDArray[np.float64]:
+        """The scores of these columns (-1: not in the model), 0 where there is none."""
+        want = np.asarray(cols, dtype=np.int64)
+        if not len(self.cols):
+            return np.zeros(len(want))
+        pos = np.minimum(np.searchsorted(self.cols, want), len(self.cols) - 1)
+        return np.where(self.cols[pos] == want, self.values[pos], 0.0)
 
 
 class _Pool:
