@@ -23,7 +23,7 @@ from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
 from stream.kafka.topics import item_stats_topics
 from stream.loop import BatchConsumer, BatchResult, Output
-from stream.ranking.stats import apply_activity, popularity_key, stored_stats
+from stream.ranking.stats import fold_activities, popularity_key, stored_stats
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 
@@ -41,16 +41,11 @@ def fold_item_activities(
     """One item's stats payload after ``activities`` (with ``pop_key``) and how many applied.
 
     The payload is None when none applied (all replays): there is nothing to write. It is the
-    stored form (:func:`stored_stats`).
+    stored form (:func:`stored_stats`), as :func:`apply_activity` one activity at a time gives it
+    (:func:`fold_activities`).
     """
-    current = stats
-    applied = 0
-    for activity in activities:
-        new = apply_activity(current, activity, half_life_hours, max_co)
-        if new is not None:
-            current = new
-            applied += 1
-    if not applied or current is None:
+    current, applied = fold_activities(stats, activities, half_life_hours, max_co)
+    if current is None:
         return None, applied
     key = popularity_key(current, half_life_hours)
     # -1e300: an item without popularity still sorts, last, in the pop_key index
