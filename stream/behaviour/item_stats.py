@@ -23,7 +23,7 @@ from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
 from stream.kafka.topics import item_stats_topics
 from stream.loop import BatchConsumer, BatchResult, Output
-from stream.ranking.stats import fold_activities, popularity_key, stored_stats
+from stream.ranking.stats import NO_POPULARITY, fold_activities, popularity_key, stored_stats
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 
@@ -48,8 +48,8 @@ def fold_item_activities(
     if current is None:
         return None, applied
     key = popularity_key(current, half_life_hours)
-    # -1e300: an item without popularity still sorts, last, in the pop_key index
-    return stored_stats({**current, "pop_key": key if key is not None else -1e300}), applied
+    pop_key = key if key is not None else NO_POPULARITY
+    return stored_stats({**current, "pop_key": pop_key}), applied
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ with whomever it is computed.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +38,7 @@ from stream.ranking.profile import (
     recent_items,
     recently_purchased,
 )
-from stream.ranking.stats import cooccurrence_at, popularity_key
+from stream.ranking.stats import NO_POPULARITY, cooccurrence, decayed
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector
@@ -128,7 +127,9 @@ class Recommender:
 
         semantic = self._semantic(index, shoppers)
         recent = sorted({k for sh in shoppers.values() for k in sh.recent})
-        stats = store.retrieve(ITEM_STATS, recent, fields=("co", "ref", "pop"))
+        stats = store.retrieve(ITEM_STATS, recent, fields=("co", "ref", "pop_key"))
+        co_items, co_matrix = _cooccurrence(stats, shoppers, s.popularity_half_life_hours)
+        co_index = {k: n for n, k in enumerate(co_items)}
         self.model.refresh()
         folded = self.model.fold_in(
             [
@@ -142,24 +143,17 @@ class Recommender:
             if float(p.payload.get("pop") or 0.0) > 0.0
         ]
 
-        collaborative: dict[str, dict[str, float]] = {}
+        collaborative: dict[str, _Sparse] = {}
         learned: dict[str, _Sparse] = {}
         ids: dict[str, list[str]] = {}
-        for n, (user, sh) in enumerate(shoppers.items()):
-            co: dict[str, float] = defaultdict(float)
-            for item in sh.recent:
-                if item in stats:
-                    for other, w in cooccurrence_at(
-                        stats[item].payload, sh.ref, s.popularity_half_life_hours
-                    ).items():
-                        co[other] += w
-            collaborative[user] = co
+        for n, user in enumerate(shoppers):
+            collaborative[user] = _Sparse.row(co_matrix, n)
             learned[user] = _Sparse.row(folded, n)
             ids[user] = list(
                 dict.fromkeys(
                     [
                         *semantic.get(user, []),
-                        *_best(co, s.rank_candidates),
+                        *collaborative[user].best(co_items, s.rank_candidates),
                         *learned[user].best(self.model.items, s.rank_candidates),
                         *popular,
                     ]
@@ -171,8 +165,8 @@ class Recommender:
         more = [k for k in wanted if k not in items]
         items.update(index.with_vectors(store.retrieve(ITEMS, more, fields=_ITEM_FIELDS)))
         more = [k for k in wanted if k not in stats]
-        stats.update(store.retrieve(ITEM_STATS, more, fields=("pop", "ref")))
-        pool = _Pool(items, stats, s.popularity_half_life_hours)
+        stats.update(store.retrieve(ITEM_STATS, more, fields=("pop_key",)))
+        pool = _Pool(items, stats)
         prices = {k: p.payload.get("price") for k, p in known.items()}
         scored = {}
         for user, sh in shoppers.items():
@@ -187,7 +181,7 @@ class Recommender:
                 sh.profile,
                 keys,
                 pool.unit[at],
-                collaborative=np.array([co.get(k, 0.0) for k in keys], dtype=np.float64),
+                collaborative=co.at([co_index.get(k, -1) for k in keys]),
                 popularity=_relative(pool.log_popularity[at]),
                 learned=learnt.at([self.model.index.get(k, -1) for k in keys]),
                 prices=pool.prices[at],
@@ -219,8 +213,38 @@ class Recommender:
             self._index.close()
 
 
-def _best(scores: Mapping[str, float], n: int) -> list[str]:
-    return sorted(scores, key=lambda k: (-scores[k], k))[:n]
+def _cooccurrence(
+    stats: Mapping[str, StoredPoint], shoppers: Mapping[str, _Shopper], half_life_hours: float
+) -> tuple[list[str], sp.csr_matrix]:
+    """Each shopper's co-occurrence scores (a row each; columns: the items returned, in id
+    order): the sum over their recent items of each item's co-occurring weights as they count
+    at the shopper's time (:func:`stream.ranking.stats.cooccurrence_at`, for all at once)."""
+    parsed = {k: cooccurrence(p.payload) for k, p in stats.items()}
+    names = sorted({other for _, co in parsed.values() for other in co})
+    column = {k: n for n, k in enumerate(names)}
+    held = [k for k, (at, co) in parsed.items() if at is not None and co]
+    row = {k: n for n, k in enumerate(held)}
+    indptr, cols, data = [0], [], []
+    for k in held:
+        for other, w in parsed[k][1].items():
+            cols.append(column[other])
+            data.append(w)
+        indptr.append(len(cols))
+    items = sp.csr_matrix((data, cols, indptr), shape=(len(held), len(names)), dtype=np.float64)
+    indptr, cols, factors = [0], [], []
+    for sh in shoppers.values():
+        for k in sh.recent:
+            at = parsed[k][0] if k in row else None
+            if at is not None:
+                cols.append(row[k])
+                factors.append(decayed(1.0, at, sh.ref, half_life_hours))
+        indptr.append(len(cols))
+    decay = sp.csr_matrix(
+        (factors, cols, indptr), shape=(len(shoppers), len(held)), dtype=np.float64
+    )
+    scores = (decay @ items).tocsr()
+    scores.sort_indices()
+    return names, scores
 
 
 @dataclass(frozen=True)
@@ -258,20 +282,17 @@ class _Pool:
         self,
         items: Mapping[str, StoredPoint],
         stats: Mapping[str, StoredPoint],
-        half_life_hours: float,
     ) -> None:
         keys = sorted(items)
         self.row = {k: n for n, k in enumerate(keys)}
         self.unit = unit_rows([items[k].vector for k in keys])
         self.in_stock = [bool(items[k].payload.get("in_stock", True)) for k in keys]
         self.prices = np.array([_price(items[k].payload.get("price")) for k in keys])
-        # log popularity at a shared time: each item's share of the largest does not depend on
-        # the time it is counted at (decay is the same factor for all), so one value per item
+        # log popularity at a shared time (the stored sort key): each item's share of the
+        # largest does not depend on the time it is counted at (decay is the same factor for
+        # all), so one value per item
         self.log_popularity = np.array(
-            [
-                _or_nan(popularity_key(stats[k].payload if k in stats else None, half_life_hours))
-                for k in keys
-            ],
+            [_log_popularity(stats[k].payload if k in stats else None) for k in keys],
             dtype=np.float64,
         )
 
@@ -282,8 +303,11 @@ def _price(value: object) -> float:
     )
 
 
-def _or_nan(value: float | None) -> float:
-    return np.nan if value is None else value
+def _log_popularity(payload: Mapping[str, Any] | None) -> float:
+    key = payload.get("pop_key") if payload is not None else None
+    if isinstance(key, int | float) and not isinstance(key, bool) and key > NO_POPULARITY:
+        return float(key)
+    return np.nan
 
 
 def _relative(log_values: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, Any]:

@@ -255,20 +255,27 @@ def popularity_at(stats: Mapping[str, Any] | None, ref: datetime, half_life_hour
     return decayed(float(stats.get("pop", 0.0)), at, ref, half_life_hours)
 
 
+def cooccurrence(stats: Mapping[str, Any] | None) -> tuple[datetime | None, dict[str, float]]:
+    """The item's co-occurring items and their weights as stored, and the time they count at
+    (None, and no items, without stats)."""
+    if not stats or not isinstance(stats.get("ref"), str):
+        return None, {}
+    return datetime.fromisoformat(stats["ref"]), _weights(stats.get("co"))
+
+
 def cooccurrence_at(
     stats: Mapping[str, Any] | None, ref: datetime, half_life_hours: float
 ) -> dict[str, float]:
     """The item's co-occurring items and their weights as they count at ``ref``."""
-    if not stats or not isinstance(stats.get("ref"), str):
+    at, co = cooccurrence(stats)
+    if at is None:
         return {}
-    at = datetime.fromisoformat(stats["ref"])
-    return {
-        str(k): decayed(float(v), at, ref, half_life_hours)
-        for k, v in _mapping(stats.get("co")).items()
-    }
+    return {k: decayed(v, at, ref, half_life_hours) for k, v in co.items()}
 
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+NO_POPULARITY = -1e300
+"""The stored sort key (``pop_key``) of an item without popularity: it still sorts, last."""
 
 
 def popularity_key(stats: Mapping[str, Any] | None, half_life_hours: float) -> float | None:
