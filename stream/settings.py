@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(
         default=50, ge=0, description="longest wait of a batch, from its first event's publish"
     )
+    stats_batch_max_items: int = Field(
+        default=4_096,
+        ge=1,
+        description="the item-stats consumer's batch size: its messages are small, and a batch "
+        "reads and rewrites each item's statistics once",
+    )
 
     # outputs
     neighbours_k: int = Field(default=10, ge=1, le=1_000)

@@ -109,4 +109,7 @@ class ItemStatsConsumer(BatchConsumer[ActivityReceived | DeadLetter, None]):
     def __init__(self, settings: Settings, processor: ItemStatsProcessor) -> None:
         topic = settings.topic_item_activity()
         topics = item_stats_topics(settings)
-        super().__init__(settings, processor, topic, settings.stats_group(), topics)
+        # a behaviour batch of 256 events makes ~2,000 activities: batches of the behaviour
+        # size would read and rewrite a popular item's statistics several times over
+        batching = settings.model_copy(update={"batch_max_items": settings.stats_batch_max_items})
+        super().__init__(batching, processor, topic, settings.stats_group(), topics)
