@@ -81,6 +81,13 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     run.add_argument("which", choices=["catalog", "behaviour", "all"])
     _add_settings_options(run)
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API alone (similar items, recommendations, search, health, "
+        "metrics) against the configured store",
+    )
+    _add_settings_options(serve)
+
     broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (foreground)")
     broker.add_argument("--port", type=int, default=9092)
 
@@ -193,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tune(settings, args)
     if args.command == "replay-dlq":
         return _replay_dlq(settings, args)
+    if args.command == "serve":
+        return _serve(settings)
     return _run(settings, args.which)
 
 
@@ -208,10 +217,43 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(settings: Settings, which: str) -> int:
+    from stream.http.server import HttpUnavailable
     from stream.runner import run_consumers
 
     stop = _stop_on_signals()
-    return run_consumers(settings, which, stop)
+    try:
+        return run_consumers(settings, which, stop)
+    except HttpUnavailable as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings) -> int:
+    """The HTTP API alone until SIGTERM/SIGINT, against the configured store."""
+    from encoders.bert import model_dimension
+    from stream.collections import ensure_collections
+    from stream.http.server import HttpServer, HttpUnavailable, api_server
+    from stream.store import open_store
+
+    if not settings.http_port:
+        print("recstream: serve needs an HTTP port: set RECSTREAM_HTTP_PORT", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()
+    server = HttpServer(settings.http_host, settings.http_port)
+    try:
+        server.bind()
+    except HttpUnavailable as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    store = open_store(settings)
+    try:
+        ensure_collections(store, model_dimension(settings.model))
+        api_server(settings, store, server=server, stopping=stop)
+        stop.wait()
+    finally:
+        server.stop()
+        store.close()
+    return 0
 
 
 def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 ``behaviour`` is two consumers: the behaviour consumer (``user.events``) and the item-stats
 consumer (the internal activity topic). Each runs its own loop in a thread; they share one
 vector store (the embedded store may be opened by one process only) and, for ``all``, the
-encoder. If one fails, the others are stopped and the process exits 1.
+encoder. If one fails, the others are stopped and the process exits 1. Unless ``http_port`` is
+0, the HTTP API (:mod:`stream.http`) is served beside them, on a thread of its own, from the
+same store, and stopped with them.
 """
 
 from __future__ import annotations
@@ -48,8 +50,21 @@ def build_consumers(
 
 
 def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
-    """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1)."""
-    store = open_store(settings)
+    """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1). Raises
+    :class:`stream.http.server.HttpUnavailable`, before anything is loaded, when the HTTP API
+    cannot listen where the settings say."""
+    from stream.http.server import HttpServer, api_server
+
+    http = None
+    if settings.http_port:
+        http = HttpServer(settings.http_host, settings.http_port)
+        http.bind()
+    try:
+        store = open_store(settings)
+    except BaseException:
+        if http is not None:
+            http.stop()
+        raise
     failed: list[BaseException] = []
 
     def guarded(consumer: BatchConsumer[Any, Any]) -> None:
@@ -61,14 +76,24 @@ def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
             stop.set()
 
     try:
+        encoder = None
+        if which in ("catalog", "all"):
+            from encoders import load_encoder
+
+            encoder = load_encoder(settings)
+        consumers = build_consumers(settings, which, store, encoder)
+        if http is not None:
+            api_server(settings, store, consumers, encoder, server=http, stopping=stop)
         threads = [
             threading.Thread(target=guarded, args=(c,), name=c.topic, daemon=True)
-            for c in build_consumers(settings, which, store)
+            for c in consumers
         ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     finally:
+        if http is not None:
+            http.stop()
         store.close()
     return 1 if failed else 0

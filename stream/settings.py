@@ -195,6 +195,18 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="on SIGTERM, abandon an unfinished batch after this"
     )
 
+    # HTTP: health, readiness, metrics and queries, beside the consumers (stream.http)
+    http_host: str = Field(
+        default="0.0.0.0", description="address the HTTP API listens on (0.0.0.0: every one)"
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65_535,
+        description="port of the HTTP API (/healthz, /readyz, /metrics, /v1/...); 0 turns it "
+        "off for `run` (`serve` needs one)",
+    )
+
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -37,6 +37,7 @@ from stream.errors import Transient
 from stream.kafka.config import consumer_config, producer_config
 from stream.kafka.topics import ensure_topics
 from stream.loop.batching import MicroBatcher
+from stream.loop.durations import Durations
 from stream.loop.protocol import BatchResult, C, E, Preparing, Processor
 from stream.settings import Settings
 
@@ -61,9 +62,15 @@ RETRIABLE: tuple[type[Exception], ...] = (Transient, KafkaException)
 """Failures of the store or the broker, worth retrying; anything else stops the consumer."""
 
 
+STAGES = ("process", "publish", "confirm", "commit")
+"""The stages of a finished batch whose durations :class:`Progress` keeps."""
+
+
 @dataclass
 class Progress:
-    """Counters a caller (the demo, tests) can read while the consumer runs."""
+    """Counters a caller (the demo, tests, the metrics endpoint) can read while the consumer
+    runs. ``stage_seconds``: the durations of each stage of the attempt that went through;
+    ``batch_seconds``: from the start of a batch's finish to its commit, retries included."""
 
     batches: int = 0
     events: int = 0
@@ -71,6 +78,10 @@ class Progress:
     dead_letters: int = 0
     last_batch_at: float = 0.0
     totals: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, Durations] = field(
+        default_factory=lambda: {stage: Durations() for stage in STAGES}
+    )
+    batch_seconds: Durations = field(default_factory=Durations)
 
 
 class BatchConsumer(Generic[E, C]):
@@ -117,6 +128,7 @@ class BatchConsumer(Generic[E, C]):
         self._owned: set[tuple[str | None, int | None]] = set()
         self.paused = False
         """True while a failing batch is being retried (partitions paused)."""
+        self._joined = False
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then finish the open batch (or abandon it after
@@ -291,6 +303,7 @@ class BatchConsumer(Generic[E, C]):
                 self._wait_before_retry(exc, attempt, started)
         self._resume()
         self._commit([msg for _, msg in batch])
+        t4 = time.perf_counter()
         log.debug(
             "consumer.batch_timing",
             topic=self.topic,
@@ -299,9 +312,12 @@ class BatchConsumer(Generic[E, C]):
             process_ms=round((t1 - t0) * 1000, 1),
             publish_ms=round((t2 - t1) * 1000, 1),
             confirm_ms=round((t3 - t2) * 1000, 1),
-            commit_ms=round((time.perf_counter() - t3) * 1000, 1),
+            commit_ms=round((t4 - t3) * 1000, 1),
         )
         p = self.progress
+        for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            p.stage_seconds[stage].observe(seconds)
+        p.batch_seconds.observe(time.monotonic() - started)
         p.batches += 1
         p.events += len(batch)
         p.outputs += len(result.outputs)
@@ -335,6 +351,12 @@ class BatchConsumer(Generic[E, C]):
             # would block forever.)
             assert self._consumer is not None
             self._held.extend(self._consumer.consume(100, min(0.2, left)))
+
+    @property
+    def joined(self) -> bool:
+        """True once the group has assigned this member its partitions (possibly none) at
+        least once: it has joined its group."""
+        return self._joined
 
     @property
     def buffered(self) -> int:
@@ -422,6 +444,7 @@ class BatchConsumer(Generic[E, C]):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._owned.update((p.topic, p.partition) for p in partitions)
+        self._joined = True
         log.info("consumer.assigned", partitions=[(p.topic, p.partition) for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

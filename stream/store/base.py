@@ -50,18 +50,27 @@ class Where:
     - ``exclude_keys``: the point's key is not one of these.
     - ``below``: ``payload[field] < value`` (points without the field do not match).
     - ``contains``: ``payload[field]`` equals ``value`` or, for a list, holds it.
+    - ``within``: ``low <= payload[field] <= high``, either bound None for none (points without
+      the field do not match).
+    - ``flag``: ``payload[field]`` is this boolean.
     """
 
     exclude_keys: frozenset[str] = frozenset()
     below: tuple[str, float] | None = None
     contains: tuple[str, str] | None = None
+    within: tuple[str, float | None, float | None] | None = None
+    flag: tuple[str, bool] | None = None
 
 
 @dataclass(frozen=True)
 class SearchQuery:
+    """``exact``: compare with every point (no approximate index), so the answer is the true
+    top ``limit``."""
+
     vector: Vector
     limit: int
     where: Where = field(default_factory=Where)
+    exact: bool = False
 
 
 @dataclass(frozen=True)

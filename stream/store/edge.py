@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import qdrant_edge as qe
 
 from stream.store.base import (
@@ -46,6 +47,15 @@ def _filter(where: Where) -> qe.Filter | None:
     if where.contains is not None:
         name, text = where.contains
         must.append(qe.FieldCondition(name, match=qe.MatchValue(text)))
+    if where.within is not None:
+        name, low, high = where.within
+        must.append(qe.FieldCondition(name, range=qe.RangeFloat(gte=low, lte=high)))
+    if where.flag is not None:
+        name, value = where.flag
+        # the binding reads a Python bool as an integer (which never matches a stored bool);
+        # a numpy bool reaches the engine as a bool
+        flag = cast("bool", np.bool_(value))
+        must.append(qe.FieldCondition(name, match=qe.MatchValue(flag)))
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)
@@ -184,6 +194,7 @@ class EdgeStore:
                 query=qe.Query.Nearest(as_vector(q.vector).tolist(), using=_VECTOR),
                 filter=_filter(q.where),
                 with_payload=True,
+                params=qe.SearchParams(exact=True) if q.exact else None,
             )
             for q in queries
         ]

@@ -45,6 +45,12 @@ def _filter(where: Where) -> models.Filter | None:
     if where.contains is not None:
         name, text = where.contains
         must.append(models.FieldCondition(key=name, match=models.MatchValue(value=text)))
+    if where.within is not None:
+        name, low, high = where.within
+        must.append(models.FieldCondition(key=name, range=models.Range(gte=low, lte=high)))
+    if where.flag is not None:
+        name, value = where.flag
+        must.append(models.FieldCondition(key=name, match=models.MatchValue(value=value)))
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
@@ -184,6 +190,7 @@ class ServerStore:
                 limit=q.limit,
                 filter=_filter(q.where),
                 with_payload=True,
+                params=models.SearchParams(exact=True) if q.exact else None,
             )
             for q in queries
         ]

@@ -144,6 +144,7 @@ def test_no_secret_in_the_output_of_the_command(
         f"--qdrant-url=http://127.0.0.1:{_closed_port()}",
         f"--qdrant-api-key={qdrant_secret}",
         "--log-level=debug",
+        "--http-port=0",
     ]
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -77,6 +77,47 @@ def test_filters_exclude_below_contains(store: VectorStore) -> None:
     assert tagged == {f"sku-{i}" for i in range(30) if i % 3 == 1}
 
 
+def test_exact_search_with_range_flag_and_contains_matches_brute_force(
+    store: VectorStore,
+) -> None:
+    """An exact search filtered by a closed or half-open range, a boolean and a list member
+    returns the numpy top-k of the points that satisfy every condition; a point without the
+    ranged field never matches a range."""
+    rng = np.random.default_rng(3)
+    vectors = _unit(rng, 80)
+    points = []
+    for i in range(80):
+        payload: dict[str, object] = {"in_stock": i % 4 != 0, "cats": [f"c{i % 3}", "all"]}
+        if i % 10:
+            payload["price"] = float(i)
+        points.append(StoredPoint(f"sku-{i}", payload, vectors[i]))
+    store.upsert("items", points)
+    q = _unit(rng, 1)[0]
+    cases = [
+        (Where(within=("price", 10.0, 40.0)), lambda i: i % 10 and 10 <= i <= 40),
+        (Where(within=("price", None, 25.5)), lambda i: i % 10 and i <= 25.5),
+        (Where(within=("price", 60.0, None)), lambda i: i % 10 and i >= 60),
+        (Where(flag=("in_stock", False)), lambda i: i % 4 == 0),
+        (
+            Where(
+                exclude_keys=frozenset({"sku-5"}),
+                contains=("cats", "c2"),
+                within=("price", 5.0, 70.0),
+                flag=("in_stock", True),
+            ),
+            lambda i: i != 5 and i % 3 == 2 and i % 10 and 5 <= i <= 70 and i % 4,
+        ),
+    ]
+    for where, holds in cases:
+        hits = store.search("items", [SearchQuery(q, 8, where, exact=True)])[0]
+        allowed = [i for i in range(80) if holds(i)]
+        expected = sorted(allowed, key=lambda i: -float(vectors[i] @ q))[:8]
+        assert [h.key for h in hits] == [f"sku-{i}" for i in expected], where
+        assert [h.score for h in hits] == pytest.approx(
+            [float(vectors[i] @ q) for i in expected], abs=1e-5
+        )
+
+
 def test_retrieve_upsert_replaces_set_payload_merges(store: VectorStore) -> None:
     """Upsert replaces a point whole; set_payload merges fields and skips missing points."""
     rng = np.random.default_rng(3)

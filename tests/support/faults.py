@@ -71,6 +71,7 @@ class FlakyStore:
         return self.inner.scroll(collection, with_vectors, fields)
 
     def count(self, collection: str) -> int:
+        self._check()
         return self.inner.count(collection)
 
     def flush(self) -> None:
