@@ -18,6 +18,7 @@ histories: nothing is added, nothing is published twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,6 +33,7 @@ from stream.collections import USERS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
 from stream.kafka.topics import behaviour_topics
 from stream.loop import BatchConsumer, BatchResult, Output
+from stream.ranking.blend import Ranked
 from stream.ranking.profile import (
     Interaction,
     history_from_payload,
@@ -56,6 +58,24 @@ class UserReceived:
     @property
     def source(self) -> str:
         return source_of(self.topic, self.partition, self.offset)
+
+
+def recommendations_message(
+    user_id: str, ranked: Sequence[Ranked], generated_at: datetime
+) -> Recommendations:
+    """A ``users.recommendations`` message: the list, scores and components rounded to 6 places."""
+    return Recommendations(
+        user_id=user_id,
+        items=[
+            RecommendedItem(
+                item_id=r.item_id,
+                score=round(r.score, 6),
+                components={k: round(v, 6) for k, v in r.components.items()},
+            )
+            for r in ranked
+        ],
+        generated_at=generated_at,
+    )
 
 
 class BehaviourProcessor:
@@ -134,18 +154,7 @@ class BehaviourProcessor:
         )
         for user_id, (merged, upto) in changed.items():
             rec = recommendations[user_id]
-            message = Recommendations(
-                user_id=user_id,
-                items=[
-                    RecommendedItem(
-                        item_id=r.item_id,
-                        score=round(r.score, 6),
-                        components={k: round(v, 6) for k, v in r.components.items()},
-                    )
-                    for r in rec.ranked
-                ],
-                generated_at=now,
-            )
+            message = recommendations_message(user_id, rec.ranked, now)
             outputs.append(
                 Output(s.topic_recommendations, user_id.encode(), message.to_json_bytes())
             )

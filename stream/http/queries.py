@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 from encoders import Encoder, load_encoder
 from encoders.text import clean
-from schemas.outputs import Neighbour, NeighbourList, Recommendations, RecommendedItem
+from schemas.outputs import Neighbour, NeighbourList, Recommendations
+from stream.behaviour.processor import recommendations_message
 from stream.collections import ITEMS, USERS
 from stream.http.filters import ItemFilters
 from stream.http.models import FoundItem, SearchResults
@@ -90,18 +91,7 @@ class Queries:
             if self._recommender is None:
                 self._recommender = Recommender(self.settings, self.store)
             ranked = self._recommender.recommend(history).ranked
-        return Recommendations(
-            user_id=user_id,
-            items=[
-                RecommendedItem(
-                    item_id=r.item_id,
-                    score=round(r.score, 6),
-                    components={k: round(v, 6) for k, v in r.components.items()},
-                )
-                for r in ranked[:n]
-            ],
-            generated_at=datetime.now(UTC),
-        )
+        return recommendations_message(user_id, ranked[:n], datetime.now(UTC))
 
     def close(self) -> None:
         """Stop the recommender's refresh of its copy of the items, if it was started."""
