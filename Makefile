@@ -46,6 +46,7 @@ bench: $(BENCH_STAMP)
 	$(VENV)/bin/recstream bench e2e --items 10000 --log-level warning
 	$(VENV)/bin/recstream bench scaling --log-level warning
 	$(VENV)/bin/recstream bench behaviour --log-level warning
+	$(VENV)/bin/recstream bench serve --log-level warning
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

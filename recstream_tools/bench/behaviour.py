@@ -196,9 +196,11 @@ def _latency(
     }
 
 
-def _preload(
+def preload_items(
     store: EdgeStore, catalogue: list[dict[str, Any]], base: np.ndarray[Any, Any], model: str
 ) -> float:
+    """Store ``catalogue`` as the catalog consumer would, with the rows of ``base`` in turn as
+    vectors, each with fresh noise; the seconds it took."""
     started = time.perf_counter()
     vectors = jittered(base, len(catalogue), seed=5)
     for start in range(0, len(catalogue), _CHUNK):
@@ -286,7 +288,7 @@ def run(
                     ]
                 )
                 progress(f"  preloading {len(catalogue) - len(indexed):,} more items ...")
-                preload_s = _preload(store, catalogue[len(indexed) :], base, encoder.name)
+                preload_s = preload_items(store, catalogue[len(indexed) :], base, encoder.name)
                 # 3. warm-up histories and the model
                 behaviour, stats = build_consumers(s, "behaviour", store)
                 for c in (behaviour, stats):

@@ -98,6 +98,20 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     beh.add_argument("--out", **out)
     add_settings_options(beh)
 
+    srv = which.add_parser(
+        "serve", help="the HTTP API's latency per endpoint at a steady request rate"
+    )
+    srv.add_argument("--sizes", type=_sizes, default=[10_000, 100_000], help="[10000,100000]")
+    srv.add_argument("--users", type=int, default=2_000, help="shoppers with histories [2000]")
+    srv.add_argument(
+        "--base-items", type=int, default=1_000, help="items encoded; the rest jittered [1000]"
+    )
+    srv.add_argument("--rate", type=float, default=50.0, help="requests per second [50]")
+    srv.add_argument("--seconds", type=float, default=20.0, help="per endpoint and size [20]")
+    srv.add_argument("--name", default=None, help="result file name [serve]")
+    srv.add_argument("--out", **out)
+    add_settings_options(srv)
+
     gpu = which.add_parser(
         "gpu", help="recstream's CUDA encoder vs sentence-transformers fp16, ~64-token sentences"
     )
@@ -194,6 +208,20 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.name,
         )
         print(behaviour.summary(result))
+    elif args.bench_command == "serve":
+        from recstream_tools.bench import serve
+
+        result = serve.run(
+            settings,
+            args.sizes,
+            args.users,
+            args.base_items,
+            args.rate,
+            args.seconds,
+            args.out,
+            args.name,
+        )
+        print(serve.summary(result))
     elif args.bench_command == "gpu":
         from recstream_tools.bench import gpu
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -28,6 +30,36 @@ def test_bench_commands_parse_with_their_options() -> None:
     args = parser.parse_args(["bench", "encoder", "--variants", "int8/2048"])
     assert args.variants == "int8/2048"
     assert parser.parse_args(["bench", "scaling"]).sizes == [10_000, 100_000]
+    args = parser.parse_args(["bench", "serve", "--sizes", "2000", "--rate", "20"])
+    assert (args.bench_command, args.sizes, args.rate, args.seconds) == ("serve", [2000], 20.0, 20)
+
+
+def test_paced_requests_count_latency_from_when_they_were_due() -> None:
+    """A slow answer delays the requests behind it, and that wait is in their latency."""
+    from recstream_tools.bench.serve import _paced
+
+    calls: list[float] = []
+
+    def send() -> httpx.Response:
+        calls.append(time.perf_counter())
+        time.sleep(0.05 if len(calls) == 1 else 0.0)  # the first takes 5 intervals
+        return httpx.Response(200)
+
+    latencies, statuses = _paced(send, rate=100.0, seconds=0.1)
+    assert statuses == {"200": len(latencies)} and len(latencies) == 10
+    assert latencies[0] >= 50.0  # its own time
+    assert latencies[1] >= 40.0  # due at 10 ms, sent after the first answered at ~50 ms
+    assert latencies[-1] < latencies[1]  # the queue drained
+
+    slow: list[float] = []
+
+    def stuck() -> httpx.Response:
+        slow.append(time.perf_counter())
+        time.sleep(0.06)
+        return httpx.Response(200)
+
+    latencies, _ = _paced(stuck, rate=100.0, seconds=0.1)  # 10 due, each taking 6 intervals
+    assert len(latencies) < 10  # nothing sent past twice the time
 
 
 def test_variant_spec() -> None:
