@@ -236,7 +236,9 @@ def test_writes_while_clusters_are_made_are_assigned_when_they_are_put_to_use(
     gate.set()
     index.settle()
     clusters = index._clusters()
-    assert clusters is not None and clusters.partition.built_rows == 1_600
+    # the clusters made from the 1,600 rows; or, when the rows assigned again at their use
+    # made the index start another build and it finished already, those of every row
+    assert clusters is not None and clusters.partition.built_rows in (1_600, len(index))
     queries = np.concatenate([probe, far, index.matrix[::7]])
     bounds = clusters.partition.bounds(queries)
     assert (queries @ index.matrix.T <= bounds[:, clusters.of_row]).all()
