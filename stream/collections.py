@@ -15,8 +15,9 @@
   stored as JSON texts: the engine writes and reads them several times faster than objects.
 - ``item_model``: per item, the row of the learned collaborative model (the items it predicts
   and their weights), written by ``recstream train recommender``. Placeholder vectors.
-- ``ranking``: one point, ``tuned``: the ranking settings ``recstream tune`` chose. Placeholder
-  vector.
+- ``ranking``: the point ``tuned`` (the ranking settings ``recstream tune`` chose) and the point
+  ``model`` (when the stored model was trained: written after its rows, it tells the consumers
+  to read them again). Placeholder vectors.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ and shows in their latency too.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +37,7 @@ from recstream_tools.bench.report import (
 from recstream_tools.evaluation.harness import retrain, store_item_stats
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import sample_items
+from schemas.behaviour import parse_behaviour_event
 from schemas.catalog import Item
 from stream.collections import USERS, ensure_collections
 from stream.http.app import build_app
@@ -64,10 +65,8 @@ _START = datetime(2026, 11, 22, 10, tzinfo=UTC)
 def _histories(events: list[dict[str, Any]]) -> dict[str, list[Interaction]]:
     out: dict[str, list[Interaction]] = {}
     for e in events:
-        at = datetime.fromisoformat(e["occurred_at"])
-        out.setdefault(e["user_id"], []).append(
-            Interaction(e["event_id"], e["item_id"], e["type"], at)
-        )
+        event = parse_behaviour_event(None, json.dumps(e).encode())  # as the consumer reads it
+        out.setdefault(event.user_id, []).append(Interaction.of(event))
     return {u: sorted(h, key=lambda i: (i.at, i.event_id)) for u, h in out.items()}
 
 
@@ -119,12 +118,6 @@ def _paced(
     return latencies, statuses
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _measure_size(
     settings: Settings,
     encoder: Encoder,
@@ -140,7 +133,7 @@ def _measure_size(
         s = settings.model_copy(update={"qdrant_path": f"{workdir}/qdrant"})
         print(f"  {items:,} items, {users:,} shoppers: filling the store ...", flush=True)
         item_ids, user_ids, fill_s = _fill(s, store, encoder, items, users, base_items)
-        server = HttpServer("127.0.0.1", _free_port())
+        server = HttpServer("127.0.0.1", 0)  # a free port
         queries = Queries(s, store, encoder)
         server.start(build_app(s, store, queries), queries)
         rng = random.Random(3)

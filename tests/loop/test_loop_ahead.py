@@ -9,62 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from scripted import TOPIC, Message, ScriptedConsumer, scripted_loop
 
-from stream.kafka.dlq import LocalMessage
 from stream.loop import BatchConsumer, BatchResult
-from stream.settings import Settings
 from stream.store import StoreUnavailable
-
-TOPIC = "catalog.items"
-
-
-class Message(LocalMessage):
-    def error(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, 0)  # TIMESTAMP_NOT_AVAILABLE: no age, batches close on size
-
-
-class ScriptedConsumer:
-    """Hands out queued messages; ``on_consume`` runs inside every consume() call (where
-    librdkafka serves rebalance callbacks)."""
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.queue = list(messages)
-        self.commits: list[list[tuple[str, int, int]]] = []
-        self.waited: list[bool] = []
-        """Per commit: whether the loop waited for its answer (asynchronous=False)."""
-        self.on_consume: Any = None
-        self.on_close: Any = None
-
-    def consume(self, num: int, timeout: float) -> list[Message]:
-        if self.on_consume is not None:
-            self.on_consume()
-        taken, self.queue = self.queue[:num], self.queue[num:]
-        return taken
-
-    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
-        self.commits.append([(o.topic, o.partition, o.offset) for o in offsets])
-        self.waited.append(not asynchronous)
-
-    def close(self) -> None:
-        if self.on_close is not None:
-            self.on_close()  # librdkafka revokes the partitions when a member leaves
-
-    def pause(self, partitions: list[Any]) -> None: ...
-
-    def resume(self, partitions: list[Any]) -> None: ...
-
-    def assignment(self) -> list[Any]:
-        return []
-
-
-class NullProducer:
-    def produce(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def flush(self, timeout: float) -> int:
-        return 0
 
 
 class Recorder:
@@ -103,13 +51,7 @@ class Recorder:
 
 
 def loop(processor: Recorder, offsets: range) -> tuple[BatchConsumer, ScriptedConsumer]:
-    s = Settings(batch_max_items=3, batch_max_wait_ms=10_000, retry_backoff_ms=1)
-    consumer = BatchConsumer(s, processor, TOPIC, "g")
-    scripted = ScriptedConsumer([Message(o, b"k", b"v", TOPIC, 0) for o in offsets])
-    consumer._consumer = scripted  # type: ignore[assignment]
-    consumer._producer = NullProducer()  # type: ignore[assignment]
-    consumer._owned = {(TOPIC, 0)}
-    return consumer, scripted
+    return scripted_loop(processor, offsets)
 
 
 def arrive_during_the_wait(

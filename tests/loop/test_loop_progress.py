@@ -7,50 +7,12 @@ import time
 from typing import Any
 
 import pytest
+from scripted import scripted_loop
 
-from stream.kafka.dlq import LocalMessage
 from stream.loop import BatchConsumer, BatchResult
 from stream.loop.consumer import STAGES
 from stream.loop.durations import Durations
-from stream.settings import Settings
 from stream.store import StoreUnavailable
-
-TOPIC = "catalog.items"
-
-
-class Message(LocalMessage):
-    def error(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, 0)
-
-
-class Scripted:
-    """Hands out queued messages; commits, pauses and resumes do nothing."""
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.queue = messages
-
-    def consume(self, num: int, timeout: float) -> list[Message]:
-        taken, self.queue = self.queue[:num], self.queue[num:]
-        return taken
-
-    def commit(self, offsets: list[Any], asynchronous: bool) -> None: ...
-
-    def pause(self, partitions: list[Any]) -> None: ...
-
-    def resume(self, partitions: list[Any]) -> None: ...
-
-    def assignment(self) -> list[Any]:
-        return []
-
-
-class NullProducer:
-    def produce(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def flush(self, timeout: float) -> int:
-        return 0
 
 
 class SlowProcessor:
@@ -76,12 +38,7 @@ class SlowProcessor:
 
 
 def _loop(processor: SlowProcessor, n: int) -> BatchConsumer[int, None]:
-    s = Settings(batch_max_items=3, batch_max_wait_ms=10_000, retry_backoff_ms=1)
-    consumer: BatchConsumer[int, None] = BatchConsumer(s, processor, TOPIC, "g")
-    consumer._consumer = Scripted([Message(o, b"k", b"v", TOPIC, 0) for o in range(n)])  # type: ignore[assignment]
-    consumer._producer = NullProducer()  # type: ignore[assignment]
-    consumer._owned = {(TOPIC, 0)}
-    return consumer
+    return scripted_loop(processor, range(n))[0]
 
 
 def test_every_finished_batch_records_its_stage_and_batch_durations() -> None:
