@@ -7,8 +7,10 @@ the host, or a command the image does not have, before a user runs ``docker comp
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -135,7 +137,53 @@ def test_compose_has_kafka_qdrant_and_a_catalog_consumer() -> None:
     assert {"kafka", "qdrant", "catalog"} <= set(services)
     assert "catalog" in _consumers()
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert services["qdrant"]["image"].startswith("qdrant/qdrant:v1.12")
+    assert services["qdrant"]["image"].startswith("qdrant/qdrant:v1.")
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.removeprefix("v").split(".")[:2]
+    return int(major), int(minor)
+
+
+def _qdrant_client_range() -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (lowest, first excluded) minor versions pyproject.toml allows qdrant-client."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    [spec] = [d for d in project["dependencies"] if d.startswith("qdrant-client")]
+    bounds = dict(re.findall(r"(>=|<)\s*([\d.]+)", spec))
+    assert set(bounds) == {">=", "<"}, f"qdrant-client needs a lower and an upper bound: {spec}"
+    return _minor(bounds[">="]), _minor(bounds["<"])
+
+
+def test_qdrant_server_and_client_are_a_pinned_compatible_pair() -> None:
+    """The compose Qdrant image is pinned to a release, and every qdrant-client version
+    pyproject.toml allows (the installed one included) is at most one minor version from it:
+    the client refuses, with a warning, servers further apart."""
+    image = _services()["qdrant"]["image"]
+    tag = image.partition(":")[2]
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), f"{image}: pin a release, not {tag!r}"
+    major, minor = _minor(tag)
+    (low_major, low), (high_major, high) = _qdrant_client_range()
+    assert low_major == high_major == major
+    assert minor - 1 <= low and high - 1 <= minor + 1, f"qdrant-client {low}..<{high}, {tag}"
+    installed = _minor(importlib.metadata.version("qdrant-client"))
+    assert installed[0] == major and abs(installed[1] - minor) <= 1, (installed, tag)
+    real_servers = (ROOT / "tests/integration/test_real_servers.py").read_text(encoding="utf-8")
+    assert f'"{image}"' in real_servers, "the integration tests must run the same server"
+
+
+def test_kafka_keeps_its_data_on_a_volume() -> None:
+    """Kafka's log directory is a named volume: recreating the stack keeps topics and
+    committed offsets (as the qdrant volume keeps the vectors)."""
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    kafka = compose["services"]["kafka"]
+    log_dirs = _environment(kafka)["KAFKA_LOG_DIRS"]
+    mounts = {
+        target: source
+        for source, _, target in (str(v).partition(":") for v in kafka.get("volumes", []))
+    }
+    for directory in log_dirs.split(","):
+        assert directory in mounts, f"kafka keeps {directory} in the container only"
+        assert mounts[directory] in compose.get("volumes", {}), "not a named volume"
 
 
 @pytest.mark.parametrize(("source", "variable", "value"), _recstream_variables())

@@ -35,7 +35,7 @@ def test_catalog_on_apache_kafka_and_qdrant_server(encoder: Encoder, tmp_path: P
 
     with (
         KafkaContainer("apache/kafka:3.8.0").with_kraft() as kafka,
-        QdrantContainer("qdrant/qdrant:v1.12.2") as qdrant,
+        QdrantContainer("qdrant/qdrant:v1.19.0") as qdrant,
     ):
         tag = uuid.uuid4().hex[:8]
         settings = Settings(
