@@ -1,7 +1,8 @@
 # recstream: `make demo` and `make test` install what they need (a virtualenv in .venv) first.
 #
 # PyTorch is pinned to the CPU build by default. With an NVIDIA GPU, install a CUDA build instead:
-#   make install TORCH_SPEC="torch" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu124"
+#   make install TORCH_SPEC="torch" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+#   (cu126 or cu130 for other drivers)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

