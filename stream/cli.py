@@ -151,6 +151,10 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=None, help="replay at most this many")
     _add_settings_options(replay)
 
+    from stream.backfill.command import add_backfill_parser
+
+    add_backfill_parser(sub, _add_settings_options)
+
     if bench:
         from recstream_tools.bench.cli import add_bench_parser
 
@@ -200,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tune(settings, args)
     if args.command == "replay-dlq":
         return _replay_dlq(settings, args)
+    if args.command == "backfill":
+        from stream.backfill.command import run_backfill
+
+        return run_backfill(settings, args, _stop_on_signals())
     if args.command == "serve":
         return _serve(settings)
     return _run(settings, args.which)
