@@ -4,7 +4,8 @@ processes, publishes and commits (``consumer``)."""
 
 from __future__ import annotations
 
-from stream.loop.consumer import BatchAbandoned, BatchConsumer, DeliveryFailed, Progress
+from stream.loop.consumer import BatchAbandoned, BatchConsumer, DeliveryFailed
+from stream.loop.progress import Progress
 from stream.loop.protocol import BatchResult, Output, Preparing, Processor
 
 __all__ = [

@@ -42,6 +42,10 @@ class MicroBatcher(Generic[T]):
     def tokens(self) -> int:
         return self._tokens
 
+    def events(self) -> list[T]:
+        """A copy of the open batch (safe to call from another thread)."""
+        return list(self._events)
+
     def add(self, event: T, tokens: int = 0, age_s: float = 0.0) -> list[T] | None:
         """Add one event; returns a closed batch when this event closed one, else None.
 

@@ -19,7 +19,6 @@ import gc
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Generic
 
 import structlog
@@ -37,7 +36,7 @@ from stream.errors import Transient
 from stream.kafka.config import consumer_config, producer_config
 from stream.kafka.topics import ensure_topics
 from stream.loop.batching import MicroBatcher
-from stream.loop.durations import Durations
+from stream.loop.progress import STAGES, Progress
 from stream.loop.protocol import BatchResult, C, E, Preparing, Processor
 from stream.settings import Settings
 
@@ -48,6 +47,7 @@ _FLUSH_TIMEOUT_S = 30.0
 _PREPARED_WAIT_S = 10.0
 _GC_YOUNG = 50_000
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_STATISTICS_INTERVAL_MS = 5_000  # librdkafka's reports, for the lag metric
 
 
 class DeliveryFailed(Transient):
@@ -60,28 +60,6 @@ class BatchAbandoned(RuntimeError):
 
 RETRIABLE: tuple[type[Exception], ...] = (Transient, KafkaException)
 """Failures of the store or the broker, worth retrying; anything else stops the consumer."""
-
-
-STAGES = ("process", "publish", "confirm", "commit")
-"""The stages of a finished batch whose durations :class:`Progress` keeps."""
-
-
-@dataclass
-class Progress:
-    """Counters a caller (the demo, tests, the metrics endpoint) can read while the consumer
-    runs. ``stage_seconds``: the durations of each stage of the attempt that went through;
-    ``batch_seconds``: from the start of a batch's finish to its commit, retries included."""
-
-    batches: int = 0
-    events: int = 0
-    outputs: int = 0
-    dead_letters: int = 0
-    last_batch_at: float = 0.0
-    totals: dict[str, int] = field(default_factory=dict)
-    stage_seconds: dict[str, Durations] = field(
-        default_factory=lambda: {stage: Durations() for stage in STAGES}
-    )
-    batch_seconds: Durations = field(default_factory=Durations)
 
 
 class BatchConsumer(Generic[E, C]):
@@ -121,6 +99,8 @@ class BatchConsumer(Generic[E, C]):
         """Wait for each commit's answer: while partitions are revoked, and when stopping."""
         self._finishing = False
         """A batch is being finished (a revoke fired inside its retries must not commit)."""
+        self._in_flight: list[Message] = []
+        """The messages of the batch being finished (read by :meth:`oldest_unfinished_at`)."""
         self._stop: threading.Event | None = None
         self._stopping_since: float | None = None
         self._batch_lock = batch_lock or contextlib.nullcontext()
@@ -138,7 +118,12 @@ class BatchConsumer(Generic[E, C]):
         ensure_topics(s, self.topics)
         self._producer = self._producer_factory(producer_config(s))
         self._consumer = self._consumer_factory(
-            {**consumer_config(s, self.group), "on_commit": self._on_commit}
+            {
+                **consumer_config(s, self.group),
+                "on_commit": self._on_commit,
+                "statistics.interval.ms": _STATISTICS_INTERVAL_MS,
+                "stats_cb": self.progress.statistics,
+            }
         )
         self._consumer.subscribe(
             [self.topic],
@@ -280,10 +265,12 @@ class BatchConsumer(Generic[E, C]):
             entries = [entry for entry, _ in batch]
         started = time.monotonic()
         self._finishing = True
+        self._in_flight = [msg for _, msg in batch]
         try:
             self._run_batch(batch, entries, started)
         finally:
             self._finishing = False
+            self._in_flight = []
 
     def _run_batch(self, batch: list[tuple[E, Message]], entries: list[E], started: float) -> None:
         attempt = 0
@@ -300,6 +287,7 @@ class BatchConsumer(Generic[E, C]):
                 break
             except RETRIABLE as exc:
                 attempt += 1
+                self.progress.failed(store=not isinstance(exc, KafkaException | DeliveryFailed))
                 self._wait_before_retry(exc, attempt, started)
         self._resume()
         self._commit([msg for _, msg in batch])
@@ -314,17 +302,16 @@ class BatchConsumer(Generic[E, C]):
             confirm_ms=round((t3 - t2) * 1000, 1),
             commit_ms=round((t4 - t3) * 1000, 1),
         )
-        p = self.progress
-        for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            p.stage_seconds[stage].observe(seconds)
-        p.batch_seconds.observe(time.monotonic() - started)
-        p.batches += 1
-        p.events += len(batch)
-        p.outputs += len(result.outputs)
-        p.dead_letters += result.counts.get("dead_letters", 0)
-        p.last_batch_at = time.monotonic()
-        for name, n in result.counts.items():
-            p.totals[name] = p.totals.get(name, 0) + n
+        stages = dict(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True))
+        now = time.monotonic()
+        self.progress.finished(
+            len(batch),
+            result.outputs,
+            result.counts,
+            {**result.seconds, **stages},
+            now - started,
+            now,
+        )
 
     def _wait_before_retry(self, exc: Exception, attempt: int, started: float) -> None:
         s = self.settings
@@ -357,6 +344,17 @@ class BatchConsumer(Generic[E, C]):
         """True once the group has assigned this member its partitions (possibly none) at
         least once: it has joined its group."""
         return self._joined
+
+    def oldest_unfinished_at(self) -> float | None:
+        """The publish time (Unix seconds) of the oldest message read and not yet committed,
+        by its timestamp; None when there is none. Called from other threads (metrics): it
+        reads copies of what the loop holds."""
+        pending = self._pending
+        read = [*(pending[0] if pending is not None else []), *self._batcher.events()]
+        messages = [*self._in_flight, *(msg for _, msg in read), *self._held]
+        stamps = [m.timestamp() for m in messages]
+        known = [ms for kind, ms in stamps if kind != TIMESTAMP_NOT_AVAILABLE]
+        return min(known) / 1000 if known else None
 
     @property
     def buffered(self) -> int:

@@ -31,6 +31,9 @@ class BatchResult(Generic[C]):
     counts: dict[str, int] = field(default_factory=dict)
     confirm: C | None = None
     """What the processor needs, once the outputs are delivered, to record them."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """How long parts of ``process`` took, by stage name (``encode``, ``store``, ...): the
+    metrics' stage histograms show them beside the loop's own stages."""
 
 
 class Processor(Protocol[E, C]):
