@@ -244,7 +244,25 @@ def _parse(
     ref = datetime.fromisoformat(ref_raw).astimezone(UTC) if isinstance(ref_raw, str) else None
     co = _weights(stats.get("co"))
     upto = {str(k): int(v) for k, v in _mapping(stats.get("upto")).items()}
+    if "upto" not in stats:
+        upto = _watermarks_of_seen(stats.get("seen"))
     return item_id, float(stats.get("pop", 0.0)), co, ref, upto
+
+
+def _watermarks_of_seen(seen: object) -> dict[str, int]:
+    """The watermarks a record stored before them implies: it listed its last 1,000 sources
+    (``seen``), each partition's in offset order, so its highest offset per partition was the
+    last applied. The next write stores ``upto`` instead, and ``seen`` is gone."""
+    if isinstance(seen, str):
+        seen = json.loads(seen)
+    upto: dict[str, int] = {}
+    for source in seen if isinstance(seen, list) else []:
+        try:
+            partition, offset = source_position(str(source))
+        except ValueError:
+            continue  # a source without an offset: nothing later can be its replay
+        upto[partition] = max(offset, upto.get(partition, -1))
+    return upto
 
 
 def popularity_at(stats: Mapping[str, Any] | None, ref: datetime, half_life_hours: float) -> float:
