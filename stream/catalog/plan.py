@@ -50,6 +50,8 @@ class Received:
     value: bytes | None = None
     text: str | None = None
     content_hash: str | None = None
+    tokens: int = 0
+    """The text's token count (for the encoder metrics)."""
 
     @property
     def item_id(self) -> str:

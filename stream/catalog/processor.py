@@ -85,6 +85,7 @@ class CatalogProcessor:
             value,
             text,
             digest,
+            tokens,
         )
         return received, tokens
 
@@ -115,9 +116,12 @@ class CatalogProcessor:
         ready = self.ahead.take(id(batch))
         dead = [e for e in batch if isinstance(e, DeadLetter)]
         stored: dict[str, Payload] = {}
+        taken = time.perf_counter()
         plan = self._plan(batch, stored)
+        planned = time.perf_counter()
 
         vectors, rejected = self._encode(plan.encode, ready)
+        encoded_at = time.perf_counter()
         dead.extend(rejected)
         encoded = [r for r in plan.encode if r.item_id in vectors]
 
@@ -147,6 +151,7 @@ class CatalogProcessor:
         changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
         versions = {r.item_id: r.stamp.version for r in [*encoded, *plan.refresh]}
         self.finder.written(changed, gone, versions)
+        written = time.perf_counter()
 
         own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh}
         # A replay (the stamp already stored) may come from a batch that died after its store
@@ -174,6 +179,16 @@ class CatalogProcessor:
             "stale": len(plan.stale),
             "dead_letters": len(dead),
             "lists": len(published),
+        }
+        result.counts["encoder_texts"] = len(plan.encode)
+        result.counts["encoder_tokens"] = sum(r.tokens for r in plan.encode)
+        done = time.perf_counter()
+        result.seconds = {
+            # the model's runs (waiting for the one started ahead included), the store's reads
+            # and writes, then the lists: searches and messages
+            "encode": (taken - started) + (encoded_at - planned),
+            "store": (planned - taken) + (written - encoded_at),
+            "lists": done - written,
         }
         log.info(
             "catalog.batch",

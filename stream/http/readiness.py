@@ -29,6 +29,8 @@ class Watched(Protocol):
     @property
     def buffered(self) -> int: ...
 
+    def oldest_unfinished_at(self) -> float | None: ...
+
 
 def not_ready(
     consumers: Sequence[Watched], store: VectorStore, stopping: threading.Event | None = None
