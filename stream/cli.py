@@ -12,17 +12,32 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stream.settings import Settings
+from stream.settings import SECRET_SETTINGS, Settings
 
 _SETTINGS_HELP = "settings (each also RECSTREAM_<NAME> in the environment)"
 _BENCH_HELP = "benchmarks: write bench/results/<name>.json and <name>.png"
 _ONLINE_RETAIL = "../shared/data/online_retail/online_retail.csv.gz"
 
 
+class _SecretRefused(argparse.Action):
+    """A secret given as an option: refused with what to do instead, without echoing it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        variable = f"RECSTREAM_{self.dest.upper()}"
+        parser.exit(
+            2,
+            f"{parser.prog}: {self.option_strings[0]} is not accepted: other users can read a "
+            f"command line; set {variable} or {variable}_FILE (a file holding it)\n",
+        )
+
+
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(_SETTINGS_HELP)
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        if name in SECRET_SETTINGS:
+            group.add_argument(flag, dest=name, action=_SecretRefused, help=argparse.SUPPRESS)
+            continue
         default = info.default if info.default is not None else "unset"
         secret = "password" in name or "api_key" in name
         group.add_argument(
@@ -225,13 +240,15 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(settings: Settings, which: str) -> int:
+    from encoders import EncoderError
+    from stream.errors import Refused
     from stream.http.server import HttpUnavailable
     from stream.runner import run_consumers
 
     stop = _stop_on_signals()
     try:
         return run_consumers(settings, which, stop)
-    except HttpUnavailable as exc:
+    except (HttpUnavailable, Refused, EncoderError) as exc:
         print(f"recstream: {exc}", file=sys.stderr)
         return 2
 
@@ -241,7 +258,7 @@ def _serve(settings: Settings) -> int:
     from encoders.bert import model_dimension
     from stream.collections import ensure_collections
     from stream.http.server import HttpServer, HttpUnavailable, api_server
-    from stream.store import open_store
+    from stream.store import StoreLocked, open_store
 
     if not settings.http_port:
         print("recstream: serve needs an HTTP port: set RECSTREAM_HTTP_PORT", file=sys.stderr)
@@ -253,7 +270,12 @@ def _serve(settings: Settings) -> int:
     except HttpUnavailable as exc:
         print(f"recstream: {exc}", file=sys.stderr)
         return 2
-    store = open_store(settings)
+    try:
+        store = open_store(settings)
+    except StoreLocked as exc:
+        server.stop()
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
     try:
         ensure_collections(store, model_dimension(settings.model))
         api_server(settings, store, server=server, stopping=stop)

@@ -6,3 +6,9 @@ from __future__ import annotations
 class Transient(Exception):
     """A failure of something outside the process (the store, the broker) that may pass: the
     consumer loop retries the batch with backoff instead of stopping."""
+
+
+class Refused(Exception):
+    """A start-up check that waiting cannot pass (another process holds the store, the store's
+    vectors come from another model): the command prints the message, which says what to
+    change, on one line and exits non-zero."""

@@ -1,13 +1,17 @@
 """recstream's settings: one frozen pydantic-settings class, environment prefix ``RECSTREAM_``.
 
-Every field is also a command-line option (``--kafka-bootstrap`` for ``kafka_bootstrap``), see
-``stream.cli``. Validation happens at start-up, with messages that say what to change.
+Every field but the secrets is also a command-line option (``--kafka-bootstrap`` for
+``kafka_bootstrap``), see ``stream.cli``; a secret comes from the environment, or from a file
+its ``..._FILE`` setting names. Validation happens at start-up, with messages that say what to
+change.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from encoders.base import DEFAULT_MODEL
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+SECRET_SETTINGS = frozenset({"kafka_sasl_password", "qdrant_api_key"})
+"""Never command-line options (other users of the machine can read a command line in ``ps``):
+the environment, or the file their ``..._file`` setting names."""
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class Settings(BaseSettings):
@@ -28,6 +36,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: str | None = Field(
+        default=None, description="a file holding the SASL password (instead of the variable)"
+    )
     kafka_ssl_ca_location: str | None = None
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
@@ -53,6 +64,9 @@ class Settings(BaseSettings):
     # vector store
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+    qdrant_api_key_file: str | None = Field(
+        default=None, description="a file holding the Qdrant API key (instead of the variable)"
+    )
     qdrant_path: str = "./data/qdrant"
 
     # encoder
@@ -108,6 +122,11 @@ class Settings(BaseSettings):
         description="where the catalog consumer computes lists: memory (exact matrix products "
         "on an in-memory copy of the catalogue; one writer process only), store (store queries), "
         "auto (memory unless the store is a shared server)",
+    )
+    single_writer: bool = Field(
+        default=False,
+        description="with a Qdrant server: promise that this is the only process writing its "
+        "catalogue, which memory search needs",
     )
     reverse_search_page: int = Field(
         default=64,
@@ -217,6 +236,27 @@ class Settings(BaseSettings):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """A secret's ``..._file`` setting: the file's text, less a final newline."""
+        if not isinstance(data, dict):
+            return data
+        for name in sorted(SECRET_SETTINGS):
+            path = data.get(f"{name}_file")
+            if not path:
+                continue
+            variable = f"RECSTREAM_{name.upper()}"
+            if data.get(name):
+                raise ValueError(f"set {variable} or {variable}_FILE, not both")
+            try:
+                data = {**data, name: Path(path).read_text().removesuffix("\n")}
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"{variable}_FILE: cannot read {path}: {type(exc).__name__}"
+                ) from None
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL") and not (
@@ -235,6 +275,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"encoder_max_tokens ({self.encoder_max_tokens}) must be 0 (the device's "
                 "default) or at least 64; change RECSTREAM_ENCODER_MAX_TOKENS"
+            )
+        if self.neighbour_search == "memory" and self.qdrant_url and not self.single_writer:
+            raise ValueError(
+                "RECSTREAM_NEIGHBOUR_SEARCH=memory with a Qdrant server (RECSTREAM_QDRANT_URL): "
+                "each process would miss the others' items; set RECSTREAM_NEIGHBOUR_SEARCH=store "
+                "(or auto), or RECSTREAM_SINGLE_WRITER=true if this is the only writer"
+            )
+        if self.qdrant_url and self.qdrant_api_key and not _private_url(self.qdrant_url):
+            raise ValueError(
+                "RECSTREAM_QDRANT_API_KEY would cross the network unencrypted: give "
+                "RECSTREAM_QDRANT_URL as https://... (plain http only to localhost or 127.0.0.1)"
             )
         if self.batch_max_tokens < self.max_seq_length:
             raise ValueError(
@@ -267,3 +318,9 @@ class Settings(BaseSettings):
             "add_to_cart": self.weight_add_to_cart,
             "purchase": self.weight_purchase,
         }
+
+
+def _private_url(url: str) -> bool:
+    """True when a key sent to ``url`` is encrypted (https) or stays on this machine."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    return parts.scheme == "https" or (parts.hostname or "") in _LOOPBACK

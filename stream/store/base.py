@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from stream.errors import Transient
+from stream.errors import Refused, Transient
 
 Vector = npt.NDArray[np.float32]
 Payload = dict[str, Any]
@@ -145,6 +145,10 @@ class StoreError(Exception):
 
 class DimensionMismatch(StoreError):
     """The collection exists with vectors of another size (another model?)."""
+
+
+class StoreLocked(StoreError, Refused):
+    """The embedded store's directory is open in another process."""
 
 
 class StoreUnavailable(StoreError, Transient):

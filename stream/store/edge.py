@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import qdrant_edge as qe
@@ -18,6 +20,7 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
+    StoreLocked,
     Vector,
     Where,
     as_vector,
@@ -34,6 +37,8 @@ _SCHEMA = {
     FieldKind.BOOL: qe.PayloadSchemaType.Bool,
 }
 _SCROLL_PAGE = 1_000
+LOCK_FILE = ".recstream.lock"
+"""In the store's directory: locked (``flock``) by the process that has the store open."""
 
 
 def _filter(where: Where) -> qe.Filter | None:
@@ -61,6 +66,29 @@ def _filter(where: Where) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
+def lock_directory(root: Path) -> IO[str]:
+    """An open lock file holding ``root`` for this process until it is closed (or the process
+    ends, however it ends: the kernel drops the lock); :class:`StoreLocked` when another process
+    holds it. Without it two processes would both write the shards, whose own locks are taken
+    one collection at a time, when first used."""
+    handle = (root / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StoreLocked(
+            f"the embedded store {root} is open in another process (pid {holder}): stop it, or "
+            "set RECSTREAM_QDRANT_PATH to another directory (for several processes over one "
+            "catalogue, use a Qdrant server: RECSTREAM_QDRANT_URL)"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 def _key(payload: Mapping[str, Any] | None) -> str:
     return str((payload or {})["key"])
 
@@ -78,15 +106,17 @@ def _dense(vector: qe.Vector | None) -> Vector | None:
 class EdgeStore:
     """VectorStore on Qdrant Edge shards under ``root`` (``root/<collection>/``).
 
-    A shard may be open in one process only; a second process gets an error from the engine.
-    Calls are serialised with a lock because one consumer's threads may share the store.
+    The directory is open in one process only (:func:`lock_directory`): a second process gets
+    :class:`StoreLocked`. Calls are serialised with a lock because one consumer's threads may
+    share the store.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._held = lock_directory(self.root)
         self._shards: dict[str, qe.EdgeShard] = {}
-        self.exclusive = True  # the engine locks a shard to one process
+        self.exclusive = True  # the directory lock keeps every other process out
         self._lock = threading.RLock()
 
     def _engine(self) -> AbstractContextManager[None]:
@@ -258,3 +288,4 @@ class EdgeStore:
                 shard.flush()
                 shard.close()
             self._shards.clear()
+            self._held.close()  # releases the directory for another process

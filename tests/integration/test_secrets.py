@@ -10,6 +10,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,13 +127,21 @@ def test_no_secret_when_kafka_authentication_fails(
 
 
 def test_no_secret_in_the_output_of_the_command(
-    make_settings: Callable[..., Settings], capfd: pytest.CaptureFixture[str]
+    make_settings: Callable[..., Settings],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """``recstream run behaviour`` given both secrets as command-line options, the Qdrant server
-    unreachable: what the command writes (JSON logs on stderr, tracebacks) and the error it
-    raises are free of both secrets."""
+    """``recstream run behaviour`` given the SASL password in the environment and the Qdrant
+    API key in a file (secrets are no command-line options), the Qdrant server unreachable:
+    what the command writes (JSON logs on stderr, tracebacks) and the error it raises are free
+    of both secrets."""
     kafka_secret, qdrant_secret = _secrets()
     settings = make_settings()
+    key_file = tmp_path / "qdrant-api-key"
+    key_file.write_text(qdrant_secret + "\n")
+    monkeypatch.setenv("RECSTREAM_KAFKA_SASL_PASSWORD", kafka_secret)
+    monkeypatch.setenv("RECSTREAM_QDRANT_API_KEY_FILE", str(key_file))
     argv = [
         "run",
         "behaviour",
@@ -140,9 +149,7 @@ def test_no_secret_in_the_output_of_the_command(
         "--kafka-security-protocol=SASL_PLAINTEXT",
         "--kafka-sasl-mechanism=PLAIN",
         "--kafka-sasl-username=recstream",
-        f"--kafka-sasl-password={kafka_secret}",
         f"--qdrant-url=http://127.0.0.1:{_closed_port()}",
-        f"--qdrant-api-key={qdrant_secret}",
         "--log-level=debug",
         "--http-port=0",
     ]
