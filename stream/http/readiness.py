@@ -1,5 +1,6 @@
-"""Whether a process can do its work: it is not stopping, every consumer has joined its group
-and is not retrying a failing batch, and the store answers."""
+"""Whether a process can do its work: it is not stopping, the Kafka broker can be reached,
+every consumer has joined its group and is not retrying a failing batch, and the store
+answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Protocol
 import structlog
 
 from stream.collections import ITEMS
+from stream.kafka.health import broker_watch
 from stream.loop import Progress
+from stream.settings import Settings
 from stream.store import VectorStore
 
 log = structlog.get_logger(__name__)
@@ -22,6 +25,7 @@ class Watched(Protocol):
     topic: str
     paused: bool
     progress: Progress
+    settings: Settings
 
     @property
     def joined(self) -> bool: ...
@@ -40,6 +44,13 @@ def not_ready(
     reasons = []
     if stopping is not None and stopping.is_set():
         reasons.append("the process is stopping")
+    for bootstrap in sorted({c.settings.kafka_bootstrap for c in consumers}):
+        error = broker_watch(bootstrap).unreachable()
+        if error is not None:
+            reasons.append(
+                f"the Kafka broker is unreachable at {bootstrap} ({error}): check "
+                "RECSTREAM_KAFKA_BOOTSTRAP"
+            )
     for c in consumers:
         if not c.joined:
             reasons.append(f"the {c.topic} consumer has not joined its group yet")

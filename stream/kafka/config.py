@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.kafka.health import STATS_INTERVAL_MS, broker_watch
+from stream.logs import librdkafka_logger
 from stream.settings import Settings
 
 _SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"})
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    """Connection and security settings shared by consumers, producers and the admin client."""
+    """Connection and security settings shared by consumers, producers and the admin client;
+    librdkafka's own log lines and errors go to the structured log, rate-limited."""
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "security.protocol": settings.kafka_security_protocol,
+        "logger": librdkafka_logger(),
+        "error_cb": broker_watch(settings.kafka_bootstrap, marks=False).on_error,
     }
     if settings.kafka_sasl_mechanism:
         conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
@@ -27,9 +32,14 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
-    """At-least-once consumer: the consumer loop commits offsets after the work is durable."""
+    """At-least-once consumer: the consumer loop commits offsets after the work is durable.
+    Its errors and connection statistics tell whether the broker can be reached (``/readyz``)."""
+    watch = broker_watch(settings.kafka_bootstrap)
     return {
         **client_config(settings),
+        "error_cb": watch.on_error,
+        "stats_cb": watch.on_stats,
+        "statistics.interval.ms": STATS_INTERVAL_MS,
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,

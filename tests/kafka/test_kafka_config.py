@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,8 +85,27 @@ def test_producer_is_idempotent_and_fully_acknowledged() -> None:
 
 def test_plaintext_by_default_without_sasl_keys() -> None:
     """The default configuration is PLAINTEXT to the default bootstrap, with no SASL keys."""
-    conf = client_config(Settings())
+    conf = _connection(client_config(Settings()))
     assert conf == {"bootstrap.servers": "localhost:9092", "security.protocol": "PLAINTEXT"}
+
+
+def _connection(conf: dict[str, Any]) -> dict[str, Any]:
+    """The configuration less the callbacks and the logger (objects, not settings)."""
+    return {k: v for k, v in conf.items() if k not in _HOOKS}
+
+
+_HOOKS = frozenset({"logger", "error_cb", "stats_cb", "statistics.interval.ms"})
+
+
+def test_librdkafka_logs_and_errors_go_to_the_structured_log() -> None:
+    """Every client hands librdkafka the rate-limited logger and an error callback; consumers
+    also report their connections, which tell /readyz whether the broker is reachable."""
+    for conf in (client_config(Settings()), producer_config(Settings()), _consumer(Settings())):
+        assert isinstance(conf["logger"], logging.Logger)
+        assert callable(conf["error_cb"])
+    consumer = _consumer(Settings())
+    assert callable(consumer["stats_cb"])
+    assert consumer["statistics.interval.ms"] > 0
 
 
 # --- SASL / SSL ------------------------------------------------------------------------------
@@ -93,7 +113,7 @@ def test_plaintext_by_default_without_sasl_keys() -> None:
 
 def test_sasl_settings_map_to_librdkafka_keys() -> None:
     """Security settings become librdkafka's keys; the password is handed over in clear."""
-    conf = client_config(sasl_settings())
+    conf = _connection(client_config(sasl_settings()))
     assert conf == {
         "bootstrap.servers": "broker-1:9093,broker-2:9093",
         "security.protocol": "SASL_SSL",
@@ -114,7 +134,7 @@ def test_consumers_and_producers_share_the_security_settings(
 ) -> None:
     """Consumer and producer configurations carry the same connection and SASL keys."""
     conf = build(sasl_settings())
-    assert conf.items() >= client_config(sasl_settings()).items()
+    assert conf.items() >= _connection(client_config(sasl_settings())).items()
 
 
 def test_redacted_masks_the_password() -> None:
