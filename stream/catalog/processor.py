@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -32,13 +33,25 @@ from stream.kafka.topics import catalog_topics
 from stream.loop import BatchConsumer, BatchResult, Output
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
-from stream.store.base import Payload, Vector
+from stream.store.base import Payload, Vector, Where
 
 log = structlog.get_logger(__name__)
 
 Entry = Received | DeadLetter
-Published = dict[str, tuple[NeighbourState, bytes]]
-"""The lists a batch published, by item: recorded once the broker acknowledged them."""
+PENDING = "lists_pending"
+"""Item payload field: set with each write of the item, cleared once its batch's lists were
+delivered. Still set at the next batch that sees the item means lists are owed (a crash
+between the store write and the publish)."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a batch published, to record once the broker acknowledged it."""
+
+    lists: dict[str, tuple[NeighbourState, bytes]]
+    """The lists, by item, with their messages."""
+    owed: list[str]
+    """The batch's own items (written, refreshed or replayed): their marker is cleared."""
 
 
 class CatalogProcessor:
@@ -55,6 +68,9 @@ class CatalogProcessor:
             leave_cores_to_encoder(torch_threads=encoder.runtime != "torch")
         self.finder = finder_for(store, settings, ITEMS, encoder.dim)
         self.ahead = EncodeAhead(encoder)
+        # lists owed by a process that died between a store write and its publish, for items
+        # the batches it left behind may not hold: honoured by the first batch
+        self._owed_at_start = set(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
 
     def receive(self, msg: Message) -> tuple[Entry, int]:
         """Validate one message: a Received event with its token count, or a dead letter."""
@@ -130,15 +146,13 @@ class CatalogProcessor:
             [
                 StoredPoint(
                     r.item_id,
-                    self._with_lists(item_payload(r, self.encoder.name), stored.get(r.item_id)),
+                    self._with_lists(self._payload(r), stored.get(r.item_id)),
                     vectors[r.item_id],
                 )
                 for r in encoded
             ],
         )
-        self.store.set_payload(
-            ITEMS, {r.item_id: item_payload(r, self.encoder.name) for r in plan.refresh}
-        )
+        self.store.set_payload(ITEMS, {r.item_id: self._payload(r) for r in plan.refresh})
         gone = [r.item_id for r in plan.delete]
         self.store.delete(ITEMS, gone)
         self.store.upsert(
@@ -153,20 +167,27 @@ class CatalogProcessor:
         self.finder.written(changed, gone, versions)
         written = time.perf_counter()
 
-        own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh}
-        # A replay (the stamp already stored) may come from a batch that died after its store
-        # write and before its publish: the lists its item entered or left were never sent, so
-        # search around it again, with the stored vector.
-        replays = [
+        # Lists still owed: an item whose stored payload says ``lists_pending`` was written by a
+        # batch that died before its lists were delivered (whatever this batch holds for it now:
+        # a replay, a price-only update, an older event), and a replay (the stamp already
+        # stored) may come from such a batch too. Search around it again, with the stored
+        # vector: the lists it entered or left were never sent.
+        owed = {k for k, p in stored.items() if p.get(PENDING) and k not in gone}
+        owed |= self._owed_at_start - set(gone) - set(stored)
+        self._owed_at_start = set()
+        replays = owed | {
             r.item_id for r in plan.refresh if r.stamp == Stamp.from_payload(stored[r.item_id])
-        ]
-        for key, point in self.store.retrieve(ITEMS, replays, with_vectors=True).items():
+        }
+        replays -= set(changed)
+        own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh} | owed
+        for key, point in self.store.retrieve(ITEMS, sorted(replays), with_vectors=True).items():
             if point.vector is not None:
                 changed[key] = point.vector
+        own &= {*changed, *(r.item_id for r in plan.refresh)}  # owed ones still stored
         listed = self.finder.listing([*changed, *gone]) - set(gone)
         entries = self.finder.entered_by(changed)
-        result.outputs, published = self._lists(own, listed, entries)
-        result.confirm = published
+        result.outputs, lists = self._lists(own, listed, entries)
+        result.confirm = Published(lists, sorted(own))
         for item_id in gone:
             result.outputs.append(Output(self.settings.topic_neighbours, item_id.encode(), None))
         dlq = self.settings.dlq_topic(self.settings.topic_items)
@@ -178,7 +199,7 @@ class CatalogProcessor:
             "deleted": len(gone),
             "stale": len(plan.stale),
             "dead_letters": len(dead),
-            "lists": len(published),
+            "lists": len(lists),
         }
         result.counts["encoder_texts"] = len(plan.encode)
         result.counts["encoder_tokens"] = sum(r.tokens for r in plan.encode)
@@ -200,11 +221,13 @@ class CatalogProcessor:
     def confirm(self, result: BatchResult[Published]) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
-            published = result.confirm or {}
+            published = result.confirm or Published({}, [])
             self.finder.record(
-                {k: state for k, (state, _) in published.items()},
-                {k: message for k, (_, message) in published.items()},
+                {k: state for k, (state, _) in published.lists.items()},
+                {k: message for k, (_, message) in published.lists.items()},
             )
+            # the batch's own items' lists are delivered: nothing owed for them any more
+            self.store.set_payload(ITEMS, {k: {PENDING: False} for k in published.owed})
         except Exception:
             self.finder.reset()
             raise
@@ -246,6 +269,9 @@ class CatalogProcessor:
                 msg = LocalMessage(r.offset, r.key, r.value, r.topic, r.partition)
                 rejected.append(dead_letter(msg, ENCODER_REJECTED, str(exc)))
         return vectors, rejected
+
+    def _payload(self, r: Received) -> Payload:
+        return {**item_payload(r, self.encoder.name), PENDING: True}
 
     @staticmethod
     def _with_lists(payload: Payload, previous: Payload | None) -> Payload:

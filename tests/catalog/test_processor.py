@@ -65,7 +65,8 @@ def test_rejected_text_is_dead_lettered_and_the_rest_encoded(bert: Encoder, tmp_
         assert dict(dead[0].headers or [])["recstream.error"] == b"encoder_rejected"
         assert dict(dead[0].headers or [])["recstream.source"] == b"catalog.items/0/4"
         assert store.count(ITEMS) == 11
-        assert set(result.confirm) == {i["item_id"] for i in items} - {items[4]["item_id"]}
+        assert result.confirm is not None
+        assert set(result.confirm.lists) == {i["item_id"] for i in items} - {items[4]["item_id"]}
     finally:
         store.close()
 
