@@ -212,8 +212,9 @@ def test_rows_the_broker_did_not_acknowledge_are_published_by_the_next_run(
                 FlakyProducer.failing.set()
             super().produce(*args, **kwargs)
 
+    # FlakyProducer's failing half gives up after 0.5 s whatever the request's timeout
     request = BackfillRequest(
-        "events", path, ColumnMap("events", {}, {}), checkpoint_rows=50, delivery_timeout_s=1.0
+        "events", path, ColumnMap("events", {}, {}), checkpoint_rows=50, checkpoint_s=3600
     )
     try:
         with pytest.raises(DeliveryFailed, match="resume point stays at line 100"):
