@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, set[str] | None] = {
     "run": {"catalog", "behaviour", "all"},
     "demo": None,
     "broker": None,
+    "serve": None,
     "schemas": {"export"},
 }
 QDRANT_DEFAULT_HTTP_PORT = 6333
