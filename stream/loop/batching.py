@@ -32,6 +32,7 @@ class MicroBatcher(Generic[T]):
         self.max_wait_s = max_wait_s
         self._clock = clock
         self._events: list[T] = []
+        self._sizes: list[int] = []
         self._tokens = 0
         self._opened_at: float | None = None
 
@@ -61,6 +62,7 @@ class MicroBatcher(Generic[T]):
         if not self._events:
             self._opened_at = self._clock() - max(0.0, age_s)
         self._events.append(event)
+        self._sizes.append(tokens)
         self._tokens += tokens
         if closed is None and (
             len(self._events) >= self.max_items or self._tokens >= self.max_tokens
@@ -80,12 +82,26 @@ class MicroBatcher(Generic[T]):
             return self._take()
         return None
 
+    def discard(self, drop: Callable[[T], bool]) -> int:
+        """Take the events ``drop`` picks out of the open batch (those of revoked partitions);
+        the batch keeps its deadline. Returns how many were taken."""
+        kept = [(e, n) for e, n in zip(self._events, self._sizes, strict=True) if not drop(e)]
+        taken = len(self._events) - len(kept)
+        if taken:
+            self._events = [e for e, _ in kept]
+            self._sizes = [n for _, n in kept]
+            self._tokens = sum(self._sizes)
+            if not self._events:
+                self._opened_at = None
+        return taken
+
     def flush(self) -> list[T]:
         """Close and return whatever is open (possibly empty)."""
         return self._take()
 
     def _take(self) -> list[T]:
         batch, self._events = self._events, []
+        self._sizes = []
         self._tokens = 0
         self._opened_at = None
         return batch

@@ -38,6 +38,7 @@ from stream.kafka.topics import ensure_topics
 from stream.loop.batching import MicroBatcher
 from stream.loop.progress import STAGES, Progress
 from stream.loop.protocol import BatchResult, C, E, Preparing, Processor
+from stream.loop.publish import DeliveryFailed, OutputRejected, publish
 from stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -50,16 +51,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _STATISTICS_INTERVAL_MS = 5_000  # librdkafka's reports, for the lag metric
 
 
-class DeliveryFailed(Transient):
-    """Outputs were not acknowledged by the broker; the batch's offsets stay uncommitted."""
-
-
 class BatchAbandoned(RuntimeError):
     """Shutting down while a batch still fails: it is left uncommitted for the next owner."""
 
 
 RETRIABLE: tuple[type[Exception], ...] = (Transient, KafkaException)
-"""Failures of the store or the broker, worth retrying; anything else stops the consumer."""
+"""Failures of the store or the broker, worth retrying; anything else stops the consumer
+(:class:`OutputRejected` among them: a record the producer or broker refuses for good)."""
+
+__all__ = ["RETRIABLE", "BatchAbandoned", "BatchConsumer", "DeliveryFailed", "OutputRejected"]
 
 
 class BatchConsumer(Generic[E, C]):
@@ -91,7 +91,7 @@ class BatchConsumer(Generic[E, C]):
         )
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._delivery_errors: list[str] = []
+        self._max_record_bytes: int = producer_config(settings)["message.max.bytes"]
         self._held: list[Message] = []
         self._pending: tuple[list[tuple[E, Message]], list[E]] | None = None
         """A closed batch, prepared, not finished yet: the next one is closed first."""
@@ -106,6 +106,11 @@ class BatchConsumer(Generic[E, C]):
         self._batch_lock = batch_lock or contextlib.nullcontext()
         self._idle_poll_s = min(_IDLE_POLL_S, max(0.01, settings.batch_max_wait_ms / 1000))
         self._owned: set[tuple[str | None, int | None]] = set()
+        self._revocations = 0
+        """How many times partitions were revoked or lost so far."""
+        self._revoked_at: dict[tuple[str | None, int | None], int] = {}
+        """Per partition, ``_revocations`` when it was last revoked or lost: a message read
+        before that is not ours to process, even if the partition was given back since."""
         self.paused = False
         """True while a failing batch is being retried (partitions paused)."""
         self._joined = False
@@ -187,9 +192,11 @@ class BatchConsumer(Generic[E, C]):
 
     def _add(self, messages: list[Message]) -> None:
         """Put fetched messages in the open batch; a batch they fill is closed."""
+        since = self._revocations
         for msg in messages:
-            if (msg.topic(), msg.partition()) not in self._owned:
-                # fetched just before its partition was revoked: the new owner redoes it
+            if not self._owns(msg, since):
+                # fetched before its partition was revoked (just before, or during the finish
+                # of a batch these messages closed): the new owner redoes it
                 continue
             err = msg.error()
             if err is not None:
@@ -237,8 +244,10 @@ class BatchConsumer(Generic[E, C]):
                 self.processor.prepare(entries)
             except Exception as exc:  # a head start only: process() does the work and reports
                 log.warning("consumer.prepare_failed", topic=self.topic, error=str(exc)[:300])
-        self._finish_pending()
-        self._pending = (batch, entries)
+        # pending while the one before is finished: a revoke meanwhile drops from it too
+        previous, self._pending = self._pending, (batch, entries)
+        if previous is not None:
+            self._finish(*previous)
 
     def _finish_pending(self) -> None:
         pending, self._pending = self._pending, None
@@ -255,24 +264,44 @@ class BatchConsumer(Generic[E, C]):
         """
         if self._finishing:
             raise RuntimeError("a batch was finished inside another one's finish")
-        owned = [(e, m) for e, m in batch if (m.topic(), m.partition()) in self._owned]
-        if len(owned) < len(batch):
-            # revoked while it waited behind the batch before it: the new owner does these
-            batch, entries = owned, None
+        since = self._revocations
+        batch, entries = self._still_owned(batch, entries, since)
         if not batch:
             return
-        if entries is None:
-            entries = [entry for entry, _ in batch]
         started = time.monotonic()
         self._finishing = True
         self._in_flight = [msg for _, msg in batch]
         try:
-            self._run_batch(batch, entries, started)
+            self._run_batch(batch, entries, started, since)
         finally:
             self._finishing = False
             self._in_flight = []
 
-    def _run_batch(self, batch: list[tuple[E, Message]], entries: list[E], started: float) -> None:
+    def _still_owned(
+        self, batch: list[tuple[E, Message]], entries: list[E] | None, since: int
+    ) -> tuple[list[tuple[E, Message]], list[E]]:
+        """The batch and its entries without the events of partitions revoked after
+        revocation ``since`` (when they were known to be ours): their new owner redoes them
+        from the last commit, and a write from here could land after that owner's newer ones."""
+        kept = [(e, m) for e, m in batch if self._owns(m, since)]
+        if len(kept) < len(batch):
+            dropped = len(batch) - len(kept)
+            log.info("consumer.revoked_events_dropped", topic=self.topic, events=dropped)
+            batch, entries = kept, None
+            self._in_flight = [msg for _, msg in batch]
+        if entries is None:
+            entries = [entry for entry, _ in batch]
+        return batch, entries
+
+    def _owns(self, msg: Message, since: int) -> bool:
+        """Whether ``msg``'s partition is ours and was not revoked after revocation ``since``
+        (a message read then)."""
+        tp = (msg.topic(), msg.partition())
+        return tp in self._owned and self._revoked_at.get(tp, 0) <= since
+
+    def _run_batch(
+        self, batch: list[tuple[E, Message]], entries: list[E], started: float, since: int
+    ) -> None:
         attempt = 0
         while True:
             try:
@@ -289,8 +318,13 @@ class BatchConsumer(Generic[E, C]):
                 attempt += 1
                 self.progress.failed(store=not isinstance(exc, KafkaException | DeliveryFailed))
                 self._wait_before_retry(exc, attempt, started)
+            # ownership is checked before every attempt: a rebalance is served inside the wait
+            batch, entries = self._still_owned(batch, entries, since)
+            if not batch:
+                self._resume()
+                return
         self._resume()
-        self._commit([msg for _, msg in batch])
+        self._commit([msg for _, msg in batch], since)
         t4 = time.perf_counter()
         log.debug(
             "consumer.batch_timing",
@@ -378,33 +412,9 @@ class BatchConsumer(Generic[E, C]):
 
     def _publish(self, result: BatchResult[C]) -> None:
         assert self._producer is not None
-        self._delivery_errors.clear()
-        for out in result.outputs:
-            while True:
-                try:
-                    self._producer.produce(
-                        out.topic,
-                        key=out.key,
-                        value=out.value,
-                        headers=out.headers,
-                        on_delivery=self._on_delivery,
-                    )
-                    break
-                except BufferError:
-                    # local queue full: let deliveries drain, then retry this record
-                    self._producer.poll(0.1)
-        remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
-        if remaining or self._delivery_errors:
-            raise DeliveryFailed(
-                f"{remaining} outputs undelivered, {len(self._delivery_errors)} failed: "
-                + "; ".join(self._delivery_errors[:3])
-            )
+        publish(self._producer, result.outputs, self._max_record_bytes)
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err}")
-
-    def _commit(self, messages: list[Message]) -> None:
+    def _commit(self, messages: list[Message], since: int) -> None:
         """Commit, per partition, the offset after the last message of the batch.
 
         Without waiting for the coordinator's answer (one that fails is logged and overtaken by
@@ -415,7 +425,7 @@ class BatchConsumer(Generic[E, C]):
         positions: dict[tuple[str, int], int] = {}
         for msg in messages:
             tp = (msg.topic() or "", msg.partition() or 0)
-            if tp in self._owned:  # one revoked during the batch's retries is not ours to commit
+            if self._owns(msg, since):  # one revoked during the batch's retries is not ours
                 positions[tp] = max(positions.get(tp, -1), (msg.offset() or 0) + 1)
         if not positions:
             return
@@ -444,6 +454,21 @@ class BatchConsumer(Generic[E, C]):
         self._owned.update((p.topic, p.partition) for p in partitions)
         self._joined = True
         log.info("consumer.assigned", partitions=[(p.topic, p.partition) for p in partitions])
+        if not partitions:
+            return
+        # librdkafka keeps a partition's pause through a revoke and a later assignment, and a
+        # pause takes effect only once the partition is assigned: take the partitions here,
+        # then pause them while a failing batch is retried (or they would be fetched at full
+        # rate meanwhile), else resume them (one paused during a retry, revoked, and given back
+        # after it would never be fetched again).
+        if self.settings.kafka_assignment_strategy == "cooperative-sticky":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        if self.paused:
+            consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Finish what was read so far (it may include the revoked partitions) and commit it
@@ -453,9 +478,8 @@ class BatchConsumer(Generic[E, C]):
         if self._finishing:
             # fired by a consume() inside a failing batch's retries: finishing (and committing)
             # later batches now would commit past that batch and the one waiting behind it.
-            # Only let go: what they hold of these partitions is dropped when they are
-            # finished, and the new owner starts from the last commit.
-            self._owned.difference_update((p.topic, p.partition) for p in partitions)
+            # Only let go: the new owner starts from the last commit.
+            self._let_go(partitions)
             return
         self._sync_commits = True
         try:
@@ -463,14 +487,32 @@ class BatchConsumer(Generic[E, C]):
             self._finish(self._batcher.flush())
         finally:
             self._sync_commits = self._stopping_since is not None
-        self._owned.difference_update((p.topic, p.partition) for p in partitions)
+        self._let_go(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Ownership is already gone: nothing can be committed; the new owner redoes the work.
         log.warning("consumer.lost", partitions=[(p.topic, p.partition) for p in partitions])
-        self._pending = None
-        self._batcher.flush()
-        self._owned.difference_update((p.topic, p.partition) for p in partitions)
+        self._let_go(partitions)
+
+    def _let_go(self, partitions: list[TopicPartition]) -> None:
+        """These partitions are no longer ours: drop every message of them read and not
+        committed (the batch being finished drops its own before its next attempt). None of it
+        may be processed here, even if they come back: they are then fetched again from the
+        last commit."""
+        gone = {(p.topic, p.partition) for p in partitions}
+        self._owned.difference_update(gone)
+        self._revocations += 1
+        self._revoked_at.update(dict.fromkeys(gone, self._revocations))
+
+        def of_gone(msg: Message) -> bool:
+            return (msg.topic(), msg.partition()) in gone
+
+        if self._pending is not None:
+            kept = [(e, m) for e, m in self._pending[0] if not of_gone(m)]
+            if len(kept) < len(self._pending[0]):
+                self._pending = (kept, [e for e, _ in kept]) if kept else None
+        self._batcher.discard(lambda entry: of_gone(entry[1]))
+        self._held = [msg for msg in self._held if not of_gone(msg)]
 
 
 def _keep_freed_memory() -> None:

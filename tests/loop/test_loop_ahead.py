@@ -169,11 +169,11 @@ def test_commits_are_waited_for_only_while_partitions_are_revoked() -> None:
 
 
 def test_a_revoke_during_a_retry_commits_nothing_past_the_failing_batch() -> None:
-    """Batch N (0-2) is finished with the next events (3-4) already in the open batch; N fails
-    twice, and while it waits to retry its partition is revoked (the callback runs inside the
-    retry's consume()). The open batch must not be processed and committed then: that would
-    commit past N. N's own offsets are not committed either, the partition being no longer
-    ours, and the open batch's events are dropped when it closes: the new owner redoes them."""
+    """Batch N (0-2) is finished with the next events (3-4) already in the open batch; N fails,
+    and while it waits to retry its partition is revoked (the callback runs inside the retry's
+    consume()). The open batch must not be processed and committed then: that would commit
+    past N. N is not tried again (its partition is no longer ours: no write, no commit), and
+    the open batch's events are dropped: the new owner redoes them all."""
     processor = Recorder(fail=2)
     consumer, scripted = loop(processor, range(5))
     revoked: list[bool] = []
@@ -186,10 +186,10 @@ def test_a_revoke_during_a_retry_commits_nothing_past_the_failing_batch() -> Non
     scripted.on_consume = revoke_inside_a_finish
     consumer._poll_once()  # 0-2 closed and prepared
     consumer._poll_once()  # 3-4 into the open batch, fewer than room: 0-2 finished (retried)
-    assert revoked and processor.fail == 0
-    assert len(consumer._batcher) == 2
+    assert revoked and processor.fail == 1  # no attempt after the revoke
+    assert len(consumer._batcher) == 0
     consumer._finish(consumer._batcher.flush())
-    assert [batch for kind, batch in processor.log if kind == "process"] == [[0, 1, 2]]
+    assert [batch for kind, batch in processor.log if kind == "process"] == []
     assert scripted.commits == []
 
 

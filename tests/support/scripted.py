@@ -31,6 +31,8 @@ class ScriptedConsumer:
         """Per commit: whether the loop waited for its answer (asynchronous=False)."""
         self.on_consume: Any = None
         self.on_close: Any = None
+        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+        """assign, pause and resume calls, in order, with their partitions."""
 
     def consume(self, num: int, timeout: float) -> list[Message]:
         if self.on_consume is not None:
@@ -46,9 +48,20 @@ class ScriptedConsumer:
         if self.on_close is not None:
             self.on_close()  # librdkafka revokes the partitions when a member leaves
 
-    def pause(self, partitions: list[Any]) -> None: ...
+    def _record(self, call: str, partitions: list[Any]) -> None:
+        self.calls.append((call, [(p.topic, p.partition) for p in partitions]))
 
-    def resume(self, partitions: list[Any]) -> None: ...
+    def assign(self, partitions: list[Any]) -> None:
+        self._record("assign", partitions)
+
+    def incremental_assign(self, partitions: list[Any]) -> None:
+        self._record("incremental_assign", partitions)
+
+    def pause(self, partitions: list[Any]) -> None:
+        self._record("pause", partitions)
+
+    def resume(self, partitions: list[Any]) -> None:
+        self._record("resume", partitions)
 
     def assignment(self) -> list[Any]:
         return []
