@@ -25,7 +25,8 @@ ENCODER_REJECTED = "encoder_rejected"
 
 T = TypeVar("T")
 
-MAX_DETAIL_CHARS = 500
+MAX_DETAIL_CHARS = 1_000
+"""A dead letter's ``recstream.detail`` is cut to this many characters."""
 _MAX_PART_CHARS = 120
 
 

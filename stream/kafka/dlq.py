@@ -7,13 +7,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from schemas.errors import MAX_DETAIL_CHARS
 from schemas.source import source_of
 
 HEADER_ERROR = "recstream.error"
 HEADER_DETAIL = "recstream.detail"
 HEADER_SOURCE = "recstream.source"
+OWN_HEADERS = frozenset({HEADER_ERROR, HEADER_DETAIL, HEADER_SOURCE})
+"""recstream's headers on a dead letter: an original header of the same name is left out."""
 
-_MAX_DETAIL = 1_000
+HeaderList = list[tuple[str, str | bytes | None]]
+MessageHeaders = dict[str, str | bytes | None] | HeaderList | None
+"""Headers as confluent_kafka hands them over (a list when consumed)."""
 T = TypeVar("T")
 
 
@@ -25,6 +30,7 @@ class Message(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
+    def headers(self) -> MessageHeaders: ...
 
 
 class LocalMessage:
@@ -37,9 +43,10 @@ class LocalMessage:
         value: bytes | None,
         topic: str = "catalog.items",
         partition: int = 0,
+        headers: HeaderList | None = None,
     ) -> None:
         self._offset, self._key, self._value = offset, key, value
-        self._topic, self._partition = topic, partition
+        self._topic, self._partition, self._headers = topic, partition, headers
 
     def topic(self) -> str:
         return self._topic
@@ -56,6 +63,9 @@ class LocalMessage:
     def value(self) -> bytes | None:
         return self._value
 
+    def headers(self) -> HeaderList | None:
+        return self._headers
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -64,11 +74,15 @@ class DeadLetter:
     reason: str
     detail: str
     source: str
+    original_headers: tuple[tuple[str, str | bytes | None], ...] = ()
+    """The failed message's own headers, kept beside recstream's (which win a name clash)."""
 
     def headers(self) -> list[tuple[str, str | bytes | None]]:
+        kept = [(name, value) for name, value in self.original_headers if name not in OWN_HEADERS]
         return [
+            *kept,
             (HEADER_ERROR, self.reason.encode()),
-            (HEADER_DETAIL, self.detail[:_MAX_DETAIL].encode("utf-8", "replace")),
+            (HEADER_DETAIL, self.detail[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
             (HEADER_SOURCE, self.source.encode()),
         ]
 
@@ -90,4 +104,6 @@ def split_batch(
 
 def dead_letter(msg: Message, reason: str, detail: str) -> DeadLetter:
     source = source_of(msg.topic(), msg.partition(), msg.offset())
-    return DeadLetter(msg.key(), msg.value(), reason, detail, source)
+    raw = msg.headers() or ()
+    headers = tuple(raw.items() if isinstance(raw, dict) else raw)
+    return DeadLetter(msg.key(), msg.value(), reason, detail, source, headers)

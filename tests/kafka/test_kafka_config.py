@@ -189,6 +189,9 @@ class FakeMessage:
     def value(self) -> bytes | None:
         return self._value
 
+    def headers(self) -> None:
+        return None
+
 
 def test_dead_letter_keeps_key_and_value_and_names_the_source() -> None:
     """A dead letter carries the original bytes unchanged and ``topic/partition/offset``."""
