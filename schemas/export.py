@@ -1,4 +1,5 @@
-"""JSON Schema files for every message recstream reads or writes (``recstream schemas export``)."""
+"""JSON Schema files for every message recstream reads or writes, and the AsyncAPI document of
+its topics (``recstream schemas export``)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,14 @@ def message_schema(name: str) -> dict[str, Any]:
     return {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": title}
 
 
+ASYNCAPI_FILE = "asyncapi.yaml"
+
+
 def export_schemas(directory: Path) -> list[Path]:
-    """Write ``<name>.schema.json`` for every message into ``directory``; return the paths."""
+    """Write ``<name>.schema.json`` for every message and ``asyncapi.yaml`` (the topics and
+    their messages) into ``directory``; return the paths."""
+    from schemas.asyncapi import asyncapi_yaml
+
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in MESSAGE_NAMES:
@@ -43,4 +50,7 @@ def export_schemas(directory: Path) -> list[Path]:
         text = json.dumps(message_schema(name), indent=2, sort_keys=True, ensure_ascii=False)
         path.write_text(text + "\n", encoding="utf-8")
         paths.append(path)
+    path = directory / ASYNCAPI_FILE
+    path.write_text(asyncapi_yaml(), encoding="utf-8")
+    paths.append(path)
     return paths

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from schemas import MESSAGE_NAMES
 from stream import cli
@@ -150,7 +151,8 @@ def test_an_unknown_run_target_is_a_usage_error(capsys: pytest.CaptureFixture[st
 def test_schemas_export_writes_every_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``schemas export DIR`` writes one parseable JSON Schema per message and lists them."""
+    """``schemas export DIR`` writes one parseable JSON Schema per message and the AsyncAPI
+    document of the topics, and lists them."""
     target = tmp_path / "out" / "schemas"
     assert cli.main(["schemas", "export", str(target)]) == 0
     written = sorted(target.glob("*.schema.json"))
@@ -159,8 +161,10 @@ def test_schemas_export_writes_every_schema(
         schema = json.loads(path.read_text(encoding="utf-8"))
         assert schema["$schema"].startswith("https://json-schema.org/")
         assert schema["title"]
+    asyncapi = target / "asyncapi.yaml"
+    assert yaml.safe_load(asyncapi.read_text(encoding="utf-8"))["asyncapi"] == "3.0.0"
     printed = capsys.readouterr().out.split()
-    assert sorted(printed) == sorted(str(p) for p in written)
+    assert sorted(printed) == sorted(str(p) for p in [*written, asyncapi])
 
 
 @pytest.mark.parametrize(
