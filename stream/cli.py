@@ -179,7 +179,11 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
 
     schemas = sub.add_parser("schemas", help="message schemas")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
-    export = schemas_sub.add_parser("export", help="write the JSON Schema of every message")
+    export = schemas_sub.add_parser(
+        "export",
+        help="write the JSON Schema of every message and asyncapi.yaml (AsyncAPI 3.0: the "
+        "topics and their messages)",
+    )
     export.add_argument("directory", type=Path)
     return parser
 
