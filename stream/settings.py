@@ -28,34 +28,56 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 class Settings(BaseSettings):
     """Everything a recstream process can be told; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="RECSTREAM_", frozen=True, extra="ignore")
+    # a field's docstring is its description (its --help line) where Field() gives none
+    model_config = SettingsConfigDict(
+        env_prefix="RECSTREAM_", frozen=True, extra="ignore", use_attribute_docstrings=True
+    )
 
     # Kafka
     kafka_bootstrap: str = "localhost:9092"
+    """Kafka bootstrap servers: host:port[,host:port...]"""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"""
     kafka_sasl_mechanism: str | None = None
+    """SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); SASL_* needs it"""
     kafka_sasl_username: str | None = None
+    """SASL user name; SASL_* needs it"""
     kafka_sasl_password: SecretStr | None = None
+    """SASL password: a secret, from the environment or its _FILE setting only"""
     kafka_sasl_password_file: str | None = Field(
         default=None, description="a file holding the SASL password (instead of the variable)"
     )
     kafka_ssl_ca_location: str | None = None
+    """CA certificate file for SSL and SASL_SSL"""
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    """a consumer not heard from this long leaves its group"""
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    """longest time between two polls, so one batch must fit in it; at least the session timeout"""
     kafka_assignment_strategy: Literal["range", "roundrobin", "cooperative-sticky"] = Field(
         default="range",
         description="partition assignment; cooperative-sticky moves fewer partitions on real "
         "Kafka, but the embedded broker does not complete cooperative rebalances",
     )
     group_id: str = "recstream"
+    """consumer group prefix: <id>.catalog, <id>.behaviour, <id>.item-stats"""
 
     # topics
     topic_items: str = "catalog.items"
+    """catalogue events in; dead letters in <topic>.dlq"""
     topic_user_events: str = "user.events"
+    """shopper behaviour in; dead letters in <topic>.dlq"""
     topic_neighbours: str = "items.neighbours"
+    """similar-item lists out (created compacted)"""
     topic_recommendations: str = "users.recommendations"
+    """recommendations out (created compacted)"""
     topic_partitions: int = Field(
         default=4, ge=1, description="partitions of topics recstream creates"
+    )
+    topic_replication_factor: int = Field(
+        default=-1,
+        ge=-1,
+        description="replicas of each topic recstream creates; -1 = the broker's own default "
+        "(default.replication.factor)",
     )
     max_message_bytes: int = Field(
         default=262_144, ge=1_024, description="larger values go to the DLQ"
@@ -63,26 +85,33 @@ class Settings(BaseSettings):
 
     # vector store
     qdrant_url: str | None = None
+    """a Qdrant server (http(s)://host:6333); unset: the embedded store at qdrant_path"""
     qdrant_api_key: SecretStr | None = None
+    """the Qdrant server's API key: a secret, from the environment or its _FILE setting only"""
     qdrant_api_key_file: str | None = Field(
         default=None, description="a file holding the Qdrant API key (instead of the variable)"
     )
     qdrant_path: str = "./data/qdrant"
+    """without qdrant_url: the embedded store's directory (one process at a time)"""
 
     # encoder
     model: str = DEFAULT_MODEL
+    """the packaged all-MiniLM-L6-v2, or a local sentence-transformers/BERT model directory"""
     device: str = "auto"
+    """auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N"""
     encoder_max_tokens: int = Field(
         default=0,
         ge=0,
-        description="token budget of one forward pass; 0 = 1,024 on the CPU (fastest there, "
-        "see bench/README.md), 8,192 on CUDA",
+        description="padded tokens of one forward pass (longest text x batch size); 0 = 1,024 "
+        "on the CPU (fastest there, see bench/README.md), 131,072 on CUDA",
     )
     max_seq_length: int = Field(default=256, ge=8, le=8_192)
+    """texts are cut to this many tokens"""
     encoder_quantize: Literal["auto", "none", "bf16", "int8"] = Field(
         default="auto",
-        description="CPU precision: auto (bf16 where the CPU computes it natively, else int8 "
-        "on ONNX Runtime, fp32 on torch), none (fp32), bf16, int8 (dynamic); ignored on CUDA",
+        description="CPU precision: auto (int8 on ONNX Runtime; on torch, bf16 where the CPU "
+        "computes it natively (AMX-BF16, AVX512-BF16), else fp32), none (fp32), bf16 (torch "
+        "only), int8 (dynamic); ignored on CUDA, which runs bf16 (fp16 where unsupported)",
     )
     encoder_runtime: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
@@ -103,7 +132,9 @@ class Settings(BaseSettings):
 
     # micro-batching
     batch_max_items: int = Field(default=256, ge=1)
+    """a micro-batch closes at this many events"""
     batch_max_tokens: int = Field(default=32_768, ge=64)
+    """a micro-batch closes at this many tokens (at least max_seq_length)"""
     batch_max_wait_ms: int = Field(
         default=50, ge=0, description="longest wait of a batch, from its first event's publish"
     )
@@ -116,7 +147,9 @@ class Settings(BaseSettings):
 
     # outputs
     neighbours_k: int = Field(default=10, ge=1, le=1_000)
+    """length of each similar-item list"""
     recommendations_n: int = Field(default=20, ge=1, le=1_000)
+    """length of each recommendation list"""
     neighbour_search: Literal["auto", "memory", "store"] = Field(
         default="auto",
         description="where the catalog consumer computes lists: memory (exact matrix products "
@@ -134,17 +167,22 @@ class Settings(BaseSettings):
         description="store search: page size of the search for lists a changed item enters",
     )
     reverse_search_max_pages: int = Field(default=16, ge=1)
+    """store search: most pages of the search for lists a changed item enters"""
 
     # shopper behaviour -> profiles and item statistics
     weight_view: float = Field(default=1.0, ge=0, description="profile/popularity weight of a view")
     weight_click: float = Field(default=2.0, ge=0)
+    """profile/popularity weight of a click"""
     weight_add_to_cart: float = Field(default=4.0, ge=0)
+    """profile/popularity weight of an add to cart"""
     weight_purchase: float = Field(default=8.0, ge=0)
+    """profile/popularity weight of a purchase"""
     profile_half_life_hours: float = Field(
         default=72.0, gt=0, description="age at which an interaction counts half in a profile"
     )
     history_max: int = Field(default=50, ge=1, le=1_000, description="interactions kept per user")
     popularity_half_life_hours: float = Field(default=168.0, gt=0)
+    """age at which an interaction counts half in popularity and co-occurrence"""
     cooccurrence_window: int = Field(
         default=10, ge=1, description="a user's recent items paired with each new interaction"
     )
@@ -161,7 +199,9 @@ class Settings(BaseSettings):
         default=0.4, ge=0, description="weight of the trained model (recstream train recommender)"
     )
     rank_weight_popularity: float = Field(default=0.1, ge=0)
+    """weight of the item's popularity"""
     rank_weight_price: float = Field(default=0.1, ge=0)
+    """weight of the shopper's price affinity"""
     rank_tuned: bool = Field(
         default=True,
         description="use the ranking settings `recstream tune` stored in the store, where it "
@@ -207,11 +247,18 @@ class Settings(BaseSettings):
     # failures: a batch whose store writes or publishes fail is retried, partitions paused
     retry_backoff_ms: int = Field(default=200, ge=1, description="first retry delay, doubling")
     retry_max_backoff_ms: int = Field(default=10_000, ge=1)
+    """longest retry delay"""
     retry_budget_s: float = Field(
         default=600.0, gt=0, description="give up (exit non-zero, nothing committed) after this"
     )
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="on SIGTERM, abandon an unfinished batch after this"
+    )
+    startup_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long start-up waits for the Kafka broker and a Qdrant server to "
+        "answer before it exits non-zero, naming the setting to check",
     )
 
     # HTTP: health, readiness, metrics and queries, beside the consumers (stream.http)
@@ -227,13 +274,22 @@ class Settings(BaseSettings):
     )
 
     log_format: Literal["json", "console"] = "json"
+    """json (one object per line) or console, on stderr"""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """debug, info, warning or error"""
 
     @field_validator("device")
     @classmethod
     def _device_known(cls, value: str) -> str:
         if not _DEVICE.match(value):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    @field_validator("topic_replication_factor")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (the broker's default) or at least 1")
         return value
 
     @model_validator(mode="before")

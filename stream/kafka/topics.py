@@ -22,12 +22,16 @@ COMPACT = {"cleanup.policy": "compact"}
 def ensure_topics(
     settings: Settings, topics: Mapping[str, Mapping[str, str]], timeout_s: float = 30.0
 ) -> None:
-    """Create each topic (with its config) unless it exists. Existing topics are left alone."""
+    """Create each topic (with its config) unless it exists. Existing topics are left alone.
+    Replicas: ``topic_replication_factor``, -1 leaving it to the broker's default."""
     admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
         NewTopic(
-            name, num_partitions=settings.topic_partitions, replication_factor=1, config=dict(cfg)
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            config=dict(cfg),
         )
         for name, cfg in topics.items()
         if name not in existing
