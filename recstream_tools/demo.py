@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
@@ -23,6 +24,8 @@ from encoders import load_encoder
 from recstream_tools.broker import EmbeddedBroker, on_embedded
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import catalog_events, sample_items
+from stream.backfill.publish import BackfillRequest, backfill
+from stream.backfill.rows import ColumnMap, Kind
 from stream.collections import ITEMS
 from stream.kafka.config import producer_config
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
@@ -44,6 +47,17 @@ def _publish(settings: Settings, topic: str, events: list[dict[str, Any]]) -> No
         producer.produce(topic, key=key.encode(), value=json.dumps(event).encode())
         producer.poll(0)
     producer.flush(30)
+
+
+def _backfill(settings: Settings, kind: Kind, events: list[dict[str, Any]], workdir: str) -> None:
+    """Publish ``events`` the way a shop loads its history: a JSON lines file, `recstream
+    backfill`."""
+    path = Path(workdir) / f"{kind}.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    request = BackfillRequest(kind, path, ColumnMap(kind, {}, {}), progress=False)
+    report = backfill(settings, request)
+    if report.rejected or not report.complete:
+        raise RuntimeError(f"backfill of the sample {kind} rejected {report.rejected} rows")
 
 
 def _wait_committed(
@@ -144,8 +158,11 @@ def run_demo(base: Settings, items: int = 1200, show: int = 5, shoppers: int = 8
             ensure_topics(settings, all_topics(settings))
             t0 = time.monotonic()
             events = catalog_events(catalogue, datetime(2026, 11, 22, 10, tzinfo=UTC))
-            _publish(settings, settings.topic_items, events)
-            _say(f"published {len(catalogue)} item.created events to {settings.topic_items}")
+            _backfill(settings, "items", events, workdir)
+            _say(
+                f"published {len(catalogue)} item.created events to {settings.topic_items} "
+                "(recstream backfill items)"
+            )
             for t in threads:
                 t.start()
             _wait_committed(settings, catalog, len(catalogue), t0)
@@ -161,7 +178,7 @@ def run_demo(base: Settings, items: int = 1200, show: int = 5, shoppers: int = 8
             _show(settings, titles, touched + [c["item_id"] for c in catalogue[2 : 2 + show]])
 
             clicks = sample_behaviour(catalogue[2:], users=shoppers)
-            _publish(settings, settings.topic_user_events, clicks)
+            _backfill(settings, "events", clicks, workdir)
             _say(f"\npublished {len(clicks)} behaviour events of {shoppers} shoppers")
             t1 = time.monotonic()
             _wait_committed(settings, behaviour, len(clicks), t1)
