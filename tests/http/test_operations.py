@@ -12,7 +12,7 @@ import pytest
 from api import free_port, serving, taken_port
 from faults import FlakyStore
 from kit import RunningConsumers, behaviour_consumers, event_bytes, publish, wait_for
-from prometheus_client.parser import text_string_to_metric_families
+from scrape import samples
 
 from encoders.bert import model_dimension
 from recstream_tools.sample_behaviour import sample_behaviour
@@ -25,16 +25,6 @@ from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
 DIM = model_dimension(Settings().model)
-
-
-def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """The samples called ``name`` in a Prometheus text, by their sorted labels."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name:
-                out[tuple(sorted(s.labels.items()))] = s.value
-    return out
 
 
 def test_health_docs_and_openapi_are_served(tmp_path: Path) -> None:
@@ -160,28 +150,28 @@ def test_metrics_parse_and_count_the_events_that_flowed(
         with serving(settings, store, consumers) as client:
             first = client.get("/metrics")
             assert first.headers["content-type"].startswith("text/plain")
-            assert _samples(first.text, "recstream_consumer_events_total")[label] == 0
+            assert samples(first.text, "recstream_consumer_events_total")[label] == 0
             events = sample_behaviour(sample_items(20), users=8, seed=9)
             publish(settings, settings.topic_user_events, map(event_bytes, events))
             with RunningConsumers(consumers) as running:
                 running.wait_caught_up()
                 text = client.get("/metrics").text
-            assert _samples(text, "recstream_consumer_events_total")[label] == len(events)
-            batches = _samples(text, "recstream_consumer_batches_total")[label]
+            assert samples(text, "recstream_consumer_events_total")[label] == len(events)
+            batches = samples(text, "recstream_consumer_batches_total")[label]
             assert batches >= 1
-            assert _samples(text, "recstream_consumer_outputs_total")[label] > 0
-            assert _samples(text, "recstream_consumer_joined")[label] == 1
-            assert _samples(text, "recstream_consumer_paused")[label] == 0
-            assert _samples(text, "recstream_consumer_buffered_messages")[label] == 0
+            assert samples(text, "recstream_consumer_outputs_total")[label] > 0
+            assert samples(text, "recstream_consumer_joined")[label] == 1
+            assert samples(text, "recstream_consumer_paused")[label] == 0
+            assert samples(text, "recstream_consumer_buffered_messages")[label] == 0
             recs = (*label, ("kind", "recommendations"))
-            assert _samples(text, "recstream_consumer_processed_total")[recs] > 0
-            assert _samples(text, "recstream_batch_seconds_count")[label] == batches
-            stages = _samples(text, "recstream_batch_stage_seconds_count")
+            assert samples(text, "recstream_consumer_processed_total")[recs] > 0
+            assert samples(text, "recstream_batch_seconds_count")[label] == batches
+            stages = samples(text, "recstream_batch_stage_seconds_count")
             for stage in ("process", "publish", "confirm", "commit"):
                 assert stages[tuple(sorted([*label, ("stage", stage)]))] == batches
             infinite = (*label, ("le", "+Inf"))
-            assert _samples(text, "recstream_batch_seconds_bucket")[infinite] == batches
-            timed = _samples(text, "recstream_http_request_seconds_count")
+            assert samples(text, "recstream_batch_seconds_bucket")[infinite] == batches
+            timed = samples(text, "recstream_http_request_seconds_count")
             assert timed[(("method", "GET"), ("route", "/metrics"), ("status", "200"))] >= 1
     finally:
         store.close()
@@ -214,7 +204,7 @@ def test_run_serves_http_beside_its_consumers_and_stops_with_them(
             wait_for(ready, 120, "the process to be ready")
             consumers = {
                 dict(labels)["consumer"]
-                for labels in _samples(client.get("/metrics").text, "recstream_consumer_joined")
+                for labels in samples(client.get("/metrics").text, "recstream_consumer_joined")
             }
             assert consumers == {settings.topic_user_events, settings.topic_item_activity()}
     finally:
