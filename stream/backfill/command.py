@@ -26,9 +26,9 @@ rows are printed with their line and written to FILE.rejects.jsonl. Exit codes: 
 have been rejected, unless --strict: then 1), 1 not every message acknowledged or stopped by a
 signal (run again to resume), 2 the file, mapping or settings cannot work.
 
-  recstream backfill items online_retail.csv --map item_id=StockCode --map title=Description
-  recstream backfill events online_retail.csv --map user_id=CustomerID --map item_id=StockCode \\
-      --map timestamp=InvoiceDate --time-format '%m/%d/%Y %H:%M' --set type=purchase \\
+  recstream backfill items online_retail.csv.gz --map item_id=StockCode --map title=Description
+  recstream backfill events online_retail.csv.gz --map user_id=CustomerID \\
+      --map item_id=StockCode --map timestamp=InvoiceDate --set type=purchase \\
       --map quantity=Quantity --map price=UnitPrice --rate 500
 """
 
