@@ -1,8 +1,9 @@
 """The whole docker-compose.yml stack, started: every recstream service ready, Prometheus scraping
 each of them, Grafana serving the provisioned dashboard.
 
-Marked ``docker``: skipped (with the reason printed) where no Docker engine runs; with Docker,
-``make test PYTEST_ARGS=--docker`` runs it (the first run builds the image: minutes). It uses the
+Marked ``docker`` and ``slow``: skipped (with the reason printed) where no Docker engine runs;
+with Docker, ``make test-full PYTEST_ARGS=--docker`` runs it (the first run builds the image:
+minutes). It uses the
 host ports the compose file publishes (8080-8082, 9090, 3000, 6333, 29092): they must be free.
 """
 
