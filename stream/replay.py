@@ -6,36 +6,47 @@ go, unchanged, to the topic *and partition* its ``recstream.source`` header name
 partition keeps each key's events in one partition, whatever partitioner wrote them), with a
 ``recstream.replayed-from: <dlq topic>/<partition>/<offset>`` header.
 
+Only into the DLQ's own topic: ``<topic>.dlq`` replays to ``<topic>`` and to partitions it has.
+A header naming another topic or a partition the topic lacks (a damaged or forged header, a
+topic re-created with fewer partitions) is refused and counted, never written elsewhere.
+
 Safe to run twice: once a replay is acknowledged, its DLQ position is recorded in the compacted
 topic ``<dlq topic>.replayed`` (key = the position, value = where the replay landed), and later
 runs skip recorded positions. A run stopped between the replay and the record replays that dead
 letter again next time (at least once); the consumers' effects are idempotent per event. A
 replayed event that fails again becomes a new dead letter (a new position), which a later run
-replays again unless filtered by ``reason``. Run one replay at a time per DLQ topic.
+replays again unless filtered by ``reason``; one run reads each DLQ partition only up to the end
+it had when the run reached it, so it never chases its own replays. Run one replay at a time per
+DLQ topic. The DLQ is streamed: memory does not grow with its size.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from schemas.source import source_of
-from stream.kafka.config import producer_config
+from stream.kafka.config import client_config, producer_config
 from stream.kafka.dlq import HEADER_ERROR, HEADER_SOURCE
-from stream.kafka.inspect import Record, latest_by_key, scan_topic
+from stream.kafka.inspect import Record, iter_topic
 from stream.kafka.topics import COMPACT, ensure_topics
 from stream.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 HEADER_REPLAYED_FROM = "recstream.replayed-from"
-_FLUSH_TIMEOUT_S = 30.0
+_DLQ_SUFFIX = ".dlq"
+TIMEOUT_S = 30.0
+"""How long the broker may stay silent (metadata, reading, acknowledgements) before a run stops."""
+REFUSALS_SHOWN = 10
 
 REPLAYED = "replayed"
 WOULD_REPLAY = "would replay"
@@ -47,7 +58,12 @@ OUTCOMES = (REPLAYED, WOULD_REPLAY, ALREADY_REPLAYED, OTHER_REASON, OVER_LIMIT, 
 
 
 class ReplayFailed(RuntimeError):
-    """Some replays were not acknowledged by the broker (they are not recorded as replayed)."""
+    """The run could not finish: replays the broker did not acknowledge (they are not recorded
+    as replayed), or a broker that did not answer in time."""
+
+
+class ReplayTimedOut(ReplayFailed):
+    """The broker did not answer (metadata, the DLQ's records) within the run's timeout."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +81,31 @@ class ReplayDecision:
 
 @dataclass
 class ReplayReport:
-    """What a run did (or, in a dry run, would do), dead letter by dead letter."""
+    """What a run did (or, in a dry run, would do): counts, whatever the DLQ's size, and the
+    first refusals with why."""
 
     dlq_topic: str
     dry_run: bool
-    decisions: list[ReplayDecision] = field(default_factory=list)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(reason code, outcome) -> dead letters."""
+    targets: Counter[str] = field(default_factory=Counter)
+    refusals: list[ReplayDecision] = field(default_factory=list)
+    """The first :data:`REFUSALS_SHOWN` refused dead letters."""
+
+    def add(self, decision: ReplayDecision) -> None:
+        self.counts[(decision.reason, decision.outcome)] += 1
+        if decision.outcome in (WOULD_REPLAY, REPLAYED) and decision.target:
+            self.targets[decision.target] += 1
+        if decision.outcome == REFUSED and len(self.refusals) < REFUSALS_SHOWN:
+            self.refusals.append(decision)
 
     def count(self, outcome: str) -> int:
-        return sum(1 for d in self.decisions if d.outcome == outcome)
+        return sum(n for (_, o), n in self.counts.items() if o == outcome)
+
+    @property
+    def total(self) -> int:
+        """Dead letters read."""
+        return sum(self.counts.values())
 
     @property
     def replayed(self) -> int:
@@ -82,14 +115,12 @@ class ReplayReport:
     def by_reason(self) -> dict[str, Counter[str]]:
         """reason -> outcome -> count."""
         table: dict[str, Counter[str]] = {}
-        for d in self.decisions:
-            table.setdefault(d.reason, Counter())[d.outcome] += 1
+        for (reason, outcome), n in self.counts.items():
+            table.setdefault(reason, Counter())[outcome] += n
         return dict(sorted(table.items()))
 
     def by_target(self) -> dict[str, int]:
-        done = (WOULD_REPLAY, REPLAYED)
-        targets = Counter(d.target for d in self.decisions if d.outcome in done and d.target)
-        return dict(sorted(targets.items()))
+        return dict(sorted(self.targets.items()))
 
 
 def replayed_topic(dlq_topic: str) -> str:
@@ -97,66 +128,83 @@ def replayed_topic(dlq_topic: str) -> str:
     return f"{dlq_topic}.replayed"
 
 
+def source_topic(dlq_topic: str) -> str:
+    """The topic a DLQ's dead letters came from: ``<topic>`` for ``<topic>.dlq``."""
+    topic = dlq_topic.removesuffix(_DLQ_SUFFIX)
+    if topic == dlq_topic or not topic or topic.endswith(_DLQ_SUFFIX):
+        raise ValueError(f"{dlq_topic} is not a dead-letter topic (<input topic>.dlq)")
+    return topic
+
+
 def _position(topic: str, record: Record) -> str:
     return source_of(topic, record.partition, record.offset)
 
 
-def _source(record: Record) -> tuple[str, int] | str:
-    """(topic, partition) of the dead letter's origin, or why it cannot be replayed."""
-    raw = record.headers.get(HEADER_SOURCE)
-    if not raw:
-        return f"no {HEADER_SOURCE} header"
-    parts = raw.decode("utf-8", "replace").rsplit("/", 2)
-    if len(parts) != 3 or not parts[0] or not parts[1].isdigit():
-        return f"malformed {HEADER_SOURCE} header"
-    topic, partition = parts[0], int(parts[1])
-    if topic.endswith(".dlq"):
-        return f"source {topic} is a dead-letter topic"
-    return topic, partition
+@dataclass
+class ReplayPlan:
+    """Decides, dead letter by dead letter in DLQ order, what happens to each. Pure: no I/O.
 
+    ``partitions``: the source topic's partitions (none when it does not exist); ``done``: the
+    DLQ positions already replayed.
+    """
 
-def _already_replayed(settings: Settings, dlq_topic: str) -> set[str]:
-    records, _ = scan_topic(settings, replayed_topic(dlq_topic))
-    # a tombstone (null value) un-records a position, so that it can be replayed again
-    return {
-        key.decode("utf-8", "replace")
-        for key, value in latest_by_key(records).items()
-        if key is not None and value is not None
-    }
+    dlq_topic: str
+    partitions: frozenset[int]
+    done: set[str]
+    dry_run: bool
+    reason: str | None = None
+    limit: int | None = None
+    chosen: int = 0
+
+    def decide(self, record: Record) -> ReplayDecision:
+        position = _position(self.dlq_topic, record)
+        why = record.headers.get(HEADER_ERROR, b"").decode("utf-8", "replace") or "(none)"
+        if self.reason is not None and why != self.reason:
+            return ReplayDecision(position, why, OTHER_REASON)
+        if position in self.done:
+            return ReplayDecision(position, why, ALREADY_REPLAYED)
+        target = self._target(record)
+        if isinstance(target, str):
+            return ReplayDecision(position, why, REFUSED, note=target)
+        where = f"{target[0]}/{target[1]}"
+        if self.limit is not None and self.chosen >= self.limit:
+            return ReplayDecision(position, why, OVER_LIMIT, where)
+        self.chosen += 1
+        return ReplayDecision(position, why, WOULD_REPLAY if self.dry_run else REPLAYED, where)
+
+    def _target(self, record: Record) -> tuple[str, int] | str:
+        """(topic, partition) to replay to, or why the dead letter cannot be replayed."""
+        raw = record.headers.get(HEADER_SOURCE)
+        if not raw:
+            return f"no {HEADER_SOURCE} header"
+        text = raw.decode("utf-8", "replace")
+        parts = text.rsplit("/", 2)
+        number = parts[1] if len(parts) == 3 else ""
+        # at most 10 digits: a partition number, and int() of thousands of digits raises
+        if not (number.isascii() and number.isdigit() and len(number) <= 10):
+            return f"malformed {HEADER_SOURCE} header {text[:80]!r} (topic/partition/offset)"
+        topic, partition = parts[0], int(parts[1])
+        expected = source_topic(self.dlq_topic)
+        if topic != expected:
+            return f"source {topic[:80]!r} is not {expected}, the topic {self.dlq_topic} replays to"
+        if partition not in self.partitions:
+            have = f"{len(self.partitions)} partitions" if self.partitions else "does not exist"
+            return f"{expected} has no partition {partition} ({have})"
+        return topic, partition
 
 
 def plan_replay(
-    records: list[Record],
+    records: Iterable[Record],
     dlq_topic: str,
+    partitions: Iterable[int],
     done: set[str],
     dry_run: bool,
     reason: str | None = None,
     limit: int | None = None,
 ) -> list[ReplayDecision]:
-    """Decide, in DLQ order, what to do with each dead letter. Pure: no I/O."""
-    decisions = []
-    chosen = 0
-    for record in records:
-        position = _position(dlq_topic, record)
-        why = record.headers.get(HEADER_ERROR, b"").decode("utf-8", "replace") or "(none)"
-        if reason is not None and why != reason:
-            decisions.append(ReplayDecision(position, why, OTHER_REASON))
-            continue
-        if position in done:
-            decisions.append(ReplayDecision(position, why, ALREADY_REPLAYED))
-            continue
-        source = _source(record)
-        if isinstance(source, str):
-            decisions.append(ReplayDecision(position, why, REFUSED, note=source))
-            continue
-        target = f"{source[0]}/{source[1]}"
-        if limit is not None and chosen >= limit:
-            decisions.append(ReplayDecision(position, why, OVER_LIMIT, target))
-            continue
-        chosen += 1
-        outcome = WOULD_REPLAY if dry_run else REPLAYED
-        decisions.append(ReplayDecision(position, why, outcome, target))
-    return decisions
+    """The decisions of :class:`ReplayPlan` for ``records``, in order. Pure: no I/O."""
+    plan = ReplayPlan(dlq_topic, frozenset(partitions), done, dry_run, reason, limit)
+    return [plan.decide(r) for r in records]
 
 
 def replay_dead_letters(
@@ -169,84 +217,145 @@ def replay_dead_letters(
     """Replay the dead letters of ``dlq_topic`` (read to its current end) not replayed before.
 
     ``reason`` keeps only dead letters with that ``recstream.error`` code; ``limit`` caps how
-    many are replayed in this run. A dry run publishes nothing. Raises :class:`ReplayFailed`
-    when the broker did not acknowledge every replay (the acknowledged ones are recorded).
+    many are replayed in this run. A dry run publishes nothing. Raises ValueError for a topic
+    that is not a DLQ, :class:`ReplayTimedOut` when the broker stays silent for
+    :data:`TIMEOUT_S`, :class:`ReplayFailed` when it did not acknowledge every replay (the
+    acknowledged ones are recorded).
     """
-    if not dlq_topic.endswith(".dlq"):
-        raise ValueError(f"{dlq_topic} is not a dead-letter topic (<input topic>.dlq)")
-    records, _ = scan_topic(settings, dlq_topic)
-    done = _already_replayed(settings, dlq_topic)
-    decisions = plan_replay(records, dlq_topic, done, dry_run, reason, limit)
-    report = ReplayReport(dlq_topic, dry_run, decisions)
-    todo = [d for d in decisions if d.outcome == REPLAYED]
-    if todo:
-        _replay(settings, dlq_topic, {_position(dlq_topic, r): r for r in records}, todo)
+    topic = source_topic(dlq_topic)
+    report = ReplayReport(dlq_topic, dry_run)
+    try:
+        partitions = _partitions(settings, topic)
+        done = _already_replayed(settings, dlq_topic)
+        plan = ReplayPlan(dlq_topic, partitions, done, dry_run, reason, limit)
+        replayer: _Replayer | None = None
+        try:
+            for record in iter_topic(settings, dlq_topic, TIMEOUT_S):
+                decision = plan.decide(record)
+                report.add(decision)
+                if decision.outcome == REPLAYED:
+                    replayer = replayer or _Replayer(settings, dlq_topic)
+                    replayer.send(record, decision)
+        finally:
+            if replayer is not None:
+                replayer.finish()  # records what landed, even when the reading failed
+    except TimeoutError as exc:
+        raise ReplayTimedOut(f"{exc} (is {settings.kafka_bootstrap} reachable?)") from None
+    except KafkaException as exc:
+        raise ReplayFailed(f"the broker at {settings.kafka_bootstrap}: {_text(exc)}") from None
     log.info(
         "replay.finished",
         dlq_topic=dlq_topic,
         dry_run=dry_run,
-        dead_letters=len(records),
+        dead_letters=report.total,
         **{outcome.replace(" ", "_"): report.count(outcome) for outcome in OUTCOMES},
     )
     return report
 
 
-def _replay(
-    settings: Settings,
-    dlq_topic: str,
-    records: dict[str, Record],
-    todo: list[ReplayDecision],
-) -> None:
-    """Publish the replays, then record the acknowledged ones."""
-    ensure_topics(settings, {replayed_topic(dlq_topic): COMPACT})
-    producer = Producer(producer_config(settings))
-    landed: dict[str, str] = {}
-    failed: list[str] = []
+def _partitions(settings: Settings, topic: str) -> frozenset[int]:
+    """The partitions ``topic`` has (none when it does not exist). All topics' metadata: a
+    request naming one topic may create it on a broker that creates topics on demand."""
+    admin = AdminClient(client_config(settings))
+    try:
+        metadata = admin.list_topics(timeout=TIMEOUT_S)
+    except KafkaException as exc:
+        raise TimeoutError(f"no metadata in {TIMEOUT_S:g} s: {_text(exc)}") from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return frozenset()
+    return frozenset(found.partitions)
 
-    def on_replay(position: str) -> Any:
-        def report(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                failed.append(f"{position}: {err}")
-            else:
-                landed[position] = source_of(msg.topic(), msg.partition(), msg.offset())
 
-        return report
+def _text(exc: KafkaException) -> str:
+    """librdkafka's own words for an error, without the KafkaError{...} wrapping."""
+    err = exc.args[0] if exc.args else exc
+    return str(err.str()) if isinstance(err, KafkaError) else str(err)
 
-    def on_record(err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            failed.append(f"record of a replay: {err}")
 
-    for decision in todo:
-        record = records[decision.position]
+def _already_replayed(settings: Settings, dlq_topic: str) -> set[str]:
+    """The positions recorded as replayed (only the keys are kept, never the DLQ's values)."""
+    latest: dict[str, bool] = {}
+    for record in iter_topic(settings, replayed_topic(dlq_topic), TIMEOUT_S):
+        if record.key is not None:
+            # a tombstone (null value) un-records a position, so that it can be replayed again
+            latest[record.key.decode("utf-8", "replace")] = record.value is not None
+    return {position for position, recorded in latest.items() if recorded}
+
+
+class _Replayer:
+    """Publishes replays as they are decided and records each once the broker acknowledged it."""
+
+    def __init__(self, settings: Settings, dlq_topic: str) -> None:
+        ensure_topics(settings, {replayed_topic(dlq_topic): COMPACT})
+        self.dlq_topic = dlq_topic
+        self.producer = Producer(producer_config(settings))
+        self.sent = 0
+        self.acknowledged = 0
+        self.landed: list[tuple[str, str]] = []  # acknowledged, not yet recorded
+        self.failures = 0
+        self.errors: list[str] = []  # the first few, for the message
+
+    def _failed(self, what: str) -> None:
+        self.failures += 1
+        if len(self.errors) < 3:
+            self.errors.append(what)
+
+    def send(self, record: Record, decision: ReplayDecision) -> None:
         assert decision.target is not None
         topic, partition = decision.target.rsplit("/", 1)
+        position = decision.position
+
+        def on_replay(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self._failed(f"{position}: {err}")
+            else:
+                self.acknowledged += 1
+                self.landed.append(
+                    (position, source_of(msg.topic(), msg.partition(), msg.offset()))
+                )
+
         _produce(
-            producer,
+            self.producer,
             topic,
             key=record.key,
             value=record.value,
             partition=int(partition),
-            headers=[(HEADER_REPLAYED_FROM, decision.position.encode())],
-            on_delivery=on_replay(decision.position),
+            headers=[(HEADER_REPLAYED_FROM, position.encode())],
+            on_delivery=on_replay,
         )
-    producer.flush(_FLUSH_TIMEOUT_S)
-    now = datetime.now(UTC).isoformat()
-    for position, where in sorted(landed.items()):
-        marker = json.dumps({"replayed_to": where, "replayed_at": now}).encode()
-        _produce(
-            producer,
-            replayed_topic(dlq_topic),
-            key=position.encode(),
-            value=marker,
-            on_delivery=on_record,
-        )
-    remaining = producer.flush(_FLUSH_TIMEOUT_S)
-    missing = len(todo) - len(landed)
-    if failed or remaining or missing:
-        raise ReplayFailed(
-            f"{missing} of {len(todo)} replays not acknowledged, {remaining} messages "
-            "undelivered: " + "; ".join(failed[:3])
-        )
+        self.sent += 1
+        self.producer.poll(0)
+        self._record_landed()
+
+    def _record_landed(self) -> None:
+        now = datetime.now(UTC).isoformat()
+        while self.landed:
+            position, where = self.landed.pop()
+            marker = json.dumps({"replayed_to": where, "replayed_at": now}).encode()
+            _produce(
+                self.producer,
+                replayed_topic(self.dlq_topic),
+                key=position.encode(),
+                value=marker,
+                on_delivery=self._on_record,
+            )
+
+    def _on_record(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failed(f"record of a replay: {err}")
+
+    def finish(self) -> None:
+        """Wait for the replays, record the acknowledged ones; ReplayFailed unless all went."""
+        self.producer.flush(TIMEOUT_S)
+        self._record_landed()
+        remaining = self.producer.flush(TIMEOUT_S)
+        missing = self.sent - self.acknowledged
+        if self.failures or remaining or missing:
+            raise ReplayFailed(
+                f"{missing} of {self.sent} replays not acknowledged, {remaining} messages "
+                "undelivered: " + "; ".join(self.errors)
+            )
 
 
 def _produce(producer: Producer, topic: str, **kwargs: Any) -> None:
@@ -272,7 +381,7 @@ def format_report(report: ReplayReport) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         f"{'dry run: ' if report.dry_run else ''}{report.dlq_topic}: {verb} {report.replayed} "
-        f"of {len(report.decisions)} dead letters"
+        f"of {report.total} dead letters"
     ]
     for row in [header, *rows]:
         rest = zip(row[1:], widths[1:], strict=True)
@@ -280,9 +389,9 @@ def format_report(report: ReplayReport) -> str:
         lines.append("  ".join(cells).rstrip())
     for target, n in report.by_target().items():
         lines.append(f"  -> {target}: {n}")
-    refused = [d for d in report.decisions if d.outcome == REFUSED]
-    for d in refused[:10]:
+    for d in report.refusals:
         lines.append(f"  refused {d.position}: {d.note}")
-    if len(refused) > 10:
-        lines.append(f"  ... and {len(refused) - 10} more refused")
+    refused = report.count(REFUSED)
+    if refused > len(report.refusals):
+        lines.append(f"  ... and {refused - len(report.refusals)} more refused")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -93,6 +93,42 @@ def scan_topic(
                 )
         records.sort(key=lambda r: (r.partition, r.offset))
         return records, ends
+    finally:
+        consumer.close()
+
+
+def iter_topic(settings: Settings, topic: str, idle_timeout_s: float = 30.0) -> Iterator[Record]:
+    """The records of ``topic``, one at a time, each partition up to the end it had when this
+    reading reached it (what is appended later is left for the next reading): memory stays
+    bounded whatever the topic holds. Nothing for a topic that does not exist. Order: offset
+    order within a partition. Raises TimeoutError when nothing arrives for ``idle_timeout_s``.
+    """
+    consumer = _reader(settings)
+    try:
+        parts = _partitions(consumer, topic, idle_timeout_s)
+        if not parts:
+            return
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        done: set[int] = set()
+        quiet_since = time.monotonic()
+        while len(done) < len(parts):
+            if time.monotonic() - quiet_since > idle_timeout_s:
+                raise TimeoutError(
+                    f"could not read {topic} to its end: nothing arrived for {idle_timeout_s:g} s"
+                )
+            for msg in consumer.consume(num_messages=100, timeout=0.5):
+                p = msg.partition() or 0
+                err = msg.error()
+                if p in done:
+                    continue
+                if err is not None:  # only the end counts as progress, not a broker error
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        done.add(p)
+                        consumer.pause([TopicPartition(topic, p)])
+                        quiet_since = time.monotonic()
+                    continue
+                yield Record(topic, p, msg.offset() or 0, msg.key(), msg.value(), _headers(msg))
+                quiet_since = time.monotonic()  # the caller's time with the record is not idle
     finally:
         consumer.close()
 

@@ -4,6 +4,7 @@ their source topic once a fix makes them valid, exactly once across runs."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ from recstream_tools.sample_catalog import sample_items
 from stream.cli import main
 from stream.collections import ITEMS
 from stream.kafka.inspect import read_topic, scan_topic
+from stream.kafka.topics import behaviour_topics, catalog_topics, ensure_topics
 from stream.replay import (
     ALREADY_REPLAYED,
     HEADER_REPLAYED_FROM,
@@ -117,31 +119,122 @@ def test_replay_after_a_fix_processes_dead_letters_once(
     assert len(markers) == 2
 
 
-def test_replay_refuses_dead_letters_without_a_usable_source(
-    make_settings: Callable[..., Settings],
+def _dead_letters(
+    settings: Settings, dlq: str, letters: list[list[tuple[str, str | bytes | None]]]
 ) -> None:
-    """A dead letter whose source is a DLQ topic, or that has no (or a malformed) source header,
-    is refused: nothing is published anywhere and nothing is recorded as replayed."""
+    """Publish dead letters (key ``k``, value ``{}``) with these headers to ``dlq``."""
     from confluent_kafka import Producer
 
     from stream.kafka.config import producer_config
 
-    settings = make_settings()
-    dlq = settings.dlq_topic(settings.topic_items)
     producer = Producer(producer_config(settings))
-    for headers in (
-        [("recstream.error", b"schema"), ("recstream.source", f"{dlq}/0/3".encode())],
-        [("recstream.error", b"schema")],
-        [("recstream.error", b"schema"), ("recstream.source", b"nonsense")],
-    ):
+    for headers in letters:
         producer.produce(dlq, key=b"k", value=b"{}", headers=headers)
     assert producer.flush(30) == 0
 
+
+def test_replay_goes_only_to_the_dlqs_own_topic_and_its_partitions(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``<topic>.dlq`` replays only into ``<topic>`` and only to partitions it has: a source
+    header naming the DLQ itself, another topic, a partition the topic lacks, a partition number
+    of 5,000 digits, a malformed header or none is refused, counted and shown with why; nothing
+    is published anywhere for them or recorded as replayed; the one good dead letter is
+    replayed; the CLI prints the refusals and exits 0."""
+    settings = make_settings()
+    ensure_topics(settings, {**catalog_topics(settings), **behaviour_topics(settings)})
+    dlq = settings.dlq_topic(settings.topic_items)
+    items, other = settings.topic_items, settings.topic_user_events
+    n = settings.topic_partitions
+    error = ("recstream.error", b"schema")
+    _dead_letters(
+        settings,
+        dlq,
+        [
+            [error, ("recstream.source", f"{dlq}/0/3".encode())],
+            [error],
+            [error, ("recstream.source", b"nonsense")],
+            [error, ("recstream.source", f"{other}/0/1".encode())],
+            [error, ("recstream.source", f"{items}/{n + 5}/1".encode())],
+            [error, ("recstream.source", f"{items}/{'9' * 5_000}/1".encode())],
+            [error, ("recstream.source", f"{items}/0/7".encode())],
+        ],
+    )
+
     report = replay_dead_letters(settings, dlq, dry_run=False)
-    assert report.count(REFUSED) == 3 and report.replayed == 0
-    notes = sorted(d.note for d in report.decisions)
-    assert any("dead-letter topic" in n for n in notes), notes
-    assert _ends(settings, dlq) == 3, "something was published to the DLQ"
-    assert read_topic(settings, replayed_topic(dlq)) == []
+    assert report.count(REFUSED) == 6 and report.replayed == 1
+    notes = [d.note for d in report.refusals]
+    assert sum(f"is not {items}" in note for note in notes) == 2, notes
+    assert any(f"{items} has no partition {n + 5} ({n} partitions)" in note for note in notes)
+    assert sum("malformed" in note for note in notes) == 2, notes
+    assert any("no recstream.source header" in note for note in notes), notes
+    assert [(r.partition, r.value) for r in read_topic(settings, items)] == [(0, b"{}")]
+    assert read_topic(settings, other) == [], "a replay went to another topic"
+    assert _ends(settings, dlq) == 7, "something was published to the DLQ"
+    assert len(read_topic(settings, replayed_topic(dlq))) == 1
+
+    try:
+        assert main(["replay-dlq", "--log-level=warning", *_cli_settings(settings, dlq)]) == 0
+    finally:
+        structlog.reset_defaults()  # main() configured JSON logging for the process
+    out = capsys.readouterr().out
+    assert f"{dlq}: replayed 0 of 7 dead letters" in out
+    assert out.count("  refused ") == 6 and f"is not {items}" in out
+    assert len(read_topic(settings, items)) == 1, "a second run replayed again"
     with pytest.raises(ValueError, match="not a dead-letter topic"):
-        replay_dead_letters(settings, settings.topic_items, dry_run=True)
+        replay_dead_letters(settings, items, dry_run=True)
+
+
+def _cli_settings(settings: Settings, dlq: str) -> list[str]:
+    return [f"--kafka-bootstrap={settings.kafka_bootstrap}", f"--topic={dlq}"]
+
+
+def test_replay_streams_the_dlq(make_settings: Callable[..., Settings]) -> None:
+    """A DLQ of 25 MB is read a few records at a time: a run holds far less of it in memory
+    than the DLQ holds (all of it before)."""
+    settings = make_settings()
+    ensure_topics(settings, catalog_topics(settings))
+    dlq = settings.dlq_topic(settings.topic_items)
+    value = b"x" * 64_000
+    source = ("recstream.source", f"{settings.topic_items}/0/1".encode())
+    messages = [(b"k", value)] * 400
+    from confluent_kafka import Producer
+
+    from stream.kafka.config import producer_config
+
+    producer = Producer(producer_config(settings))
+    for key, v in messages:
+        producer.produce(dlq, key=key, value=v, headers=[("recstream.error", b"too_large"), source])
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+    tracemalloc.start()
+    try:
+        report = replay_dead_letters(settings, dlq, dry_run=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.count(WOULD_REPLAY) == 400
+    held = len(value) * len(messages)
+    assert peak < held / 2, f"peak {peak / 1e6:.1f} MB of a {held / 1e6:.1f} MB DLQ"
+
+
+def test_replay_without_a_broker_is_a_one_line_error(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A broker that does not answer: replay-dlq prints one line saying so and exits 1, no
+    traceback."""
+    import stream.replay
+
+    monkeypatch.setattr(stream.replay, "TIMEOUT_S", 2.0)
+    settings = make_settings(kafka_bootstrap="127.0.0.1:9")  # nothing listens on port 9
+    dlq = settings.dlq_topic(settings.topic_items)
+    try:
+        assert main(["replay-dlq", "--log-level=error", *_cli_settings(settings, dlq)]) == 1
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("recstream: ") and "127.0.0.1:9" in err
