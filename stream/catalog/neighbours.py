@@ -100,7 +100,8 @@ class NeighbourFinder:
 
 
 class StoreFinder(NeighbourFinder):
-    """Every answer from store queries: right for a store other processes write too."""
+    """Every answer from store queries (exact ones: no approximate index), right for a store
+    other processes write too."""
 
     def __init__(
         self, store: VectorStore, collection: str, k: int, page: int = 64, max_pages: int = 16
@@ -163,7 +164,9 @@ class StoreFinder(NeighbourFinder):
             for key in keys:
                 seen, lowest = active[key]
                 below = ("nb_floor", lowest) if lowest is not None else None
-                queries.append(SearchQuery(changed[key], self.page, Where(seen, below=below)))
+                queries.append(
+                    SearchQuery(changed[key], self.page, Where(seen, below=below), exact=True)
+                )
             results = self.store.search(self.collection, queries)
             nxt: dict[str, tuple[frozenset[str], float | None]] = {}
             for key, hits in zip(keys, results, strict=True):
@@ -187,7 +190,9 @@ class StoreFinder(NeighbourFinder):
     def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
         points = self.store.retrieve(self.collection, sorted(keys), with_vectors=True)
         vectors = {k: p.vector for k, p in points.items() if p.vector is not None}
-        queries = [SearchQuery(v, self.k, Where(frozenset({k}))) for k, v in vectors.items()]
+        queries = [
+            SearchQuery(v, self.k, Where(frozenset({k})), exact=True) for k, v in vectors.items()
+        ]
         results = self.store.search(self.collection, queries)
         return {k: NeighbourState.from_hits(h) for k, h in zip(vectors, results, strict=True)}
 

@@ -120,8 +120,9 @@ class VectorStore(Protocol):
     def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         """Nearest points by cosine similarity, one list per query, best first, in one call."""
 
-    def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
-        """Keys of points matching a filter (no ranking)."""
+    def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
+        """Keys of points matching a filter (no ranking): all of them, page by page, unless
+        ``limit`` says how many at most."""
 
     def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
         """The points with the largest values of a float payload field (indexed), largest first."""
@@ -143,7 +144,7 @@ class StoreError(Exception):
     """Root of vector store errors."""
 
 
-class DimensionMismatch(StoreError):
+class DimensionMismatch(StoreError, Refused):
     """The collection exists with vectors of another size (another model?)."""
 
 

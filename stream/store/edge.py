@@ -238,12 +238,21 @@ class EdgeStore:
             for r in results
         ]
 
-    def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
-        with self._engine():
-            records, _ = self._shard(collection).scroll(
-                qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=True)
-            )
-        return [_key(r.payload) for r in records]
+    def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
+        keys: list[str] = []
+        offset: Any = None
+        while limit is None or len(keys) < limit:
+            page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - len(keys))
+            with self._engine():
+                records, offset = self._shard(collection).scroll(
+                    qe.ScrollRequest(
+                        offset=offset, limit=page, filter=_filter(where), with_payload=["key"]
+                    )
+                )
+            keys.extend(_key(r.payload) for r in records)
+            if offset is None:
+                break
+        return keys
 
     def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
         order = qe.OrderBy(field, qe.Direction.Desc)

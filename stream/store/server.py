@@ -32,6 +32,11 @@ _SCHEMA = {
     FieldKind.BOOL: models.PayloadSchemaType.BOOL,
 }
 _SCROLL_PAGE = 1_000
+# In a cluster: every write goes through the shard's leader, in one order for all replicas,
+# and reads ask a majority of replicas, so a read sees every write acknowledged before it
+# (writes wait for their replicas: ``wait=True``). One node or the local mode: no effect.
+_WRITE = models.WriteOrdering.STRONG
+_READ = models.ReadConsistencyType.MAJORITY
 
 
 def _filter(where: Where) -> models.Filter | None:
@@ -131,7 +136,7 @@ class ServerStore:
                 )
             )
         with self._engine():
-            self.client.upsert(collection, points=structs, wait=True)
+            self.client.upsert(collection, points=structs, wait=True, ordering=_WRITE)
 
     def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
         if not payloads:
@@ -146,7 +151,9 @@ class ServerStore:
         ]
         if ops:
             with self._engine():
-                self.client.batch_update_points(collection, update_operations=ops, wait=True)
+                self.client.batch_update_points(
+                    collection, update_operations=ops, wait=True, ordering=_WRITE
+                )
 
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         if keys:
@@ -155,6 +162,7 @@ class ServerStore:
                     collection,
                     points_selector=models.PointIdsList(points=[point_id(k) for k in keys]),
                     wait=True,
+                    ordering=_WRITE,
                 )
 
     def retrieve(
@@ -172,6 +180,7 @@ class ServerStore:
                 ids=[point_id(k) for k in keys],
                 with_payload=payload_fields(fields),
                 with_vectors=[_VECTOR] if with_vectors else False,
+                consistency=_READ,
             )
         out = {}
         for r in records:
@@ -195,7 +204,9 @@ class ServerStore:
             for q in queries
         ]
         with self._engine():
-            responses = self.client.query_batch_points(collection, requests=requests)
+            responses = self.client.query_batch_points(
+                collection, requests=requests, consistency=_READ
+            )
         return [
             [
                 Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {}))
@@ -204,18 +215,30 @@ class ServerStore:
             for r in responses
         ]
 
-    def keys_where(self, collection: str, where: Where, limit: int = 10_000) -> list[str]:
-        with self._engine():
-            records, _ = self.client.scroll(
-                collection, scroll_filter=_filter(where), limit=limit, with_payload=["key"]
-            )
-        return [_key(r.payload) for r in records]
+    def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
+        keys: list[str] = []
+        offset: Any = None
+        while limit is None or len(keys) < limit:
+            page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - len(keys))
+            with self._engine():
+                records, offset = self.client.scroll(
+                    collection,
+                    scroll_filter=_filter(where),
+                    offset=offset,
+                    limit=page,
+                    with_payload=["key"],
+                    consistency=_READ,
+                )
+            keys.extend(_key(r.payload) for r in records)
+            if offset is None:
+                break
+        return keys
 
     def top_by(self, collection: str, field: str, limit: int) -> list[StoredPoint]:
         order = models.OrderBy(key=field, direction=models.Direction.DESC)
         with self._engine():
             records, _ = self.client.scroll(
-                collection, limit=limit, order_by=order, with_payload=True
+                collection, limit=limit, order_by=order, with_payload=True, consistency=_READ
             )
         return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
 
@@ -231,6 +254,7 @@ class ServerStore:
                     limit=_SCROLL_PAGE,
                     with_payload=payload_fields(fields),
                     with_vectors=[_VECTOR] if with_vectors else False,
+                    consistency=_READ,
                 )
             for r in records:
                 vec = _vector(r) if with_vectors else None

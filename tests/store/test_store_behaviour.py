@@ -190,3 +190,23 @@ def test_top_by_orders_by_a_float_field(store: VectorStore) -> None:
     assert [p.payload["floor"] for p in top] == sorted(
         (p.payload["floor"] for p in top), reverse=True
     )
+
+
+def test_keys_where_pages_through_every_match(store: VectorStore) -> None:
+    """Every matching key, however many (the lists naming an item are found this way: a cut
+    list would leave a deleted item in lists), and at most ``limit`` when one is given."""
+    # beyond one page, and on the embedded engine beyond the 10,000 one request once returned
+    # (qdrant-client's local mode is pure Python: 10,000 points there take minutes)
+    n = 10_050 if isinstance(store, EdgeStore) else 1_200
+    vectors = np.zeros((n, DIM), dtype=np.float32)
+    vectors[:, 0] = 1.0
+    points = [
+        StoredPoint(f"sku-{i}", {"tags": ["even" if i % 2 == 0 else "odd", "all"]}, vectors[i])
+        for i in range(n)
+    ]
+    for start in range(0, n, 2_000):
+        store.upsert("items", points[start : start + 2_000])
+    assert len(set(store.keys_where("items", Where(contains=("tags", "all"))))) == n
+    evens = set(store.keys_where("items", Where(contains=("tags", "even"))))
+    assert evens == {f"sku-{i}" for i in range(0, n, 2)}
+    assert len(store.keys_where("items", Where(contains=("tags", "all")), limit=1_500)) == 1_500
