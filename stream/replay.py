@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -191,20 +190,6 @@ class ReplayPlan:
             have = f"{len(self.partitions)} partitions" if self.partitions else "does not exist"
             return f"{expected} has no partition {partition} ({have})"
         return topic, partition
-
-
-def plan_replay(
-    records: Iterable[Record],
-    dlq_topic: str,
-    partitions: Iterable[int],
-    done: set[str],
-    dry_run: bool,
-    reason: str | None = None,
-    limit: int | None = None,
-) -> list[ReplayDecision]:
-    """The decisions of :class:`ReplayPlan` for ``records``, in order. Pure: no I/O."""
-    plan = ReplayPlan(dlq_topic, frozenset(partitions), done, dry_run, reason, limit)
-    return [plan.decide(r) for r in records]
 
 
 def replay_dead_letters(
