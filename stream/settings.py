@@ -148,6 +148,18 @@ class Settings(BaseSettings):
     # outputs
     neighbours_k: int = Field(default=10, ge=1, le=1_000)
     """length of each similar-item list"""
+    lists_in_stock_only: bool = Field(
+        default=False,
+        description="similar-item lists (topic and API) name only items in stock: an item going "
+        "out of stock leaves the lists naming it, and enters them again when back",
+    )
+    lists_min_score: float = Field(
+        default=-1.0,
+        ge=-1.0,
+        le=1.0,
+        description="similar-item lists (topic and API) leave out neighbours scoring below this "
+        "cosine similarity (-1: none left out; lists may then be shorter than k)",
+    )
     recommendations_n: int = Field(default=20, ge=1, le=1_000)
     """length of each recommendation list"""
     neighbour_search: Literal["auto", "memory", "store"] = Field(
