@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from encoders.base import Encoder, EncoderSettings
-from encoders.errors import EncoderError, ModelNotFound, TextRejected
+from encoders.errors import EncoderError, ModelNotFound, ModelTampered, TextRejected
 
 if TYPE_CHECKING:
     from encoders.bert import BertEncoder
@@ -20,6 +20,7 @@ __all__ = [
     "EncoderError",
     "EncoderSettings",
     "ModelNotFound",
+    "ModelTampered",
     "TextRejected",
     "load_encoder",
 ]

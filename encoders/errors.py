@@ -25,6 +25,10 @@ class ModelNotFound(EncoderError):
         return type(self), (self.tried, self.reason)
 
 
+class ModelTampered(EncoderError):
+    """The packaged model's files are not the ones whose SHA-256 recstream pins."""
+
+
 class TextRejected(EncoderError):
     """One input text cannot be encoded (not a str, empty); ``index`` is its position."""
 

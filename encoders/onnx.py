@@ -8,9 +8,9 @@ optimiser fuses each layer's attention, its skip connections with layer norm, an
 weights, activations quantised per batch: about twice float32's speed, at a mean cosine above
 0.99 to float32 (bench/README.md).
 
-Exporting takes seconds, so the result is kept in a cache directory, keyed by the model's files,
-the precision and the versions of the libraries that made it; a second process, or a restart,
-loads it directly.
+Exporting takes seconds, so the result is kept in a cache directory, keyed by the content of the
+model's files (SHA-256), the precision and the versions of the libraries that made it; a second
+process, or a restart, loads it directly.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from encoders.digests import model_digest
 from encoders.errors import EncoderError
 from encoders.hf import no_progress_bar, pool
 
@@ -60,9 +61,9 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(model_dir: Path, pooling: str, precision: str) -> str:
-    """A digest of everything the exported file depends on: the model's files (by name, size and
-    modification time, not content: hashing the weights would cost every start), the pooling,
-    the precision and the versions of the libraries that export and run it."""
+    """A digest of everything the exported file depends on: the model's files (by name and
+    content: a fine-tuned copy of the same shape, with its times kept, is another model), the
+    pooling, the precision and the versions of the libraries that export and run it."""
     import onnx
     import onnxruntime
     import torch
@@ -72,9 +73,7 @@ def cache_key(model_dir: Path, pooling: str, precision: str) -> str:
     parts = [f"format={_FORMAT}", f"pooling={pooling}", f"precision={precision}"]
     parts += [f"torch={torch.__version__}", f"onnxruntime={onnxruntime.__version__}"]
     parts += [f"transformers={transformers.__version__}", f"onnx={onnx.__version__}"]
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        stat = path.stat()
-        parts.append(f"{path.relative_to(model_dir)}:{stat.st_size}:{stat.st_mtime_ns}")
+    parts += [f"model={model_digest(model_dir)}"]
     digest.update("\n".join(parts).encode())
     return digest.hexdigest()[:20]
 

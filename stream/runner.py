@@ -3,9 +3,10 @@
 ``behaviour`` is two consumers: the behaviour consumer (``user.events``) and the item-stats
 consumer (the internal activity topic). Each runs its own loop in a thread; they share one
 vector store (the embedded store may be opened by one process only) and, for ``all``, the
-encoder. If one fails, the others are stopped and the process exits 1. Unless ``http_port`` is
-0, the HTTP API (:mod:`stream.http`) is served beside them, on a thread of its own, from the
-same store, and stopped with them.
+encoder. A process that encodes first checks that the store's vectors come from its model
+(:mod:`stream.store.model_record`). If one consumer fails, the others are stopped and the
+process exits 1. Unless ``http_port`` is 0, the HTTP API (:mod:`stream.http`) is served beside
+them, on a thread of its own, from the same store, and stopped with them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def build_consumers(
     return consumers
 
 
+def check_store_model(settings: Settings, store: VectorStore) -> None:
+    """Record the settings' model for the items' vectors, or raise
+    :class:`~stream.store.model_record.ModelChanged` when the store holds another model's."""
+    from encoders.bert import model_dimension, model_fingerprint
+    from stream.collections import ITEMS, ensure_collections
+    from stream.store.model_record import ModelRecord, check_model
+
+    dim = model_dimension(settings.model)
+    ensure_collections(store, dim)
+    name, digest = model_fingerprint(settings.model)
+    check_model(store, ITEMS, ModelRecord(name, digest, dim))
+
+
 def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
     """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1). Raises
     :class:`stream.http.server.HttpUnavailable`, before anything is loaded, when the HTTP API
@@ -80,6 +94,7 @@ def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
         if which in ("catalog", "all"):
             from encoders import load_encoder
 
+            check_store_model(settings, store)
             encoder = load_encoder(settings)
         consumers = build_consumers(settings, which, store, encoder)
         if http is not None:

