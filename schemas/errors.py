@@ -18,6 +18,9 @@ SCHEMA = "schema"
 """Valid JSON that fails validation: missing fields, wrong types, limits exceeded."""
 KEY_MISMATCH = "key_mismatch"
 """The Kafka key is present and differs from the entity id in the body."""
+MISSING_KEY = "missing_key"
+"""The message has no Kafka key: an entity's events must share a key (so a partition, so one
+writer), the input topics are keyed by the entity id."""
 TOO_LARGE = "too_large"
 """The message is larger than ``RECSTREAM_MAX_MESSAGE_BYTES``: rejected before parsing."""
 ENCODER_REJECTED = "encoder_rejected"
@@ -56,6 +59,17 @@ class InvalidEvent(Exception):
             parts.append(f"{loc}: {shorten(err['msg'], _MAX_PART_CHARS)}")
         more = f" (+{len(errors) - 8} more)" if len(errors) > 8 else ""
         return cls(SCHEMA, "; ".join(parts) + more)
+
+
+def require_key(key: bytes | None, entity: str) -> None:
+    """Raise :class:`InvalidEvent` (``missing_key``) for a message without a Kafka key; checked
+    after the body, so that a bad body keeps its own reason."""
+    if key is None:
+        raise InvalidEvent(
+            MISSING_KEY,
+            f"no Kafka key: the topic is keyed by {entity}, so that each one's events share a "
+            "partition and one writer",
+        )
 
 
 def parse_message(

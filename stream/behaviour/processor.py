@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from schemas.behaviour import UserEvent, parse_behaviour_event
-from schemas.errors import TOO_LARGE, InvalidEvent
+from schemas.errors import TOO_LARGE, InvalidEvent, require_key
 from schemas.outputs import Recommendations, RecommendedItem
 from schemas.source import partition_of, source_of
 from stream.collections import USERS, ensure_collections
@@ -97,6 +97,7 @@ class BehaviourProcessor:
             return dead_letter(msg, TOO_LARGE, f"{len(value)} bytes > {limit}"), 1
         try:
             event = parse_behaviour_event(msg.key(), value)
+            require_key(msg.key(), "user_id")
         except InvalidEvent as exc:
             return dead_letter(msg, exc.reason, exc.detail), 1
         return UserReceived(event, msg.topic() or "", msg.partition() or 0, msg.offset() or 0), 1

@@ -20,7 +20,7 @@ import structlog
 from encoders import Encoder, EncoderError
 from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
-from schemas.errors import ENCODER_REJECTED, TOO_LARGE, InvalidEvent
+from schemas.errors import ENCODER_REJECTED, TOO_LARGE, InvalidEvent, require_key
 from schemas.outputs import neighbour_list_json
 from stream.catalog.ahead import EncodeAhead
 from stream.catalog.index import leave_cores_to_encoder
@@ -81,6 +81,7 @@ class CatalogProcessor:
             return dead_letter(msg, TOO_LARGE, detail), 0
         try:
             event = parse_catalog_event(msg.key(), value)
+            require_key(msg.key(), "item_id")
         except InvalidEvent as exc:
             return dead_letter(msg, exc.reason, exc.detail), 0
         text = digest = None
