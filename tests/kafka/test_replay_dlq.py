@@ -25,6 +25,7 @@ from stream.replay import (
     REFUSED,
     REPLAYED,
     WOULD_REPLAY,
+    ReplayTimedOut,
     replay_dead_letters,
     replayed_topic,
 )
@@ -224,15 +225,20 @@ def test_replay_without_a_broker_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A broker that does not answer: replay-dlq prints one line saying so and exits 1, no
-    traceback."""
+    """A broker that does not answer: replay_dead_letters raises ReplayTimedOut (a ReplayFailed)
+    with a one-line message naming the broker; replay-dlq prints one line saying so and exits
+    non-zero, no traceback."""
     import stream.replay
 
     monkeypatch.setattr(stream.replay, "TIMEOUT_S", 2.0)
+    monkeypatch.setenv("RECSTREAM_STARTUP_TIMEOUT_S", "2")  # the CLI's own wait, if any
     settings = make_settings(kafka_bootstrap="127.0.0.1:9")  # nothing listens on port 9
     dlq = settings.dlq_topic(settings.topic_items)
+    with pytest.raises(ReplayTimedOut) as info:
+        replay_dead_letters(settings, dlq, dry_run=True)
+    assert "\n" not in str(info.value) and "127.0.0.1:9" in str(info.value)
     try:
-        assert main(["replay-dlq", "--log-level=error", *_cli_settings(settings, dlq)]) == 1
+        assert main(["replay-dlq", "--log-level=error", *_cli_settings(settings, dlq)]) != 0
     finally:
         structlog.reset_defaults()
     err = capsys.readouterr().err.strip()
