@@ -575,10 +575,12 @@ def test_fuzz_deep_nesting_and_huge_numbers(depth: int, opener: bytes, number: b
 
 
 def test_export_writes_a_json_schema_per_message(tmp_path: Path) -> None:
-    """export_schemas creates the directory and writes one parseable JSON Schema per message."""
+    """export_schemas creates the directory and writes one parseable JSON Schema per message,
+    then the AsyncAPI document (tests/schemas/test_asyncapi.py checks its content)."""
     target = tmp_path / "new" / "dir"
-    paths = export_schemas(target)
+    *paths, asyncapi = export_schemas(target)
     assert [p.name for p in paths] == [f"{n}.schema.json" for n in MESSAGE_NAMES]
+    assert asyncapi.name == "asyncapi.yaml" and asyncapi.is_file()
     assert set(MESSAGE_NAMES) == {
         "catalog-event",
         "item-created",
