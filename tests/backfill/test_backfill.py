@@ -294,13 +294,17 @@ def test_a_resume_file_of_another_topic_is_refused(
         (["--format", "jsonl", "--rate", "0"], "--rate must be above 0"),
     ],
 )
-def test_a_mapping_that_cannot_work_stops_before_any_io(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+def test_a_mapping_that_cannot_work_is_refused_before_any_row(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
 ) -> None:
-    """Mapping mistakes are exit 2 with the column or field named, before the broker is asked
-    (the bootstrap here is a closed port)."""
+    """Mapping mistakes are exit 2 with the column or field named, and nothing is published."""
+    settings = make_settings()
     path = tmp_path / "items.csv"
     path.write_text(ITEMS_CSV, encoding="utf-8")
-    closed = ["--kafka-bootstrap", "127.0.0.1:1", "--http-port", "0"]
-    assert cli.main(["backfill", "items", str(path), *argv, *closed]) == 2
+    assert cli.main(["backfill", "items", str(path), *argv, *_flags(settings)]) == 2
     assert message in capsys.readouterr().err
+    assert read_topic(settings, settings.topic_items) == []
