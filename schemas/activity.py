@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from schemas.catalog import MAX_ID_CHARS
-from schemas.errors import INVALID_JSON, KEY_MISMATCH, SCHEMA, InvalidEvent, shorten
+from schemas.errors import (
+    INVALID_JSON,
+    KEY_MISMATCH,
+    SCHEMA,
+    InvalidEvent,
+    require_key,
+    shorten,
+)
 from schemas.source import source_position
 
 _MAX_SOURCE_CHARS = 1_000
@@ -90,8 +97,8 @@ class _NotJson(ValueError):
 
 def parse_activity(key: bytes | None, value: bytes | None) -> ItemActivity:
     """One item-activity message, its key the activity's item id; raises only
-    :class:`~schemas.errors.InvalidEvent` (``invalid_json``, ``schema``, ``key_mismatch``),
-    whatever the bytes."""
+    :class:`~schemas.errors.InvalidEvent` (``invalid_json``, ``schema``, ``missing_key``,
+    ``key_mismatch``), whatever the bytes."""
     if value is None:
         raise InvalidEvent(INVALID_JSON, "null value (tombstone); the activity topic has none")
     try:
@@ -103,6 +110,7 @@ def parse_activity(key: bytes | None, value: bytes | None) -> ItemActivity:
     # decoding is pure: whatever else it raises, these bytes caused it, and would again
     except Exception as exc:
         raise InvalidEvent(SCHEMA, f"undecodable activity ({type(exc).__name__})") from None
+    require_key(key, "item id")
     if key != activity.item_id.encode():
         raise InvalidEvent(KEY_MISMATCH, "key is not the activity's item id")
     return activity

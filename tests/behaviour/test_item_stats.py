@@ -127,7 +127,7 @@ def _poison_pills() -> list[tuple[str, bytes | None, bytes | None, str]]:
         ("a tombstone", b"sku-1", None, "invalid_json"),
         ("not JSON", b"sku-1", b"{nope", "invalid_json"),
         ("a key that is not the item", b"sku-2", body(), "key_mismatch"),
-        ("no key", None, body(), "key_mismatch"),
+        ("no key", None, body(), "missing_key"),
     ]
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.activity import ItemActivity, parse_activity
-from schemas.errors import INVALID_JSON, KEY_MISMATCH, SCHEMA, InvalidEvent
+from schemas.errors import INVALID_JSON, KEY_MISMATCH, MISSING_KEY, SCHEMA, InvalidEvent
 from stream.ranking.stats import fold_activities
 
 VALID = {
@@ -47,7 +47,7 @@ def _check(key: bytes | None, value: bytes | None) -> None:
     try:
         activity = parse_activity(key, value)
     except InvalidEvent as exc:
-        assert exc.reason in (INVALID_JSON, SCHEMA, KEY_MISMATCH)
+        assert exc.reason in (INVALID_JSON, SCHEMA, MISSING_KEY, KEY_MISMATCH)
         return
     assert key == activity.item_id.encode()
     fold_activities(None, [activity, activity], 168.0, 10)
