@@ -18,6 +18,14 @@ from pydantic import TypeAdapter
 from schemas.activity import ItemActivity
 from schemas.behaviour import UserEvent
 from schemas.catalog import ItemCreated, ItemDeleted, ItemUpdated
+from schemas.errors import (
+    ENCODER_REJECTED,
+    INVALID_JSON,
+    KEY_MISMATCH,
+    MAX_DETAIL_CHARS,
+    SCHEMA,
+    TOO_LARGE,
+)
 from schemas.outputs import NeighbourList, Recommendations
 
 if TYPE_CHECKING:  # schemas is below stream: imported where the document is made
@@ -71,6 +79,7 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _SCHEMAS + name}
 
 
+_REASONS = (INVALID_JSON, SCHEMA, KEY_MISMATCH, TOO_LARGE, ENCODER_REJECTED)
 _DEAD_LETTER_HEADERS = {
     "type": "object",
     "description": "The original message's own headers are kept beside these (recstream's win "
@@ -78,11 +87,11 @@ _DEAD_LETTER_HEADERS = {
     "properties": {
         "recstream.error": {
             "type": "string",
-            "description": "Reason code: invalid_json, schema, key_mismatch, too_large, "
-            "encoder_rejected.",
+            "description": f"Reason code: {', '.join(_REASONS)}.",
         },
         "recstream.detail": {
             "type": "string",
+            "maxLength": MAX_DETAIL_CHARS,
             "description": "What was wrong, for a person; never the input, never a secret.",
         },
         "recstream.source": {
