@@ -308,3 +308,16 @@ def test_a_mapping_that_cannot_work_is_refused_before_any_row(
     assert cli.main(["backfill", "items", str(path), *argv, *_flags(settings)]) == 2
     assert message in capsys.readouterr().err
     assert read_topic(settings, settings.topic_items) == []
+
+
+def test_the_progress_bar_counts_the_file_lines(
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a progress bar (on a terminal, or asked for) stderr shows the lines done of the
+    file's lines, ending at all of them."""
+    settings = make_settings()
+    path = tmp_path / "events.jsonl"
+    _events_file(path, users=3, per_user=40)
+    request = BackfillRequest("events", path, ColumnMap("events", {}, {}), progress=True)
+    assert backfill(settings, request).published == 120
+    assert "120/120" in capsys.readouterr().err
