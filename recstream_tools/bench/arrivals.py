@@ -1,4 +1,5 @@
-"""A reader of ``items.neighbours`` that notes when each item's own list first arrives.
+"""A reader of ``items.neighbours`` that notes when each item's own list first arrives, and
+the Kafka timestamp that list was published with.
 
 It is assigned every partition (no consumer group to join, nothing committed) and reads from
 the beginning, so it sees what any subscriber of the output topic would, and when.
@@ -64,6 +65,7 @@ class Arrivals:
     def __init__(self, settings: Settings, topic: str) -> None:
         self._consumer = topic_reader(settings, topic)
         self._first: dict[ListId, float] = {}
+        self._stamps: dict[ListId, int] = {}
         self._order: list[ListId] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -94,11 +96,17 @@ class Arrivals:
                 with self._lock:
                     if list_id not in self._first:
                         self._first[list_id] = now
+                        self._stamps[list_id] = msg.timestamp()[1]
                         self._order.append(list_id)
 
     def at(self, wanted: ListId) -> float | None:
         with self._lock:
             return self._first.get(wanted)
+
+    def stamp(self, wanted: ListId) -> int | None:
+        """The Kafka timestamp (Unix ms) of the first list of ``wanted`` that arrived."""
+        with self._lock:
+            return self._stamps.get(wanted)
 
     def seen(self, wanted: list[ListId]) -> list[float]:
         """Arrival times of those of ``wanted`` that have arrived."""

@@ -21,6 +21,10 @@ def _sizes(text: str) -> list[int]:
     return [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
 
 
+def _shares(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
 def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str) -> None:
     """Add ``bench`` and its sub-commands to the ``recstream`` parser's sub-parsers."""
     bench = sub.add_parser("bench", help=help_text)
@@ -77,6 +81,31 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     e2e.add_argument("--name", default=None, help="result file name [e2e-<items>]")
     e2e.add_argument("--out", **out)
     add_settings_options(e2e)
+
+    fresh = which.add_parser(
+        "freshness",
+        help="latency from a new item's event to its own list at 50%% and 80%% of the drain "
+        "rate, the catalogue growing",
+    )
+    fresh.add_argument("--catalogue", type=int, default=2_000, help="items listed first [2000]")
+    fresh.add_argument(
+        "--drain-items", type=int, default=1_000, help="items published at once [1000]"
+    )
+    fresh.add_argument(
+        "--loads", type=_shares, default=[0.5, 0.8], help="shares of the drain rate [0.5,0.8]"
+    )
+    fresh.add_argument("--seconds", type=float, default=20.0, help="per load [20]")
+    fresh.add_argument(
+        "--trickle-rate", type=float, default=2.0, help="items/s of the trickle profile [2]"
+    )
+    fresh.add_argument("--trickle-seconds", type=float, default=10.0, help="trickle phase [10]")
+    fresh.add_argument(
+        "--max-seconds", type=float, default=600.0, help="catalogue and drain budget [600]"
+    )
+    fresh.add_argument("--data", type=Path, default=_DATA, help=f"shared data folder [{_DATA}]")
+    fresh.add_argument("--name", default=None, help="result file name [freshness]")
+    fresh.add_argument("--out", **out)
+    add_settings_options(fresh)
 
     beh = which.add_parser(
         "behaviour",
@@ -192,6 +221,23 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.name,
         )
         print(e2e.summary(result))
+    elif args.bench_command == "freshness":
+        from recstream_tools.bench import freshness
+
+        result = freshness.run(
+            settings,
+            args.catalogue,
+            args.drain_items,
+            args.loads,
+            args.seconds,
+            args.trickle_rate,
+            args.trickle_seconds,
+            args.max_seconds,
+            args.data,
+            args.out,
+            args.name,
+        )
+        print(freshness.summary(result))
     elif args.bench_command == "behaviour":
         from recstream_tools.bench import behaviour
 

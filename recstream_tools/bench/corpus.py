@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from encoders.text import item_text
 from recstream_tools.sample_catalog import sample_items
@@ -128,3 +129,69 @@ def token_windows(
     for text in picked:
         counts[windows[text]] = counts.get(windows[text], 0) + 1
     return Corpus(picked, counts)
+
+
+FLIPKART_ALL = (*FLIPKART, "flipkart/flipkart_com-ecommerce_sample_first999.csv")
+
+
+def _named(title: str, brand: str | None = None, categories: list[str] | None = None) -> Item:
+    return Item(
+        item_id="x",
+        title=" ".join(title.split())[:1000],
+        brand=" ".join((brand or "").split())[:200] or None,
+        categories=[c[:200] for c in categories or []][:16],
+    )
+
+
+def _product_names(data: Path) -> dict[str, list[Item]]:
+    """Products as shops name them, by source: Flipkart (name, brand, category path), Abt and
+    Buy (name, manufacturer), Online Retail (its short descriptions); no long descriptions."""
+    found: dict[str, list[Item]] = {"flipkart": [], "abt_buy": [], "online_retail": []}
+    for name in FLIPKART_ALL:
+        path = data / name
+        if path.is_file():
+            with path.open(encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    if not (row.get("product_name") or "").strip():
+                        continue  # padding rows
+                    tree = row["product_category_tree"].strip('[]"')
+                    path_ = [c.strip() for c in tree.split(">>") if c.strip()][:-1]
+                    found["flipkart"].append(_named(row["product_name"], row["brand"], path_))
+    for name in ABT_BUY:
+        path = data / name
+        if path.is_file():
+            with path.open(encoding="latin-1", newline="") as f:
+                for row in csv.DictReader(f):
+                    if row["name"].strip():
+                        found["abt_buy"].append(_named(row["name"], row.get("manufacturer")))
+    found["online_retail"] = [_named(text.capitalize()) for text in _online_retail(data)]
+    return found
+
+
+def product_items(
+    n: int, data: Path = DATA, prefix: str = "p"
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """``n`` catalogue items (wire-format dicts) named like real products, in a fixed-seed
+    shuffled order, each title once: the shared data's products first, then generated sample
+    items when those run out. Ids are ``<prefix>-0000001`` upwards. Also returns how many came
+    from each source."""
+    rng = random.Random(_SEED)
+    seen: set[str] = set()
+    pool: list[tuple[str, Item]] = []
+    for source, items in _product_names(data).items():
+        for item in items:
+            if item.title.lower() not in seen:
+                seen.add(item.title.lower())
+                pool.append((source, item))
+    rng.shuffle(pool)
+    pool = pool[:n]
+    if len(pool) < n:
+        extra = [Item.model_validate(i) for i in sample_items(n - len(pool), seed=_SEED)]
+        pool += [("generated_sample_items", i) for i in extra]
+    out: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for number, (source, item) in enumerate(pool, start=1):
+        counts[source] = counts.get(source, 0) + 1
+        wire = item.model_dump(mode="json", exclude_none=True)
+        out.append({**wire, "item_id": f"{prefix}-{number:07d}"})
+    return out, counts

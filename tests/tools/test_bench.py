@@ -30,6 +30,9 @@ def test_bench_commands_parse_with_their_options() -> None:
     args = parser.parse_args(["bench", "encoder", "--variants", "int8/2048"])
     assert args.variants == "int8/2048"
     assert parser.parse_args(["bench", "scaling"]).sizes == [10_000, 100_000]
+    args = parser.parse_args(["bench", "freshness", "--loads", "0.5,0.9", "--seconds", "5"])
+    assert (args.bench_command, args.loads, args.seconds) == ("freshness", [0.5, 0.9], 5.0)
+    assert parser.parse_args(["bench", "freshness"]).loads == [0.5, 0.8]
     args = parser.parse_args(["bench", "serve", "--sizes", "2000", "--rate", "20"])
     assert (args.bench_command, args.sizes, args.rate, args.seconds) == ("serve", [2000], 20.0, 20)
 
@@ -181,3 +184,14 @@ def test_the_readers_item_version_is_what_json_reads(version: int | None, item_i
     assert item_version(value) == json.loads(value)["item_version"] == version
     spaced = json.dumps({"item_version": version, "item_id": item_id}).encode()
     assert item_version(spaced) == version
+
+
+def test_product_items_fall_back_to_generated_items_without_data(tmp_path: Path) -> None:
+    """Without the shared data, the freshness benchmark's items are generated ones, numbered."""
+    from recstream_tools.bench.corpus import product_items
+    from schemas.catalog import Item
+
+    items, sources = product_items(5, tmp_path)
+    assert sources == {"generated_sample_items": 5}
+    assert [i["item_id"] for i in items] == [f"p-{n:07d}" for n in range(1, 6)]
+    assert all(Item.model_validate(i).title for i in items)
