@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 from scripted import scripted_loop
 
 from stream.kafka.dlq import HEADER_ERROR
 from stream.kafka.fit import HEADER_KEY_BYTES, HEADER_TRUNCATED, fit_dead_letter
 from stream.loop import BatchResult, Output
-from stream.loop.publish import OutputRejected
+from stream.loop.publish import DeliveryFailed, OutputRejected, publish
 
 MIB = 1024 * 1024
 
@@ -82,3 +82,43 @@ def test_a_dead_letter_whose_own_headers_are_huge_keeps_only_recstreams() -> Non
     key, value, cut = fit_dead_letter(b"k", b"v" * 100, headers, MIB)
     assert (key, value) == (b"k", b"v" * 100)
     assert cut == [(HEADER_ERROR, b"schema"), (HEADER_TRUNCATED, b"headers")]
+
+
+class Delivered:
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+
+class BrokerAnswers:
+    """A producer whose broker answers every record with ``code`` (the embedded broker
+    enforces no size limit, so a broker's refusal is played here)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.waiting: list[tuple[str, Any]] = []
+
+    def produce(self, topic: str, on_delivery: Any, **record: Any) -> None:
+        self.waiting.append((topic, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        for topic, on_delivery in self.waiting:
+            on_delivery(KafkaError(self.code), Delivered(topic))
+        self.waiting = []
+        return 0
+
+
+def test_a_record_the_broker_refuses_for_its_size_is_rejected_not_retried() -> None:
+    """A delivery report of MSG_SIZE_TOO_LARGE (the topic's limit below the producer's) is
+    OutputRejected, which stops the consumer; a timed-out delivery stays DeliveryFailed,
+    which the loop retries."""
+    out = [Output("items.neighbours", b"k", b"v")]
+    with pytest.raises(OutputRejected, match=r"broker refused a record for items\.neighbours"):
+        publish(BrokerAnswers(KafkaError.MSG_SIZE_TOO_LARGE), out, MIB)  # type: ignore[arg-type]
+    with pytest.raises(DeliveryFailed):
+        publish(BrokerAnswers(KafkaError._MSG_TIMED_OUT), out, MIB)  # type: ignore[arg-type]
