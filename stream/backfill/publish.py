@@ -33,7 +33,7 @@ from stream.backfill.rows import (
     read_rows,
     to_message,
 )
-from stream.backfill.state import Pace, ResumePoint, reject_line, trim_rejects
+from stream.backfill.state import Pace, ResumePoint, file_head, reject_line, trim_rejects
 from stream.kafka.config import producer_config
 from stream.kafka.topics import behaviour_topics, catalog_topics, ensure_topics
 from stream.settings import Settings
@@ -131,9 +131,10 @@ def backfill(
     point = ResumePoint.load(request.resume_path, request.kind, topic)
     if point is None:
         stamp = datetime.now(UTC).isoformat()
-        point = ResumePoint(request.kind, topic, 0, 0, 0, stamp)
+        point = ResumePoint(request.kind, topic, 0, 0, 0, stamp, head=file_head(request.path))
         request.rejects_path.unlink(missing_ok=True)
     else:
+        point.check_head(request.path)
         trim_rejects(request.rejects_path, point.line)
     report = BackfillReport(topic, point.line if point.line else None)
     ensure_topics(
@@ -285,6 +286,7 @@ class _Run:
             self.before[1] + self.report.rejected,
             self.point.stamp,
             complete,
+            self.point.head,
         )
         self.point.save(self.request.resume_path)
         self.unsaved = 0

@@ -7,6 +7,7 @@ by replacing the file whole (a crash leaves the old point or the new one, never 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -35,6 +36,9 @@ class ResumePoint:
     stamp: str
     """The ``occurred_at`` given to items without one: the time the first run began."""
     complete: bool = False
+    head: str = ""
+    """``<bytes>:<sha256>`` of the file's first bytes when the backfill began: a file changed
+    before the point (not only appended to) would make the point name other rows."""
 
     def save(self, path: Path) -> None:
         """Replace the file at ``path`` with this point (atomically)."""
@@ -59,6 +63,7 @@ class ResumePoint:
                 rejected=int(body["rejected"]),
                 stamp=str(body["stamp"]),
                 complete=bool(body.get("complete", False)),
+                head=str(body.get("head", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"resume file {path} is unreadable ({exc}): --restart") from None
@@ -68,6 +73,25 @@ class ResumePoint:
                 f"{kind} to {topic}: --restart to start over, or --resume-file for another"
             )
         return point
+
+    def check_head(self, path: Path) -> None:
+        """StateMismatch if the file's first bytes are not those the point was made on."""
+        size, _, _ = self.head.partition(":")
+        if size.isdigit() and file_head(path, int(size)) != self.head:
+            raise StateMismatch(
+                f"{path} changed before the resume point (its first {int(size):,} bytes differ "
+                "from the first run's): --restart to publish it from the first row"
+            )
+
+
+HEAD_BYTES = 65_536
+
+
+def file_head(path: Path, size: int = HEAD_BYTES) -> str:
+    """``<bytes>:<sha256>`` of the first ``size`` bytes of the file (fewer if it is shorter)."""
+    with path.open("rb") as f:
+        data = f.read(size)
+    return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
 
 
 def trim_rejects(path: Path, after: int) -> None:

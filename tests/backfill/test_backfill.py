@@ -321,3 +321,28 @@ def test_the_progress_bar_counts_the_file_lines(
     request = BackfillRequest("events", path, ColumnMap("events", {}, {}), progress=True)
     assert backfill(settings, request).published == 120
     assert "120/120" in capsys.readouterr().err
+
+
+def test_a_file_changed_before_the_resume_point_is_refused_and_one_appended_to_resumes(
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The point is a line number: rows appended later are published by the next run, but a
+    file whose earlier lines changed is refused (exit 2, --restart named) instead of skipping
+    rows the first run never saw."""
+    settings = make_settings()
+    path = tmp_path / "events.jsonl"
+    ids = _events_file(path, users=2, per_user=10)
+    argv = ["backfill", "events", str(path), *_flags(settings)]
+    assert cli.main(argv) == 0
+    text = path.read_text(encoding="utf-8")
+    extra = json.loads(text.splitlines()[0]) | {"event_id": "e-late"}
+    path.write_text(text + json.dumps(extra) + "\n", encoding="utf-8")
+    assert cli.main(argv) == 0
+    published = [v["event_id"] for _, v in _values(settings, settings.topic_user_events)]
+    assert sorted(published) == sorted([*ids, "e-late"])
+
+    path.write_text(text.replace('"e-0"', '"e-new"'), encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    assert "changed before the resume point" in capsys.readouterr().err
+    assert len(read_topic(settings, settings.topic_user_events)) == len(ids) + 1
