@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -368,10 +367,3 @@ def to_message(
     except InvalidEvent as exc:
         return Reject(row.line, shorten(str(exc), _MAX_REASON_CHARS), row.fields)
     return Message(row.line, key.encode(), value)
-
-
-def describe(row: Mapping[str, Any]) -> str:
-    """A row as one short line of text, for messages."""
-    buffer = io.StringIO()
-    json.dump(dict(row), buffer, ensure_ascii=False, default=str)
-    return shorten(buffer.getvalue(), 200)
