@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -31,9 +32,41 @@ class _SecretRefused(argparse.Action):
         )
 
 
-def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+SETTING_GROUPS: dict[str, tuple[str, ...]] = {
+    "kafka": ("kafka_", "group_id", "topic_", "max_message_bytes"),
+    "store": ("qdrant_",),
+    "encoder": ("model", "device", "encoder_", "max_seq_length"),
+    "batching": ("batch_", "stats_batch_"),
+    "lists": (
+        "neighbours_k",
+        "recommendations_n",
+        "neighbour_search",
+        "single_writer",
+        "reverse_",
+        "lists_",
+    ),
+    "behaviour": ("weight_", "profile_", "history_max", "popularity_", "cooccurrence_"),
+    "ranking": ("rank_", "learned_"),
+    "failures": ("retry_", "shutdown_"),
+    "startup": ("startup_",),
+    "http": ("http_",),
+    "logs": ("log_",),
+}
+"""Settings by what they concern (a name, or the start of names): a command lists as options
+only the groups it uses; every setting is in one group (tested)."""
+
+
+def settings_of(*groups: str) -> list[str]:
+    """The settings of these groups (all of them when none is named), in declaration order."""
+    prefixes = [p for g in (groups or tuple(SETTING_GROUPS)) for p in SETTING_GROUPS[g]]
+    return [n for n in Settings.model_fields if any(n.startswith(p) for p in prefixes)]
+
+
+def _add_settings_options(parser: argparse.ArgumentParser, *groups: str) -> None:
+    """A ``--flag`` for each setting of ``groups`` (each setting, when none is named)."""
     group = parser.add_argument_group(_SETTINGS_HELP)
-    for name, info in Settings.model_fields.items():
+    for name in settings_of(*groups):
+        info = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
         if name in SECRET_SETTINGS:
             group.add_argument(flag, dest=name, action=_SecretRefused, help=argparse.SUPPRESS)
@@ -93,7 +126,12 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     _add_settings_options(demo)
 
     run = sub.add_parser("run", help="run the production consumers")
-    run.add_argument("which", choices=["catalog", "behaviour", "all"])
+    run.add_argument(
+        "which",
+        choices=["catalog", "behaviour", "all"],
+        help="catalog (items in, similar-item lists out), behaviour (shopper events in, "
+        "recommendations out; and the item-stats consumer), all (the three in one process)",
+    )
     _add_settings_options(run)
 
     serve = sub.add_parser(
@@ -104,7 +142,7 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     _add_settings_options(serve)
 
     broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (foreground)")
-    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 [9092]")
 
     evaluation = sub.add_parser("eval", help="offline evaluation on real data")
     eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
@@ -132,7 +170,7 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     recs.add_argument(
         "--samples", type=int, default=200, help="weight vectors tried per grid point"
     )
-    _add_settings_options(recs)
+    _add_settings_options(recs, "encoder", "behaviour", "ranking", "lists", "logs")
 
     train = sub.add_parser("train", help="train a model from what the store holds")
     train_sub = train.add_subparsers(dest="train_command", required=True)
@@ -164,7 +202,7 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true", help="publish nothing, report only")
     replay.add_argument("--reason", default=None, help="only dead letters with this reason code")
     replay.add_argument("--limit", type=int, default=None, help="replay at most this many")
-    _add_settings_options(replay)
+    _add_settings_options(replay, "kafka", "startup", "logs")
 
     from stream.backfill.command import add_backfill_parser
 
@@ -184,7 +222,7 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
         help="write the JSON Schema of every message and asyncapi.yaml (AsyncAPI 3.0: the "
         "topics and their messages)",
     )
-    export.add_argument("directory", type=Path)
+    export.add_argument("directory", type=Path, help="the directory to write (created if missing)")
     return parser
 
 
@@ -204,9 +242,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(_invalid_settings(exc), file=sys.stderr)
         return 2
+    from confluent_kafka import KafkaException
+
+    from stream.errors import Refused
     from stream.logs import configure_logging
+    from stream.startup import warn_misspelled
+    from stream.store.base import StoreUnavailable
 
     configure_logging(settings.log_format, settings.log_level)
+    warn_misspelled(os.environ)
+    # the project's own start-up and connection errors: one line naming what to change, not
+    # a traceback
+    try:
+        return _command(args, settings)
+    except Refused as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(
+            f"recstream: the vector store does not answer ({exc}): check "
+            "RECSTREAM_QDRANT_URL (or RECSTREAM_QDRANT_PATH)",
+            file=sys.stderr,
+        )
+        return 1
+    except KafkaException as exc:
+        print(f"recstream: Kafka: {exc.args[0]}: check RECSTREAM_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 1
+
+
+_USES_BROKER = frozenset({"run", "replay-dlq", "backfill"})
+_USES_STORE = frozenset({"run", "serve", "train", "tune"})
+
+
+def _before_start(settings: Settings, command: str) -> None:
+    """Say what a service runs against, and wait for the servers a command needs (each
+    command calls it first): raises :class:`stream.errors.Unreachable` when one does not
+    answer."""
+    from stream.startup import check_broker, check_store, log_start
+
+    if command in ("run", "serve"):
+        log_start(settings, command)
+    if command in _USES_BROKER:
+        check_broker(settings)
+    if command in _USES_STORE:
+        check_store(settings)
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         from recstream_tools.demo import run_demo
 
@@ -226,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         from stream.backfill.command import run_backfill
 
+        _before_start(settings, "backfill")
         return run_backfill(settings, args, _stop_on_signals())
     if args.command == "serve":
         return _serve(settings)
@@ -249,6 +332,7 @@ def _run(settings: Settings, which: str) -> int:
     from stream.http.server import HttpUnavailable
     from stream.runner import run_consumers
 
+    _before_start(settings, "run")
     stop = _stop_on_signals()
     try:
         return run_consumers(settings, which, stop)
@@ -267,6 +351,7 @@ def _serve(settings: Settings) -> int:
     if not settings.http_port:
         print("recstream: serve needs an HTTP port: set RECSTREAM_HTTP_PORT", file=sys.stderr)
         return 2
+    _before_start(settings, "serve")
     stop = _stop_on_signals()
     server = HttpServer(settings.http_host, settings.http_port)
     try:
@@ -326,6 +411,7 @@ def _train_recommender(settings: Settings) -> int:
     from stream.ranking.learned import train_from_store
     from stream.store import open_store
 
+    _before_start(settings, "train")
     store = open_store(settings)
     try:
         from encoders.bert import model_dimension
@@ -351,6 +437,7 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
     from stream.collections import ensure_collections
     from stream.store import open_store
 
+    _before_start(settings, "tune")
     store = open_store(settings)
     try:
         ensure_collections(store, model_dimension(settings.model))
@@ -376,6 +463,7 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
 def _replay_dlq(settings: Settings, args: argparse.Namespace) -> int:
     from stream.replay import ReplayFailed, format_report, replay_dead_letters
 
+    _before_start(settings, "replay-dlq")
     topic = args.topic or settings.dlq_topic(settings.topic_items)
     try:
         report = replay_dead_letters(settings, topic, args.dry_run, args.reason, args.limit)

@@ -12,3 +12,12 @@ class Refused(Exception):
     """A start-up check that waiting cannot pass (another process holds the store, the store's
     vectors come from another model): the command prints the message, which says what to
     change, on one line and exits non-zero."""
+
+
+class Unreachable(Refused):
+    """At start-up, a server the settings name (the Kafka broker, a Qdrant server) did not
+    answer in time. ``setting`` is the variable to check, named in the message too."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(f"{message}: check {setting}")
+        self.setting = setting
