@@ -63,6 +63,8 @@ class MemoryIndex:
         self._scores = np.zeros((0, k), dtype=np.float64)
         self._lengths = np.zeros(0, dtype=np.int16)
         self._cluster = np.zeros(0, dtype=np.int16)
+        self._hidden = np.zeros(0, dtype=np.bool_)
+        self._any_hidden = False
         self.min_rows = min_rows
         self._partition: Partition | None = None
         self._rebuild: Rebuild | None = None
@@ -81,6 +83,20 @@ class MemoryIndex:
     def floors(self) -> npt.NDArray[np.float64]:
         return self._floors[: len(self.keys)]
 
+    @property
+    def hidden(self) -> npt.NDArray[np.bool_] | None:
+        """Rows no list may name (items out of stock where lists are in stock only); None
+        when there are none."""
+        hidden = self._hidden[: len(self.keys)]
+        return hidden if self._any_hidden and hidden.any() else None
+
+    def hide(self, flags: Mapping[str, bool]) -> None:
+        """Mark stored keys as hidden (True) or nameable (False) in lists."""
+        rows = [self.rows[k] for k in flags if k in self.rows]
+        if rows:
+            self._hidden[rows] = [flags[k] for k in flags if k in self.rows]
+            self._any_hidden = self._any_hidden or any(flags.values())
+
     def put(
         self, vectors: Mapping[str, Vector], versions: Mapping[str, int | None] | None = None
     ) -> None:
@@ -94,6 +110,7 @@ class MemoryIndex:
             self._floors[row] = NO_FLOOR
             self._lengths[row] = _NO_LIST
             self._ids[row] = _NO_LIST  # not a removed item's list: listing() reads every column
+            self._hidden[row] = False
             self.keys.append(key)
         for key, version in (versions or {}).items():
             if key in self.rows:
@@ -197,7 +214,10 @@ class MemoryIndex:
     ) -> Found:
         """Each query's top k and (unless ``no_entry`` is None) the rows whose lists it enters,
         exactly (:func:`stream.catalog.search.search`); ``own``: each query's own row or -1."""
-        return search(self.matrix, self.floors, queries, own, self.k, no_entry, self._clusters())
+        clusters = self._clusters()
+        return search(
+            self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden
+        )
 
     def settle(self) -> None:
         """Make the clusters that are due (or being made), wait for them and put them to use."""
@@ -282,6 +302,7 @@ class MemoryIndex:
         self._scores = grown(self._scores, 0.0)
         self._lengths = grown(self._lengths, _NO_LIST)
         self._cluster = grown(self._cluster, 0)
+        self._hidden = grown(self._hidden, 0)
 
     def _columns(self) -> tuple[npt.NDArray[Any], ...]:
         """Every per-row array."""
@@ -292,6 +313,7 @@ class MemoryIndex:
             self._scores,
             self._lengths,
             self._cluster,
+            self._hidden,
         )
 
 

@@ -59,10 +59,15 @@ Entries = dict[str, dict[str, float]]
 class NeighbourFinder:
     """What the catalog processor asks about lists; each finder answers from its own place."""
 
-    def __init__(self, store: VectorStore, collection: str, k: int) -> None:
+    def __init__(
+        self, store: VectorStore, collection: str, k: int, in_stock_only: bool = False
+    ) -> None:
         self.store = store
         self.collection = collection
         self.k = k
+        self.in_stock_only = in_stock_only
+        """Lists name only items whose payload does not say ``in_stock: false``; an item out
+        of stock still has its own list."""
 
     def listing(self, keys: Iterable[str]) -> set[str]:
         """Items whose last published list names any of ``keys``."""
@@ -85,8 +90,10 @@ class NeighbourFinder:
         upserted: Mapping[str, Vector],
         removed: Iterable[str],
         versions: Mapping[str, int | None],
+        hidden: Mapping[str, bool] | None = None,
     ) -> None:
-        """The store now holds these vectors and item versions, and no longer these keys."""
+        """The store now holds these vectors and item versions, and no longer these keys;
+        ``hidden``: items written now that lists may (False) or may not (True) name."""
 
     def record(
         self, lists: Mapping[str, NeighbourState], messages: Mapping[str, bytes] | None = None
@@ -104,9 +111,15 @@ class StoreFinder(NeighbourFinder):
     other processes write too."""
 
     def __init__(
-        self, store: VectorStore, collection: str, k: int, page: int = 64, max_pages: int = 16
+        self,
+        store: VectorStore,
+        collection: str,
+        k: int,
+        page: int = 64,
+        max_pages: int = 16,
+        in_stock_only: bool = False,
     ) -> None:
-        super().__init__(store, collection, k)
+        super().__init__(store, collection, k, in_stock_only)
         self.page = page
         self.max_pages = max_pages
 
@@ -190,8 +203,10 @@ class StoreFinder(NeighbourFinder):
     def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
         points = self.store.retrieve(self.collection, sorted(keys), with_vectors=True)
         vectors = {k: p.vector for k, p in points.items() if p.vector is not None}
+        stock = ("in_stock", True) if self.in_stock_only else None
         queries = [
-            SearchQuery(v, self.k, Where(frozenset({k})), exact=True) for k, v in vectors.items()
+            SearchQuery(v, self.k, Where(frozenset({k}), flag=stock), exact=True)
+            for k, v in vectors.items()
         ]
         results = self.store.search(self.collection, queries)
         return {k: NeighbourState.from_hits(h) for k, h in zip(vectors, results, strict=True)}
@@ -210,9 +225,15 @@ class MemoryFinder(NeighbourFinder):
     persisted as a journal in the ``lists`` collection, one entry per batch."""
 
     def __init__(
-        self, store: VectorStore, collection: str, k: int, dim: int, lists: str = ITEM_LISTS
+        self,
+        store: VectorStore,
+        collection: str,
+        k: int,
+        dim: int,
+        lists: str = ITEM_LISTS,
+        in_stock_only: bool = False,
     ) -> None:
-        super().__init__(store, collection, k)
+        super().__init__(store, collection, k, in_stock_only)
         self.dim = dim
         self.lists = lists
         self._tops: dict[str, NeighbourState] = {}
@@ -245,16 +266,20 @@ class MemoryFinder(NeighbourFinder):
         index = MemoryIndex(self.dim, self.k)
         vectors: dict[str, Vector] = {}
         versions: dict[str, int | None] = {}
+        hidden: dict[str, bool] = {}
         lists: dict[str, NeighbourState] = {}
         for point in self.store.scroll(self.collection, with_vectors=True):
             if point.vector is None:
                 continue
             vectors[point.key] = point.vector
             versions[point.key] = point.payload.get("version")
+            if self.in_stock_only and point.payload.get("in_stock") is False:
+                hidden[point.key] = True
             state = NeighbourState.from_payload(point.payload)
             if state is not None:
                 lists[point.key] = state
         index.put(vectors, versions)  # one put: normalising row by row is several times slower
+        index.hide(hidden)
         try:
             journal = self.journal.load()
         except JournalDamaged as exc:
@@ -324,12 +349,14 @@ class MemoryFinder(NeighbourFinder):
         upserted: Mapping[str, Vector],
         removed: Iterable[str],
         versions: Mapping[str, int | None],
+        hidden: Mapping[str, bool] | None = None,
     ) -> None:
         """As the base class says; a removed item's record is dropped in the journal too."""
         self._tops = {}
         index = self.index
         removed = list(removed)
         index.put(upserted, versions)
+        index.hide(hidden or {})
         index.remove(removed)
         self.journal.append({}, removed)
 
@@ -365,13 +392,20 @@ def finder_for(
     The collections (:func:`stream.collections.ensure_collections`) must exist."""
     mode = settings.neighbour_search
     if mode == "memory" or (mode == "auto" and store.exclusive):
-        return MemoryFinder(store, collection, settings.neighbours_k, dim)
+        return MemoryFinder(
+            store,
+            collection,
+            settings.neighbours_k,
+            dim,
+            in_stock_only=settings.lists_in_stock_only,
+        )
     finder = StoreFinder(
         store,
         collection,
         settings.neighbours_k,
         settings.reverse_search_page,
         settings.reverse_search_max_pages,
+        in_stock_only=settings.lists_in_stock_only,
     )
     finder.adopt_packed()
     return finder

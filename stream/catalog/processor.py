@@ -165,7 +165,8 @@ class CatalogProcessor:
         )
         changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
         versions = {r.item_id: r.stamp.version for r in [*encoded, *plan.refresh]}
-        self.finder.written(changed, gone, versions)
+        hidden = self._hidden([*encoded, *plan.refresh])
+        self.finder.written(changed, gone, versions, hidden)
         written = time.perf_counter()
 
         # Lists still owed: an item whose stored payload says ``lists_pending`` was written by a
@@ -179,14 +180,21 @@ class CatalogProcessor:
         replays = owed | {
             r.item_id for r in plan.refresh if r.stamp == Stamp.from_payload(stored[r.item_id])
         }
+        # In-stock-only lists: an item out of stock now leaves the lists naming it; one back in
+        # stock enters lists again (searched around with its stored vector, as a replay).
+        was_hidden = {k for k, p in stored.items() if k in hidden and p.get("in_stock") is False}
+        left = {k for k, h in hidden.items() if h and k in stored and k not in was_hidden}
+        replays |= {k for k, h in hidden.items() if not h and k in was_hidden}
         replays -= set(changed)
         own = {r.item_id for r in encoded} | {r.item_id for r in plan.refresh} | owed
         for key, point in self.store.retrieve(ITEMS, sorted(replays), with_vectors=True).items():
             if point.vector is not None:
                 changed[key] = point.vector
+                if key not in hidden and self.finder.in_stock_only:
+                    hidden[key] = point.payload.get("in_stock") is False
         own &= {*changed, *(r.item_id for r in plan.refresh)}  # owed ones still stored
-        listed = self.finder.listing([*changed, *gone]) - set(gone)
-        entries = self.finder.entered_by(changed)
+        listed = self.finder.listing([*changed, *gone, *left]) - set(gone)
+        entries = self.finder.entered_by({k: v for k, v in changed.items() if not hidden.get(k)})
         result.outputs, lists = self._lists(own, listed, entries)
         result.confirm = Published(lists, sorted(own))
         for item_id in gone:
@@ -271,6 +279,17 @@ class CatalogProcessor:
                 rejected.append(dead_letter(msg, ENCODER_REJECTED, str(exc)))
         return vectors, rejected
 
+    def _hidden(self, written: list[Received]) -> dict[str, bool]:
+        """Of the items written, whether lists may not name them (only with in-stock-only
+        lists: the items out of stock)."""
+        if not self.finder.in_stock_only:
+            return {}
+        return {
+            r.item_id: not r.event.item.in_stock
+            for r in written
+            if not isinstance(r.event, ItemDeleted)
+        }
+
     def _payload(self, r: Received) -> Payload:
         return {**item_payload(r, self.encoder.name), PENDING: True}
 
@@ -303,6 +322,7 @@ class CatalogProcessor:
             assert state is not None
             lists[key] = merged(state, entries[key], self.k)
         now = datetime.now(UTC)
+        least = self.settings.lists_min_score  # the state keeps all k: its floor stays exact
         outputs: list[Output] = []
         published: dict[str, tuple[NeighbourState, bytes]] = {}
         for key in sorted(lists):
@@ -312,7 +332,7 @@ class CatalogProcessor:
                 continue
             value = neighbour_list_json(
                 key,
-                zip(state.ids, state.scores, strict=True),
+                [(i, s) for i, s in zip(state.ids, state.scores, strict=True) if s >= least],
                 self.encoder.name,
                 record.version,
                 now,

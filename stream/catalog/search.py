@@ -68,18 +68,19 @@ def search(
     k: int,
     no_entry: Ints | None,
     clusters: Clusters | None = None,
+    hidden: npt.NDArray[np.bool_] | None = None,
 ) -> Found:
     """Search ``matrix`` (unit rows) for ``queries`` (unit rows).
 
     ``own``: each query's own row (-1: none), never its neighbour. ``no_entry``: rows never
     reported as entered (None: entries not wanted). ``clusters``: the index's, None for a full
-    scan."""
+    scan. ``hidden``: rows never in a top k (their own lists are still entered)."""
     if clusters is not None:
-        blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
+        blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden)
         if _pruned(blocks, clusters):
             return blocks.found()
     # a fresh one: the pruned attempt's first round would be scored twice
-    blocks = _Blocks(matrix, floors, queries, own, k, no_entry)
+    blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden)
     step = max(1, _CHUNK_CELLS // max(1, len(matrix)))
     for start in range(0, len(queries), step):
         blocks.score(np.arange(start, min(start + step, len(queries))), None)
@@ -148,8 +149,10 @@ class _Blocks:
         own: Ints,
         k: int,
         no_entry: Ints | None,
+        hidden: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         self.matrix = matrix
+        self.hidden = hidden
         self.floors = floors
         self.queries = queries
         self.own = own
@@ -193,6 +196,8 @@ class _Blocks:
                     strict=True,
                 )
             )
+        if self.hidden is not None:
+            scores[:, self.hidden if rows is None else self.hidden[rows]] = -np.inf
         size = min(self.k, scores.shape[1])
         if size <= 0:
             return

@@ -1,8 +1,9 @@
 """What the query endpoints compute, from the store the consumers write and with their code.
 
 - Similar items: an exact top-k search of the ``items`` collection with the item's stored
-  vector, the item itself left out: with no filter, the list ``items.neighbours`` holds for it
-  (those lists are an exact top-k of the same vectors).
+  vector, the item itself left out, with the lists' settings (in stock only, a minimum score):
+  with no filter, the list ``items.neighbours`` holds for it (those lists are an exact top-k of
+  the same vectors).
 - Recommendations: :meth:`stream.ranking.recommender.Recommender.recommend` on the shopper's
   stored history, as the behaviour consumer computes them.
 - Search: the query text encoded by the process's encoder (loaded on first use where the
@@ -15,6 +16,7 @@ request at a time.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from encoders import Encoder, load_encoder
@@ -53,8 +55,11 @@ class Queries:
         point = self.store.retrieve(ITEMS, [item_id], with_vectors=True).get(item_id)
         if point is None or point.vector is None:
             return None
+        if self.settings.lists_in_stock_only and filters.in_stock is None:
+            filters = replace(filters, in_stock=True)  # as the lists on the topic
         query = SearchQuery(point.vector, k, filters.where(frozenset({item_id})), exact=True)
-        hits = self.store.search(ITEMS, [query])[0]
+        least = self.settings.lists_min_score
+        hits = [h for h in self.store.search(ITEMS, [query])[0] if h.score >= least]
         version = point.payload.get("version")
         return NeighbourList(
             item_id=item_id,

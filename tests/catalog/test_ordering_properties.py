@@ -82,6 +82,7 @@ class Event:
     price: float | None
     serial: int
     """Makes event ids unique; an exact replay repeats the whole event, serial included."""
+    in_stock: bool = True
 
     @property
     def is_delete(self) -> bool:
@@ -91,7 +92,12 @@ class Event:
         return (self.minute,) if self.version is None else (self.version, self.minute)
 
     def item(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "title": self.title, "price": self.price}
+        return {
+            "item_id": self.item_id,
+            "title": self.title,
+            "price": self.price,
+            "in_stock": self.in_stock,
+        }
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
@@ -109,7 +115,7 @@ class Event:
 
 
 @st.composite
-def event_streams(draw: st.DrawFn) -> tuple[list[Event], list[int]]:
+def event_streams(draw: st.DrawFn, stock: bool = False) -> tuple[list[Event], list[int]]:
     """Events for up to five items and the sizes of the batches they are split into."""
     ids = IDS[: draw(st.integers(2, len(IDS)))]
     versioned = {i: draw(st.booleans()) for i in ids}
@@ -128,6 +134,7 @@ def event_streams(draw: st.DrawFn) -> tuple[list[Event], list[int]]:
                 title=f"{item_id} {draw(st.sampled_from(TITLES))}",
                 price=draw(st.sampled_from([None, 5.0, 9.5])),
                 serial=serial,
+                in_stock=draw(st.booleans()) if stock else True,
             )
         )
     sizes = []
@@ -187,11 +194,12 @@ def _run(
     search: str = "auto",
     ahead: bool = False,
     first_offset: int = 0,
+    lists: dict[str, Any] | None = None,
 ) -> list[Output]:
     """Feed the events through receive -> process -> confirm, batch by batch; ``ahead``: as
     the consumer loop does with a backlog, prepare each batch before the one before it is
     processed (its texts are then encoded against the store as it was before that batch)."""
-    settings = SETTINGS.model_copy(update={"neighbour_search": search})
+    settings = SETTINGS.model_copy(update={"neighbour_search": search, **(lists or {})})
     processor = CatalogProcessor(settings, HashEncoder(), store)
     outputs: list[Output] = []
     offset = first_offset
@@ -251,9 +259,20 @@ def _message(offset: int, e: Event) -> LocalMessage:
     return LocalMessage(offset, e.item_id.encode(), e.to_bytes())
 
 
-def _brute_force(vectors: dict[str, npt.NDArray[np.float32]], key: str) -> list[tuple[str, float]]:
-    scores = [(other, float(vectors[key] @ v)) for other, v in vectors.items() if other != key]
-    return sorted(scores, key=lambda s: -s[1])[:K]
+def _brute_force(
+    vectors: dict[str, npt.NDArray[np.float32]],
+    key: str,
+    nameable: set[str] | None = None,
+    least: float = -1.0,
+) -> list[tuple[str, float]]:
+    """``key``'s top K among ``nameable`` items (all: None), those scoring below ``least``
+    then left out."""
+    scores = [
+        (other, float(vectors[key] @ v))
+        for other, v in vectors.items()
+        if other != key and (nameable is None or other in nameable)
+    ]
+    return [s for s in sorted(scores, key=lambda s: -s[1])[:K] if s[1] >= least]
 
 
 @settings(
@@ -304,7 +323,42 @@ def test_a_redo_after_a_crash_repairs_every_list(
     _assert_follows_newest(store, stream[0], _run_crashing(store, stream, search))
 
 
-def _assert_follows_newest(store: EdgeStore, events: list[Event], outputs: list[Output]) -> None:
+def _out_of_stock_and_back(back: bool) -> tuple[list[Event], list[int]]:
+    """Three items listed; ``b`` goes out of stock (a stock-only update), then maybe back."""
+    events = [
+        Event(i, "item.created", 1, 0, f"{i} cotton shirt", 5.0, n) for n, i in enumerate("abc")
+    ]
+    events.append(Event("b", "item.updated", 2, 1, "b cotton shirt", 5.0, 3, in_stock=False))
+    if back:
+        events.append(Event("b", "item.updated", 3, 2, "b cotton shirt", 5.0, 4))
+    return events, [3] + [1] * (len(events) - 3)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=event_streams(stock=True), least=st.sampled_from([-1.0, 0.0, 0.3]))
+@example(stream=_out_of_stock_and_back(False), least=-1.0)
+@example(stream=_out_of_stock_and_back(True), least=-1.0)
+@pytest.mark.parametrize("search", ["memory", "store"])
+def test_in_stock_only_lists_with_a_minimum_score(
+    store: EdgeStore, search: str, stream: tuple[list[Event], list[int]], least: float
+) -> None:
+    """RECSTREAM_LISTS_IN_STOCK_ONLY and RECSTREAM_LISTS_MIN_SCORE: whatever the order of stock
+    changes, the last list of each live item (in stock or not) is the brute-force top k of the
+    live items in stock, without those scoring below the minimum."""
+    events, sizes = stream
+    _empty(store)
+    lists = {"lists_in_stock_only": True, "lists_min_score": least}
+    outputs = _run(store, events, sizes, search, lists=lists)
+    _assert_follows_newest(store, events, outputs, stock=True, least=least)
+
+
+def _assert_follows_newest(
+    store: EdgeStore,
+    events: list[Event],
+    outputs: list[Output],
+    stock: bool = False,
+    least: float = -1.0,
+) -> None:
     want = reference(events)
     points = {p.key: p for p in store.scroll(ITEMS, with_vectors=True)}
     assert set(points) == set(want), f"live items {sorted(points)}, expected {sorted(want)}"
@@ -332,7 +386,8 @@ def _assert_follows_newest(store: EdgeStore, events: list[Event], outputs: list[
         message = json.loads(value)
         assert message["item_version"] == want[item_id].version, item_id
         got_list = [(n["item_id"], n["score"]) for n in message["neighbours"]]
-        expected_list = _brute_force(vectors, item_id)
+        nameable = {k for k, e in want.items() if e.in_stock} if stock else None
+        expected_list = _brute_force(vectors, item_id, nameable, least)
         assert [i for i, _ in got_list] == [i for i, _ in expected_list], item_id
         for (_, got_score), (_, want_score) in zip(got_list, expected_list, strict=True):
             assert got_score == pytest.approx(want_score, abs=1e-5), item_id
