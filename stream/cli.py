@@ -178,7 +178,7 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
         "recommender",
         help="train the learned collaborative model on every stored shopper history",
     )
-    _add_settings_options(train_rec)
+    _add_settings_options(train_rec, "store", "encoder", "behaviour", "ranking", "startup", "logs")
 
     tune_cmd = sub.add_parser(
         "tune",
@@ -193,7 +193,9 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     )
     tune_cmd.add_argument("--samples", type=int, default=200, help="weight vectors per grid point")
     tune_cmd.add_argument("--workers", type=int, default=None, help="processes [one per CPU]")
-    _add_settings_options(tune_cmd)
+    _add_settings_options(
+        tune_cmd, "store", "encoder", "behaviour", "ranking", "lists", "startup", "logs"
+    )
 
     replay = sub.add_parser(
         "replay-dlq", help="send dead letters back to the topic they came from (after a fix)"
