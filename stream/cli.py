@@ -18,6 +18,7 @@ from stream.settings import SECRET_SETTINGS, Settings
 _SETTINGS_HELP = "settings (each also RECSTREAM_<NAME> in the environment)"
 _BENCH_HELP = "benchmarks: write bench/results/<name>.json and <name>.png"
 _ONLINE_RETAIL = "../shared/data/online_retail/online_retail.csv.gz"
+_SHARED_DATA = "../shared/data"
 
 
 class _SecretRefused(argparse.Action):
@@ -171,6 +172,24 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
         "--samples", type=int, default=200, help="weight vectors tried per grid point"
     )
     _add_settings_options(recs, "encoder", "behaviour", "ranking", "lists", "logs")
+    neighbours = eval_sub.add_parser(
+        "neighbours",
+        help="similar-item quality: Abt-Buy twin recall@1/5/10 (test split) and Flipkart "
+        "category precision@10, TF-IDF and the encoder",
+    )
+    neighbours.add_argument(
+        "--data",
+        type=Path,
+        default=Path(_SHARED_DATA),
+        help=f"abt_buy/, flipkart/ [{_SHARED_DATA}]",
+    )
+    neighbours.add_argument(
+        "--out", type=Path, default=Path("bench/results"), help="[bench/results]"
+    )
+    neighbours.add_argument(
+        "--lexical-only", action="store_true", help="TF-IDF only: load no model"
+    )
+    _add_settings_options(neighbours, "encoder", "logs")
 
     train = sub.add_parser("train", help="train a model from what the store holds")
     train_sub = train.add_subparsers(dest="train_command", required=True)
@@ -179,6 +198,45 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
         help="train the learned collaborative model on every stored shopper history",
     )
     _add_settings_options(train_rec, "store", "encoder", "behaviour", "ranking", "startup", "logs")
+    train_enc = train_sub.add_parser(
+        "encoder",
+        help="fine-tune the encoder (RECSTREAM_MODEL) on pairs of items that belong together; "
+        "writes a model directory RECSTREAM_MODEL accepts",
+    )
+    train_enc.add_argument("--out", type=Path, required=True, help="new model directory")
+    train_enc.add_argument(
+        "--pairs", type=Path, default=None, help="pairs file: text_a, text_b or item_a, item_b"
+    )
+    train_enc.add_argument(
+        "--items", type=Path, default=None, help="items file: item_id, title[, description, ...]"
+    )
+    train_enc.add_argument(
+        "--same-category", type=int, default=0, help="at most N pairs of same-category items [0]"
+    )
+    train_enc.add_argument(
+        "--abt-buy", type=Path, default=None, help="Abt-Buy directory: its training split's pairs"
+    )
+    train_enc.add_argument(
+        "--interactions",
+        type=Path,
+        default=None,
+        help="shopper interactions (with --items), or the Online Retail invoices (alone)",
+    )
+    train_enc.add_argument(
+        "--co-purchase", type=int, default=0, help="at most N pairs of items bought together [0]"
+    )
+    train_enc.add_argument(
+        "--before", default=None, help="only interactions before this ISO date (UTC)"
+    )
+    train_enc.add_argument("--epochs", type=int, default=1, help="[1]")
+    train_enc.add_argument("--batch-size", type=int, default=32, help="pairs per step [32]")
+    train_enc.add_argument("--learning-rate", type=float, default=5e-5, help="[5e-5]")
+    train_enc.add_argument("--max-length", type=int, default=128, help="tokens per text [128]")
+    train_enc.add_argument(
+        "--holdout", type=float, default=0.1, help="share of the pairs held out [0.1]"
+    )
+    train_enc.add_argument("--seed", type=int, default=0, help="[0]")
+    _add_settings_options(train_enc, "encoder", "logs")
 
     tune_cmd = sub.add_parser(
         "tune",
@@ -299,8 +357,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         from recstream_tools.bench.cli import run_bench
 
         return run_bench(settings, args)
+    if args.command == "eval" and args.eval_command == "neighbours":
+        return _eval_neighbours(settings, args)
     if args.command == "eval":
         return _eval_recommendations(settings, args)
+    if args.command == "train" and args.train_command == "encoder":
+        return _train_encoder(settings, args)
     if args.command == "train":
         return _train_recommender(settings)
     if args.command == "tune":
@@ -406,6 +468,70 @@ def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(format_table(result))
     print(f"results: {result['path']}")
+    return 0
+
+
+def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
+    from recstream_tools.evaluation.neighbours import evaluate_neighbours, format_markdown
+
+    encoder = None
+    if not args.lexical_only:
+        from encoders import load_encoder
+
+        encoder = load_encoder(settings)
+    result, skipped = evaluate_neighbours(args.data, encoder, args.out)
+    for reason in skipped:
+        print(f"skipped {reason}")
+    if "paths" not in result:
+        print(f"recstream: no neighbour evaluation data under {args.data}: nothing to do")
+        return 0
+    print(format_markdown(result), end="")
+    print("results: " + ", ".join(result["paths"]))
+    return 0
+
+
+def _train_encoder(settings: Settings, args: argparse.Namespace) -> int:
+    from recstream_tools.evaluation.run import parse_cutoff
+    from recstream_tools.training.encoder import TrainingOptions
+    from recstream_tools.training.run import Sources, TrainingRefused, train_encoder
+
+    if args.pairs is None and args.abt_buy is None and not (args.same_category or args.co_purchase):
+        print(
+            "recstream: give pairs: --pairs, --same-category with --items, --co-purchase with "
+            "--interactions, or --abt-buy",
+            file=sys.stderr,
+        )
+        return 2
+    for path in (args.pairs, args.items, args.abt_buy, args.interactions):
+        if path is not None and not path.exists():
+            print(f"recstream: no such file or directory: {path}", file=sys.stderr)
+            return 2
+    try:
+        before = parse_cutoff(args.before) if args.before else None
+    except ValueError as exc:
+        print(f"recstream: --before: {exc}", file=sys.stderr)
+        return 2
+    sources = Sources(
+        args.pairs,
+        args.items,
+        args.same_category,
+        args.abt_buy,
+        args.interactions,
+        args.co_purchase,
+        before,
+    )
+    options = TrainingOptions(
+        args.epochs, args.batch_size, args.learning_rate, args.max_length, args.seed
+    )
+    try:
+        result = train_encoder(settings, sources, args.out, options, args.holdout)
+    except TrainingRefused as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"model written to {result['model_dir']} in {result['seconds']:.0f} s "
+        f"({result['training']['steps']} steps); use it with RECSTREAM_MODEL={result['model_dir']}"
+    )
     return 0
 
 

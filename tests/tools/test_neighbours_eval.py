@@ -1,0 +1,173 @@
+"""``recstream eval neighbours``: the metrics are what a hand computation gives, the Abt-Buy split
+is fixed and never splits a group of pairs, Flipkart's leaf categories leave out brands and
+product names, and missing data is skipped with a reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from recstream_tools.evaluation.catalogues import leaf_category, split_pairs
+from recstream_tools.evaluation.neighbours import METHODS, category_precision, twin_recall
+from stream import cli
+
+
+def test_twin_recall_counts_queries_with_a_twin_in_the_top_k() -> None:
+    """Three queries: twin first, twin third, no twin in the list: R@1 1/3, R@3 2/3."""
+    ranked = [[4, 1, 2], [0, 1, 5], [3, 2, 1]]
+    truth = [{4}, {5, 9}, {7}]
+    assert twin_recall(ranked, truth, 1) == pytest.approx(1 / 3)
+    assert twin_recall(ranked, truth, 3) == pytest.approx(2 / 3)
+
+
+def test_category_precision_is_the_mean_share_of_same_label_neighbours() -> None:
+    """Query 0 ("a"): rows 1, 2 of label a, row 3 not: 2/3; query 3 ("b"): none of 0, 1, 2: 0."""
+    labels = ["a", "a", "a", "b"]
+    ranked = [[1, 3, 2], [0, 1, 2]]
+    assert category_precision(ranked, ["a", "b"], labels, 3) == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_split_keeps_groups_together_and_never_changes() -> None:
+    """Pairs sharing a product land on one side; about half go to test; the same on every call."""
+    pairs = [(f"a{n}", f"b{n}") for n in range(1000)] + [("a1", "b-extra"), ("a-extra", "b1")]
+    train, test = split_pairs(pairs)
+    assert split_pairs(pairs) == (train, test)
+    assert sorted(train + test) == sorted(pairs)
+    group = {("a1", "b1"), ("a1", "b-extra"), ("a-extra", "b1")}
+    assert group <= set(train) or group <= set(test)
+    assert 400 < len(test) < 600
+
+
+def test_leaf_category_stops_at_the_brand_shelf_or_the_product() -> None:
+    """The category path, without the brand's shelf or the product's own name."""
+    assert (
+        leaf_category(
+            '["Watches >> Wrist Watches >> Maserati Time Wrist Watches"]',
+            "Maserati Time R8851116001 Analog Watch",
+        )
+        == "Watches > Wrist Watches"
+    )
+    mug = '["Kitchen & Dining >> Coffee Mugs >> AKUP Coffee Mugs >> AKUP keep-calm Ceramic Mug"]'
+    assert leaf_category(mug, "AKUP keep-calm Ceramic Mug") == "Kitchen & Dining > Coffee Mugs"
+    shorts = (
+        "[\"Clothing >> Women's Clothing >> Lingerie, Sleep & Swimwear >> Shorts >> Alisha Shorts"
+        ">> Alisha Solid Women's Cycling Shorts\"]"
+    )
+    assert leaf_category(shorts, "Alisha Solid Women's Cycling Shorts") == (
+        "Clothing > Women's Clothing > Lingerie, Sleep & Swimwear > Shorts"
+    )
+    assert leaf_category('["Vishudh Printed Kurta"]', "Vishudh Printed Kurta") == ""
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]], encoding: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding=encoding, newline="") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _tiny_data(root: Path) -> None:
+    """Abt products 1 and 3 are on the test side of the fixed split, 2 and 8 on the train side.
+    Abt 3 (a camera) is mapped to a blender, while the same camera is on sale at Buy: every
+    method ranks the camera first and misses the twin at 1; with 5 Buy products R@5 is 1."""
+    abt = root / "abt_buy"
+    _write(
+        abt / "Abt.csv",
+        ["id", "name", "description", "price"],
+        [
+            ["1", "Sony Turntable - PSLX350H", "Sony turntable, belt drive", "$99.00"],
+            ["2", "Bose Acoustimass 5 Series III Speaker System", "Bose speakers", ""],
+            ["3", "Canon PowerShot SD1000 Digital Camera", "Canon compact camera", ""],
+            ["8", "Logitech M325 Wireless Mouse", "Logitech wireless mouse", ""],
+        ],
+        "latin-1",
+    )
+    _write(
+        abt / "Buy.csv",
+        ["id", "name", "description", "manufacturer", "price"],
+        [
+            ["101", "Sony PSLX350H belt drive turntable", "", "Sony", ""],
+            ["102", "Bose Acoustimass 5 Series III speakers", "", "Bose", ""],
+            ["103", "Canon PowerShot SD1000 digital camera", "", "Canon", ""],
+            ["104", "Oster 6-speed kitchen blender", "", "Oster", ""],
+            ["105", "Logitech wireless mouse M325", "", "Logitech", ""],
+        ],
+        "latin-1",
+    )
+    _write(
+        abt / "abt_buy_perfectMapping.csv",
+        ["idAbt", "idBuy"],
+        [["1", "101"], ["2", "102"], ["3", "104"], ["8", "105"]],
+        "latin-1",
+    )
+    designs = ["keep-calm", "sunrise", "owl", "cactus", "panda", "rocket", "llama", "anchor"]
+    designs += ["tiger", "balloon", "comet"]
+    makers = ["Maxima", "Sonata", "Fastrack", "Titan", "Casio", "Timex", "Fossil", "Citizen"]
+    makers += ["Seiko", "Swatch", "Orient"]
+    rows = [
+        [
+            f"mug-{d}",
+            f"AKUP {d} Ceramic Mug",
+            f'["Kitchen & Dining >> Coffee Mugs >> AKUP Coffee Mugs >> AKUP {d} Ceramic Mug"]',
+            f"Ceramic coffee mug, {d} print, 300 ml, microwave safe",
+            "AKUP",
+        ]
+        for d in designs
+    ]
+    rows += [
+        [
+            f"watch-{m}",
+            f"{m} {n}00 Analog Watch",
+            f'["Watches >> Wrist Watches >> {m} Wrist Watches"]',
+            f"Analog wrist watch by {m}, leather strap, quartz movement",
+            m,
+        ]
+        for n, m in enumerate(makers)
+    ]
+    rows.append(["kurta", "Vishudh Straight Kurta", '["Vishudh Straight Kurta"]', "Kurta", ""])
+    header = ["uniq_id", "product_name", "product_category_tree", "description", "brand"]
+    _write(root / "flipkart" / "flipkart_com-ecommerce_sample_tiny.csv", header, rows, "utf-8")
+
+
+def test_eval_on_a_tiny_data_set_gives_the_hand_computed_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Abt-Buy: R@1 1/2, R@5 and R@10 1 for every method; Flipkart: 11 mugs and 11 watches,
+    every method's 10 neighbours share the category: P@10 1 over 22 queries (the uncategorised
+    kurta is no query). The JSON and the markdown land in --out."""
+    _tiny_data(tmp_path / "data")
+    out = tmp_path / "results"
+    code = cli.main(
+        ["eval", "neighbours", f"--data={tmp_path / 'data'}", f"--out={out}", "--log-level=warning"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads((out / "neighbours.json").read_text())
+    abt = result["abt_buy"]
+    assert (abt["pairs"], abt["test_pairs"], abt["test_queries"]) == (4, 2, 2)
+    assert set(abt["methods"]) == set(METHODS)
+    for figures in abt["methods"].values():
+        assert figures == {"R@1": 0.5, "R@5": 1.0, "R@10": 1.0}
+    tiny = result["flipkart"]["tiny"]
+    assert (tiny["items"], tiny["queries"], tiny["categories"]) == (23, 22, 2)
+    assert {m: f["P@10"] for m, f in tiny["methods"].items()} == dict.fromkeys(METHODS, 1.0)
+    table = (out / "neighbours.md").read_text()
+    assert "| dense encoder | 0.500 | 1.000 | 1.000 |" in table
+    assert table in printed
+
+
+def test_eval_without_data_says_what_it_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No abt_buy/ and no flipkart/: both skipped with where it looked, exit 0, nothing written."""
+    out = tmp_path / "results"
+    code = cli.main(["eval", "neighbours", f"--data={tmp_path}", f"--out={out}", "--lexical-only"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"skipped Abt-Buy: no abt_buy_perfectMapping.csv in {tmp_path / 'abt_buy'}" in printed
+    assert f"skipped Flipkart: no CSV file in {tmp_path / 'flipkart'}" in printed
+    assert not out.exists()
