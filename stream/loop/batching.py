@@ -4,6 +4,12 @@ Pure: no Kafka, no clock of its own. A batch closes when it holds ``max_items`` 
 adding one more would pass ``max_tokens``, or when ``max_wait_s`` has passed since its *first*
 event was published (so a steady trickle cannot postpone a flush forever, and events that queued
 behind a slow batch are not made to wait a second time).
+
+The loop adds everything already fetched before it asks :meth:`MicroBatcher.due`, so with
+``max_wait_s`` 0 (the default) batching adapts to the load without a wait: an idle consumer's
+first event is a batch of its own at once, and as a queue forms while a batch is processed, the
+next batch takes all of it, up to ``max_items`` and ``max_tokens``. A wait above 0 trades a
+trickle's latency for fewer, fuller batches.
 """
 
 from __future__ import annotations

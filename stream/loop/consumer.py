@@ -104,7 +104,6 @@ class BatchConsumer(Generic[E, C]):
         self._stop: threading.Event | None = None
         self._stopping_since: float | None = None
         self._batch_lock = batch_lock or contextlib.nullcontext()
-        self._idle_poll_s = min(_IDLE_POLL_S, max(0.01, settings.batch_max_wait_ms / 1000))
         self._owned: set[tuple[str | None, int | None]] = set()
         self._revocations = 0
         """How many times partitions were revoked or lost so far."""
@@ -171,16 +170,22 @@ class BatchConsumer(Generic[E, C]):
     def _poll_once(self) -> None:
         assert self._consumer is not None
         room = max(1, self._batcher.max_items - len(self._batcher))
-        # An open batch is gathered until its deadline; with nothing open, wait at most one
-        # batch wait (not longer: the first message's age already counts towards its batch's
-        # deadline, so a long idle poll would only add latency).
-        timeout = self._batcher.time_left() if len(self._batcher) else self._idle_poll_s
         # consume() returns only when it has `room` messages or the timeout passed: first take
         # what is fetched already (after a long batch, the next one may be due at once), and
         # with a batch pending, wait for nothing (it is finished now unless the next is ready)
         fetched = self._consumer.consume(room, 0)
-        if not fetched and not self._held and self._pending is None and timeout > 0:
-            fetched = self._consumer.consume(room, timeout)
+        if not fetched and not self._held and self._pending is None:
+            if len(self._batcher):
+                # an open batch (a batch wait is set) gathers until its deadline
+                timeout = self._batcher.time_left()
+                if timeout > 0:
+                    fetched = self._consumer.consume(room, timeout)
+            else:
+                # idle: wake at the first message, not at the end of the wait, and take what
+                # came with it (an idle consumer's first event waits for nothing)
+                fetched = self._consumer.consume(1, _IDLE_POLL_S)
+                if fetched and room > 1:
+                    fetched += self._consumer.consume(room - 1, 0)
         messages, self._held = self._held + fetched, []
         self._add(messages)
         due = self._batcher.due()

@@ -135,3 +135,19 @@ def test_every_event_once_in_order_within_limits(
         assert 1 <= len(batch) <= max_items
         if len(batch) > 1:
             assert sum(tokens[i] for i in batch) <= budget
+
+
+def test_default_policy_adapts_to_the_queue_without_a_wait() -> None:
+    """With the default wait, a lone event at an idle consumer is due at once (no clock time
+    passes), while a backlog added before asking forms full batches: max_items each, the rest
+    due together."""
+    from stream.settings import Settings
+
+    wait_s = Settings().batch_max_wait_ms / 1000
+    b, clock = make(max_items=4, max_tokens=1_000, max_wait_s=wait_s)
+    assert b.add("lone", 1) is None
+    assert b.due() == ["lone"]
+    closed = [batch for n in range(10) if (batch := b.add(f"q{n}", 1)) is not None]
+    assert closed == [["q0", "q1", "q2", "q3"], ["q4", "q5", "q6", "q7"]]
+    assert b.due() == ["q8", "q9"]
+    assert clock.now == 100.0
