@@ -33,10 +33,9 @@ signal (run again to resume), 2 the file, mapping or settings cannot work.
 """
 
 
-def add_backfill_parser(
-    sub: Any, add_settings: Callable[[argparse.ArgumentParser], None]
-) -> argparse.ArgumentParser:
-    """The ``backfill`` subcommand and its options."""
+def add_backfill_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.ArgumentParser:
+    """The ``backfill`` subcommand and its options; ``add_settings(parser, *groups)`` adds the
+    settings' options of those groups (``stream.cli``)."""
     parser: argparse.ArgumentParser = sub.add_parser(
         "backfill",
         help=HELP,
@@ -90,7 +89,7 @@ def add_backfill_parser(
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (shown on a terminal)"
     )
-    add_settings(parser)
+    add_settings(parser, "kafka", "startup", "logs")
     return parser
 
 

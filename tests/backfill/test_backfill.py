@@ -47,8 +47,6 @@ def _flags(settings: Settings) -> list[str]:
         settings.topic_items,
         "--topic-user-events",
         settings.topic_user_events,
-        "--http-port",
-        "0",
         "--log-level",
         "warning",
     ]
