@@ -25,6 +25,9 @@ TOO_LARGE = "too_large"
 """The message is larger than ``RECSTREAM_MAX_MESSAGE_BYTES``: rejected before parsing."""
 ENCODER_REJECTED = "encoder_rejected"
 """The encoder refused the item's text."""
+FUTURE_EVENT = "future_event"
+"""A shopper event dated further ahead of the consumer's clock than
+``RECSTREAM_HISTORY_MAX_FUTURE_S``: kept, it would outweigh every real event for years."""
 
 T = TypeVar("T")
 

@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         default=72.0, gt=0, description="age at which an interaction counts half in a profile"
     )
     history_max: int = Field(default=50, ge=1, le=1_000, description="interactions kept per user")
+    history_max_future_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="a shopper event whose occurred_at is more than this many seconds ahead of "
+        "the consumer's clock is dead-lettered (future_event)",
+    )
     popularity_half_life_hours: float = Field(default=168.0, gt=0)
     """age at which an interaction counts half in popularity and co-occurrence"""
     cooccurrence_window: int = Field(

@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from schemas.behaviour import UserEvent, parse_behaviour_event
-from schemas.errors import TOO_LARGE, InvalidEvent, require_key
+from schemas.errors import FUTURE_EVENT, TOO_LARGE, InvalidEvent, require_key
 from schemas.outputs import Recommendations, RecommendedItem
 from schemas.source import partition_of, source_of
 from stream.collections import USERS, ensure_collections
@@ -100,6 +100,11 @@ class BehaviourProcessor:
             require_key(msg.key(), "user_id")
         except InvalidEvent as exc:
             return dead_letter(msg, exc.reason, exc.detail), 1
+        # a subtraction, not now + limit: no overflow near year 9999, whatever the limit
+        ahead = (event.occurred_at - datetime.now(UTC)).total_seconds()
+        most = self.settings.history_max_future_s
+        if ahead > most:
+            return dead_letter(msg, FUTURE_EVENT, f"occurred_at {ahead:.0f} s ahead > {most:g}"), 1
         return UserReceived(event, msg.topic() or "", msg.partition() or 0, msg.offset() or 0), 1
 
     def process(self, batch: list[UserReceived | DeadLetter]) -> BatchResult[list[StoredPoint]]:
