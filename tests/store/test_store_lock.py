@@ -55,15 +55,22 @@ def _release(proc: subprocess.Popen[str]) -> None:
 
 
 def test_a_second_recstream_process_on_the_same_directory_exits_with_one_line(
-    tmp_path: Path,
+    tmp_path: Path, bootstrap: str
 ) -> None:
-    """``recstream run catalog`` on a directory another process holds: exit code 2, one line
-    on stderr naming the directory and RECSTREAM_QDRANT_PATH; the holder's point survives and
-    the directory opens again once the holder is gone."""
+    """``recstream run catalog`` (the test broker up, warnings and errors logged) on a directory
+    another process holds: exit code 2, one line on stderr naming the directory and
+    RECSTREAM_QDRANT_PATH; the holder's point survives and the directory opens again once the
+    holder is gone."""
     path = tmp_path / "qdrant"
     holder = _holder(path)
     try:
-        env = {**_env(), "RECSTREAM_QDRANT_PATH": str(path), "RECSTREAM_HTTP_PORT": "0"}
+        env = {
+            **_env(),
+            "RECSTREAM_KAFKA_BOOTSTRAP": bootstrap,
+            "RECSTREAM_QDRANT_PATH": str(path),
+            "RECSTREAM_HTTP_PORT": "0",
+            "RECSTREAM_LOG_LEVEL": "warning",
+        }
         done = subprocess.run(
             [sys.executable, "-m", "stream.cli", "run", "catalog"],
             env=env,
