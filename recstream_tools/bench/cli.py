@@ -78,6 +78,12 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     e2e.add_argument(
         "--encoder-sample", type=int, default=1_024, help="texts for the encoder-only rate [1024]"
     )
+    e2e.add_argument(
+        "--query-rate",
+        type=float,
+        default=0.0,
+        help="similar-item HTTP requests/s served beside the consumer all along (0: none) [0]",
+    )
     e2e.add_argument("--name", default=None, help="result file name [e2e-<items>]")
     e2e.add_argument("--out", **out)
     add_settings_options(e2e)
@@ -219,6 +225,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.encoder_sample,
             args.out,
             args.name,
+            args.query_rate,
         )
         print(e2e.summary(result))
     elif args.bench_command == "freshness":

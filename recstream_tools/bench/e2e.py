@@ -31,6 +31,7 @@ from confluent_kafka import Producer
 from encoders import Encoder, load_encoder
 from encoders.text import item_text
 from recstream_tools.bench.arrivals import Arrivals, ListId
+from recstream_tools.bench.queryload import QueryLoad
 from recstream_tools.bench.report import (
     LoadMonitor,
     figure,
@@ -153,14 +154,18 @@ def _pipeline(
     load_fraction: float,
     latency_s: float,
     max_seconds: float,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run the catalog consumer and measure throughput, then latency when throughput completed.
+    query_rate: float = 0.0,
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """Run the catalog consumer and measure throughput, then latency when throughput completed;
+    with ``query_rate``, the HTTP API answers similar-item requests at that rate all along.
 
     Everything holding a Kafka client is local here, so it is gone before the broker stops.
     """
     warm, bulk, later = events
     store = EdgeStore(s.qdrant_path)
     [consumer] = build_consumers(s, "catalog", store, encoder)
+    ids = [e["item"]["item_id"] for e in [warm, *bulk]]
+    queries = QueryLoad(s, store, encoder, ids, query_rate) if query_rate > 0 else None
     ensure_topics(s, consumer.topics)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
@@ -168,6 +173,8 @@ def _pipeline(
     producer = Producer(producer_config(s))
     try:
         thread.start()
+        if queries is not None:
+            queries.start()
         _publish(producer, s.topic_items, warm)
         producer.flush(30)
         if arrivals.wait_for(_ids([warm]), time.monotonic() + 120) != 1:
@@ -177,15 +184,17 @@ def _pipeline(
         through = _throughput(producer, s.topic_items, bulk, arrivals, max_seconds)
         through["batches"] = consumer.progress.batches - batches
         if not through["complete"]:
-            return through, None
+            return through, None, queries.stop() if queries else None
         rate = load_fraction * through["events_per_s"]
         count = min(len(later), max(20, round(rate * latency_s)))
         print(f"  latency: {count} events at {rate:.1f}/s ...", flush=True)
         batches = consumer.progress.batches
         latency = _latency(producer, s.topic_items, later[:count], arrivals, rate)
         latency["batches"] = consumer.progress.batches - batches
-        return through, latency
+        return through, latency, queries.stop() if queries else None
     finally:
+        if queries is not None:
+            queries.stop()
         stop.set()
         thread.join(timeout=300)
         arrivals.close()
@@ -201,8 +210,9 @@ def run(
     encoder_sample: int,
     out_dir: Path,
     name: str | None = None,
+    query_rate: float = 0.0,
 ) -> dict[str, Any]:
-    name = name or f"{NAME}-{items}"
+    name = name or f"{NAME}-{items}" + (f"-queries-{query_rate:g}" if query_rate > 0 else "")
     catalogue = sample_items(1 + items + _LATENCY_MAX_EVENTS)
     events = catalog_events(catalogue, _START)
     warm, bulk, later = events[0], events[1 : 1 + items], events[1 + items :]
@@ -214,8 +224,8 @@ def run(
             texts = [item_text(Item.model_validate(e["item"])) for e in bulk[:encoder_sample]]
             print(f"  encoder alone on {len(texts):,} item texts ...", flush=True)
             before = _encoder_rate(encoder, texts, s.batch_max_items)
-            through, latency = _pipeline(
-                s, encoder, (warm, bulk, later), load_fraction, latency_s, max_seconds
+            through, latency, queries = _pipeline(
+                s, encoder, (warm, bulk, later), load_fraction, latency_s, max_seconds, query_rate
             )
             print("  encoder alone again ...", flush=True)
             after = _encoder_rate(encoder, texts, s.batch_max_items)
@@ -263,6 +273,7 @@ def run(
         encoder_only=alone,
         throughput=through,
         latency=latency,
+        queries=queries,
         goals={
             "e2e_share_of_encoder": round(share, 3),
             "e2e_share_goal": GOAL_SHARE,
@@ -320,6 +331,14 @@ def summary(result: dict[str, Any]) -> str:
             f"p95 {ms.get('p95')} ms, p99 {ms.get('p99')} ms, max {ms['max']} ms "
             f"({latency['measured']}/{latency['events']} events; goal p99 <= {GOAL_P99_MS:.0f} "
             f"ms: {'met' if g['p99_met'] else 'NOT met'})"
+        )
+    queries = result.get("queries")
+    if queries:
+        ms = queries["latency_ms"]
+        lines.append(
+            f"queries beside: {queries['requests']} x {queries['endpoint']} at "
+            f"{queries['rate_per_s']:g}/s, statuses {queries['statuses']}: p50 {ms.get('p50')} "
+            f"ms, p99 {ms.get('p99')} ms"
         )
     lines.append(f"load: {result['load']}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The pure parts of the benchmarks: option parsing, preloaded lists, percentiles, results."""
+"""The benchmarks' parts: option parsing, preloaded lists, percentiles, results, the query load."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_bench_commands_parse_with_their_options() -> None:
     args = parser.parse_args(["bench", "store", "--sizes", "10_000,100000", "--adapters", "edge"])
     assert (args.bench_command, args.sizes, args.adapters) == ("store", [10_000, 100_000], "edge")
     args = parser.parse_args(["bench", "e2e", "--items", "500", "--batch-max-wait-ms", "20"])
-    assert (args.items, args.setting_batch_max_wait_ms) == (500, "20")
+    assert (args.items, args.setting_batch_max_wait_ms, args.query_rate) == (500, "20", 0.0)
+    assert parser.parse_args(["bench", "e2e", "--query-rate", "50"]).query_rate == 50.0
     args = parser.parse_args(["bench", "encoder", "--variants", "int8/2048"])
     assert args.variants == "int8/2048"
     assert parser.parse_args(["bench", "scaling"]).sizes == [10_000, 100_000]
@@ -195,3 +196,32 @@ def test_product_items_fall_back_to_generated_items_without_data(tmp_path: Path)
     assert sources == {"generated_sample_items": 5}
     assert [i["item_id"] for i in items] == [f"p-{n:07d}" for n in range(1, 6)]
     assert all(Item.model_validate(i).title for i in items)
+
+
+def test_query_load_asks_a_real_api_at_its_rate(tmp_path: Path) -> None:
+    """The load beside ``bench e2e --query-rate``: similar-item requests to a real server on
+    the store, answered 200 for a stored item and 404 for one not listed yet."""
+    from recstream_tools.bench.queryload import QueryLoad
+    from stream.collections import ITEMS, ensure_collections
+    from stream.settings import Settings
+    from stream.store import StoredPoint
+    from stream.store.edge import EdgeStore
+
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        ensure_collections(store, 4)
+        store.upsert(
+            ITEMS,
+            [
+                StoredPoint(k, {"item_id": k, "in_stock": True}, np.eye(4, dtype=np.float32)[i])
+                for i, k in enumerate(["a", "b", "c"])
+            ],
+        )
+        load = QueryLoad(Settings(), store, None, ["a", "unknown"], rate=40.0).start()
+        time.sleep(1.0)
+        result = load.stop()
+    finally:
+        store.close()
+    assert 1 <= result["requests"] <= 41  # never ahead of its schedule
+    assert set(result["statuses"]) == {"200", "404"}
+    assert sum(result["statuses"].values()) == result["requests"]
