@@ -23,6 +23,7 @@ from schemas.errors import (
     INVALID_JSON,
     KEY_MISMATCH,
     MAX_DETAIL_CHARS,
+    MISSING_KEY,
     SCHEMA,
     TOO_LARGE,
 )
@@ -79,7 +80,7 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _SCHEMAS + name}
 
 
-_REASONS = (INVALID_JSON, SCHEMA, KEY_MISMATCH, TOO_LARGE, ENCODER_REJECTED)
+_REASONS = (INVALID_JSON, SCHEMA, KEY_MISMATCH, MISSING_KEY, TOO_LARGE, ENCODER_REJECTED)
 _DEAD_LETTER_HEADERS = {
     "type": "object",
     "description": "The original message's own headers are kept beside these (recstream's win "
