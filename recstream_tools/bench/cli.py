@@ -102,6 +102,12 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     )
     fresh.add_argument("--seconds", type=float, default=20.0, help="per load [20]")
     fresh.add_argument(
+        "--base-rate",
+        type=float,
+        default=None,
+        help="items/s the loads are shares of [the drain measured in the run]",
+    )
+    fresh.add_argument(
         "--trickle-rate", type=float, default=2.0, help="items/s of the trickle profile [2]"
     )
     fresh.add_argument("--trickle-seconds", type=float, default=10.0, help="trickle phase [10]")
@@ -243,6 +249,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.data,
             args.out,
             args.name,
+            args.base_rate,
         )
         print(freshness.summary(result))
     elif args.bench_command == "behaviour":

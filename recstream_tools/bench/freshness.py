@@ -212,7 +212,10 @@ def run(
     data: Path,
     out_dir: Path,
     name: str | None = None,
+    base_rate: float | None = None,
 ) -> dict[str, Any]:
+    """``base_rate``: items/s the loads are shares of, instead of the drain measured in this
+    run (to compare runs, or settings, at the same offered load)."""
     name = name or NAME
     trickle = max(1, round(trickle_rate * trickle_seconds))
     head = 1 + catalogue + drain_items + trickle
@@ -246,7 +249,7 @@ def run(
                 phases["drain"] = drain = _burst(pub, bulk, arrivals, max_seconds)
                 if not drain["complete"]:
                     raise RuntimeError(f"the drain did not complete in {max_seconds} s")
-                rate = drain["events_per_s"]
+                rate = base_rate or drain["events_per_s"]
                 print(f"  trickle: {trickle} items at {trickle_rate}/s ...", flush=True)
                 later = rest[catalogue + drain_items :]
                 phases["trickle"] = _steady(
@@ -311,6 +314,7 @@ def run(
             "seconds": seconds,
             "trickle_rate": trickle_rate,
             "trickle_seconds": trickle_seconds,
+            "base_rate": base_rate,
         },
         phases=phases,
         goals=goals,
