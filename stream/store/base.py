@@ -104,6 +104,9 @@ class VectorStore(Protocol):
     def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
         """Merge fields into existing points' payloads, by key."""
 
+    def update_vectors(self, collection: str, vectors: Mapping[str, Vector]) -> None:
+        """Replace existing points' vectors, their payloads untouched (missing keys ignored)."""
+
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         """Remove points; unknown keys are ignored."""
 

@@ -186,6 +186,20 @@ class EdgeStore:
                 key = ids[str(record.id)]
                 shard.update(qe.UpdateOperation.set_payload([str(record.id)], dict(payloads[key])))
 
+    def update_vectors(self, collection: str, vectors: Mapping[str, Vector]) -> None:
+        if not vectors:
+            return
+        ids = {point_id(key): key for key in vectors}
+        with self._engine():
+            shard = self._shard(collection)
+            found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
+            update = [
+                qe.PointVectors(str(r.id), {_VECTOR: as_vector(vectors[ids[str(r.id)]]).tolist()})
+                for r in found
+            ]
+            if update:
+                shard.update(qe.UpdateOperation.update_vectors(update))
+
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         if keys:
             with self._engine():

@@ -17,6 +17,7 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
+    Vector,
     Where,
     as_vector,
     engine_calls,
@@ -154,6 +155,19 @@ class ServerStore:
                 self.client.batch_update_points(
                     collection, update_operations=ops, wait=True, ordering=_WRITE
                 )
+
+    def update_vectors(self, collection: str, vectors: Mapping[str, Vector]) -> None:
+        if not vectors:
+            return
+        existing = self.retrieve(collection, list(vectors))
+        points = [
+            models.PointVectors(id=point_id(k), vector={_VECTOR: as_vector(v).tolist()})
+            for k, v in vectors.items()
+            if k in existing  # like the embedded engine: missing points are not created
+        ]
+        if points:
+            with self._engine():
+                self.client.update_vectors(collection, points=points, wait=True, ordering=_WRITE)
 
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         if keys:

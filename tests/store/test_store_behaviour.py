@@ -210,3 +210,18 @@ def test_keys_where_pages_through_every_match(store: VectorStore) -> None:
     evens = set(store.keys_where("items", Where(contains=("tags", "even"))))
     assert evens == {f"sku-{i}" for i in range(0, n, 2)}
     assert len(store.keys_where("items", Where(contains=("tags", "all")), limit=1_500)) == 1_500
+
+
+def test_update_vectors_keeps_the_payload(store: VectorStore) -> None:
+    """A vector replaced alone: the payload (a list record another process wrote) stays, a
+    missing point is not created."""
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 3)
+    store.upsert("items", _points(vectors[:2]))
+    store.set_payload("items", {"sku-0": {"nb_ids": ["sku-1"]}})
+    store.update_vectors("items", {"sku-0": vectors[2], "sku-9": vectors[2]})
+    got = store.retrieve("items", ["sku-0", "sku-9"], with_vectors=True)
+    assert set(got) == {"sku-0"}
+    assert got["sku-0"].payload["nb_ids"] == ["sku-1"] and got["sku-0"].payload["n"] == 0
+    vector = got["sku-0"].vector
+    assert vector is not None and np.allclose(vector, vectors[2], atol=1e-6)

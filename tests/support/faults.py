@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from stream.store import SearchQuery, StoredPoint, StoreUnavailable, VectorStore, Where
-from stream.store.base import FieldKind, Hit, Payload
+from stream.store.base import FieldKind, Hit, Payload, Vector
 
 
 class FlakyStore:
@@ -38,6 +38,10 @@ class FlakyStore:
     def set_payload(self, collection: str, payloads: Mapping[str, Payload]) -> None:
         self._check()
         self.inner.set_payload(collection, payloads)
+
+    def update_vectors(self, collection: str, vectors: Mapping[str, Vector]) -> None:
+        self._check()
+        self.inner.update_vectors(collection, vectors)
 
     def delete(self, collection: str, keys: Sequence[str]) -> None:
         self._check()
