@@ -133,9 +133,8 @@ def test_no_secret_in_the_output_of_the_command(
     tmp_path: Path,
 ) -> None:
     """``recstream run behaviour`` given the SASL password in the environment and the Qdrant
-    API key in a file (secrets are no command-line options), the Qdrant server unreachable:
-    what the command writes (JSON logs on stderr, tracebacks) and the error it raises are free
-    of both secrets."""
+    API key in a file (secrets are no command-line options), a server not answering: what the
+    command writes (JSON logs and its one-line error on stderr) is free of both secrets."""
     kafka_secret, qdrant_secret = _secrets()
     settings = make_settings()
     key_file = tmp_path / "qdrant-api-key"
@@ -155,12 +154,13 @@ def test_no_secret_in_the_output_of_the_command(
     ]
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with pytest.raises(StoreUnavailable) as failure:
-            main(argv)
+        code = main(argv)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         structlog.reset_defaults()  # main() configured JSON logging for the process
     out, err = capfd.readouterr()
-    assert "Qdrant server" in str(failure.value)  # the failure the secrets came close to
-    _assert_absent([kafka_secret, qdrant_secret], [_exception_text(failure.value), out, err])
+    assert code != 0
+    # the failure the secrets came close to: a server that does not answer, named by setting
+    assert "did not answer" in err and "check RECSTREAM_" in err
+    _assert_absent([kafka_secret, qdrant_secret], [out, err])
