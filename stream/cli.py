@@ -296,7 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(path)
         return 0
     if args.command == "broker":
-        return _broker(args.port)
+        from stream.errors import Refused
+
+        try:
+            return _broker(args.port)
+        except Refused as exc:  # no embedded broker here, or it did not start
+            print(f"recstream: {exc}", file=sys.stderr)
+            return 2
     try:
         settings = _settings(args)
     except ValidationError as exc:
@@ -350,6 +356,7 @@ def _before_start(settings: Settings, command: str) -> None:
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
+        _embedded_broker_installed()
         from recstream_tools.demo import run_demo
 
         return run_demo(settings, items=args.items, show=args.show)
@@ -605,7 +612,23 @@ def _replay_dlq(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedded_broker_installed() -> None:
+    """The demo and ``recstream broker`` run the embedded broker, which the Docker image
+    leaves out (its module and binary): raise :class:`stream.errors.Refused` saying so."""
+    import importlib.util
+
+    if importlib.util.find_spec("recstream_tools.broker") is None:
+        from stream.errors import Refused
+
+        raise Refused(
+            "the embedded broker is not installed here (the Docker image has none): "
+            "pip install 'recstream[demo]', or use a Kafka broker (RECSTREAM_KAFKA_BOOTSTRAP) "
+            "with `recstream run`"
+        )
+
+
 def _broker(port: int) -> int:
+    _embedded_broker_installed()
     from recstream_tools.broker import EmbeddedBroker
 
     stop = _stop_on_signals()

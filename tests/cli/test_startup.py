@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,3 +128,49 @@ def test_a_qdrant_url_on_a_closed_port_ends_in_one_line_naming_the_setting(
     assert line.endswith("check RECSTREAM_QDRANT_URL")
     [start] = [e for e in _log_events(done.stderr) if e["event"] == "recstream.starting"]
     assert start["store"] == url and start["search"] == "store"
+
+
+_WITHOUT_EDITABLE_INSTALL = """
+import sys
+# the development install maps the packages to the checkout: drop it, so that the copy is used
+sys.meta_path[:] = [
+    f for f in sys.meta_path if "__editable__" not in str(getattr(f, "__module__", ""))
+]
+sys.path[:] = [sys.argv[1], *(p for p in sys.path if "__editable__" not in p)]
+from stream.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_without_the_embedded_broker_demo_and_broker_say_what_to_install(
+    tmp_path: Path,
+) -> None:
+    """Laid out as in the Docker image (no recstream_tools/broker.py, see .dockerignore),
+    ``recstream broker`` and ``recstream demo`` end with one line saying what to install or
+    use instead, exit code 2, no traceback."""
+    image = tmp_path / "app"
+    for package in ("stream", "encoders", "schemas", "recstream_tools"):
+        shutil.copytree(
+            ROOT / package,
+            image / package,
+            ignore=shutil.ignore_patterns("__pycache__", "broker.py"),
+        )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RECSTREAM_")}
+    for argv in (["broker", "--port", str(_closed_port())], ["demo", "--items", "10"]):
+        with subprocess.Popen(
+            [sys.executable, "-c", _WITHOUT_EDITABLE_INSTALL, str(image), *argv],
+            cwd=tmp_path,
+            env=clean,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as process:
+            try:
+                _, stderr = process.communicate(timeout=120)
+            finally:  # a broker started after all must not outlive the test
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+        assert process.returncode == 2, stderr
+        assert "Traceback" not in stderr
+        [line] = _plain_lines(stderr)
+        assert "pip install 'recstream[demo]'" in line, line
