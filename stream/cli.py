@@ -42,6 +42,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
         "neighbours_k",
         "recommendations_n",
         "neighbour_search",
+        "list_stage",
         "single_writer",
         "reverse_",
         "lists_",
@@ -58,8 +59,10 @@ only the groups it uses; every setting is in one group (tested)."""
 
 
 def settings_of(*groups: str) -> list[str]:
-    """The settings of these groups (all of them when none is named), in declaration order."""
-    prefixes = [p for g in (groups or tuple(SETTING_GROUPS)) for p in SETTING_GROUPS[g]]
+    """The settings of these groups (every setting when none is named), in declaration order."""
+    if not groups:
+        return list(Settings.model_fields)
+    prefixes = [p for g in groups for p in SETTING_GROUPS[g]]
     return [n for n in Settings.model_fields if any(n.startswith(p) for p in prefixes)]
 
 

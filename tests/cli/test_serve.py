@@ -79,16 +79,22 @@ def test_serve_without_a_port_exits_2(capsys: pytest.CaptureFixture[str]) -> Non
     assert "RECSTREAM_HTTP_PORT" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_run_with_a_taken_port_exits_2_naming_the_setting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    bootstrap: str,
 ) -> None:
     """``run`` whose HTTP port is taken exits 2 with one line naming the setting to change
-    (no traceback), before it opens the store."""
+    (no traceback), before it opens the store (the broker answers: start-up waits for it
+    first)."""
     monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
     monkeypatch.setattr("stream.logs.configure_logging", lambda *args: None)
     path = tmp_path / "never"
     with taken_port() as port:
         argv = ["run", "behaviour", "--http-host", "127.0.0.1", "--http-port", str(port)]
+        argv += ["--kafka-bootstrap", bootstrap]
         assert cli.main([*argv, "--qdrant-path", str(path)]) == 2
     err = capsys.readouterr().err
     assert "RECSTREAM_HTTP_PORT" in err and "Traceback" not in err
