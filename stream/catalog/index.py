@@ -70,7 +70,7 @@ class MemoryIndex:
         self._rebuild: Rebuild | None = None
         self._background = background
         self._members: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
-        self._reserve(1_024)
+        self.reserve(1_024)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -103,7 +103,7 @@ class MemoryIndex:
         """Insert or replace vectors (and versions); a new key has no recorded list yet, a
         replaced one keeps its own (as the store keeps the recorded list across an upsert)."""
         new = [k for k in vectors if k not in self.rows]
-        self._reserve(len(self.keys) + len(new))
+        self.reserve(len(self.keys) + len(new))
         for key in new:
             row = len(self.keys)
             self.rows[key] = row
@@ -118,8 +118,10 @@ class MemoryIndex:
         if not vectors:
             return
         rows = [self.rows[k] for k in vectors]
-        block = np.asarray(list(vectors.values()), dtype=np.float32).reshape(len(rows), self.dim)
-        self._matrix[rows] = unit(block)
+        block = np.array(list(vectors.values()), dtype=np.float32).reshape(len(rows), self.dim)
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        block /= np.where(norms > 0, norms, 1)  # in place: a fresh array, no second copy
+        self._matrix[rows] = block
         self._members = None
         if self._partition is not None:
             self._cluster[rows] = self._partition.assign(self._matrix[rows])
@@ -206,6 +208,12 @@ class MemoryIndex:
         hits = np.isin(ids, np.asarray(serials, dtype=np.int32), kind="table").any(axis=1)
         return {self.keys[row] for row in np.flatnonzero(hits).tolist()}
 
+    def unrecorded(self, limit: int, skip: Iterable[str] = ()) -> list[str]:
+        """Up to ``limit`` stored keys with no recorded list, ``skip`` left out, in row order."""
+        missing = self._lengths[: len(self.keys)] < 0
+        missing[[self.rows[k] for k in skip if k in self.rows]] = False
+        return [self.keys[row] for row in np.flatnonzero(missing)[:limit].tolist()]
+
     def vectors(self, keys: Iterable[str]) -> dict[str, Vector]:
         return {k: self._matrix[self.rows[k]] for k in keys if k in self.rows}
 
@@ -213,8 +221,15 @@ class MemoryIndex:
         self, queries: Vector, own: npt.NDArray[np.intp], no_entry: npt.NDArray[np.intp] | None
     ) -> Found:
         """Each query's top k and (unless ``no_entry`` is None) the rows whose lists it enters,
-        exactly (:func:`stream.catalog.search.search`); ``own``: each query's own row or -1."""
+        exactly (:func:`stream.catalog.search.search`); ``own``: each query's own row or -1.
+
+        A row with no recorded list is never reported as entered: every query enters it (its
+        floor is the lowest), and after a loss of records that is queries x catalogue entries;
+        :meth:`unrecorded` names those rows instead."""
         clusters = self._clusters()
+        if no_entry is not None:
+            unrecorded = np.flatnonzero(self._lengths[: len(self.keys)] < 0)
+            no_entry = np.concatenate([no_entry, unrecorded])
         return search(
             self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden
         )
@@ -278,7 +293,10 @@ class MemoryIndex:
             self._named.append(key)
         return serial
 
-    def _reserve(self, size: int) -> None:
+    def reserve(self, size: int) -> None:
+        """Room for ``size`` rows, so that adding up to that many copies nothing: a load that
+        knows the catalogue's size reserves it first (growing doubles the arrays, and holds the
+        old and the new matrix at once)."""
         capacity = len(self._floors)
         if size <= capacity:
             return

@@ -24,6 +24,7 @@ journal has none, and the store finder first moves the journal's records into th
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -78,7 +79,9 @@ class NeighbourFinder:
         raise NotImplementedError
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
-        """Items (not themselves changed) whose list each changed vector now enters."""
+        """Items (not themselves changed) whose list each changed vector now enters. An item
+        with no recorded list may be given with fewer entries, or none: its list is to be
+        computed afresh (:meth:`top_k`), not merged."""
         raise NotImplementedError
 
     def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:
@@ -126,7 +129,9 @@ class StoreFinder(NeighbourFinder):
     def listing(self, keys: Iterable[str]) -> set[str]:
         out: set[str] = set()
         for key in keys:
-            out.update(self.store.keys_where(self.collection, Where(contains=("nb_ids", key))))
+            # nb_pending: lists the lists consumer is about to give the item (stream.catalog.owners)
+            for field in ("nb_ids", "nb_pending"):
+                out.update(self.store.keys_where(self.collection, Where(contains=(field, key))))
         return out
 
     def records(self, keys: Iterable[str]) -> dict[str, ListRecord]:
@@ -217,6 +222,12 @@ _NO_RECORD = {"nb_ids": None, "nb_scores": None, "nb_floor": NO_FLOOR}
 """Item-payload fields of an item with no recorded list: every item enters it, and it is
 recomputed when next affected."""
 _JOURNALS: weakref.WeakKeyDictionary[VectorStore, ListJournal] = weakref.WeakKeyDictionary()
+LOAD_CHUNK = 1_024
+"""Items read from the store, normalised and copied into the index at a time (1.5 MB at 384
+dimensions)."""
+REPAIR_CHUNK = 2_048
+"""Items with no recorded list (records lost, or a list never recorded) whose list a batch
+computes afresh, at most: a loss of every record is repaired over catalogue / this batches."""
 
 
 class MemoryFinder(NeighbourFinder):
@@ -232,10 +243,14 @@ class MemoryFinder(NeighbourFinder):
         dim: int,
         lists: str = ITEM_LISTS,
         in_stock_only: bool = False,
+        load_chunk: int = LOAD_CHUNK,
+        repair: int = REPAIR_CHUNK,
     ) -> None:
         super().__init__(store, collection, k, in_stock_only)
         self.dim = dim
         self.lists = lists
+        self.load_chunk = load_chunk
+        self.repair = repair
         self._tops: dict[str, NeighbourState] = {}
 
     @property
@@ -262,40 +277,50 @@ class MemoryFinder(NeighbourFinder):
         one, else from the item payload (written by a store finder). Records of items no longer
         stored (a crash between an item's deletion and its record's) are dropped in a journal
         entry: the item may come back, with no list yet. A journal that cannot be read is
-        cleared, and no list recorded: each is computed again when next affected."""
+        cleared, and no list recorded: each is computed again when next affected.
+
+        The items go into the index's matrix, reserved at the catalogue's size, a chunk of
+        :data:`LOAD_CHUNK` at a time: the load holds one copy of the catalogue, not the several
+        that gathering every vector first took (bench/README.md)."""
         index = MemoryIndex(self.dim, self.k)
-        vectors: dict[str, Vector] = {}
-        versions: dict[str, int | None] = {}
-        hidden: dict[str, bool] = {}
-        lists: dict[str, NeighbourState] = {}
-        for point in self.store.scroll(self.collection, with_vectors=True):
-            if point.vector is None:
-                continue
-            vectors[point.key] = point.vector
-            versions[point.key] = point.payload.get("version")
-            if self.in_stock_only and point.payload.get("in_stock") is False:
-                hidden[point.key] = True
-            state = NeighbourState.from_payload(point.payload)
-            if state is not None:
-                lists[point.key] = state
-        index.put(vectors, versions)  # one put: normalising row by row is several times slower
-        index.hide(hidden)
+        index.reserve(self.store.count(self.collection))
         try:
             journal = self.journal.load()
+            damaged = False
         except JournalDamaged as exc:
             log.error("neighbours.journal_damaged", error=str(exc), action="lists recomputed")
             self.journal.clear()
-            # the item payloads' records are older than what the journal held: "no record" for
-            # each, durably, or the next load would read them again
-            self.journal.append({k: journal_line(k, None) for k in lists}, ())
-            journal, lists = {}, {}
+            journal, damaged = {}, True
+        outdated: list[str] = []  # item-payload records older than a damaged journal's
+        points = self.store.scroll(self.collection, with_vectors=True)
+        while chunk := list(itertools.islice(points, self.load_chunk)):
+            vectors: dict[str, Vector] = {}
+            versions: dict[str, int | None] = {}
+            hidden: dict[str, bool] = {}
+            lists: dict[str, NeighbourState] = {}
+            for point in chunk:
+                if point.vector is None:
+                    continue
+                vectors[point.key] = point.vector
+                versions[point.key] = point.payload.get("version")
+                if self.in_stock_only and point.payload.get("in_stock") is False:
+                    hidden[point.key] = True
+                state = NeighbourState.from_payload(point.payload)
+                if state is None or point.key in journal:
+                    continue  # the journal's record (or its "none") is the newer one
+                if damaged:
+                    outdated.append(point.key)
+                else:
+                    lists[point.key] = state
+            index.put(vectors, versions)
+            index.hide(hidden)
+            index.set_lists(lists)
+        if damaged:
+            # "no record" for each, durably, or the next load would read them again
+            self.journal.append({k: journal_line(k, None) for k in outdated}, ())
         orphans = [key for key in journal if key not in index.rows]
-        for key, state in journal.items():
-            if state is not None:
-                lists[key] = state
-            else:  # damaged: no record (the list is recomputed), not an older one
-                lists.pop(key, None)
-        index.set_lists(lists)
+        # a damaged line is no record (the list is recomputed), not the item payload's older one
+        index.set_lists({k: s for k, s in journal.items() if s is not None})
         self.journal.append({}, orphans)
         return index
 
@@ -309,19 +334,25 @@ class MemoryFinder(NeighbourFinder):
 
     def entered_by(self, changed: Mapping[str, Vector]) -> Entries:
         """As the base class says; the same search also gives each changed item's own top k,
-        kept for the :meth:`top_k` call that follows (until the next write)."""
+        kept for the :meth:`top_k` call that follows (until the next write).
+
+        Items with no recorded list are not searched for (every changed item would enter
+        each: batch x catalogue entries once records are lost); up to :attr:`repair` of them
+        are given with no entries, whatever changed, so that their lists are computed afresh a
+        bounded number per batch until none is left."""
         index = self.index
         self._tops = {}
         keys = list(changed)
-        if not keys or not len(index):
-            return {}
-        own = np.asarray([index.rows.get(k, -1) for k in keys], dtype=np.intp)
-        queries = unit(np.asarray([changed[k] for k in keys], dtype=np.float32))
-        found = index.search(queries, own, own[own >= 0])
         entries: Entries = {}
-        for query, row, score in found.entries:
-            entries.setdefault(index.keys[row], {})[keys[query]] = score
-        self._tops = self._lists(index, keys, found)
+        if keys and len(index):
+            own = np.asarray([index.rows.get(k, -1) for k in keys], dtype=np.intp)
+            queries = unit(np.asarray([changed[k] for k in keys], dtype=np.float32))
+            found = index.search(queries, own, own[own >= 0])
+            for query, row, score in found.entries:
+                entries.setdefault(index.keys[row], {})[keys[query]] = score
+            self._tops = self._lists(index, keys, found)
+        for key in index.unrecorded(self.repair, skip=keys):
+            entries[key] = {}
         return entries
 
     def top_k(self, keys: Iterable[str]) -> dict[str, NeighbourState]:

@@ -12,7 +12,7 @@ clusters that can matter are scored, in two rounds:
 
 Nothing a full scan would find is left out: an item outside the scored clusters cannot score
 above its cluster's bound. When the clusters that can matter hold more than a quarter of the
-(query, row) pairs (items with no list yet, a partition gone stale), one full product is
+(query, row) pairs (lists shorter than k, a partition gone stale), one full product is
 cheaper, and is what runs.
 """
 
