@@ -23,7 +23,13 @@ from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
 from stream.kafka.topics import item_stats_topics
 from stream.loop import BatchConsumer, BatchResult, Output
-from stream.ranking.stats import NO_POPULARITY, fold_activities, popularity_key, stored_stats
+from stream.ranking.stats import (
+    NO_POPULARITY,
+    DamagedStats,
+    fold_activities,
+    popularity_key,
+    stored_stats,
+)
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 
@@ -80,12 +86,15 @@ class ItemStatsProcessor:
         applied = 0
         for item_id, received in by_item.items():
             stats = stored[item_id].payload if item_id in stored else None
-            payload, count = fold_item_activities(
-                stats,
-                [e.activity for e in received],
-                s.popularity_half_life_hours,
-                s.cooccurrence_max,
-            )
+            activities = [e.activity for e in received]
+            half_life, max_co = s.popularity_half_life_hours, s.cooccurrence_max
+            try:
+                payload, count = fold_item_activities(stats, activities, half_life, max_co)
+            except DamagedStats as exc:
+                # read the same way on every retry: start the item afresh (README says what
+                # is lost); the write below replaces the record, so this is logged once
+                log.warning("item_stats.damaged", item_id=item_id, error=str(exc))
+                payload, count = fold_item_activities(None, activities, half_life, max_co)
             applied += count
             if payload is not None:
                 points.append(StoredPoint(item_id, payload, _PLACEHOLDER))

@@ -188,7 +188,10 @@ def recently_purchased(
     """
     if window_days <= 0:
         return set()
-    since = ref - timedelta(days=window_days)
+    try:
+        since = ref - timedelta(days=window_days)
+    except OverflowError:  # a window reaching back before year 1: every purchase is in it
+        return {i.item_id for i in history if i.type == PURCHASE}
     return {i.item_id for i in history if i.type == PURCHASE and i.at >= since}
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+import structlog
 
 from stream.collections import ITEM_STATS, ITEMS
 from stream.ranking.blend import Ranked, Scored, Weights, score_arrays, unit_rows
@@ -38,10 +39,12 @@ from stream.ranking.profile import (
     recent_items,
     recently_purchased,
 )
-from stream.ranking.stats import NO_POPULARITY, cooccurrence, decayed
+from stream.ranking.stats import NO_POPULARITY, DamagedStats, cooccurrence, half_lives
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector
+
+log = structlog.get_logger(__name__)
 
 _ITEM_FIELDS = ("price", "in_stock", "content_hash", "model")
 
@@ -218,12 +221,14 @@ def _cooccurrence(
 ) -> tuple[list[str], sp.csr_matrix]:
     """Each shopper's co-occurrence scores (a row each; columns: the items returned, in id
     order): the sum over their recent items of each item's co-occurring weights as they count
-    at the shopper's time (:func:`stream.ranking.stats.cooccurrence_at`, for all at once)."""
-    parsed = {k: cooccurrence(p.payload) for k, p in stats.items()}
+    at the shopper's time (:func:`stream.ranking.stats.cooccurrence_at`, for all at once),
+    each row scaled by one positive factor of its own so that no decay factor overflows."""
+    parsed = {k: _stored_cooccurrence(k, p) for k, p in stats.items()}
     names = sorted({other for _, co in parsed.values() for other in co})
     column = {k: n for n, k in enumerate(names)}
     held = [k for k, (at, co) in parsed.items() if at is not None and co]
     row = {k: n for n, k in enumerate(held)}
+    times = {k: at for k, (at, _) in parsed.items() if at is not None}
     indptr, cols, data = [0], [], []
     for k in held:
         for other, w in parsed[k][1].items():
@@ -231,20 +236,37 @@ def _cooccurrence(
             data.append(w)
         indptr.append(len(cols))
     items = sp.csr_matrix((data, cols, indptr), shape=(len(held), len(names)), dtype=np.float64)
-    indptr, cols, factors = [0], [], []
+    # Each item's factor is 2^-(half-lives from its stats' time to the shopper's), which is
+    # past any float when the stats are ~1,024 half-lives later (a shopper's events years older
+    # than others'). A row's factors are divided by its largest: the blend takes each score's
+    # share of the shopper's largest, which one positive factor per row leaves as it is.
+    indptr, cols = [0], []
+    exponents: list[float] = []
     for sh in shoppers.values():
-        for k in sh.recent:
-            at = parsed[k][0] if k in row else None
-            if at is not None:
-                cols.append(row[k])
-                factors.append(decayed(1.0, at, sh.ref, half_life_hours))
+        own = [
+            (row[k], -half_lives(times[k], sh.ref, half_life_hours)) for k in sh.recent if k in row
+        ]
+        largest = max((e for _, e in own), default=0.0)
+        cols.extend(c for c, _ in own)
+        exponents.extend(e - largest for _, e in own)
         indptr.append(len(cols))
+    factors = np.exp2(np.asarray(exponents, dtype=np.float64))
     decay = sp.csr_matrix(
         (factors, cols, indptr), shape=(len(shoppers), len(held)), dtype=np.float64
     )
     scores = (decay @ items).tocsr()
     scores.sort_indices()
     return names, scores
+
+
+def _stored_cooccurrence(key: str, point: StoredPoint) -> tuple[datetime | None, dict[str, float]]:
+    """The item's stored co-occurrence; none from a damaged record, which the item-stats
+    consumer starts afresh at the item's next activity."""
+    try:
+        return cooccurrence(point.payload)
+    except DamagedStats as exc:
+        log.warning("recommend.damaged_stats", item_id=key, error=str(exc))
+        return None, {}
 
 
 @dataclass(frozen=True)

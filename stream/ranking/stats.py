@@ -27,12 +27,30 @@ from stream.ranking.profile import Interaction
 _SECONDS_PER_HOUR = 3600.0
 
 
+class DamagedStats(ValueError):
+    """A stored stats record that cannot be read: a field that is not valid JSON, of the wrong
+    type, not finite, or the record of another item."""
+
+
+def half_lives(at: datetime, ref: datetime, half_life_hours: float) -> float:
+    """How many half-lives ``ref`` comes after ``at`` (negative when before): ``-log2`` of the
+    decay factor, for callers that must compare factors too large or small for a float."""
+    return (ref - at).total_seconds() / _SECONDS_PER_HOUR / half_life_hours
+
+
 def decayed(value: float, at: datetime, ref: datetime, half_life_hours: float) -> float:
-    """``value`` seen at ``at`` as it counts at ``ref``: halved per half-life (grows if earlier)."""
+    """``value`` seen at ``at`` as it counts at ``ref``: halved per half-life (grows if earlier).
+
+    A value counted over ~1,024 half-lives before it was seen grows past the largest float: it
+    is infinite (with its sign), never an error. Callers that move values back in time, or far,
+    work with :func:`half_lives` instead.
+    """
     if value == 0:
         return 0.0  # and no overflow for a zero seen long after ``ref``
-    hours = (ref - at).total_seconds() / _SECONDS_PER_HOUR
-    return value * math.pow(0.5, hours / half_life_hours)
+    try:
+        return value * math.pow(0.5, half_lives(at, ref, half_life_hours))
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 def activities_for(
@@ -150,7 +168,9 @@ def fold_activities(
         else:
             owner = stats.get("item_id", activity.item_id) if stats else activity.item_id
         if owner != activity.item_id:
-            raise ValueError(f"stats of {owner!r} cannot take activity of {activity.item_id!r}")
+            # the stored record's owner (before any applied) or this call's activities differ
+            error = ValueError if applied else DamagedStats
+            raise error(f"stats of {owner!r} cannot take activity of {activity.item_id!r}")
         if not parsed:
             item_id, pop, co, ref, upto = _parse(stats, activity.item_id)
             parsed = True
@@ -219,10 +239,14 @@ def stored_stats(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    """A stored object field: a JSON text (or, as stored before, an object)."""
+    """A stored object field: a JSON text (or, as stored before, an object); none is empty."""
     if isinstance(value, str):
         value = json.loads(value)
-    return value if isinstance(value, Mapping) else {}
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"an object was expected, not {type(value).__name__}")
+    return value
 
 
 def _weights(value: object) -> dict[str, float]:
@@ -233,20 +257,28 @@ def _weights(value: object) -> dict[str, float]:
     return {str(k): float(v) for k, v in mapping.items()}
 
 
-def _parse(
-    stats: Mapping[str, Any] | None, item_id: str
-) -> tuple[str, float, dict[str, float], datetime | None, dict[str, int]]:
+_Parsed = tuple[str, float, dict[str, float], datetime | None, dict[str, int]]
+
+
+def _parse(stats: Mapping[str, Any] | None, item_id: str) -> _Parsed:
+    """The stored record's fields; :class:`DamagedStats` when one cannot be read."""
     if not stats:
         return item_id, 0.0, {}, None, {}
     if stats.get("item_id", item_id) != item_id:
-        raise ValueError(f"stats of {stats.get('item_id')!r} cannot take activity of {item_id!r}")
-    ref_raw = stats.get("ref")
-    ref = datetime.fromisoformat(ref_raw).astimezone(UTC) if isinstance(ref_raw, str) else None
-    co = _weights(stats.get("co"))
-    upto = {str(k): int(v) for k, v in _mapping(stats.get("upto")).items()}
-    if "upto" not in stats:
-        upto = _watermarks_of_seen(stats.get("seen"))
-    return item_id, float(stats.get("pop", 0.0)), co, ref, upto
+        raise DamagedStats(f"stats of {stats.get('item_id')!r} cannot take activity of {item_id!r}")
+    try:
+        ref_raw = stats.get("ref")
+        ref = datetime.fromisoformat(ref_raw).astimezone(UTC) if isinstance(ref_raw, str) else None
+        co = _weights(stats.get("co"))
+        upto = {str(k): int(v) for k, v in _mapping(stats.get("upto")).items()}
+        if "upto" not in stats:
+            upto = _watermarks_of_seen(stats.get("seen"))
+        pop = float(stats.get("pop", 0.0))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise DamagedStats(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not (math.isfinite(pop) and all(map(math.isfinite, co.values()))):
+        raise DamagedStats("pop or co holds a value that is not finite")
+    return item_id, pop, co, ref, upto
 
 
 def _watermarks_of_seen(seen: object) -> dict[str, int]:
@@ -275,10 +307,16 @@ def popularity_at(stats: Mapping[str, Any] | None, ref: datetime, half_life_hour
 
 def cooccurrence(stats: Mapping[str, Any] | None) -> tuple[datetime | None, dict[str, float]]:
     """The item's co-occurring items and their weights as stored, and the time they count at
-    (None, and no items, without stats)."""
+    (None, and no items, without stats); :class:`DamagedStats` when they cannot be read."""
     if not stats or not isinstance(stats.get("ref"), str):
         return None, {}
-    return datetime.fromisoformat(stats["ref"]), _weights(stats.get("co"))
+    try:
+        at, co = datetime.fromisoformat(stats["ref"]).astimezone(UTC), _weights(stats.get("co"))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise DamagedStats(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not all(map(math.isfinite, co.values())):
+        raise DamagedStats("co holds a value that is not finite")
+    return at, co
 
 
 def cooccurrence_at(

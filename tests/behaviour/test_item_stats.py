@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from kit import RunningConsumers, publish
+from structlog.testing import capture_logs
 
 from schemas.activity import ItemActivity
 from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
@@ -162,3 +163,55 @@ def test_poison_pills_on_the_activity_topic_become_dead_letters(
         letter = dead[(key, value)]
         assert letter.headers["recstream.error"].decode() == reason, what
         assert letter.headers["recstream.source"].decode().startswith(f"{topic}/"), what
+
+
+def test_a_damaged_stats_record_is_logged_once_and_started_afresh(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Stored records the consumer cannot read (a field that is not JSON, of the wrong type, not
+    finite, another item's record) do not stop it: each is logged once, as a warning with the
+    item id, and the item's stats start afresh from the new activities, which are all folded;
+    a sound record beside them keeps its counts."""
+    settings = make_settings()
+    ensure_topics(settings, item_stats_topics(settings))
+    topic = settings.topic_item_activity()
+    sound = {"pop": 3.0, "co": '{"pal":1.0}', "ref": T0.isoformat(), "upto": "{}"}
+    damaged = {
+        "bad-upto": {**sound, "upto": "{not json"},
+        "bad-upto-type": {**sound, "upto": '{"events-in/0": "seven"}'},
+        "bad-co": {**sound, "co": '{"pal": "heavy"}'},
+        "bad-co-list": {**sound, "co": "[1, 2]"},
+        "bad-co-infinite": {**sound, "co": '{"pal": Infinity}'},
+        "bad-pop": {**sound, "pop": "lots"},
+        "bad-ref": {**sound, "ref": "yesterday"},
+        "bad-owner": {**sound, "item_id": "someone-else"},
+    }
+    records = {**damaged, "sound": sound}
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        ItemStatsProcessor(settings, store, _DIM)  # the collections
+        store.upsert(
+            ITEM_STATS,
+            [
+                StoredPoint(item, {"item_id": item, **record}, np.ones(1, dtype=np.float32))
+                for item, record in records.items()
+            ],
+        )
+        new = [_activity(item, n, {"pal": 2.0}) for n, item in enumerate(records)]
+        new += [_activity(item, len(new) + n) for n, item in enumerate(records)]
+        publish(settings, topic, _messages(new))
+        with capture_logs() as logs:
+            _fold(settings, store)
+        for item in damaged:
+            got = _stats(store, item)
+            assert got["pop"] == pytest.approx(2.0), item
+            assert got["co"] == pytest.approx({"pal": 2.0}), item
+            assert got["upto"] == {SOURCE: len(records) + list(records).index(item)}, item
+        assert _stats(store, "sound")["pop"] == pytest.approx(5.0)
+        assert _stats(store, "sound")["co"] == pytest.approx({"pal": 3.0})
+    finally:
+        store.close()
+    warned = [e["item_id"] for e in logs if e["event"] == "item_stats.damaged"]
+    assert sorted(warned) == sorted(damaged)
+    assert all(e["log_level"] == "warning" for e in logs if e["event"] == "item_stats.damaged")
+    assert read_topic(settings, settings.dlq_topic(topic)) == []

@@ -335,6 +335,15 @@ def test_recently_purchased_compares_instants_across_time_zones() -> None:
     assert recently_purchased([bought], T0 + timedelta(days=1), 1.0) == {"A"}
 
 
+def test_recently_purchased_with_a_window_reaching_before_year_one_holds_every_purchase() -> None:
+    """A shopper whose last event is in January of year 1 (valid), or a window of a billion
+    days: the window reaches before datetime's range, so every purchase is in it, no error."""
+    first = datetime(1, 1, 2, tzinfo=UTC)
+    history = [Interaction("e", "A", "purchase", first), Interaction("v", "B", "view", first)]
+    assert recently_purchased(history, first, 30.0) == {"A"}
+    assert recently_purchased(history, T0, 1e12) == {"A"}
+
+
 def test_recent_items_are_distinct_most_recent_first_and_bounded() -> None:
     """The last n distinct items, newest first, whatever the input order."""
     history = [

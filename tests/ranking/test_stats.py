@@ -17,10 +17,14 @@ from schemas.activity import ItemActivity
 from schemas.source import source_position
 from stream.ranking.profile import Interaction
 from stream.ranking.stats import (
+    DamagedStats,
     activities_for,
     apply_activity,
+    cooccurrence,
     cooccurrence_at,
     decayed,
+    fold_activities,
+    half_lives,
     popularity_at,
     popularity_key,
 )
@@ -355,3 +359,53 @@ def test_popularity_key_orders_like_popularity_at_a_common_time() -> None:
     assert kb - ka == pytest.approx(math.log(5.0) - math.log(4.0))
     assert popularity_key(None, 10.0) is None
     assert popularity_key({"pop": 0.0, "ref": t0.isoformat()}, 10.0) is None
+
+
+def test_a_value_grown_past_the_largest_float_is_infinite_not_an_error() -> None:
+    """Counted ~1,100 half-lives before it was seen, a value is +-inf (no OverflowError);
+    half_lives gives the exponent itself, finite, for callers that work in log space."""
+    far = at(-1_100 * HALF_LIFE)
+    assert decayed(3.0, at(0), far, HALF_LIFE) == math.inf
+    assert decayed(-3.0, at(0), far, HALF_LIFE) == -math.inf
+    assert decayed(3.0, far, at(0), HALF_LIFE) == 0.0
+    assert half_lives(at(0), far, HALF_LIFE) == pytest.approx(-1_100.0)
+    year_1, year_9999 = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
+    assert decayed(1.0, year_9999, year_1, 1.0) == math.inf
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("upto", "{not json"),
+        ("upto", '{"user.events/0": "seven"}'),
+        ("upto", "[1, 2]"),
+        ("upto", 7),
+        ("co", '{"sku-2": "heavy"}'),
+        ("co", '{"sku-2": Infinity}'),
+        ("co", "[[[[" * 5_000),
+        ("pop", "lots"),
+        ("pop", None),
+        ("ref", "yesterday"),
+        ("item_id", "sku-9"),
+        ("seen", "{not json"),
+    ],
+)
+def test_a_stored_record_that_cannot_be_read_raises_damaged_stats(field: str, value: Any) -> None:
+    """A record with a field that is not JSON, of the wrong type or not finite, or another
+    item's, raises DamagedStats (a ValueError), the one error the item-stats consumer answers
+    by starting the item afresh; reading its co-occurrence raises it too."""
+    record: dict[str, Any] = {
+        "item_id": "sku-1",
+        "pop": 1.0,
+        "co": '{"sku-2":1.0}',
+        "ref": T0.isoformat(),
+        "upto": "{}",
+    }
+    if field == "seen":
+        del record["upto"]
+    record[field] = value
+    with pytest.raises(DamagedStats):
+        fold_activities(record, [act(1)], HALF_LIFE, 10)
+    if field in ("co", "ref"):
+        with pytest.raises(DamagedStats):
+            cooccurrence(record)
