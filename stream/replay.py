@@ -18,6 +18,11 @@ replayed event that fails again becomes a new dead letter (a new position), whic
 replays again unless filtered by ``reason``; one run reads each DLQ partition only up to the end
 it had when the run reached it, so it never chases its own replays. Run one replay at a time per
 DLQ topic. The DLQ is streamed: memory does not grow with its size.
+
+A dead letter whose key or value was cut to fit the DLQ (``recstream.truncated``) is skipped,
+counted and reported: its original bytes are gone, and the cut ones would only come back as a
+new ``invalid_json`` (or ``key_mismatch``) dead letter. One cut only in the original message's
+own headers is replayed: a replay never carries them.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from confluent_kafka.admin import AdminClient
 from schemas.source import source_of
 from stream.kafka.config import client_config, producer_config
 from stream.kafka.dlq import HEADER_ERROR, HEADER_SOURCE
+from stream.kafka.fit import HEADER_TRUNCATED
 from stream.kafka.inspect import Record, iter_topic
 from stream.kafka.topics import COMPACT, ensure_topics
 from stream.settings import Settings
@@ -52,8 +58,9 @@ WOULD_REPLAY = "would replay"
 ALREADY_REPLAYED = "already replayed"
 OTHER_REASON = "other reason"
 OVER_LIMIT = "over limit"
+TRUNCATED = "truncated"
 REFUSED = "refused"
-OUTCOMES = (REPLAYED, WOULD_REPLAY, ALREADY_REPLAYED, OTHER_REASON, OVER_LIMIT, REFUSED)
+OUTCOMES = (REPLAYED, WOULD_REPLAY, ALREADY_REPLAYED, OTHER_REASON, OVER_LIMIT, TRUNCATED, REFUSED)
 
 
 class ReplayFailed(RuntimeError):
@@ -162,6 +169,9 @@ class ReplayPlan:
             return ReplayDecision(position, why, OTHER_REASON)
         if position in self.done:
             return ReplayDecision(position, why, ALREADY_REPLAYED)
+        cut = _cut(record)
+        if cut:
+            return ReplayDecision(position, why, TRUNCATED, note=f"{HEADER_TRUNCATED}: {cut}")
         target = self._target(record)
         if isinstance(target, str):
             return ReplayDecision(position, why, REFUSED, note=target)
@@ -190,6 +200,16 @@ class ReplayPlan:
             have = f"{len(self.partitions)} partitions" if self.partitions else "does not exist"
             return f"{expected} has no partition {partition} ({have})"
         return topic, partition
+
+
+def _cut(record: Record) -> str:
+    """What the ``recstream.truncated`` header says was cut of the failed message's key or
+    value; '' when nothing was, or only its own headers (which a replay never carries)."""
+    raw = record.headers.get(HEADER_TRUNCATED)
+    if raw is None:
+        return ""
+    text = raw.decode("utf-8", "replace")
+    return "" if set(text.split(",")) == {"headers"} else text[:80] or "(empty)"
 
 
 def replay_dead_letters(
@@ -376,6 +396,12 @@ def format_report(report: ReplayReport) -> str:
         lines.append(f"  -> {target}: {n}")
     for d in report.refusals:
         lines.append(f"  refused {d.position}: {d.note}")
+    truncated = report.count(TRUNCATED)
+    if truncated:
+        lines.append(
+            f"  skipped {truncated} truncated: cut to fit the DLQ ({HEADER_TRUNCATED}), their "
+            "original bytes are gone (a replay would be a new invalid_json dead letter)"
+        )
     refused = report.count(REFUSED)
     if refused > len(report.refusals):
         lines.append(f"  ... and {refused - len(report.refusals)} more refused")

@@ -24,6 +24,7 @@ from stream.replay import (
     OVER_LIMIT,
     REFUSED,
     REPLAYED,
+    TRUNCATED,
     WOULD_REPLAY,
     ReplayTimedOut,
     replay_dead_letters,
@@ -184,6 +185,49 @@ def test_replay_goes_only_to_the_dlqs_own_topic_and_its_partitions(
     assert len(read_topic(settings, items)) == 1, "a second run replayed again"
     with pytest.raises(ValueError, match="not a dead-letter topic"):
         replay_dead_letters(settings, items, dry_run=True)
+
+
+def test_replay_skips_dead_letters_whose_key_or_value_was_cut(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dead letters cut to fit the DLQ (``recstream.truncated``: ``value``, ``key,value``) are
+    skipped, counted and reported, in a dry run and in a real one, and never recorded as
+    replayed, so every later run reports them again; one cut only in the original's own headers
+    (which a replay never carries) is replayed like a whole one."""
+    settings = make_settings()
+    ensure_topics(settings, catalog_topics(settings))
+    dlq = settings.dlq_topic(settings.topic_items)
+    items = settings.topic_items
+    source = ("recstream.source", f"{items}/0/1".encode())
+    too_large = ("recstream.error", b"too_large")
+    _dead_letters(
+        settings,
+        dlq,
+        [
+            [too_large, source, ("recstream.truncated", b"value")],
+            [("recstream.error", b"schema"), source],
+            [too_large, source, ("recstream.truncated", b"key,value")],
+            [too_large, source, ("recstream.truncated", b"headers")],
+        ],
+    )
+
+    dry = replay_dead_letters(settings, dlq, dry_run=True)
+    assert dry.count(TRUNCATED) == 2 and dry.count(WOULD_REPLAY) == 2
+    report = replay_dead_letters(settings, dlq, dry_run=False)
+    assert report.count(TRUNCATED) == 2 and report.replayed == 2
+    assert report.by_reason()["too_large"] == {TRUNCATED: 2, REPLAYED: 1}
+    assert len(read_topic(settings, items)) == 2
+    assert len(read_topic(settings, replayed_topic(dlq))) == 2, "a skipped one was recorded"
+
+    try:
+        assert main(["replay-dlq", "--log-level=warning", *_cli_settings(settings, dlq)]) == 0
+    finally:
+        structlog.reset_defaults()  # main() configured JSON logging for the process
+    out = capsys.readouterr().out
+    assert f"{dlq}: replayed 0 of 4 dead letters" in out
+    assert "skipped 2 truncated" in out
+    assert any(line.startswith("reason") and "truncated" in line for line in out.splitlines())
+    assert len(read_topic(settings, items)) == 2, "a truncated dead letter was replayed"
 
 
 def _cli_settings(settings: Settings, dlq: str) -> list[str]:
