@@ -20,6 +20,7 @@ from schemas.behaviour import UserEvent
 from schemas.catalog import ItemCreated, ItemDeleted, ItemUpdated
 from schemas.errors import (
     ENCODER_REJECTED,
+    FUTURE_EVENT,
     INVALID_JSON,
     KEY_MISMATCH,
     MAX_DETAIL_CHARS,
@@ -80,7 +81,15 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _SCHEMAS + name}
 
 
-_REASONS = (INVALID_JSON, SCHEMA, KEY_MISMATCH, MISSING_KEY, TOO_LARGE, ENCODER_REJECTED)
+_REASONS = (
+    INVALID_JSON,
+    SCHEMA,
+    KEY_MISMATCH,
+    MISSING_KEY,
+    TOO_LARGE,
+    ENCODER_REJECTED,
+    FUTURE_EVENT,
+)
 _DEAD_LETTER_HEADERS = {
     "type": "object",
     "description": "The original message's own headers are kept beside these (recstream's win "
