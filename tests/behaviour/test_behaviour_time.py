@@ -1,11 +1,11 @@
 """Shopper events far apart in time, on the real embedded broker, store and model: events decades
-older than the item statistics they meet, and an event dated in year 9999."""
+older than the item statistics they meet, and events dated ahead of the consumer's clock."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,9 @@ from kit import (
 
 from encoders import Encoder
 from recstream_tools.sample_catalog import sample_items
+from stream.behaviour.processor import BehaviourProcessor, UserReceived
 from stream.collections import ITEMS, USERS
+from stream.kafka.dlq import DeadLetter, LocalMessage
 from stream.kafka.inspect import read_topic
 from stream.ranking.profile import history_from_payload
 from stream.settings import Settings
@@ -58,6 +60,8 @@ def test_events_decades_apart_keep_the_consumer_running_and_the_lists_exact(
         popularity_half_life_hours=1.0,
         profile_half_life_hours=2.0,  # not the popularity's: the reference's decay tells them apart
         rank_candidates=100,
+        # a century: 2026 is never ahead of the clock, 9999 always is, whenever this runs
+        history_max_future_s=100 * 365 * 86_400.0,
     )
     rng = random.Random(17)
     items = sample_items(30, seed=61)
@@ -140,3 +144,30 @@ def test_events_decades_apart_keep_the_consumer_running_and_the_lists_exact(
                 tied = [s for i, s, _ in want if i == h["item_id"]]
                 assert tied and tied[0] == pytest.approx(w_score, abs=2e-6), (user, position)
     assert any(h["components"]["collaborative"] > 0 for h in got["u-old"])
+
+
+def test_an_event_further_ahead_of_the_clock_than_the_setting_is_a_dead_letter(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With the default one day, an event an hour ahead of now is taken and one two days ahead
+    is a ``future_event`` dead letter naming how far ahead it was; three days allowed take it."""
+    now = datetime.now(UTC)
+
+    def received(settings: Settings, ahead: timedelta) -> object:
+        store = EdgeStore(settings.qdrant_path)
+        try:
+            processor = BehaviourProcessor(settings, store, 8)
+            _, value = event_bytes(_event("u-1", 1, "sku-1", "click", now + ahead))
+            message = LocalMessage(0, b"u-1", value, settings.topic_user_events)
+            return processor.receive(message)[0]
+        finally:
+            store.close()
+
+    default = make_settings()
+    assert default.history_max_future_s == 86_400
+    assert isinstance(received(default, timedelta(hours=1)), UserReceived)
+    dead = received(default, timedelta(days=2))
+    assert isinstance(dead, DeadLetter) and dead.reason == "future_event"
+    assert "ahead" in dead.detail
+    roomy = make_settings(history_max_future_s=3 * 86_400.0)
+    assert isinstance(received(roomy, timedelta(days=2)), UserReceived)
