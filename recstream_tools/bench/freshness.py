@@ -347,11 +347,11 @@ def _plot(result: dict[str, Any]) -> Any:
             )
     for share, goal in GOALS_P99_MS.items():
         left.axvline(goal, color="tab:red", linestyle="--", linewidth=0.8)
-        left.text(goal, 0.03, f" p99 goal at {share:.0%}", fontsize=7, color="tab:red")
+        left.text(goal, 0.5, f"p99 goal at {share:.0%} ", fontsize=7, color="tab:red", rotation=90)
     left.set_xscale("log")
     left.set_xlabel("event's Kafka timestamp to its own list's, ms (log)")
     left.set_ylabel("fraction of events")
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="upper left")
     drain = result["phases"]["drain"]
     left.set_title(
         f"drain {drain['events_per_s']} items/s; {result['items_at_end']:,} items at end"
