@@ -33,7 +33,12 @@ ITEM_MODEL = "item_model"
 RANKING = "ranking"
 
 _INDEXES = {
-    ITEMS: {"item_id": FieldKind.KEYWORD, "nb_ids": FieldKind.KEYWORD, "nb_floor": FieldKind.FLOAT},
+    ITEMS: {
+        "item_id": FieldKind.KEYWORD,
+        "nb_ids": FieldKind.KEYWORD,
+        "nb_pending": FieldKind.KEYWORD,
+        "nb_floor": FieldKind.FLOAT,
+    },
     ITEM_STATS: {"pop_key": FieldKind.FLOAT},
 }
 

@@ -28,8 +28,8 @@ def build_consumers(
     settings: Settings, which: str, store: VectorStore, encoder: Encoder | None = None
 ) -> list[BatchConsumer[Any, Any]]:
     """The consumers ``which`` names (catalog, behaviour or all), wired to ``store``, in that
-    order: catalog, behaviour, item stats. The catalog consumer loads the settings' encoder
-    unless one is given."""
+    order: catalog (and lists, with RECSTREAM_LIST_STAGE=topic), behaviour, item stats. The
+    catalog consumer loads the settings' encoder unless one is given."""
     from encoders.bert import model_dimension
 
     consumers: list[BatchConsumer[Any, Any]] = []
@@ -40,6 +40,10 @@ def build_consumers(
         encoder = encoder or load_encoder(settings)
         processor = CatalogProcessor(settings, encoder, store)
         consumers.append(CatalogConsumer(settings, processor))
+        if processor.by_topic:  # each list's one writer, beside the catalog consumer
+            from stream.catalog.owners import ListConsumer, ListProcessor
+
+            consumers.append(ListConsumer(settings, ListProcessor(settings, store)))
     if which in ("behaviour", "all"):
         from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
         from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor

@@ -172,6 +172,14 @@ class Settings(BaseSettings):
         "on an in-memory copy of the catalogue; one writer process only), store (store queries), "
         "auto (memory unless the store is a shared server)",
     )
+    list_stage: Literal["auto", "inline", "topic"] = Field(
+        default="auto",
+        description="who writes and publishes the similar-item lists: inline (the catalog "
+        "consumer, one process per store), topic (the catalog consumer publishes list work to "
+        "an internal topic keyed by list owner; a lists consumer is each list's only writer: "
+        "several instances on one Qdrant server), auto (topic with a Qdrant server unless "
+        "RECSTREAM_SINGLE_WRITER, else inline)",
+    )
     single_writer: bool = Field(
         default=False,
         description="with a Qdrant server: promise that this is the only process writing its "
@@ -384,6 +392,13 @@ class Settings(BaseSettings):
 
     def stats_group(self) -> str:
         return f"{self.group_id}.item-stats"
+
+    def lists_group(self) -> str:
+        return f"{self.group_id}.lists"
+
+    def topic_list_work(self) -> str:
+        """Internal topic: list work of catalogue changes, keyed by the list's owner item."""
+        return f"{self.group_id}.list-work"
 
     def topic_item_activity(self) -> str:
         """Internal topic: behaviour repartitioned by item id (like a Kafka Streams repartition)."""

@@ -25,11 +25,12 @@ from schemas.outputs import neighbour_list_json
 from stream.catalog.ahead import EncodeAhead
 from stream.catalog.index import leave_cores_to_encoder
 from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
-from stream.catalog.neighbours import Entries, finder_for
+from stream.catalog.neighbours import Entries, StoreFinder, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
+from stream.catalog.work import list_work, lists_by_topic
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter
-from stream.kafka.topics import catalog_topics
+from stream.kafka.topics import catalog_topics, list_topics
 from stream.loop import BatchConsumer, BatchResult, Output
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
@@ -67,6 +68,13 @@ class CatalogProcessor:
             # an encoder without a runtime attribute may be running on torch: leave torch be
             leave_cores_to_encoder(torch_threads=encoder.runtime != "torch")
         self.finder = finder_for(store, settings, ITEMS, encoder.dim)
+        self.by_topic = lists_by_topic(settings, store)
+        """Lists are the lists consumer's (:mod:`stream.catalog.owners`): this one publishes
+        the work its changes ask of them."""
+        if self.by_topic and not isinstance(self.finder, StoreFinder):
+            raise ValueError(
+                "RECSTREAM_LIST_STAGE=topic needs RECSTREAM_NEIGHBOUR_SEARCH=store (or auto)"
+            )
         self.ahead = EncodeAhead(encoder)
         # lists owed by a process that died between a store write and its publish, for items
         # the batches it left behind may not hold: honoured by the first batch
@@ -142,6 +150,9 @@ class CatalogProcessor:
         dead.extend(rejected)
         encoded = [r for r in plan.encode if r.item_id in vectors]
 
+        # With a lists consumer, a stored item's list fields are its: replace the vector and
+        # merge the description, never the whole payload.
+        kept = [r for r in encoded if self.by_topic and r.item_id in stored]
         self.store.upsert(
             ITEMS,
             [
@@ -151,9 +162,11 @@ class CatalogProcessor:
                     vectors[r.item_id],
                 )
                 for r in encoded
+                if r not in kept
             ],
         )
-        self.store.set_payload(ITEMS, {r.item_id: self._payload(r) for r in plan.refresh})
+        self.store.update_vectors(ITEMS, {r.item_id: vectors[r.item_id] for r in kept})
+        self.store.set_payload(ITEMS, {r.item_id: self._payload(r) for r in [*plan.refresh, *kept]})
         gone = [r.item_id for r in plan.delete]
         self.store.delete(ITEMS, gone)
         self.store.upsert(
@@ -195,10 +208,19 @@ class CatalogProcessor:
         own &= {*changed, *(r.item_id for r in plan.refresh)}  # owed ones still stored
         listed = self.finder.listing([*changed, *gone, *left]) - set(gone)
         entries = self.finder.entered_by({k: v for k, v in changed.items() if not hidden.get(k)})
-        result.outputs, lists = self._lists(own, listed, entries)
+        if self.by_topic:
+            lists: dict[str, tuple[NeighbourState, bytes]] = {}
+            result.outputs = [
+                Output(self.settings.topic_list_work(), w.owner.encode(), w.to_json_bytes())
+                for w in list_work(own, listed | set(gone), entries)
+            ]
+        else:
+            result.outputs, lists = self._lists(own, listed, entries)
+            for item_id in gone:
+                result.outputs.append(
+                    Output(self.settings.topic_neighbours, item_id.encode(), None)
+                )
         result.confirm = Published(lists, sorted(own))
-        for item_id in gone:
-            result.outputs.append(Output(self.settings.topic_neighbours, item_id.encode(), None))
         dlq = self.settings.dlq_topic(self.settings.topic_items)
         result.outputs.extend(Output(dlq, d.key, d.value, d.headers()) for d in dead)
         result.counts = {
@@ -356,6 +378,8 @@ class CatalogConsumer(BatchConsumer[Entry, Published]):
 
     def __init__(self, settings: Settings, processor: CatalogProcessor) -> None:
         topics = catalog_topics(settings)
+        if processor.by_topic:
+            topics |= list_topics(settings)
         super().__init__(
             settings,
             processor,

@@ -70,6 +70,12 @@ def behaviour_topics(settings: Settings) -> Topics:
     }
 
 
+def list_topics(settings: Settings) -> Topics:
+    """What the lists consumer reads and writes (``RECSTREAM_LIST_STAGE=topic``)."""
+    topic = settings.topic_list_work()
+    return {topic: {}, settings.dlq_topic(topic): {}, settings.topic_neighbours: COMPACT}
+
+
 def item_stats_topics(settings: Settings) -> Topics:
     """What the item-stats consumer reads and writes."""
     topic = settings.topic_item_activity()
