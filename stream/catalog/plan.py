@@ -52,6 +52,8 @@ class Received:
     content_hash: str | None = None
     tokens: int = 0
     """The text's token count (for the encoder metrics)."""
+    headers: tuple[tuple[str, str | bytes | None], ...] = ()
+    """The message's own headers (a dead letter made later keeps them)."""
 
     @property
     def item_id(self) -> str:

@@ -29,7 +29,7 @@ from stream.catalog.neighbours import Entries, StoreFinder, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.catalog.work import list_work, lists_by_topic
 from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
-from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter
+from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter, message_headers
 from stream.kafka.topics import catalog_topics, list_topics
 from stream.loop import BatchConsumer, BatchResult, Output
 from stream.settings import Settings
@@ -111,6 +111,7 @@ class CatalogProcessor:
             text,
             digest,
             tokens,
+            message_headers(msg),
         )
         return received, tokens
 
@@ -297,7 +298,7 @@ class CatalogProcessor:
                 with self.ahead.lock:
                     vectors[r.item_id] = self.encoder.encode([r.text or ""])[0]
             except EncoderError as exc:
-                msg = LocalMessage(r.offset, r.key, r.value, r.topic, r.partition)
+                msg = LocalMessage(r.offset, r.key, r.value, r.topic, r.partition, list(r.headers))
                 rejected.append(dead_letter(msg, ENCODER_REJECTED, str(exc)))
         return vectors, rejected
 

@@ -102,8 +102,12 @@ def split_batch(
     return dead, {k: groups[k] for k in sorted(groups)}
 
 
+def message_headers(msg: Message) -> tuple[tuple[str, str | bytes | None], ...]:
+    """The message's own headers, as pairs."""
+    raw = msg.headers() or ()
+    return tuple(raw.items() if isinstance(raw, dict) else raw)
+
+
 def dead_letter(msg: Message, reason: str, detail: str) -> DeadLetter:
     source = source_of(msg.topic(), msg.partition(), msg.offset())
-    raw = msg.headers() or ()
-    headers = tuple(raw.items() if isinstance(raw, dict) else raw)
-    return DeadLetter(msg.key(), msg.value(), reason, detail, source, headers)
+    return DeadLetter(msg.key(), msg.value(), reason, detail, source, message_headers(msg))

@@ -45,7 +45,8 @@ def bert() -> Encoder:
 
 def test_rejected_text_is_dead_lettered_and_the_rest_encoded(bert: Encoder, tmp_path: Path) -> None:
     """When the encoder rejects one text of a batch, that event becomes an encoder_rejected dead
-    letter with its original bytes, and every other item of the batch is stored and listed."""
+    letter with its original bytes and headers, and every other item of the batch is stored and
+    listed."""
     items = sample_items(12, seed=3)
     items[4] = {**items[4], "title": "REJECT-ME " + items[4]["title"]}
     events = catalog_events(items, datetime(2026, 11, 22, tzinfo=UTC))
@@ -53,7 +54,12 @@ def test_rejected_text_is_dead_lettered_and_the_rest_encoded(bert: Encoder, tmp_
     try:
         processor = CatalogProcessor(Settings(), RejectingEncoder(bert, "REJECT-ME"), store)
         msgs = [
-            LocalMessage(i, e["item"]["item_id"].encode(), json.dumps(e).encode())
+            LocalMessage(
+                i,
+                e["item"]["item_id"].encode(),
+                json.dumps(e).encode(),
+                headers=[("trace-id", f"t-{i}".encode())],
+            )
             for i, e in enumerate(events)
         ]
         entries = [processor.receive(m)[0] for m in msgs]
@@ -64,6 +70,7 @@ def test_rejected_text_is_dead_lettered_and_the_rest_encoded(bert: Encoder, tmp_
         assert dead[0].value == msgs[4].value() and dead[0].key == msgs[4].key()
         assert dict(dead[0].headers or [])["recstream.error"] == b"encoder_rejected"
         assert dict(dead[0].headers or [])["recstream.source"] == b"catalog.items/0/4"
+        assert dict(dead[0].headers or [])["trace-id"] == b"t-4"
         assert store.count(ITEMS) == 11
         assert result.confirm is not None
         assert set(result.confirm.lists) == {i["item_id"] for i in items} - {items[4]["item_id"]}
