@@ -255,6 +255,8 @@ def run(
     try:
         with LoadMonitor() as load, EmbeddedBroker() as broker:
             s = on_embedded(settings, broker.bootstrap, workdir)
+            # the generated shoppers' events are dated from a fixed day, maybe after today
+            s = s.model_copy(update={"history_max_future_s": 1e12})
             encoder = load_encoder(s)
             store = EdgeStore(s.qdrant_path)
             ensure_collections(store, encoder.dim)
