@@ -482,8 +482,18 @@ def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
-    from recstream_tools.evaluation.neighbours import evaluate_neighbours, format_markdown
+    from recstream_tools.evaluation.neighbours import (
+        evaluate_neighbours,
+        format_markdown,
+        missing_data,
+    )
 
+    missing = missing_data(args.data)
+    if len(missing) == 2:  # nothing to evaluate: say so before loading a model
+        for reason in missing:
+            print(f"skipped {reason}")
+        print(f"recstream: no neighbour evaluation data under {args.data}: nothing to do")
+        return 0
     encoder = None
     if not args.lexical_only:
         from encoders import load_encoder

@@ -212,6 +212,16 @@ def encoder_function(encoder: Encoder) -> Callable[[Sequence[str]], Scores]:
     return encode
 
 
+def missing_data(data_dir: Path) -> list[str]:
+    """What is absent under ``data_dir``, one reason per data set; empty when both are there."""
+    reasons = []
+    if not (data_dir / "abt_buy" / "abt_buy_perfectMapping.csv").is_file():
+        reasons.append(f"Abt-Buy: no abt_buy_perfectMapping.csv in {data_dir / 'abt_buy'}")
+    if not any((data_dir / "flipkart").glob("*.csv")):
+        reasons.append(f"Flipkart: no CSV file in {data_dir / 'flipkart'}")
+    return reasons
+
+
 def evaluate_neighbours(
     data_dir: Path, encoder: Encoder | None, out_dir: Path | None
 ) -> tuple[dict[str, Any], list[str]]:
@@ -219,7 +229,7 @@ def evaluate_neighbours(
     each data set skipped. ``encoder`` None: the TF-IDF methods only."""
     started = time.perf_counter()
     encode = encoder_function(encoder) if encoder is not None else None
-    skipped: list[str] = []
+    skipped = missing_data(data_dir)
     result: dict[str, Any] = {
         "model": encoder.name if encoder is not None else None,
         "runtime": encoder.runtime if encoder is not None else None,
@@ -236,14 +246,10 @@ def evaluate_neighbours(
             "buy_products": len(data.buy),
             "methods": abt_buy_recall(data, test, encode),
         }
-    else:
-        skipped.append(f"Abt-Buy: no abt_buy_perfectMapping.csv in {abt_dir}")
     catalogues = sorted((data_dir / "flipkart").glob("*.csv"))
     if catalogues:
         loaded = [load_flipkart(path) for path in catalogues]
         result["flipkart"] = {c.name: catalogue_precision(c, encode) for c in loaded}
-    else:
-        skipped.append(f"Flipkart: no CSV file in {data_dir / 'flipkart'}")
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = {
         "platform": platform.platform(),

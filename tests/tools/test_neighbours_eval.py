@@ -165,7 +165,7 @@ def test_eval_without_data_says_what_it_skipped(
 ) -> None:
     """No abt_buy/ and no flipkart/: both skipped with where it looked, exit 0, nothing written."""
     out = tmp_path / "results"
-    code = cli.main(["eval", "neighbours", f"--data={tmp_path}", f"--out={out}", "--lexical-only"])
+    code = cli.main(["eval", "neighbours", f"--data={tmp_path}", f"--out={out}"])
     printed = capsys.readouterr().out
     assert code == 0
     assert f"skipped Abt-Buy: no abt_buy_perfectMapping.csv in {tmp_path / 'abt_buy'}" in printed
