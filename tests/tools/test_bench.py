@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,18 +77,29 @@ def test_variant_spec() -> None:
         Variant.parse("bf16")
 
 
-def test_exact_lists_match_brute_force() -> None:
-    """Preloaded lists are each row's k best other rows, best first, never the row itself."""
+@pytest.mark.parametrize("n", [3_000, 24_000])
+def test_exact_lists_match_brute_force(n: int) -> None:
+    """Preloaded lists are each row's k best other rows, best first, never the row itself:
+    below the index's clustering threshold (a full product) and above it (clusters, in less
+    memory than one 1,024-row block of scores, which at 1,000,000 items was 4 GB)."""
     rng = np.random.default_rng(1)
-    base = rng.standard_normal((7, 16)).astype(np.float32)
-    vectors = jittered(base / np.linalg.norm(base, axis=1, keepdims=True), 3000, seed=2)
+    base = rng.standard_normal((200, 16)).astype(np.float32)
+    vectors = jittered(base / np.linalg.norm(base, axis=1, keepdims=True), n, seed=2)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    ids, scores = exact_lists(vectors, 5)
-    sims = vectors @ vectors.T
-    np.fill_diagonal(sims, -np.inf)
-    for i in (0, 1023, 1024, 2999):  # rows on both sides of a chunk boundary
+    tracemalloc.start()
+    try:
+        ids, scores = exact_lists(vectors, 5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    if n > 20_000:  # clustered: less than one 1,024-row block of scores (the brute force's)
+        assert peak < 1_024 * n * 4, f"{peak / 1e6:.0f} MB"
+    for i in (0, 1023, 1024, n // 2, n - 1):  # rows on both sides of a chunk boundary
+        sims = vectors @ vectors[i]
+        sims[i] = -np.inf
         assert i not in ids[i]
-        np.testing.assert_allclose(scores[i], np.sort(sims[i])[::-1][:5], rtol=1e-6)
+        np.testing.assert_allclose(scores[i], np.sort(sims)[::-1][:5], rtol=1e-6)
+        np.testing.assert_allclose(sims[ids[i]], scores[i], rtol=1e-6)
         assert np.all(np.diff(scores[i]) <= 0)
 
 
