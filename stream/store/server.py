@@ -109,6 +109,10 @@ class ServerStore:
                         f"collection {name!r} holds vectors of size {size}, not {dim}: "
                         "use another collection or the model it was built with"
                     )
+                # indexes added since the collection was made (the embedded engine makes them
+                # at every open)
+                indexed = set(info.payload_schema or {})
+                self._index(name, {f: k for f, k in (indexes or {}).items() if f not in indexed})
                 return
             self.client.create_collection(
                 name,
@@ -116,11 +120,14 @@ class ServerStore:
                     _VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)
                 },
             )
-            with warnings.catch_warnings():
-                # local mode warns that indexes do nothing there; a server uses them
-                warnings.simplefilter("ignore", UserWarning)
-                for field_name, kind in (indexes or {}).items():
-                    self.client.create_payload_index(name, field_name, field_schema=_SCHEMA[kind])
+            self._index(name, indexes or {})
+
+    def _index(self, name: str, indexes: Mapping[str, FieldKind]) -> None:
+        with warnings.catch_warnings():
+            # local mode warns that indexes do nothing there; a server uses them
+            warnings.simplefilter("ignore", UserWarning)
+            for field_name, kind in indexes.items():
+                self.client.create_payload_index(name, field_name, field_schema=_SCHEMA[kind])
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         if not points:

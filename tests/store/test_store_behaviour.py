@@ -209,7 +209,7 @@ def test_keys_where_pages_through_every_match(store: VectorStore) -> None:
     assert len(set(store.keys_where("items", Where(contains=("tags", "all"))))) == n
     evens = set(store.keys_where("items", Where(contains=("tags", "even"))))
     assert evens == {f"sku-{i}" for i in range(0, n, 2)}
-    assert len(store.keys_where("items", Where(contains=("tags", "all")), limit=1_500)) == 1_500
+    assert len(store.keys_where("items", Where(contains=("tags", "all")), limit=1_100)) == 1_100
 
 
 def test_update_vectors_keeps_the_payload(store: VectorStore) -> None:
