@@ -4,7 +4,9 @@ Every item has a record of the list last published for it: its ids and scores, a
 (the k-th score, or -2 when the list is shorter than k). A changed item X enters item Y's list
 exactly when ``cos(X, Y) > Y.floor``; Y's new list is then its recorded list with X merged in
 (:func:`merged`), no search needed, as long as nothing on Y's list changed or left. Lists that
-name a changed or deleted item are recomputed with a top-k search.
+name a changed or deleted item are recomputed with a top-k search, and so is the list of an item
+with no record (new, or its record lost): the memory finder names those a bounded number per
+batch (:data:`REPAIR_CHUNK`) rather than have every changed item enter each.
 
 Two finders answer "whose lists does X enter", "what is Y's top k", "which lists name X" and
 "what was last published for Y", and each keeps the records its own way:
