@@ -9,15 +9,13 @@ the encoder is a small deterministic fake (a text's SHA-256 seeds a 16-dimension
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
+from hash_encoder import HashEncoder
 from kit import assert_lists_match_brute_force, event_bytes, upsert_event
 
 from stream.catalog.neighbours import Entries, MemoryFinder, forget
@@ -32,26 +30,6 @@ CATALOGUE = 300
 BATCH = 40
 REPAIR = 64
 SETTINGS = Settings(neighbours_k=K, neighbour_search="memory")
-
-
-class HashEncoder:
-    """Deterministic fake: text -> 16-dim unit vector seeded by the text's SHA-256."""
-
-    name = "hash-16"
-    dim = 16
-    device = "cpu"
-    runtime = "torch"
-
-    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        rows = []
-        for text in texts:
-            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-            v = np.random.default_rng(seed).standard_normal(self.dim)
-            rows.append((v / np.linalg.norm(v)).astype(np.float32))
-        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) + 2 for t in texts]
 
 
 class Counted:

@@ -18,10 +18,9 @@ reference could say which event should win.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hash_encoder import HashEncoder
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -48,28 +48,6 @@ T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 SETTINGS = Settings(neighbours_k=K)
 TITLES = ("cotton shirt", "wool jumper", "linen trousers")
 """Per item; the item id is part of the title so that no two items share a text."""
-
-
-class HashEncoder:
-    """Deterministic fake: text -> 16-dim unit vector seeded by the text's SHA-256."""
-
-    name = "hash-16"
-    dim = 16
-    device = "cpu"
-    runtime = "torch"
-
-    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        rows = [self.vector(t) for t in texts]
-        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) + 2 for t in texts]
-
-    def vector(self, text: str) -> npt.NDArray[np.float32]:
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-        out: npt.NDArray[np.float32] = v / np.linalg.norm(v)
-        return out
 
 
 @dataclass(frozen=True)
