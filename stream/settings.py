@@ -136,11 +136,12 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(default=32_768, ge=64)
     """a micro-batch closes at this many tokens (at least max_seq_length)"""
     batch_max_wait_ms: int = Field(
-        default=0,
+        default=50,
         ge=0,
         description="how long a batch waits for more events once none is waiting, from its "
         "first event's publish; 0 = it closes at once (batches still grow, up to the limits "
-        "above, from what queues while the one before is processed)",
+        "above, from what queues while the one before is processed; a steady load then pays "
+        "the per-batch cost for every one or two events: bench/README.md)",
     )
     stats_batch_max_items: int = Field(
         default=4_096,

@@ -137,14 +137,11 @@ def test_every_event_once_in_order_within_limits(
             assert sum(tokens[i] for i in batch) <= budget
 
 
-def test_default_policy_adapts_to_the_queue_without_a_wait() -> None:
-    """With the default wait, a lone event at an idle consumer is due at once (no clock time
-    passes), while a backlog added before asking forms full batches: max_items each, the rest
-    due together."""
-    from stream.settings import Settings
-
-    wait_s = Settings().batch_max_wait_ms / 1000
-    b, clock = make(max_items=4, max_tokens=1_000, max_wait_s=wait_s)
+def test_without_a_wait_the_policy_adapts_to_the_queue() -> None:
+    """With RECSTREAM_BATCH_MAX_WAIT_MS=0, a lone event at an idle consumer is due at once (no
+    clock time passes), while a backlog added before asking forms full batches: max_items each,
+    the rest due together."""
+    b, clock = make(max_items=4, max_tokens=1_000, max_wait_s=0.0)
     assert b.add("lone", 1) is None
     assert b.due() == ["lone"]
     closed = [batch for n in range(10) if (batch := b.add(f"q{n}", 1)) is not None]

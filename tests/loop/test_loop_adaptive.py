@@ -1,5 +1,6 @@
-"""Batching that adapts to the load: with the default batch wait, an idle consumer's first event
-is processed at once, and a backlog still forms full batches. The loop's policy under a scripted
+"""Batching that adapts to the load: without a batch wait, an idle consumer's first event is
+processed at once, and a backlog still forms full batches; with any wait, an idle consumer wakes
+at the first message. The loop's policy under a scripted
 consumer, then a lone event through the real broker."""
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Echo:
 def _scripted(processor: Echo) -> tuple[BatchConsumer[Any, Any], ScriptedConsumer]:
     """A loop over a scripted consumer with the default batch wait, batches of at most 3."""
     consumer: BatchConsumer[Any, Any] = BatchConsumer(
-        Settings(batch_max_items=3), processor, TOPIC, "g"
+        Settings(batch_max_items=3, batch_max_wait_ms=0), processor, TOPIC, "g"
     )
     scripted = ScriptedConsumer([])
     consumer._consumer = scripted  # type: ignore[assignment]
