@@ -154,6 +154,7 @@ class CatalogProcessor:
         # With a lists consumer, a stored item's list fields are its: replace the vector and
         # merge the description, never the whole payload.
         kept = [r for r in encoded if self.by_topic and r.item_id in stored]
+        new = [r for r in encoded if not (self.by_topic and r.item_id in stored)]
         self.store.upsert(
             ITEMS,
             [
@@ -162,8 +163,7 @@ class CatalogProcessor:
                     self._with_lists(self._payload(r), stored.get(r.item_id)),
                     vectors[r.item_id],
                 )
-                for r in encoded
-                if r not in kept
+                for r in new
             ],
         )
         self.store.update_vectors(ITEMS, {r.item_id: vectors[r.item_id] for r in kept})
