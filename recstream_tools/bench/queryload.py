@@ -6,16 +6,16 @@ moment it was due, so a slow answer delays the ones behind it and shows in their
 
 from __future__ import annotations
 
+import math
 import random
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from encoders import Encoder
-from recstream_tools.bench.report import percentiles
+from recstream_tools.bench.report import paced, percentiles
 from stream.http.app import build_app
 from stream.http.queries import Queries
 from stream.http.server import HttpServer
@@ -52,20 +52,12 @@ class QueryLoad:
 
     def _send(self) -> None:
         rng = random.Random(5)
-        interval = 1.0 / self.rate
-        started = time.perf_counter()
-        n = 0
         with httpx.Client(base_url=f"http://127.0.0.1:{self.server.port}", timeout=60) as c:
-            while not self._stop.is_set():
-                due = started + n * interval
-                wait = due - time.perf_counter()
-                if wait > 0 and self._stop.wait(wait):
-                    break
-                item = rng.choice(self.item_ids)
-                status = str(c.get(f"/v1/items/{item}/similar", params={"k": 10}).status_code)
-                self.latencies.append((time.perf_counter() - due) * 1000)
-                self.statuses[status] = self.statuses.get(status, 0) + 1
-                n += 1
+
+            def send() -> httpx.Response:
+                return c.get(f"/v1/items/{rng.choice(self.item_ids)}/similar", params={"k": 10})
+
+            self.latencies, self.statuses = paced(send, self.rate, math.inf, self._stop)
 
     def stop(self) -> dict[str, Any]:
         """Stop sending and serving; what was measured."""

@@ -270,3 +270,33 @@ def latency_cdf(ax: Any, latency: Mapping[str, Any], goal_ms: float, xlabel: str
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of events")
     ax.legend(fontsize=8)
+
+
+def paced(
+    send: Callable[[], Any],
+    rate: float,
+    seconds: float,
+    stop: threading.Event | None = None,
+) -> tuple[list[float], dict[str, int]]:
+    """Send at ``rate``/s for ``seconds`` (or until ``stop`` is set): each request's ms from
+    when it was due, by status. Requests still due at twice ``seconds`` are not sent: the
+    server is far behind by then."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    n = 0
+    while (due := started + n * interval) < started + seconds:
+        if time.perf_counter() > started + 2 * seconds or (stop and stop.is_set()):
+            break
+        wait = due - time.perf_counter()
+        if wait > 0:
+            if stop is None:
+                time.sleep(wait)
+            elif stop.wait(wait):
+                break
+        status = str(send().status_code)
+        latencies.append((time.perf_counter() - due) * 1000)
+        statuses[status] = statuses.get(status, 0) + 1
+        n += 1
+    return latencies, statuses

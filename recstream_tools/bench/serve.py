@@ -31,6 +31,7 @@ from recstream_tools.bench.report import (
     LoadMonitor,
     figure,
     new_result,
+    paced,
     percentiles,
     write_outputs,
 )
@@ -95,29 +96,6 @@ def _fill(
     return [i["item_id"] for i in catalogue], sorted(history), time.perf_counter() - started
 
 
-def _paced(
-    send: Callable[[], httpx.Response], rate: float, seconds: float
-) -> tuple[list[float], dict[str, int]]:
-    """Send at ``rate``/s for ``seconds``: each request's ms from when it was due, by status.
-    Requests still due at twice ``seconds`` are not sent: the server is far behind by then."""
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    interval = 1.0 / rate
-    started = time.perf_counter()
-    n = 0
-    while (due := started + n * interval) < started + seconds:
-        if time.perf_counter() > started + 2 * seconds:
-            break
-        wait = due - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-        status = str(send().status_code)
-        latencies.append((time.perf_counter() - due) * 1000)
-        statuses[status] = statuses.get(status, 0) + 1
-        n += 1
-    return latencies, statuses
-
-
 def _measure_size(
     settings: Settings,
     encoder: Encoder,
@@ -159,7 +137,7 @@ def _measure_size(
                     for _ in range(5):  # warm: the recommender's copy, the encoder
                         send()
                     print(f"    {name}: {rate:g}/s for {seconds:g} s ...", flush=True)
-                    latencies, statuses = _paced(send, rate, seconds)
+                    latencies, statuses = paced(send, rate, seconds)
                     endpoints[name] = {
                         "due": int(rate * seconds),
                         "requests": len(latencies),

@@ -41,7 +41,7 @@ def test_bench_commands_parse_with_their_options() -> None:
 
 def test_paced_requests_count_latency_from_when_they_were_due() -> None:
     """A slow answer delays the requests behind it, and that wait is in their latency."""
-    from recstream_tools.bench.serve import _paced
+    from recstream_tools.bench.report import paced
 
     calls: list[float] = []
 
@@ -50,7 +50,7 @@ def test_paced_requests_count_latency_from_when_they_were_due() -> None:
         time.sleep(0.05 if len(calls) == 1 else 0.0)  # the first takes 5 intervals
         return httpx.Response(200)
 
-    latencies, statuses = _paced(send, rate=100.0, seconds=0.1)
+    latencies, statuses = paced(send, rate=100.0, seconds=0.1)
     assert statuses == {"200": len(latencies)} and len(latencies) == 10
     assert latencies[0] >= 50.0  # its own time
     assert latencies[1] >= 40.0  # due at 10 ms, sent after the first answered at ~50 ms
@@ -63,7 +63,7 @@ def test_paced_requests_count_latency_from_when_they_were_due() -> None:
         time.sleep(0.06)
         return httpx.Response(200)
 
-    latencies, _ = _paced(stuck, rate=100.0, seconds=0.1)  # 10 due, each taking 6 intervals
+    latencies, _ = paced(stuck, rate=100.0, seconds=0.1)  # 10 due, each taking 6 intervals
     assert len(latencies) < 10  # nothing sent past twice the time
 
 
