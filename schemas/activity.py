@@ -8,13 +8,13 @@ exception that stops the item-stats consumer.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from schemas import jsontext
 from schemas.catalog import MAX_ID_CHARS
 from schemas.errors import (
     INVALID_JSON,
@@ -53,13 +53,13 @@ class ItemActivity:
             "source": self.source,
             "co": self.co,
         }
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return jsontext.dump_bytes(body, sort_keys=True)
 
     @classmethod
     def from_json(cls, b: bytes) -> ItemActivity:
         """Inverse of :meth:`to_json`; raises ``ValueError`` on anything else."""
         try:
-            body = json.loads(b)
+            body = jsontext.loads(b)
         # JSONDecodeError, UnicodeDecodeError; nesting deeper than the parser's stack
         except (ValueError, TypeError, RecursionError) as exc:
             raise _NotJson(f"not JSON: {str(exc)[:200]}") from exc

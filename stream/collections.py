@@ -1,8 +1,10 @@
 """The collections recstream keeps in the vector store, and their payload indexes.
 
-- ``items``: one point per live item: its text vector, its description, and, where lists are
-  searched in the store, the neighbour list last published for it (``nb_ids``, a list;
-  ``nb_scores``, one comma-separated string; ``nb_floor``, the k-th score or -2).
+- ``items``: one point per live item: its text vector, its description, ``written_at`` (the
+  writer's clock, Unix seconds, at its last write by the catalog consumer: readers that keep a
+  copy of the items ask for what changed since), and, where lists are searched in the store,
+  the neighbour list last published for it (``nb_ids``, a list; ``nb_scores``, one
+  comma-separated string; ``nb_floor``, the k-th score or -2).
 - ``item_lists``: where lists are searched in memory, the lists last published, as a journal
   of one point per batch (the messages as published; :mod:`stream.catalog.journal`).
   Placeholder vectors.
@@ -32,6 +34,9 @@ USERS = "users"
 ITEM_MODEL = "item_model"
 RANKING = "ranking"
 
+WRITTEN_AT = "written_at"
+"""Items' payload field: when the catalog consumer last wrote the item (Unix seconds)."""
+
 _INDEXES = {
     ITEMS: {
         "item_id": FieldKind.KEYWORD,
@@ -43,6 +48,7 @@ _INDEXES = {
         "in_stock": FieldKind.BOOL,
         "price": FieldKind.FLOAT,
         "categories": FieldKind.KEYWORD,
+        WRITTEN_AT: FieldKind.FLOAT,
     },
     ITEM_STATS: {"pop_key": FieldKind.FLOAT},
 }

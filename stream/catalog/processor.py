@@ -28,7 +28,7 @@ from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
 from stream.catalog.neighbours import Entries, StoreFinder, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.catalog.work import list_work, lists_by_topic
-from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
+from stream.collections import DELETED_ITEMS, ITEMS, WRITTEN_AT, ensure_collections
 from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter, message_headers
 from stream.kafka.topics import catalog_topics, list_topics
 from stream.loop import BatchConsumer, BatchResult, Output
@@ -314,7 +314,7 @@ class CatalogProcessor:
         }
 
     def _payload(self, r: Received) -> Payload:
-        return {**item_payload(r, self.encoder.name), PENDING: True}
+        return {**item_payload(r, self.encoder.name), PENDING: True, WRITTEN_AT: time.time()}
 
     @staticmethod
     def _with_lists(payload: Payload, previous: Payload | None) -> Payload:

@@ -116,14 +116,17 @@ def score_arrays(
     prices: _Matrix,
     price_preference: float | None,
     price_sigma: float,
+    semantic: _Matrix | None = None,
 ) -> Scored:
     """The components of eligible candidates given as arrays (one entry per id; ``unit`` their
-    unit rows, zero for none; ``prices`` NaN where unknown)."""
+    unit rows, zero for none; ``prices`` NaN where unknown). ``semantic``: the cosines of the
+    profile and the candidates where the caller computed them (:func:`cosines`), and ``unit``
+    then only what maximal marginal relevance needs (zero columns without it)."""
     if price_sigma <= 0:
         raise ValueError(f"price_sigma must be positive, not {price_sigma}")
     matrix = np.empty((len(ids), len(COMPONENTS)), dtype=np.float64)
     columns = {
-        "semantic": _semantic(profile, unit),
+        "semantic": _semantic(profile, unit) if semantic is None else semantic,
         "collaborative": _shares(collaborative),
         "popularity": _shares(popularity),
         "price": _price_affinity(prices, price_preference, price_sigma),
@@ -214,15 +217,26 @@ def unit_rows(vectors: Sequence[Vector | None]) -> _Matrix:
 
 
 def _semantic(profile: Vector | None, unit: _Matrix) -> _Matrix:
-    zeros = np.zeros(len(unit), dtype=np.float64)
-    if profile is None or unit.shape[1] == 0:
-        return zeros
+    p = unit_profile(profile) if unit.shape[1] else None
+    return np.zeros(len(unit), dtype=np.float64) if p is None else cosines(unit, p)
+
+
+def unit_profile(profile: Vector | None) -> _Matrix | None:
+    """The profile scaled to length 1 (float64); None for a missing or zero one."""
+    if profile is None:
+        return None
     p = np.asarray(profile, dtype=np.float64).reshape(-1)
     norm = float(np.linalg.norm(p))
     if norm == 0 or not math.isfinite(norm):
-        return zeros
-    # clip both ends: rounding can push a cosine a hair past 1
-    return np.clip(unit @ (p / norm), 0.0, 1.0)
+        return None
+    return p / norm
+
+
+def cosines(unit: np.ndarray[Any, Any], profile: _Matrix) -> _Matrix:
+    """The semantic component of each unit row: its cosine with a unit profile, clipped to
+    [0, 1] (rounding can push a cosine a hair past 1); computed in the rows' precision."""
+    products = np.asarray(unit @ profile.astype(unit.dtype), dtype=np.float64)
+    return np.clip(products, 0.0, 1.0)
 
 
 def _shares(values: _Matrix) -> _Matrix:

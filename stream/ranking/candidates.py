@@ -1,38 +1,51 @@
-"""Where shoppers' semantic candidates and items' vectors come from: an in-memory copy of them.
+"""Where shoppers' semantic candidates and items' fields come from: an in-memory copy of them.
 
 A batch's profiles are searched together with matrix products against the copy (exact, pruned
 by clusters from 20,000 items: :class:`stream.catalog.index.MemoryIndex`), where the store would
-scan the whole collection once per shopper. The behaviour consumers do not write items, so the
-copy follows the store two ways: each batch compares the store's item count with the copy's
-and, when they differ, takes in the new items and drops the deleted ones (:meth:`catch_up`);
-and the whole copy is read again every ``refresh_s`` on a worker thread and swapped in, which
-also takes in re-encoded items (an item whose text changed is searched with its old vector until
-then; a count that stays equal while one item is added and another deleted, too). Scores never lag:
-every candidate's price, stock and text stamp (model and content hash) are read from the store
-when its list is made, an item deleted meanwhile drops out there, and a vector is taken from the
-copy only when the copy holds it for the same stamp (reading vectors from the store costs more
-than everything else a batch does).
+scan the whole collection once per shopper. The copy holds every item's vector and the fields
+the ranking reads (price, stock, the text stamp). The behaviour consumers do not write items, so
+the copy follows the store, before every batch (:meth:`ItemIndex.catch_up`):
+
+- what the catalog consumer wrote since the copy last looked: every write stamps the item's
+  ``written_at`` (the writer's clock), and the copy asks for the items stamped at or after the
+  latest stamp it has seen, less ``CHANGES_MARGIN_S`` (for writes stamped a little before they
+  landed, and for writers whose clocks differ by less than that); their fields are taken in, and
+  their vectors read again where the text stamp (model and content hash) changed;
+- deleted items: when the store's item count then differs from the copy's, every key is read and
+  the items no longer stored are dropped (and items stored without a stamp taken in);
+- and the whole copy is read again every ``refresh_s`` on a worker thread and swapped in, which
+  catches what the two others cannot (a writer whose clock is further behind).
+
+So a batch ranks with the prices, stock and vectors the store held when it started, at the cost
+of reading only what changed (reading every candidate's fields and vectors from the store cost
+more than everything else a batch does).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from stream.catalog.index import MemoryIndex, unit
-from stream.collections import ITEMS
+from stream.collections import ITEMS, WRITTEN_AT
 from stream.store import StoredPoint, StoreError, VectorStore
-from stream.store.base import Vector
+from stream.store.base import Payload, Vector, Where
 
 log = structlog.get_logger(__name__)
 
+FIELDS = ("price", "in_stock", "content_hash", "model")
+"""The items' payload fields the copy keeps (what ranking reads)."""
 
-_STAMP_FIELDS = ("content_hash", "model")
+CHANGES_MARGIN_S = 5.0
+"""How far before the latest ``written_at`` seen the copy asks again for changes."""
+
+_READ = (*FIELDS, WRITTEN_AT)
 
 
 def stamp(payload: Mapping[str, Any]) -> str | None:
@@ -41,71 +54,121 @@ def stamp(payload: Mapping[str, Any]) -> str | None:
     return f"{model}:{digest}" if isinstance(digest, str) and isinstance(model, str) else None
 
 
-@dataclass(frozen=True)
+def _written(payload: Mapping[str, Any]) -> float:
+    at = payload.get(WRITTEN_AT)
+    return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else -np.inf
+
+
+@dataclass
 class _Copy:
     index: MemoryIndex | None
-    stamps: dict[str, str | None]
+    fields: dict[str, Payload]
+    seen: float
+    """The latest ``written_at`` taken in."""
+
+    def put(self, points: Iterable[StoredPoint], k: int) -> None:
+        vectors = {p.key: p.vector for p in points if p.vector is not None}
+        if self.index is None and vectors:
+            self.index = MemoryIndex(len(next(iter(vectors.values()))), k)
+        if self.index is not None:
+            self.index.put(vectors)
 
 
 def _load(store: VectorStore, k: int) -> _Copy:
-    """Every stored item's vector in a new index whose searches return ``k`` rows."""
-    index: MemoryIndex | None = None
-    stamps: dict[str, str | None] = {}
-    batch: dict[str, Vector] = {}
-    for point in store.scroll(ITEMS, with_vectors=True, fields=_STAMP_FIELDS):
+    """Every stored item's vector and fields in a new index whose searches return ``k`` rows."""
+    copy = _Copy(None, {}, -np.inf)
+    batch: list[StoredPoint] = []
+    for point in store.scroll(ITEMS, with_vectors=True, fields=_READ):
         if point.vector is None:
             continue
-        batch[point.key] = point.vector
-        stamps[point.key] = stamp(point.payload)
+        batch.append(point)
+        copy.fields[point.key] = _kept(point.payload)
+        copy.seen = max(copy.seen, _written(point.payload))
         if len(batch) >= 10_000:
-            index = index or MemoryIndex(len(point.vector), k)
-            index.put(batch)
-            batch = {}
-    if batch:
-        index = index or MemoryIndex(len(next(iter(batch.values()))), k)
-        index.put(batch)
-    return _Copy(index, stamps)
+            copy.put(batch, k)
+            batch = []
+    copy.put(batch, k)
+    return copy
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """Items as arrays, one row each (``row``: key -> row; keys in order)."""
+
+    keys: list[str]
+    row: dict[str, int]
+    unit: npt.NDArray[np.float32]
+    """Unit vectors (as the copy holds them)."""
+    in_stock: npt.NDArray[np.bool_]
+    prices: npt.NDArray[np.float64]
+    """NaN where unknown."""
+
+
+def _price(value: object) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
+    )
+
+
+def _kept(payload: Mapping[str, Any]) -> Payload:
+    return {f: payload[f] for f in FIELDS if f in payload}
 
 
 class ItemIndex:
-    """The items' vectors, refreshed from the store every ``refresh_s`` on a worker thread."""
+    """The items' vectors and fields, caught up with the store before each batch and read again
+    whole every ``refresh_s`` on a worker thread."""
 
     def __init__(self, store: VectorStore, k: int, refresh_s: float) -> None:
         self.store = store
         self.k = k
         self.refresh_s = refresh_s
+        self._lock = threading.Lock()  # a refresh swaps in a copy between two batches only
         self._copy = _load(store, k)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="item-index", daemon=True)
         self._thread.start()
 
     def catch_up(self) -> None:
-        """When the store's item count differs from the copy's, take in the items stored (or
-        re-encoded) since it was read and drop the deleted ones: the item keys and stamps are
-        read (not the vectors), then the vectors of what is new. A copy with as many items as
-        the store waits for its next refresh."""
-        copy = self._copy
-        if self.store.count(ITEMS) == len(copy.stamps):
+        """Take in what was written since the copy last looked, then, when the store's item
+        count still differs from the copy's, drop the deleted items (see the module's notes)."""
+        with self._lock:
+            copy = self._copy
+            since = copy.seen - CHANGES_MARGIN_S if np.isfinite(copy.seen) else None
+            changes = Where(within=(WRITTEN_AT, since, None))
+            self._take_in(copy, list(self.store.scroll(ITEMS, fields=_READ, where=changes)))
+            if self.store.count(ITEMS) != len(copy.fields):
+                current = {p.key: p for p in self.store.scroll(ITEMS, fields=_READ)}
+                gone = [k for k in copy.fields if k not in current]
+                if copy.index is not None:
+                    copy.index.remove(gone)
+                for k in gone:
+                    del copy.fields[k]
+                self._take_in(copy, current.values())
+
+    def _take_in(self, copy: _Copy, points: Iterable[StoredPoint]) -> None:
+        """Points read without vectors: their fields, and their vectors where new or re-encoded."""
+        new = []
+        for p in points:
+            held = copy.fields.get(p.key)
+            if held is None or stamp(held) != stamp(p.payload):
+                new.append(p.key)
+            else:
+                copy.fields[p.key] = _kept(p.payload)
+            copy.seen = max(copy.seen, _written(p.payload))
+        if not new:
             return
-        current = {p.key: stamp(p.payload) for p in self.store.scroll(ITEMS, fields=_STAMP_FIELDS)}
-        gone = [k for k in copy.stamps if k not in current]
-        new = [k for k, st in current.items() if k not in copy.stamps or copy.stamps[k] != st]
-        fetched = self.store.retrieve(ITEMS, new, with_vectors=True, fields=()) if new else {}
-        vectors = {k: p.vector for k, p in fetched.items() if p.vector is not None}
-        index = copy.index
-        if index is None and vectors:
-            index = MemoryIndex(len(next(iter(vectors.values()))), self.k)
-        if index is not None:
-            index.remove(gone)
-            index.put(vectors)
-        stamps = {k: st for k, st in copy.stamps.items() if k in current}
-        stamps.update((k, current[k]) for k in vectors)
-        self._copy = _Copy(index, stamps)
+        fetched = self.store.retrieve(ITEMS, new, with_vectors=True, fields=_READ)
+        copy.put(fetched.values(), self.k)
+        copy.fields.update(
+            (k, _kept(p.payload)) for k, p in fetched.items() if p.vector is not None
+        )
 
     def _refresh(self) -> None:
         while not self._stop.wait(self.refresh_s):
             try:
-                self._copy = _load(self.store, self.k)
+                copy = _load(self.store, self.k)
+                with self._lock:
+                    self._copy = copy
             except StoreError as exc:  # keep the copy we have; the next round tries again
                 log.warning("item_index.refresh_failed", error=str(exc)[:300])
 
@@ -127,31 +190,68 @@ class ItemIndex:
             out[user] = [k for k in keys if k not in skip][:n]
         return out
 
-    def with_vectors(self, points: Mapping[str, StoredPoint]) -> dict[str, StoredPoint]:
-        """``points`` (read without vectors, with the stamp fields) with their vectors: from the
-        copy where it holds the same stamp, else read from the store."""
+    def points(self, keys: Iterable[str]) -> dict[str, StoredPoint]:
+        """The stored items among ``keys``, with the copy's fields and (unit) vectors; an item
+        the copy does not hold yet is read from the store."""
+        copy = self._copy  # one copy for the whole call, whatever a refresh swaps in
+        held, vectors, fetched = self._gather(copy, keys)
+        out = {k: StoredPoint(k, copy.fields[k], v) for k, v in zip(held, vectors, strict=True)}
+        out.update(fetched)
+        return out
+
+    def table(self, keys: Iterable[str]) -> ItemTable:
+        """The stored items among ``keys`` as arrays, one row each, in key order."""
         copy = self._copy
+        held, vectors, fetched = self._gather(copy, keys)
+        fields = copy.fields
+        ordered = sorted([*held, *fetched])
+        shapes = (
+            [vectors.shape]
+            if held
+            else [p.vector.shape for p in fetched.values() if p.vector is not None]
+        )
+        dim = shapes[0][-1] if shapes else 0
+        matrix = np.zeros((len(ordered), dim), dtype=np.float32)
+        row = {k: n for n, k in enumerate(ordered)}
+        if held:
+            matrix[[row[k] for k in held]] = vectors
+        for k, p in fetched.items():
+            matrix[row[k]] = p.vector
+        payloads = [fields[k] if k in fields else fetched[k].payload for k in ordered]
+        return ItemTable(
+            ordered,
+            row,
+            matrix,
+            np.array([bool(p.get("in_stock", True)) for p in payloads], dtype=bool),
+            np.array([_price(p.get("price")) for p in payloads], dtype=np.float64),
+        )
+
+    def _gather(
+        self, copy: _Copy, keys: Iterable[str]
+    ) -> tuple[list[str], npt.NDArray[np.float32], dict[str, StoredPoint]]:
+        """The keys the copy holds and their vectors (one gather), and the others read."""
         rows = copy.index.rows if copy.index is not None else {}
-        matrix = copy.index.matrix if copy.index is not None else None
-        stamps = copy.stamps
-        out: dict[str, StoredPoint] = {}
-        missing = []
-        for k, p in points.items():
-            held = stamps.get(k)
-            if matrix is not None and k in rows and held is not None and held == stamp(p.payload):
-                out[k] = StoredPoint(k, p.payload, matrix[rows[k]])
+        held, at, missing = [], [], []
+        for k in keys:
+            if k in rows and k in copy.fields:
+                held.append(k)
+                at.append(rows[k])
             else:
                 missing.append(k)
+        vectors = (
+            copy.index.matrix[at] if copy.index is not None else np.zeros((0, 0), dtype=np.float32)
+        )
+        fetched: dict[str, StoredPoint] = {}
         if missing:
-            fetched = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=())
-            found = [k for k in missing if k in fetched and fetched[k].vector is not None]
-            if found:  # normalised as the copy's are: the same vector whichever way it came
-                vectors = unit(np.stack([fetched[k].vector for k in found]))  # type: ignore[misc]
-                out.update(
-                    (k, StoredPoint(k, points[k].payload, v))
-                    for k, v in zip(found, vectors, strict=True)
-                )
-        return out
+            found = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=FIELDS)
+            usable = [k for k in missing if k in found and found[k].vector is not None]
+            if usable:  # normalised as the copy's are: the same vector whichever way it came
+                unit_vectors = unit(np.stack([found[k].vector for k in usable]))  # type: ignore[misc]
+                fetched = {
+                    k: StoredPoint(k, found[k].payload, v)
+                    for k, v in zip(usable, unit_vectors, strict=True)
+                }
+        return held, vectors, fetched
 
     def close(self) -> None:
         self._stop.set()

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import scipy.sparse as sp
 import structlog
 from pydantic import ValidationError
 
+from schemas import jsontext
 from stream.collections import ITEM_MODEL, RANKING, USERS
 from stream.ranking.model import ItemModel, train
 from stream.ranking.profile import Interaction, history_from_payload
@@ -66,7 +66,7 @@ def write_model(store: VectorStore, model: ItemModel, trained_at: datetime) -> N
             {
                 "item_id": item,
                 # one JSON text [[item, weight], ...]: far cheaper to write and read than lists
-                "row": json.dumps(row, separators=(",", ":")),
+                "row": jsontext.dumps(row),
                 "model": model.kind,
                 "trained_at": stamp,
             },
@@ -156,7 +156,7 @@ def _parsed_rows(points: Iterable[StoredPoint]) -> Rows:
     for point in points:
         row = point.payload.get("row")
         try:
-            entries = json.loads(row) if isinstance(row, str) else None
+            entries = jsontext.loads(row) if isinstance(row, str) else None
         except ValueError:
             entries = None
         if isinstance(entries, list):

@@ -7,7 +7,6 @@ replaying the same events gives the same profile.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas import jsontext
 from schemas.behaviour import UserEvent
 from stream.store.base import Vector
 
@@ -212,7 +212,7 @@ def history_to_payload(history: Iterable[Interaction]) -> str:
     """The shopper's history for the stored profile payload: one JSON text (a list of
     interactions), which the store writes and reads many times faster than the same list as
     payload objects (bench/README.md)."""
-    return json.dumps([i.to_payload() for i in history], separators=(",", ":"))
+    return jsontext.dumps([i.to_payload() for i in history])
 
 
 def history_from_payload(obj: object) -> list[Interaction]:
@@ -224,7 +224,7 @@ def history_from_payload(obj: object) -> list[Interaction]:
     """
     if isinstance(obj, str):
         try:
-            obj = json.loads(obj)
+            obj = jsontext.loads(obj)
         except (ValueError, RecursionError):
             return []
     if not isinstance(obj, list):

@@ -27,8 +27,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import structlog
 
-from stream.collections import ITEM_STATS, ITEMS
-from stream.ranking.blend import Ranked, Scored, Weights, score_arrays, unit_rows
+from stream.collections import ITEM_STATS
+from stream.ranking.blend import Ranked, Scored, Weights, cosines, score_arrays, unit_profile
 from stream.ranking.candidates import ItemIndex
 from stream.ranking.learned import LoadedModel, tuned_settings
 from stream.ranking.model import shopper_weights
@@ -45,8 +45,6 @@ from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
-
-_ITEM_FIELDS = ("price", "in_stock", "content_hash", "model")
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ class Recommender:
         histories = {u: h for u, h in histories.items() if h}
         touched = sorted({i.item_id for h in histories.values() for i in h})
         index = self._items()
-        known = index.with_vectors(store.retrieve(ITEMS, touched, fields=_ITEM_FIELDS))
+        known = index.points(touched)
         vectors = {k: p.vector for k, p in known.items() if p.vector is not None}
         weights = s.behaviour_weights()
         shoppers: dict[str, _Shopper] = {}
@@ -163,31 +161,36 @@ class Recommender:
                 )
             )
 
-        wanted = sorted({k for v in ids.values() for k in v})
-        items = {k: known[k] for k in wanted if k in known}
-        more = [k for k in wanted if k not in items]
-        items.update(index.with_vectors(store.retrieve(ITEMS, more, fields=_ITEM_FIELDS)))
-        more = [k for k in wanted if k not in stats]
+        table = index.table(sorted({k for v in ids.values() for k in v}))
+        more = [k for k in table.keys if k not in stats]
         stats.update(store.retrieve(ITEM_STATS, more, fields=("pop_key",)))
-        pool = _Pool(items, stats)
+        # log popularity at a shared time (the stored sort key): each item's share of the
+        # largest does not depend on the time it is counted at (decay is the same factor for
+        # all), so one value per item
+        log_popularity = np.array(
+            [_log_popularity(stats[k].payload if k in stats else None) for k in table.keys],
+            dtype=np.float64,
+        )
         prices = {k: p.payload.get("price") for k, p in known.items()}
+        mmr = s.rank_mmr_lambda < 1.0
         scored = {}
         for user, sh in shoppers.items():
-            keys = [
-                k
-                for k in dict.fromkeys(ids[user])
-                if k in pool.row and pool.in_stock[pool.row[k]] and k not in sh.exclude
-            ]
-            at = np.array([pool.row[k] for k in keys], dtype=np.int64)
+            keys = [k for k in dict.fromkeys(ids[user]) if k in table.row and k not in sh.exclude]
+            at = np.array([table.row[k] for k in keys], dtype=np.int64)
+            stocked = table.in_stock[at]
+            if not stocked.all():
+                keys = [k for k, keep in zip(keys, stocked, strict=True) if keep]
+                at = at[stocked]
             co, learnt = collaborative[user], learned[user]
             scored[user] = score_arrays(
                 sh.profile,
                 keys,
-                pool.unit[at],
+                table.unit[at].astype(np.float64) if mmr else np.zeros((len(at), 0)),
+                semantic=_cosines_of(table.unit, at, unit_profile(sh.profile)),
                 collaborative=co.at([co_index.get(k, -1) for k in keys]),
-                popularity=_relative(pool.log_popularity[at]),
+                popularity=_relative(log_popularity[at]),
                 learned=learnt.at([self.model.index.get(k, -1) for k in keys]),
-                prices=pool.prices[at],
+                prices=table.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
             )
@@ -297,32 +300,13 @@ class _Sparse:
         return np.where(self.cols[pos] == want, self.values[pos], 0.0)
 
 
-class _Pool:
-    """The batch's candidate items as arrays, one row each: deleted items are not in it."""
-
-    def __init__(
-        self,
-        items: Mapping[str, StoredPoint],
-        stats: Mapping[str, StoredPoint],
-    ) -> None:
-        keys = sorted(items)
-        self.row = {k: n for n, k in enumerate(keys)}
-        self.unit = unit_rows([items[k].vector for k in keys])
-        self.in_stock = [bool(items[k].payload.get("in_stock", True)) for k in keys]
-        self.prices = np.array([_price(items[k].payload.get("price")) for k in keys])
-        # log popularity at a shared time (the stored sort key): each item's share of the
-        # largest does not depend on the time it is counted at (decay is the same factor for
-        # all), so one value per item
-        self.log_popularity = np.array(
-            [_log_popularity(stats[k].payload if k in stats else None) for k in keys],
-            dtype=np.float64,
-        )
-
-
-def _price(value: object) -> float:
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
-    )
+def _cosines_of(
+    unit: npt.NDArray[np.float32],
+    at: npt.NDArray[np.int64],
+    profile: npt.NDArray[np.float64] | None,
+) -> npt.NDArray[np.float64]:
+    """The rows' semantic components (cosines with the unit profile, 0 without one)."""
+    return np.zeros(len(at)) if profile is None else cosines(unit[at], profile)
 
 
 def _log_popularity(payload: Mapping[str, Any] | None) -> float:

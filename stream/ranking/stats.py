@@ -14,12 +14,12 @@ in between.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas import jsontext
 from schemas.activity import ItemActivity
 from schemas.source import source_position
 from stream.ranking.profile import Interaction
@@ -233,15 +233,15 @@ def stored_stats(payload: Mapping[str, Any]) -> dict[str, Any]:
     on them; bench/README.md)."""
     return {
         **payload,
-        "co": json.dumps(payload.get("co") or {}, separators=(",", ":")),
-        "upto": json.dumps(payload.get("upto") or {}, separators=(",", ":")),
+        "co": jsontext.dumps(payload.get("co") or {}),
+        "upto": jsontext.dumps(payload.get("upto") or {}),
     }
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
     """A stored object field: a JSON text (or, as stored before, an object); none is empty."""
     if isinstance(value, str):
-        value = json.loads(value)
+        value = jsontext.loads(value)
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -286,7 +286,7 @@ def _watermarks_of_seen(seen: object) -> dict[str, int]:
     (``seen``), each partition's in offset order, so its highest offset per partition was the
     last applied. The next write stores ``upto`` instead, and ``seen`` is gone."""
     if isinstance(seen, str):
-        seen = json.loads(seen)
+        seen = jsontext.loads(seen)
     upto: dict[str, int] = {}
     for source in seen if isinstance(seen, list) else []:
         try:

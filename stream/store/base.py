@@ -131,9 +131,14 @@ class VectorStore(Protocol):
         """The points with the largest values of a float payload field (indexed), largest first."""
 
     def scroll(
-        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+        self,
+        collection: str,
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+        where: Where | None = None,
     ) -> Iterator[StoredPoint]:
-        """Every point of the collection (with ``fields``, only those payload fields)."""
+        """Every point of the collection (with ``fields``, only those payload fields; with
+        ``where``, only the points matching it)."""
 
     def count(self, collection: str) -> int: ...
 

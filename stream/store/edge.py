@@ -277,7 +277,11 @@ class EdgeStore:
         return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
 
     def scroll(
-        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+        self,
+        collection: str,
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+        where: Where | None = None,
     ) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:
@@ -286,6 +290,7 @@ class EdgeStore:
                     qe.ScrollRequest(
                         offset=offset,
                         limit=_SCROLL_PAGE,
+                        filter=_filter(where) if where is not None else None,
                         with_payload=payload_fields(fields),
                         with_vector=with_vectors,
                     )

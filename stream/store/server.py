@@ -264,13 +264,18 @@ class ServerStore:
         return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
 
     def scroll(
-        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+        self,
+        collection: str,
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+        where: Where | None = None,
     ) -> Iterator[StoredPoint]:
         offset: Any = None
         while True:
             with self._engine():
                 records, offset = self.client.scroll(
                     collection,
+                    scroll_filter=_filter(where) if where is not None else None,
                     offset=offset,
                     limit=_SCROLL_PAGE,
                     with_payload=payload_fields(fields),

@@ -225,3 +225,16 @@ def test_update_vectors_keeps_the_payload(store: VectorStore) -> None:
     assert got["sku-0"].payload["nb_ids"] == ["sku-1"] and got["sku-0"].payload["n"] == 0
     vector = got["sku-0"].vector
     assert vector is not None and np.allclose(vector, vectors[2], atol=1e-6)
+
+
+def test_scroll_where_yields_only_matching_points_with_their_fields(store: VectorStore) -> None:
+    """A filtered scroll (how the behaviour consumer asks for the items written since it last
+    looked): across pages, only the points matching, with only the fields asked for."""
+    rng = np.random.default_rng(8)
+    vectors = _unit(rng, 1_500)
+    store.upsert("items", _points(vectors))
+    # floor = n / 10: 1,300 points at or above 20, more than a page of the embedded engine's
+    got = list(store.scroll("items", fields=("n",), where=Where(within=("floor", 20.0, None))))
+    assert sorted(p.payload["n"] for p in got) == list(range(200, 1_500))
+    assert {p.key for p in got} == {f"sku-{i}" for i in range(200, 1_500)}
+    assert all(not {"floor", "tags"} & set(p.payload) for p in got)

@@ -70,9 +70,13 @@ class FlakyStore:
         return self.inner.top_by(collection, field, limit)
 
     def scroll(
-        self, collection: str, with_vectors: bool = False, fields: Sequence[str] | None = None
+        self,
+        collection: str,
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+        where: Where | None = None,
     ) -> Iterator[StoredPoint]:
-        return self.inner.scroll(collection, with_vectors, fields)
+        return self.inner.scroll(collection, with_vectors, fields, where)
 
     def count(self, collection: str) -> int:
         self._check()
