@@ -264,7 +264,12 @@ class Settings(BaseSettings):
         ge=0,
         description="EASE (items x items dense) up to this many items; item-kNN beyond",
     )
-    rank_candidates: int = Field(default=100, ge=1, description="candidates drawn from each source")
+    rank_candidates: int = Field(
+        default=50,
+        ge=1,
+        description="candidates drawn from each source (50 and 100 scored alike on Online Retail; "
+        "each costs every shopper's list a little: bench/README.md)",
+    )
     rank_price_sigma: float = Field(
         default=0.5, gt=0, description="width of price affinity, in natural-log price units"
     )
