@@ -2,8 +2,10 @@
 
 orjson, several times faster than the standard library's ``json`` both ways (a 100-entry
 co-occurrence text: 11 against 89 us to read, 7 against 120 us to write; bench/README.md).
-What orjson refuses and ``json`` takes (integers beyond 64 bits, lone surrogates, ``NaN``) is
-handed to ``json``, so every text reads as it always did and every failure is a ``ValueError``.
+What orjson refuses and ``json`` takes (lone surrogates, ``NaN``, some integers beyond 64 bits)
+is handed to ``json``, and every failure is a ``ValueError``. One difference remains: orjson reads
+an integer of more than ~20 digits as a float (``json``: an int); nothing recstream stores holds
+one.
 Written texts differ from ``json.dumps``'s only in form: compact, non-ASCII as it is (UTF-8),
 and ``NaN`` or an infinity as ``null`` (nothing recstream writes holds one).
 """

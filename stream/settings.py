@@ -241,8 +241,8 @@ class Settings(BaseSettings):
     rank_index_refresh_s: float = Field(
         default=60.0,
         gt=0,
-        description="how often the behaviour consumer re-reads, whole, the items' vectors it "
-        "draws semantic candidates from (new and deleted items are taken in at the next batch)",
+        description="how often the behaviour consumer re-reads, whole, its copy of the items "
+        "(vectors, price, stock); catalog writes and deletes are taken in at the next batch",
     )
     rank_reload_s: float = Field(
         default=60.0, gt=0, description="how often consumers re-read tuned settings"

@@ -8,17 +8,19 @@ the copy follows the store, before every batch (:meth:`ItemIndex.catch_up`):
 
 - what the catalog consumer wrote since the copy last looked: every write stamps the item's
   ``written_at`` (the writer's clock), and the copy asks for the items stamped at or after the
-  latest stamp it has seen, less ``CHANGES_MARGIN_S`` (for writes stamped a little before they
-  landed, and for writers whose clocks differ by less than that); their fields are taken in, and
-  their vectors read again where the text stamp (model and content hash) changed;
+  latest stamp it has seen, less ``CHANGES_MARGIN_S``; their fields are taken in, and their
+  vectors read again where the text stamp (model and content hash) changed;
 - deleted items: when the store's item count then differs from the copy's, every key is read and
   the items no longer stored are dropped (and items stored without a stamp taken in);
-- and the whole copy is read again every ``refresh_s`` on a worker thread and swapped in, which
-  catches what the two others cannot (a writer whose clock is further behind).
+- and the whole copy is read again every ``refresh_s`` on a worker thread, handed over and
+  swapped in at the start of the next batch, which asks the change feed again from where the
+  copy it replaces had got (writes that landed while it was read).
 
 So a batch ranks with the prices, stock and vectors the store held when it started, at the cost
 of reading only what changed (reading every candidate's fields and vectors from the store cost
-more than everything else a batch does).
+more than everything else a batch does). The margin covers a write that lands up to 5 s after
+it was stamped, and writers (several catalog consumers) whose clocks differ by less than that;
+a write later than that, or from a clock further behind, is taken in by the next whole read.
 """
 
 from __future__ import annotations
@@ -116,61 +118,77 @@ def _kept(payload: Mapping[str, Any]) -> Payload:
 
 class ItemIndex:
     """The items' vectors and fields, caught up with the store before each batch and read again
-    whole every ``refresh_s`` on a worker thread."""
+    whole every ``refresh_s`` on a worker thread. Only :meth:`catch_up` changes the copy in use
+    (the worker hands a fresh copy over, it never swaps one in), so the batch that called it
+    ranks from one copy throughout."""
 
     def __init__(self, store: VectorStore, k: int, refresh_s: float) -> None:
         self.store = store
         self.k = k
         self.refresh_s = refresh_s
-        self._lock = threading.Lock()  # a refresh swaps in a copy between two batches only
         self._copy = _load(store, k)
+        self._lock = threading.Lock()  # guards the hand-over of a copy the worker read
+        self._pending: _Copy | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="item-index", daemon=True)
         self._thread.start()
 
     def catch_up(self) -> None:
-        """Take in what was written since the copy last looked, then, when the store's item
-        count still differs from the copy's, drop the deleted items (see the module's notes)."""
+        """Swap in the copy the worker read, if one is waiting; take in what was written since
+        the copy last looked; then, when the store's item count still differs from the copy's,
+        drop the deleted items (see the module's notes). What it has seen advances only once
+        everything read was taken in: a batch retried after a store error asks again."""
         with self._lock:
-            copy = self._copy
-            since = copy.seen - CHANGES_MARGIN_S if np.isfinite(copy.seen) else None
-            changes = Where(within=(WRITTEN_AT, since, None))
-            self._take_in(copy, list(self.store.scroll(ITEMS, fields=_READ, where=changes)))
-            if self.store.count(ITEMS) != len(copy.fields):
-                current = {p.key: p for p in self.store.scroll(ITEMS, fields=_READ)}
-                gone = [k for k in copy.fields if k not in current]
-                if copy.index is not None:
-                    copy.index.remove(gone)
-                for k in gone:
-                    del copy.fields[k]
-                self._take_in(copy, current.values())
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._copy = pending
+        copy = self._copy
+        since = copy.seen - CHANGES_MARGIN_S if np.isfinite(copy.seen) else None
+        changes = Where(within=(WRITTEN_AT, since, None))
+        seen = self._take_in(copy, list(self.store.scroll(ITEMS, fields=_READ, where=changes)))
+        if self.store.count(ITEMS) != len(copy.fields):
+            current = {p.key: p for p in self.store.scroll(ITEMS, fields=_READ)}
+            gone = [k for k in copy.fields if k not in current]
+            if copy.index is not None:
+                copy.index.remove(gone)
+            for k in gone:
+                del copy.fields[k]
+            seen = max(seen, self._take_in(copy, current.values()))
+        copy.seen = max(copy.seen, seen)
 
-    def _take_in(self, copy: _Copy, points: Iterable[StoredPoint]) -> None:
-        """Points read without vectors: their fields, and their vectors where new or re-encoded."""
+    def _take_in(self, copy: _Copy, points: Iterable[StoredPoint]) -> float:
+        """Points read without vectors: their fields, and their vectors where new or re-encoded;
+        the latest ``written_at`` among them."""
         new = []
+        seen = -np.inf
         for p in points:
             held = copy.fields.get(p.key)
             if held is None or stamp(held) != stamp(p.payload):
                 new.append(p.key)
             else:
                 copy.fields[p.key] = _kept(p.payload)
-            copy.seen = max(copy.seen, _written(p.payload))
-        if not new:
-            return
-        fetched = self.store.retrieve(ITEMS, new, with_vectors=True, fields=_READ)
-        copy.put(fetched.values(), self.k)
-        copy.fields.update(
-            (k, _kept(p.payload)) for k, p in fetched.items() if p.vector is not None
-        )
+            seen = max(seen, _written(p.payload))
+        if new:
+            fetched = self.store.retrieve(ITEMS, new, with_vectors=True, fields=_READ)
+            copy.put(fetched.values(), self.k)
+            copy.fields.update(
+                (k, _kept(p.payload)) for k, p in fetched.items() if p.vector is not None
+            )
+        return seen
 
     def _refresh(self) -> None:
         while not self._stop.wait(self.refresh_s):
+            # a write that lands while the whole copy is read may be missed by the read; the
+            # copy handed over asks the change feed again from where the copy in use had got
+            began = self._copy.seen
             try:
                 copy = _load(self.store, self.k)
-                with self._lock:
-                    self._copy = copy
             except StoreError as exc:  # keep the copy we have; the next round tries again
                 log.warning("item_index.refresh_failed", error=str(exc)[:300])
+                continue
+            copy.seen = min(copy.seen, began)
+            with self._lock:
+                self._pending = copy
 
     def nearest(
         self, profiles: Mapping[str, Vector], exclude: Mapping[str, set[str]], n: int

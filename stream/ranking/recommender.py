@@ -6,10 +6,13 @@ recent items (collaborative), the items the learned model scores highest for the
 history (learned) and the most popular items (cold start). Every candidate then gets all five
 components, so a popular item can also score on price, and a semantic one on popularity.
 
-A batch costs a fixed number of store calls whatever its size: one read of the history items,
-one batched search for every profile, one read of their statistics, one popularity query, one
-read of the candidates. The learned model's rows are held in memory (read again when a new
-model is stored), and every shopper is folded in with one sparse product. All times are the
+A batch costs a fixed number of store calls whatever its size: the items' vectors, prices and
+stock come from an in-memory copy (:class:`~stream.ranking.candidates.ItemIndex`, caught up with
+the store's changes before each batch: one filtered read and one count), the semantic
+candidates from one batched search of that copy; then one read of the recent items' statistics,
+one popularity query and one read of the candidates' popularity. The learned model's rows are
+held in memory (read again when a new model is stored), and every shopper is folded in with one
+sparse product. All times are the
 shopper's last interaction time, so the same history always gives the same list, whenever and
 with whomever it is computed.
 """

@@ -169,3 +169,45 @@ def test_event_for_an_unknown_item_counts_once_the_item_arrives(
     assert after.vector is not None and before.vector is not None
     np.testing.assert_allclose(after.vector, expected, atol=1e-5)
     assert float(before.vector @ vl) < float(after.vector @ vl)
+
+
+def test_a_shopper_whose_only_event_names_an_unknown_item_gets_popular_items(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """The README's cold-start promise: a shopper without a usable history (here, one event on
+    an item the store does not know yet) gets the most popular items, not an empty list: the
+    items others bought, in order of how often, each with only popularity scoring."""
+    settings = make_settings()
+    items = sample_items(12, seed=44)
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        publish(
+            settings,
+            settings.topic_items,
+            (event_bytes(upsert_event(i, 1, "item.created")) for i in items),
+        )
+        with RunningConsumer(settings, encoder, store) as catalog:
+            catalog.wait_caught_up()
+            with RunningConsumers(behaviour_consumers(settings, store, encoder.dim)) as running:
+                # items 0..2 bought 3, 2 and 1 times by others
+                bought = [
+                    _event(f"u-{n}-{k}", items[n]["item_id"], "purchase", k)
+                    for n in range(3)
+                    for k in range(3 - n)
+                ]
+                publish(settings, settings.topic_user_events, map(event_bytes, bought))
+                running.wait_caught_up()
+                publish(
+                    settings,
+                    settings.topic_user_events,
+                    [event_bytes(_event("u-new", "sku-not-yet-published", "view", 30))],
+                )
+                running.wait_caught_up()
+    finally:
+        store.close()
+    lists = latest_by_key(read_topic(settings, settings.topic_recommendations))
+    got = json.loads(lists[b"u-new"] or b"{}")["items"]
+    assert [h["item_id"] for h in got] == [items[n]["item_id"] for n in range(3)]
+    for h in got:
+        assert h["components"]["popularity"] > 0
+        assert h["components"]["semantic"] == 0 and h["components"]["learned"] == 0

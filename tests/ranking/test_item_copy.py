@@ -1,0 +1,111 @@
+"""The behaviour consumer's copy of the items against a real embedded store: what the catalog
+consumer writes (stamped ``written_at``) is in the copy at the next catch-up, whatever fails or
+is reloaded in between."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faults import FlakyStore
+
+from stream.collections import ITEMS, WRITTEN_AT, ensure_collections
+from stream.ranking import candidates
+from stream.ranking.candidates import ItemIndex
+from stream.store import StoredPoint, StoreUnavailable
+from stream.store.edge import EdgeStore
+
+DIM = 8
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EdgeStore]:
+    s = EdgeStore(tmp_path / "q")
+    ensure_collections(s, DIM)
+    yield s
+    s.close()
+
+
+def _vector(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _item(key: str, seed: int, at: float, **fields: object) -> StoredPoint:
+    payload = {"item_id": key, "price": 10.0, "in_stock": True, "content_hash": f"h{seed}"}
+    return StoredPoint(key, {**payload, "model": "m", WRITTEN_AT: at, **fields}, _vector(seed))
+
+
+class _FailingRetrieve(FlakyStore):
+    """Fails the next vector read only (the one a re-encoded item needs)."""
+
+    fail_next = False
+
+    def retrieve(self, collection, keys, with_vectors=False, fields=None):  # type: ignore[no-untyped-def]
+        if self.fail_next and with_vectors:
+            self.fail_next = False
+            raise StoreUnavailable("injected: store down")
+        return self.inner.retrieve(collection, keys, with_vectors, fields)
+
+
+def test_a_catch_up_that_failed_does_not_skip_what_it_read(store: EdgeStore) -> None:
+    """A re-encoded item and, 10 s later by its stamp, a price change; the catch-up that reads
+    them fails on the new vector (the batch is retried): the retried catch-up still takes in the
+    new vector and fields, not only the later change."""
+    base = time.time()
+    store.upsert(ITEMS, [_item("a", 1, base), _item("b", 2, base)])
+    flaky = _FailingRetrieve(store)
+    index = ItemIndex(flaky, k=2, refresh_s=3_600.0)  # type: ignore[arg-type]
+    try:
+        store.upsert(ITEMS, [_item("a", 3, base + 1, in_stock=False)])
+        store.set_payload(ITEMS, {"b": {"price": 20.0, WRITTEN_AT: base + 11}})
+        flaky.fail_next = True
+        with pytest.raises(StoreUnavailable):
+            index.catch_up()
+        index.catch_up()
+        got = index.points(["a", "b"])
+    finally:
+        index.close()
+    assert got["a"].payload["in_stock"] is False
+    np.testing.assert_allclose(got["a"].vector, _vector(3), atol=1e-6)
+    assert got["b"].payload["price"] == 20.0
+
+
+def test_a_write_landing_while_the_copy_is_reread_is_not_lost(
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole copy is read again on the worker; meanwhile one item goes out of stock after
+    the read passed it, and a later write (stamped 9 s after) is read on a later page. Once the
+    new copy is swapped in, the item is out of stock in it: the swap does not lose the write,
+    nor does the change feed skip it."""
+    base = time.time()
+    store.upsert(ITEMS, [_item("a", 1, base - 60), _item("z", 2, base - 60)])
+    index = ItemIndex(store, k=2, refresh_s=0.05)
+    real: Callable[..., candidates._Copy] = candidates._load
+    read = threading.Event()
+
+    def racing(s: EdgeStore, k: int) -> candidates._Copy:
+        copy = real(s, k)  # the pages are read ...
+        s.set_payload(ITEMS, {"a": {"in_stock": False, WRITTEN_AT: base + 1}})
+        s.set_payload(ITEMS, {"z": {"price": 30.0, WRITTEN_AT: base + 10}})
+        copy.fields["z"] = {**copy.fields["z"], "price": 30.0}  # ... z's after its write
+        copy.seen = base + 10
+        index._stop.set()  # the worker reads the whole copy no more after this one
+        read.set()
+        return copy
+
+    try:
+        index.catch_up()
+        monkeypatch.setattr(candidates, "_load", racing)
+        assert read.wait(10)
+        time.sleep(0.2)  # the worker hands the copy over
+        index.catch_up()
+        got = index.points(["a", "z"])
+    finally:
+        index.close()
+    assert got["z"].payload["price"] == 30.0
+    assert got["a"].payload["in_stock"] is False
