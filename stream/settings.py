@@ -239,7 +239,7 @@ class Settings(BaseSettings):
         "stored any (they win over these settings)",
     )
     rank_index_refresh_s: float = Field(
-        default=60.0,
+        default=600.0,
         gt=0,
         description="how often the behaviour consumer re-reads, whole, its copy of the items "
         "(vectors, price, stock); catalog writes and deletes are taken in at the next batch",
