@@ -31,7 +31,16 @@ import scipy.sparse as sp
 import structlog
 
 from stream.collections import ITEM_STATS
-from stream.ranking.blend import Ranked, Scored, Weights, cosines, score_arrays, unit_profile
+from stream.ranking.blend import (
+    COMPONENTS,
+    Ranked,
+    Scored,
+    Weights,
+    blended,
+    cosines,
+    score_arrays,
+    unit_profile,
+)
 from stream.ranking.candidates import ItemIndex
 from stream.ranking.learned import LoadedModel, tuned_settings
 from stream.ranking.model import shopper_weights
@@ -95,7 +104,8 @@ class Recommender:
     ) -> dict[str, Recommendation]:
         """Every shopper's list and profile vector, computed together."""
         self._refresh()
-        scored, shoppers = self.score_many(histories)
+        best = None if self.s.rank_mmr_lambda < 1.0 else (self.weights, self.s.recommendations_n)
+        scored, shoppers = self.score_many(histories, best)
         return {
             user: Recommendation(
                 scored[user].ranked(self.weights, self.s.recommendations_n, self.s.rank_mmr_lambda)
@@ -107,16 +117,23 @@ class Recommender:
         }
 
     def score_many(
-        self, histories: Mapping[str, Sequence[Interaction]]
+        self,
+        histories: Mapping[str, Sequence[Interaction]],
+        best: tuple[Weights, int] | None = None,
     ) -> tuple[dict[str, Scored], dict[str, _Shopper]]:
-        """Every shopper's eligible candidates and their components, before weighting."""
+        """Every shopper's eligible candidates and their components, before weighting.
+
+        With ``best`` (weights, n), only the best ``n`` by those weights need be right: the
+        popularity of a candidate that cannot reach them is not read, and its component is its
+        upper bound (:func:`_unread`), which keeps it out of them as its own value would.
+        """
         s = self.s
         store = self.store
         histories = {u: h for u, h in histories.items() if h}
         touched = sorted({i.item_id for h in histories.values() for i in h})
         index = self._items()
-        known = index.points(touched)
-        vectors = {k: p.vector for k, p in known.items() if p.vector is not None}
+        items_known = index.points(touched)
+        vectors = {k: p.vector for k, p in items_known.items() if p.vector is not None}
         weights = s.behaviour_weights()
         shoppers: dict[str, _Shopper] = {}
         for user, history in histories.items():
@@ -141,11 +158,19 @@ class Recommender:
                 for sh in shoppers.values()
             ]
         )
-        popular = [
-            p.key
-            for p in store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
-            if float(p.payload.get("pop") or 0.0) > 0.0
-        ]
+        top = store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
+        popular = [p.key for p in top if float(p.payload.get("pop") or 0.0) > 0.0]
+        # log popularity at a shared time (the stored sort key): each item's share of the
+        # largest does not depend on the time it is counted at (decay is the same factor for
+        # all), so one value per item; known for the most popular and the recent items
+        known = {k: _log_popularity(p.payload) for k, p in stats.items()}
+        known.update((p.key, _log_popularity(p.payload)) for p in top)
+        # every other item's is at most the least of the most popular, when those were as
+        # many as asked for and all have one; none at all otherwise
+        least = [known[p.key] for p in top]
+        ceiling = (
+            min(least) if len(top) == s.rank_candidates and np.isfinite(least).all() else np.nan
+        )
 
         collaborative: dict[str, _Sparse] = {}
         learned: dict[str, _Sparse] = {}
@@ -165,16 +190,7 @@ class Recommender:
             )
 
         table = index.table(sorted({k for v in ids.values() for k in v}))
-        more = [k for k in table.keys if k not in stats]
-        stats.update(store.retrieve(ITEM_STATS, more, fields=("pop_key",)))
-        # log popularity at a shared time (the stored sort key): each item's share of the
-        # largest does not depend on the time it is counted at (decay is the same factor for
-        # all), so one value per item
-        log_popularity = np.array(
-            [_log_popularity(stats[k].payload if k in stats else None) for k in table.keys],
-            dtype=np.float64,
-        )
-        prices = {k: p.payload.get("price") for k, p in known.items()}
+        prices = {k: p.payload.get("price") for k, p in items_known.items()}
         mmr = s.rank_mmr_lambda < 1.0
         scored = {}
         for user, sh in shoppers.items():
@@ -191,12 +207,19 @@ class Recommender:
                 table.unit[at].astype(np.float64) if mmr else np.zeros((len(at), 0)),
                 semantic=_cosines_of(table.unit, at, unit_profile(sh.profile)),
                 collaborative=co.at([co_index.get(k, -1) for k in keys]),
-                popularity=_relative(log_popularity[at]),
+                popularity=np.full(len(keys), np.nan),  # set below
                 learned=learnt.at([self.model.index.get(k, -1) for k in keys]),
                 prices=table.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
             )
+        # the candidates' popularity: one read of those that matter, then each shopper's shares
+        wanted = {k for sc in scored.values() for k in _unread(sc, known, ceiling, best)}
+        read = store.retrieve(ITEM_STATS, sorted(wanted), fields=("pop_key",))
+        known.update((k, _log_popularity(read[k].payload if k in read else None)) for k in wanted)
+        for sc in scored.values():
+            log_popularity = np.array([known.get(k, ceiling) for k in sc.ids], dtype=np.float64)
+            sc.components[:, _POPULARITY] = _relative(log_popularity)
         return scored, shoppers
 
     def _semantic(self, index: ItemIndex, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
@@ -310,6 +333,41 @@ def _cosines_of(
 ) -> npt.NDArray[np.float64]:
     """The rows' semantic components (cosines with the unit profile, 0 without one)."""
     return np.zeros(len(at)) if profile is None else cosines(unit[at], profile)
+
+
+_POPULARITY = COMPONENTS.index("popularity")
+
+
+def _unread(
+    scored: Scored, known: Mapping[str, float], ceiling: float, best: tuple[Weights, int] | None
+) -> list[str]:
+    """The candidates whose popularity must be read (``known``: log popularity by item, NaN for
+    none; ``ceiling``: at most this for every other item, NaN when they have none).
+
+    Without ``best``, every one not known. With it (weights, n), only those that could be among
+    the best ``n``: each unknown one counted at the ceiling scores at most ``hi``; every
+    candidate counted at 0 where unknown scores at least ``lo``; one whose ``hi`` is below the
+    n-th best ``lo`` has at least n candidates above it however it is read. The shares are of
+    the largest popularity among the candidates: when a known one is at least the ceiling, it
+    is that one whatever the unknown are, else every unknown one is read."""
+    unknown = [n for n, k in enumerate(scored.ids) if k not in known]
+    if not unknown or not np.isfinite(ceiling):
+        return []  # none, or none of them has any popularity
+    if best is None:
+        return [scored.ids[n] for n in unknown]
+    weights, n = best
+    lows = np.array([known.get(k, np.nan) for k in scored.ids], dtype=np.float64)
+    largest = np.nanmax(lows) if np.isfinite(lows).any() else -np.inf
+    if len(scored.ids) <= n or largest < ceiling:
+        return [scored.ids[k] for k in unknown]  # the largest itself may be unknown
+    highs = np.array([known.get(k, ceiling) for k in scored.ids], dtype=np.float64)
+    components = scored.components.copy()
+    components[:, _POPULARITY] = _relative(lows)
+    low = blended(components, weights.vector())
+    components[:, _POPULARITY] = _relative(highs)
+    high = blended(components, weights.vector())
+    bar = np.partition(low, -n)[-n]
+    return [scored.ids[k] for k in unknown if high[k] >= bar]
 
 
 def _log_popularity(payload: Mapping[str, Any] | None) -> float:

@@ -12,7 +12,8 @@ from shoppers import THEMES, histories
 from encoders import Encoder
 from recstream_tools.evaluation.harness import build, item_points
 from recstream_tools.evaluation.interactions import Item
-from stream.collections import ITEMS
+from stream.collections import ITEM_STATS, ITEMS
+from stream.ranking.blend import Weights
 from stream.ranking.recommender import Recommender
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -81,3 +82,51 @@ def test_an_item_stored_after_the_copy_was_read_is_a_candidate_at_once(
         recommender.close()
     finally:
         store.close()
+
+
+def test_unread_popularity_never_changes_the_lists(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """The lists leave out reading the popularity of candidates that cannot reach them: for 120
+    shoppers, each one's list equals the best n of every candidate with every popularity read
+    (the scores the tuner uses), item for item and component for component; and reads were
+    left out."""
+    settings = make_settings(
+        rank_candidates=8, recommendations_n=4, rank_exclude_purchased_days=1_000.0
+    )
+    shoppers = histories(120, seed=11)
+    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
+    items = [
+        Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0 + n % 7)
+        for n, k in enumerate(ids)
+    ]
+    vectors = dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
+    store = EdgeStore(settings.qdrant_path)
+    asked: list[str] = []
+    try:
+        build(store, item_points(items, vectors, encoder.name), shoppers, settings, 1)
+        recommender = Recommender(settings, store)
+        every, _ = recommender.score_many(shoppers)
+        real = store.retrieve
+
+        def counted(collection, keys, with_vectors=False, fields=None):  # type: ignore[no-untyped-def]
+            if collection == ITEM_STATS and fields == ("pop_key",):
+                asked.extend(keys)
+            return real(collection, keys, with_vectors, fields)
+
+        store.retrieve = counted  # type: ignore[method-assign]
+        # one shopper at a time: fewer candidates are known from the batch's own reads
+        lists = {user: recommender.recommend(history) for user, history in shoppers.items()}
+        recommender.close()
+    finally:
+        store.close()
+    weights = Weights.from_settings(settings)
+    for user in shoppers:
+        want = every[user].ranked(weights, 4)
+        got = lists[user].ranked
+        assert [r.item_id for r in got] == [r.item_id for r in want], user
+        for g, w in zip(got, want, strict=True):
+            assert g.score == pytest.approx(w.score, abs=1e-12)
+            assert g.components == pytest.approx(w.components, abs=1e-12)
+    unread = {k for sc in every.values() for k in sc.ids} - set(asked)
+    assert asked and unread  # some read, some left out
