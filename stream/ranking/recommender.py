@@ -12,9 +12,8 @@ the store's changes before each batch: one filtered read and one count), the sem
 candidates from one batched search of that copy; then one read of the recent items' statistics,
 one popularity query and one read of the candidates' popularity. The learned model's rows are
 held in memory (read again when a new model is stored), and every shopper is folded in with one
-sparse product. All times are the
-shopper's last interaction time, so the same history always gives the same list, whenever and
-with whomever it is computed.
+sparse product. All times are the shopper's last interaction time, so the same history always
+gives the same list, whenever and with whomever it is computed.
 """
 
 from __future__ import annotations
@@ -207,19 +206,29 @@ class Recommender:
                 table.unit[at].astype(np.float64) if mmr else np.zeros((len(at), 0)),
                 semantic=_cosines_of(table.unit, at, unit_profile(sh.profile)),
                 collaborative=co.at([co_index.get(k, -1) for k in keys]),
-                popularity=np.full(len(keys), np.nan),  # set below
+                popularity=np.zeros(len(keys)),  # set below
                 learned=learnt.at([self.model.index.get(k, -1) for k in keys]),
                 prices=table.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
             )
         # the candidates' popularity: one read of those that matter, then each shopper's shares
-        wanted = {k for sc in scored.values() for k in _unread(sc, known, ceiling, best)}
+        logs = {
+            user: np.fromiter((known.get(k, np.inf) for k in sc.ids), np.float64, len(sc.ids))
+            for user, sc in scored.items()
+        }
+        wanted = {
+            scored[user].ids[k]
+            for user, raw in logs.items()
+            for k in _unread(scored[user], raw, ceiling, best)
+        }
         read = store.retrieve(ITEM_STATS, sorted(wanted), fields=("pop_key",))
         known.update((k, _log_popularity(read[k].payload if k in read else None)) for k in wanted)
-        for sc in scored.values():
-            log_popularity = np.array([known.get(k, ceiling) for k in sc.ids], dtype=np.float64)
-            sc.components[:, _POPULARITY] = _relative(log_popularity)
+        for user, raw in logs.items():
+            names = scored[user].ids
+            for k in np.flatnonzero(np.isposinf(raw)):
+                raw[k] = known.get(names[k], ceiling)  # read, or at most the ceiling
+            scored[user].components[:, _POPULARITY] = _relative(raw)
         return scored, shoppers
 
     def _semantic(self, index: ItemIndex, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
@@ -339,35 +348,35 @@ _POPULARITY = COMPONENTS.index("popularity")
 
 
 def _unread(
-    scored: Scored, known: Mapping[str, float], ceiling: float, best: tuple[Weights, int] | None
-) -> list[str]:
-    """The candidates whose popularity must be read (``known``: log popularity by item, NaN for
-    none; ``ceiling``: at most this for every other item, NaN when they have none).
+    scored: Scored,
+    logs: npt.NDArray[np.float64],
+    ceiling: float,
+    best: tuple[Weights, int] | None,
+) -> npt.NDArray[np.intp]:
+    """The candidates whose popularity must be read, by position (``logs``: their log
+    popularity where known, NaN for none, +inf where unknown; ``ceiling``: at most this for
+    every unknown one, NaN when none of them has any).
 
-    Without ``best``, every one not known. With it (weights, n), only those that could be among
-    the best ``n``: each unknown one counted at the ceiling scores at most ``hi``; every
-    candidate counted at 0 where unknown scores at least ``lo``; one whose ``hi`` is below the
-    n-th best ``lo`` has at least n candidates above it however it is read. The shares are of
+    Without ``best``, every unknown one. With it (weights, n), only those that could be among
+    the best ``n``: each unknown one counted at the ceiling scores at most ``high``; every
+    candidate counted at 0 where unknown scores at least ``low``; one whose ``high`` is below the
+    n-th best ``low`` has at least n candidates above it however it is read. The shares are of
     the largest popularity among the candidates: when a known one is at least the ceiling, it
     is that one whatever the unknown are, else every unknown one is read."""
-    unknown = [n for n, k in enumerate(scored.ids) if k not in known]
-    if not unknown or not np.isfinite(ceiling):
-        return []  # none, or none of them has any popularity
-    if best is None:
-        return [scored.ids[n] for n in unknown]
-    weights, n = best
-    lows = np.array([known.get(k, np.nan) for k in scored.ids], dtype=np.float64)
-    largest = np.nanmax(lows) if np.isfinite(lows).any() else -np.inf
-    if len(scored.ids) <= n or largest < ceiling:
-        return [scored.ids[k] for k in unknown]  # the largest itself may be unknown
-    highs = np.array([known.get(k, ceiling) for k in scored.ids], dtype=np.float64)
-    components = scored.components.copy()
-    components[:, _POPULARITY] = _relative(lows)
-    low = blended(components, weights.vector())
-    components[:, _POPULARITY] = _relative(highs)
-    high = blended(components, weights.vector())
-    bar = np.partition(low, -n)[-n]
-    return [scored.ids[k] for k in unknown if high[k] >= bar]
+    unknown = np.isposinf(logs)
+    if not unknown.any() or not np.isfinite(ceiling):
+        return np.flatnonzero(np.zeros(0, dtype=bool))  # none unknown, or none has any
+    weights, n = best if best is not None else (None, 0)
+    finite = np.isfinite(logs)
+    if weights is None or len(logs) <= n or not finite.any() or logs[finite].max() < ceiling:
+        return np.flatnonzero(unknown)  # all of them; the largest itself may be unknown
+    # the popularity column is 0 until it is set
+    base = blended(scored.components, weights.vector())
+    low = base + weights.popularity * _relative(np.where(unknown, np.nan, logs))
+    high = base + weights.popularity * _relative(np.where(unknown, ceiling, logs))
+    # a margin far above rounding: these sums are not formed as the list's own scores are
+    bar = np.partition(low, -n)[-n] - 1e-9
+    return np.flatnonzero(unknown & (high >= bar))
 
 
 def _log_popularity(payload: Mapping[str, Any] | None) -> float:

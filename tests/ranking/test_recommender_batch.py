@@ -16,7 +16,18 @@ from stream.collections import ITEM_STATS, ITEMS
 from stream.ranking.blend import Weights
 from stream.ranking.recommender import Recommender
 from stream.settings import Settings
+from stream.store.base import Vector
 from stream.store.edge import EdgeStore
+
+
+def _themed(encoder: Encoder, priced: bool) -> tuple[list[Item], dict[str, Vector]]:
+    """Ten items per theme, their titles encoded; prices 5 to 11 (or all 5)."""
+    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
+    items = [
+        Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0 + n % 7 * priced)
+        for n, k in enumerate(ids)
+    ]
+    return items, dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
 
 
 def test_a_batch_gets_the_lists_each_shopper_gets_alone(
@@ -27,12 +38,7 @@ def test_a_batch_gets_the_lists_each_shopper_gets_alone(
     popularity components all score somewhere."""
     settings = make_settings(rank_candidates=30, rank_exclude_purchased_days=1_000.0)
     shoppers = histories(120, seed=9)
-    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
-    items = [
-        Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0 + n % 7)
-        for n, k in enumerate(ids)
-    ]
-    vectors = dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
+    items, vectors = _themed(encoder, priced=True)
     store = EdgeStore(settings.qdrant_path)
     try:
         build(store, item_points(items, vectors, encoder.name), shoppers, settings, 1)
@@ -62,9 +68,7 @@ def test_an_item_stored_after_the_copy_was_read_is_a_candidate_at_once(
     of the one after its deletion."""
     settings = make_settings(rank_candidates=5, rank_index_refresh_s=3_600.0)
     shoppers = histories(40, seed=3)
-    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
-    items = [Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0) for k in ids]
-    vectors = dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
+    items, vectors = _themed(encoder, priced=False)
     store = EdgeStore(settings.qdrant_path)
     try:
         build(store, item_points(items, vectors, encoder.name), shoppers, settings, 1)
@@ -95,12 +99,7 @@ def test_unread_popularity_never_changes_the_lists(
         rank_candidates=8, recommendations_n=4, rank_exclude_purchased_days=1_000.0
     )
     shoppers = histories(120, seed=11)
-    ids = [f"{t}-{n}" for t in THEMES for n in range(10)]
-    items = [
-        Item(k, f"{k.split('-')[0]} item number {k.split('-')[1]}", 5.0 + n % 7)
-        for n, k in enumerate(ids)
-    ]
-    vectors = dict(zip(ids, encoder.encode([i.title for i in items]), strict=True))
+    items, vectors = _themed(encoder, priced=True)
     store = EdgeStore(settings.qdrant_path)
     asked: list[str] = []
     try:
