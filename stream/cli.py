@@ -416,10 +416,12 @@ def _run(settings: Settings, which: str) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    """The HTTP API alone until SIGTERM/SIGINT, against the configured store."""
-    from encoders.bert import model_dimension
-    from stream.collections import ensure_collections
+    """The HTTP API alone until SIGTERM/SIGINT, against the configured store (refused, exit 2,
+    when the store's items were embedded by another model than the one it would encode queries
+    with)."""
+    from stream.errors import Refused
     from stream.http.server import HttpServer, HttpUnavailable, api_server
+    from stream.runner import check_store_model
     from stream.store import StoreLocked, open_store
 
     if not settings.http_port:
@@ -440,7 +442,11 @@ def _serve(settings: Settings) -> int:
         print(f"recstream: {exc}", file=sys.stderr)
         return 2
     try:
-        ensure_collections(store, model_dimension(settings.model))
+        try:
+            check_store_model(settings, store)
+        except Refused as exc:
+            print(f"recstream: {exc}", file=sys.stderr)
+            return 2
         api_server(settings, store, server=server, stopping=stop)
         stop.wait()
     finally:

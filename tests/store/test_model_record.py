@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,37 @@ def test_a_store_from_before_the_record_is_checked_by_its_items(tmp_path: Path) 
     with pytest.raises(ModelChanged):
         check_model(store, ITEMS, ModelRecord("all-MiniLM-L6-v2", "cd" * 32, 4))
     store.close()
+
+
+def test_serve_refuses_a_store_embedded_by_another_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`recstream serve` would encode search queries with its model and compare them with the
+    stored vectors: with another model recorded for the items it exits 2 with the same line as
+    the catalog consumer, before serving anything."""
+    path = tmp_path / "qdrant"
+    store = EdgeStore(path)
+    check_store_model(Settings(qdrant_path=str(path)), store)
+    store.upsert(
+        MODELS,
+        [StoredPoint(ITEMS, {"name": "e5-small", "digest": "ab" * 32, "dim": 384}, np.ones(1))],
+    )
+    store.close()
+    for name in [n for n in os.environ if n.startswith("RECSTREAM_")]:
+        monkeypatch.delenv(name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = cli.main(
+            ["serve", f"--http-port={port}", f"--qdrant-path={path}", "--log-level=error"]
+        )
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        structlog.reset_defaults()
+    assert code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("recstream: the store's 'items' vectors were made by another model")
+    assert "e5-small" in line and "RECSTREAM_MODEL" in line
