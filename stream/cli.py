@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -19,6 +20,26 @@ _SETTINGS_HELP = "settings (each also RECSTREAM_<NAME> in the environment)"
 _BENCH_HELP = "benchmarks: write bench/results/<name>.json and <name>.png"
 _ONLINE_RETAIL = "../shared/data/online_retail/online_retail.csv.gz"
 _SHARED_DATA = "../shared/data"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose error messages quote the arguments they could not place: a mistyped
+    secret option (``--qdrant-api-ke=...``, ``--qdrant-api-keyy VALUE``) would print the secret.
+    Messages name the options only: ``=value`` is cut, other words of unrecognised arguments are
+    left out, and a rejected choice longer than a command name is not quoted."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"(--?[\w-]+)=\S+", r"\1=...", message)
+        unrecognised = "unrecognized arguments: "
+        if message.startswith(unrecognised):
+            words = message[len(unrecognised) :].split()
+            message = unrecognised + " ".join(w if w.startswith("-") else "..." for w in words)
+        message = re.sub(
+            r"invalid choice: '([^']{13,})'",
+            lambda m: f"invalid choice of {len(m.group(1))} characters",
+            message,
+        )
+        super().error(message)
 
 
 class _SecretRefused(argparse.Action):
@@ -116,7 +137,7 @@ def _invalid_settings(exc: ValidationError) -> str:
 
 def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     """The whole parser; ``bench`` False leaves the benchmarks' options out."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="recstream",
         description=(
             "Real-time similar items and recommendations: Kafka in, BERT + Qdrant, Kafka out."

@@ -192,3 +192,27 @@ def test_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in set(Settings.model_fields) - SECRET_SETTINGS:
         assert _flag(name) in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "catalog", f"--qdrant-api-ke={QDRANT_API_KEY}"],  # ambiguous prefix
+        ["run", "catalog", f"--qdrant-api-keyy={QDRANT_API_KEY}"],  # unknown, with =
+        ["run", "catalog", "--qdrant-api-keyy", QDRANT_API_KEY],  # unknown, then the value
+        ["run", "--qdrant-api-keyy", QDRANT_API_KEY],  # the value taken for the command
+        ["serve", f"--kafka-sasl-pass={SASL_PASSWORD}"],
+    ],
+)
+def test_a_mistyped_secret_option_is_refused_without_showing_it(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse quotes what it could not place; a secret typed after a misspelt option must not
+    be printed: exit 2, the option named, the value not shown."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert "error:" in err
+    for secret in SECRETS.values():
+        assert not _shows_part_of(secret, out + err), err
