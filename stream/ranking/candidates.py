@@ -56,9 +56,14 @@ def stamp(payload: Mapping[str, Any]) -> str | None:
     return f"{model}:{digest}" if isinstance(digest, str) and isinstance(model, str) else None
 
 
+def _number(value: object, default: float) -> float:
+    """A payload field's number (a bool is not one), else ``default``."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else default  # type: ignore[arg-type]
+
+
 def _written(payload: Mapping[str, Any]) -> float:
-    at = payload.get(WRITTEN_AT)
-    return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else -np.inf
+    return _number(payload.get(WRITTEN_AT), -np.inf)
 
 
 @dataclass
@@ -104,12 +109,6 @@ class ItemTable:
     in_stock: npt.NDArray[np.bool_]
     prices: npt.NDArray[np.float64]
     """NaN where unknown."""
-
-
-def _price(value: object) -> float:
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
-    )
 
 
 def _kept(payload: Mapping[str, Any]) -> Payload:
@@ -241,7 +240,7 @@ class ItemIndex:
             row,
             matrix,
             np.array([bool(p.get("in_stock", True)) for p in payloads], dtype=bool),
-            np.array([_price(p.get("price")) for p in payloads], dtype=np.float64),
+            np.array([_number(p.get("price"), np.nan) for p in payloads], dtype=np.float64),
         )
 
     def _gather(

@@ -366,10 +366,10 @@ def _unread(
     unknown = np.isposinf(logs)
     if not unknown.any() or not np.isfinite(ceiling):
         return np.flatnonzero(np.zeros(0, dtype=bool))  # none unknown, or none has any
-    weights, n = best if best is not None else (None, 0)
     finite = np.isfinite(logs)
-    if weights is None or len(logs) <= n or not finite.any() or logs[finite].max() < ceiling:
+    if best is None or len(logs) <= best[1] or not finite.any() or logs[finite].max() < ceiling:
         return np.flatnonzero(unknown)  # all of them; the largest itself may be unknown
+    weights, n = best
     # the popularity column is 0 until it is set
     base = blended(scored.components, weights.vector())
     low = base + weights.popularity * _relative(np.where(unknown, np.nan, logs))
