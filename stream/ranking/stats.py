@@ -202,13 +202,16 @@ def fold_activities(
         applied += 1
     if not applied or ref is None:
         return None, applied
+    # scaled first: values that differ only below the smallest float become equal there, and
+    # then tie by item id as apply_activity's would
+    co = {k: v * scale for k, v in co.items()}
     # by item id, then (stable) by value, the largest first: the strongest, ties by item id
     strongest = sorted(co)
     strongest.sort(key=co.__getitem__, reverse=True)
     payload = {
         "item_id": item_id,
         "pop": pop,
-        "co": {k: co[k] * scale for k in strongest[:keep]},
+        "co": {k: co[k] for k in strongest[:keep]},
         "ref": ref.isoformat(),
         "upto": upto,
     }
