@@ -183,6 +183,13 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
         "--base-items", type=int, default=2_000, help="sample items encoded for preloading [2000]"
     )
     scaling.add_argument(
+        "--copies",
+        type=int,
+        default=None,
+        help="preloaded items per base item: each size then gets size/N base items, the same "
+        "neighbourhood density at every size [off: --base-items at every size]",
+    )
+    scaling.add_argument(
         "--optimize", action="store_true", help="build the store's HNSW index after preloading"
     )
     scaling.add_argument("--name", default="scaling", help="result file name [scaling]")
@@ -313,6 +320,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.optimize,
             args.out,
             args.name,
+            copies=args.copies,
         )
         print(scaling.summary(result))
     else:  # pragma: no cover - argparse allows only the commands above

@@ -228,10 +228,16 @@ def run(
     optimize: bool,
     out_dir: Path,
     name: str = NAME,
+    copies: int | None = None,
 ) -> dict[str, Any]:
+    """With ``copies``, each size is preloaded from its first ``size / copies`` base items (at
+    least one), so a new item meets as many near neighbours at every size; without it, from all
+    ``base_items``, so the catalogue grows denser with its size."""
     with LoadMonitor() as load:
         encoder = load_encoder(settings)
         timed = TimedEncoder(encoder)
+        if copies is not None:
+            base_items = max(1, max(sizes) // copies)
         base_texts = [item_text(Item.model_validate(i)) for i in sample_items(base_items)]
         print(f"  encoding {len(base_texts):,} base items ...", flush=True)
         base = encoder.encode(base_texts)
@@ -240,7 +246,16 @@ def run(
             item["item_id"] = "new-" + item["item_id"]
         new_events = catalog_events(fresh, _START)
         rows = [
-            measure_size(settings, timed, base, size, new_events, batch, optimize) for size in sizes
+            measure_size(
+                settings,
+                timed,
+                base if copies is None else base[: max(1, size // copies)],
+                size,
+                new_events,
+                batch,
+                optimize,
+            )
+            for size in sizes
         ]
     first = rows[0]["ms_per_event"]
     for row in rows:
@@ -255,8 +270,13 @@ def run(
         method={
             "store": "EdgeStore (Qdrant Edge, embedded), "
             + ("optimize() after preloading" if optimize else "never optimised (as the pipeline)"),
-            "preloaded_vectors": f"encoder vectors of {base_items} sample items, repeated with "
-            f"jitter of norm {JITTER}; exact top-{settings.neighbours_k} lists as payload",
+            "preloaded_vectors": (
+                f"encoder vectors of {base_items} sample items"
+                if copies is None
+                else f"encoder vectors of size/{copies} sample items (the first of {base_items})"
+            )
+            + f", repeated with jitter of norm {JITTER}; exact top-{settings.neighbours_k} lists "
+            "as payload",
             "timed": f"{batches} batches of {batch} new sample items through receive, process "
             "and confirm, after one untimed batch; medians over batches",
             "excludes": "model load, preloading",
