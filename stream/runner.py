@@ -36,9 +36,10 @@ def build_consumers(
     if which in ("catalog", "all"):
         from encoders import load_encoder
         from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+        from stream.catalog.state import CatalogState
 
         encoder = encoder or load_encoder(settings)
-        processor = CatalogProcessor(settings, encoder, store)
+        processor = CatalogProcessor(settings, encoder, store, CatalogState())
         consumers.append(CatalogConsumer(settings, processor))
         if processor.by_topic:  # each list's one writer, beside the catalog consumer
             from stream.catalog.owners import ListConsumer, ListProcessor
@@ -65,6 +66,18 @@ def check_store_model(settings: Settings, store: VectorStore) -> None:
     ensure_collections(store, dim)
     name, digest = model_fingerprint(settings.model)
     check_model(store, ITEMS, ModelRecord(name, digest, dim))
+
+
+def adopt_catalog_records(settings: Settings, store: VectorStore) -> None:
+    """With store search, move the list records a memory-search consumer left on this store
+    into the items' payloads (:func:`stream.catalog.neighbours.adopt_records`): one migration
+    step at start-up, before any catalog consumer reads a record."""
+    from encoders.bert import model_dimension
+    from stream.catalog.neighbours import adopt_records
+    from stream.collections import ITEMS, ensure_collections
+
+    ensure_collections(store, model_dimension(settings.model))
+    adopt_records(store, settings, ITEMS)
 
 
 def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
@@ -99,6 +112,7 @@ def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
             from encoders import load_encoder
 
             check_store_model(settings, store)
+            adopt_catalog_records(settings, store)
             encoder = load_encoder(settings)
         consumers = build_consumers(settings, which, store, encoder)
         if http is not None:

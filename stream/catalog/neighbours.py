@@ -27,7 +27,6 @@ journal has none, and the store finder first moves the journal's records into th
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -38,6 +37,7 @@ from stream.catalog.index import MemoryIndex, unit
 from stream.catalog.journal import JournalDamaged, ListJournal, journal_line
 from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.catalog.search import Found
+from stream.catalog.state import CatalogState
 from stream.collections import ITEM_LISTS
 from stream.settings import Settings
 from stream.store import SearchQuery, VectorStore, Where
@@ -219,11 +219,9 @@ class StoreFinder(NeighbourFinder):
         return {k: NeighbourState.from_hits(h) for k, h in zip(vectors, results, strict=True)}
 
 
-_INDEXES: weakref.WeakKeyDictionary[VectorStore, MemoryIndex] = weakref.WeakKeyDictionary()
 _NO_RECORD = {"nb_ids": None, "nb_scores": None, "nb_floor": NO_FLOOR}
 """Item-payload fields of an item with no recorded list: every item enters it, and it is
 recomputed when next affected."""
-_JOURNALS: weakref.WeakKeyDictionary[VectorStore, ListJournal] = weakref.WeakKeyDictionary()
 LOAD_CHUNK = 1_024
 """Items read from the store, normalised and copied into the index at a time (1.5 MB at 384
 dimensions)."""
@@ -233,9 +231,10 @@ computes afresh, at most: a loss of every record is repaired over catalogue / th
 
 
 class MemoryFinder(NeighbourFinder):
-    """Exact answers from an in-memory copy of the collection and of the records, shared by
-    every finder on the same store object, built from the store on first use. Records are
-    persisted as a journal in the ``lists`` collection, one entry per batch."""
+    """Exact answers from an in-memory copy of the collection and of the records, built from
+    the store on first use and kept in ``state`` (shared by the finders given the same one; a
+    finder without one has its own). Records are persisted as a journal in the ``lists``
+    collection, one entry per batch."""
 
     def __init__(
         self,
@@ -247,8 +246,10 @@ class MemoryFinder(NeighbourFinder):
         in_stock_only: bool = False,
         load_chunk: int = LOAD_CHUNK,
         repair: int = REPAIR_CHUNK,
+        state: CatalogState | None = None,
     ) -> None:
         super().__init__(store, collection, k, in_stock_only)
+        self.state = state or CatalogState()
         self.dim = dim
         self.lists = lists
         self.load_chunk = load_chunk
@@ -257,20 +258,19 @@ class MemoryFinder(NeighbourFinder):
 
     @property
     def journal(self) -> ListJournal:
-        """The journal of records, one per store object (as the index)."""
-        journal = _JOURNALS.get(self.store)
+        """The journal of records, one per state (as the index)."""
+        journal = self.state.journal
         if journal is None:
-            journal = _JOURNALS[self.store] = ListJournal(self.store, self.lists)
+            journal = self.state.journal = ListJournal(self.store, self.lists)
         if journal.collection != self.lists:
             raise ValueError(f"{self.store!r} keeps its records in {journal.collection!r}")
         return journal
 
     @property
     def index(self) -> MemoryIndex:
-        index = _INDEXES.get(self.store)
+        index = self.state.index
         if index is None:
-            index = self._load()
-            _INDEXES[self.store] = index
+            index = self.state.index = self._load()
             log.info("neighbours.index_loaded", items=len(index))
         return index
 
@@ -408,21 +408,20 @@ class MemoryFinder(NeighbourFinder):
 
     def reset(self) -> None:
         self._tops = {}
-        forget(self.store)
-
-
-def forget(store: VectorStore) -> None:
-    """Drop the in-memory copy of ``store``'s catalogue: for code that wrote the items
-    collection other than through a catalog processor (the next batch reloads it)."""
-    _INDEXES.pop(store, None)
+        self.state.forget()
 
 
 def finder_for(
-    store: VectorStore, settings: Settings, collection: str, dim: int
+    store: VectorStore,
+    settings: Settings,
+    collection: str,
+    dim: int,
+    state: CatalogState | None = None,
 ) -> NeighbourFinder:
     """The finder ``RECSTREAM_NEIGHBOUR_SEARCH`` asks for; ``auto``: in memory when no other
     process can write the store (embedded engine, qdrant-client local mode), else the store.
-    The collections (:func:`stream.collections.ensure_collections`) must exist."""
+    The collections (:func:`stream.collections.ensure_collections`) must exist, and the records
+    of an earlier memory finder must have been moved (:func:`adopt_records`)."""
     mode = settings.neighbour_search
     if mode == "memory" or (mode == "auto" and store.exclusive):
         return MemoryFinder(
@@ -431,8 +430,9 @@ def finder_for(
             settings.neighbours_k,
             dim,
             in_stock_only=settings.lists_in_stock_only,
+            state=state,
         )
-    finder = StoreFinder(
+    return StoreFinder(
         store,
         collection,
         settings.neighbours_k,
@@ -440,5 +440,12 @@ def finder_for(
         settings.reverse_search_max_pages,
         in_stock_only=settings.lists_in_stock_only,
     )
-    finder.adopt_packed()
-    return finder
+
+
+def adopt_records(store: VectorStore, settings: Settings, collection: str) -> None:
+    """Before any catalog consumer starts: with store search, move the records a memory finder
+    left (:meth:`StoreFinder.adopt_packed`) into the items' payloads. Nothing to do otherwise
+    (the memory finder reads item-payload records where its journal has none)."""
+    finder = finder_for(store, settings, collection, 1)
+    if isinstance(finder, StoreFinder):
+        finder.adopt_packed()

@@ -7,9 +7,7 @@ what was published) and commits offsets.
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from stream.catalog.index import leave_cores_to_encoder
 from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
 from stream.catalog.neighbours import Entries, StoreFinder, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
+from stream.catalog.state import CatalogState
 from stream.catalog.work import list_work, lists_by_topic
 from stream.collections import DELETED_ITEMS, ITEMS, WRITTEN_AT, ensure_collections
 from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter, message_headers
@@ -58,7 +57,16 @@ class Published:
 class CatalogProcessor:
     """Turns catalogue events into store writes and neighbour-list records."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        encoder: Encoder,
+        store: VectorStore,
+        state: CatalogState | None = None,
+    ) -> None:
+        """``state``: what this process keeps about ``store`` between batches, shared with
+        every other catalog processor on it in this process (:mod:`stream.catalog.state`);
+        without one, this processor's own."""
         self.settings = settings
         self.encoder = encoder
         self.store = store
@@ -67,7 +75,8 @@ class CatalogProcessor:
         if encoder.device == "cpu":
             # an encoder without a runtime attribute may be running on torch: leave torch be
             leave_cores_to_encoder(torch_threads=encoder.runtime != "torch")
-        self.finder = finder_for(store, settings, ITEMS, encoder.dim)
+        self.state = state or CatalogState()
+        self.finder = finder_for(store, settings, ITEMS, encoder.dim, self.state)
         self.by_topic = lists_by_topic(settings, store)
         """Lists are the lists consumer's (:mod:`stream.catalog.owners`): this one publishes
         the work its changes ask of them."""
@@ -365,15 +374,6 @@ class CatalogProcessor:
         return outputs, published
 
 
-_BATCH_LOCKS: weakref.WeakKeyDictionary[VectorStore, threading.Lock] = weakref.WeakKeyDictionary()
-
-
-def batch_lock(store: VectorStore) -> threading.Lock:
-    """One lock per store: catalog batches sharing a store (several group members in one
-    process) run one at a time, so none publishes a list computed before another's write."""
-    return _BATCH_LOCKS.setdefault(store, threading.Lock())
-
-
 class CatalogConsumer(BatchConsumer[Entry, Published]):
     """The catalog consumer: ``catalog.items`` in, neighbour lists and dead letters out."""
 
@@ -387,5 +387,6 @@ class CatalogConsumer(BatchConsumer[Entry, Published]):
             settings.topic_items,
             settings.catalog_group(),
             topics,
-            batch_lock=batch_lock(processor.store),
+            # processors sharing a state (group members in one process) run one batch at a time
+            batch_lock=processor.state.lock,
         )

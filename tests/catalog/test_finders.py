@@ -23,9 +23,11 @@ from stream.catalog.neighbours import (
     MemoryFinder,
     NeighbourFinder,
     StoreFinder,
-    forget,
+    adopt_records,
+    finder_for,
 )
 from stream.collections import ITEM_LISTS
+from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
 
@@ -81,7 +83,6 @@ def catalogue() -> Iterator[tuple[EdgeStore, list[str], Matrix]]:
 
 
 def finders(store: EdgeStore) -> list[NeighbourFinder]:
-    forget(store)
     return [MemoryFinder(store, COLLECTION, K, DIM), StoreFinder(store, COLLECTION, K, page=16)]
 
 
@@ -182,9 +183,7 @@ def small() -> Iterator[tuple[EdgeStore, Matrix]]:
             COLLECTION,
             [StoredPoint(f"s{i}", {"nb_floor": NO_FLOOR}, m[i]) for i in range(len(m))],
         )
-        forget(store)
         yield store, m
-        forget(store)
         store.close()
 
 
@@ -309,6 +308,22 @@ def test_store_finder_adopts_packed_records_into_the_item_payloads(
     assert store.retrieve(COLLECTION, ["s3"])["s3"].payload["nb_floor"] == 1.5
 
 
+@pytest.mark.parametrize(("search", "moved"), [("store", True), ("memory", False)])
+def test_records_move_at_start_up_with_store_search_only_and_never_when_building_a_finder(
+    small: tuple[EdgeStore, Matrix], search: str, moved: bool
+) -> None:
+    """Building a finder migrates nothing; the start-up step moves a memory finder's records
+    into the item payloads for store search, and leaves them where memory search reads them."""
+    store, _ = small
+    MemoryFinder(store, COLLECTION, K, DIM).record({"s3": full_list(1.5)})
+    settings = Settings(neighbour_search=search)
+    finder_for(store, settings, COLLECTION, DIM)
+    assert len(list(store.scroll(ITEM_LISTS))) == 1
+    adopt_records(store, settings, COLLECTION)
+    assert (list(store.scroll(ITEM_LISTS)) == []) is moved
+    assert ("nb_ids" in store.retrieve(COLLECTION, ["s3"])["s3"].payload) is moved
+
+
 def test_a_load_in_chunks_smaller_than_the_catalogue_holds_what_the_store_holds(
     small: tuple[EdgeStore, Matrix],
 ) -> None:
@@ -320,7 +335,6 @@ def test_a_load_in_chunks_smaller_than_the_catalogue_holds_what_the_store_holds(
     store.set_payload(COLLECTION, older)
     store.set_payload(COLLECTION, {"s9": {"in_stock": False, "version": 9}})
     MemoryFinder(store, COLLECTION, K, DIM).record({"s7": full_list(0.5), "s11": full_list(0.6)})
-    forget(store)
     finder = MemoryFinder(store, COLLECTION, K, DIM, in_stock_only=True, load_chunk=3)
     index = finder.index
     assert sorted(index.keys) == sorted(f"s{i}" for i in range(len(m)))
@@ -368,5 +382,4 @@ def test_loading_the_index_holds_one_copy_of_the_catalogue_not_several() -> None
             tracemalloc.stop()
         assert len(index) == n
         assert peak < 2 * m.nbytes, f"peak {peak / 1e6:.1f} MB for a {m.nbytes / 1e6:.1f} MB matrix"
-        forget(store)
         store.close()

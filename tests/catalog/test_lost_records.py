@@ -18,7 +18,7 @@ import pytest
 from hash_encoder import HashEncoder
 from kit import assert_lists_match_brute_force, event_bytes, upsert_event
 
-from stream.catalog.neighbours import Entries, MemoryFinder, forget
+from stream.catalog.neighbours import Entries, MemoryFinder
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEM_LISTS
 from stream.kafka.dlq import LocalMessage
@@ -51,7 +51,6 @@ class Counted:
 def store(tmp_path: Path) -> Iterator[EdgeStore]:
     s = EdgeStore(str(tmp_path))
     yield s
-    forget(s)
     s.close()
 
 
@@ -85,8 +84,8 @@ def test_lost_records_cost_a_bounded_number_of_entries_and_every_list_is_repaire
     lists: dict[str, Any] = {}
     feed(processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)], lists)
     store.delete(ITEM_LISTS, [p.key for p in store.scroll(ITEM_LISTS)])  # the records are lost
-    forget(store)
     finder = processor.finder
+    finder.reset()  # and with them the copy in memory
     assert isinstance(finder, MemoryFinder)
     finder.repair = REPAIR
     counted = Counted(finder)

@@ -34,7 +34,6 @@ from hypothesis import strategies as st
 
 from encoders.text import item_text
 from schemas.catalog import Item
-from stream.catalog.neighbours import forget
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import DELETED_ITEMS, ITEM_LISTS, ITEMS
 from stream.kafka.dlq import LocalMessage
@@ -162,7 +161,6 @@ def _empty(store: EdgeStore) -> None:
         except KeyError:
             continue  # not created yet
         store.delete(collection, keys)
-    forget(store)  # written behind the processor's back
 
 
 def _run(
@@ -228,8 +226,7 @@ def _run_crashing(
     dying = CatalogProcessor(settings, HashEncoder(), store)
     batch = events[done : done + sizes[crash]]
     dying.process([dying.receive(_message(done + i, e))[0] for i, e in enumerate(batch)])
-    dying.ahead.close()
-    forget(store)  # the process is gone
+    dying.ahead.close()  # the process is gone, and what it held in memory
     return outputs + _run(store, events[done:], redo, search, first_offset=done)
 
 

@@ -25,6 +25,7 @@ from encoders import Encoder
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import sample_items
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
+from stream.catalog.state import CatalogState
 from stream.collections import ITEMS
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -67,9 +68,10 @@ def test_members_joining_and_leaving_change_no_final_output(
     catalogue = [event_bytes(upsert_event(i, 1, "item.created")) for i in items]
 
     store = EdgeStore(settings.qdrant_path)
+    state = CatalogState()  # the members share one process, so one store and its copy
 
     def member() -> RunningConsumers:
-        catalog = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store))
+        catalog = CatalogConsumer(settings, CatalogProcessor(settings, encoder, store, state))
         return RunningConsumers([catalog, *behaviour_consumers(settings, store, encoder.dim)])
 
     try:
