@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     )
     reverse_search_max_pages: int = Field(default=16, ge=1)
     """store search: most pages of the search for lists a changed item enters"""
+    repair_sweep_per_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="lists checked again against a fresh top k per second of catalog "
+        "consumer activity, round the catalogue (0: no sweep)",
+    )
 
     # shopper behaviour -> profiles and item statistics
     weight_view: float = Field(default=1.0, ge=0, description="profile/popularity weight of a view")

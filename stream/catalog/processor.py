@@ -26,6 +26,7 @@ from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
 from stream.catalog.neighbours import Entries, StoreFinder, finder_for
 from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
 from stream.catalog.state import CatalogState
+from stream.catalog.sweep import RepairSweep
 from stream.catalog.work import list_work, lists_by_topic
 from stream.collections import DELETED_ITEMS, ITEMS, WRITTEN_AT, ensure_collections
 from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter, message_headers
@@ -85,6 +86,7 @@ class CatalogProcessor:
                 "RECSTREAM_LIST_STAGE=topic needs RECSTREAM_NEIGHBOUR_SEARCH=store (or auto)"
             )
         self.ahead = EncodeAhead(encoder)
+        self.sweep = RepairSweep(store, ITEMS, settings.repair_sweep_per_s)
         # lists owed by a process that died between a store write and its publish, for items
         # the batches it left behind may not hold: honoured by the first batch
         self._owed_at_start = set(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
@@ -143,6 +145,7 @@ class CatalogProcessor:
             return self._process(batch)
         except Exception:
             self.finder.reset()  # the store may hold part of this batch's writes
+            self.sweep.reset()
             raise
 
     def _process(self, batch: list[Entry]) -> BatchResult[Published]:
@@ -217,6 +220,8 @@ class CatalogProcessor:
                     hidden[key] = point.payload.get("in_stock") is False
         own &= {*changed, *(r.item_id for r in plan.refresh)}  # owed ones still stored
         listed = self.finder.listing([*changed, *gone, *left]) - set(gone)
+        swept = set(self.sweep.due()) - set(gone)  # computed afresh, published if they differ
+        listed |= swept
         entries = self.finder.entered_by({k: v for k, v in changed.items() if not hidden.get(k)})
         if self.by_topic:
             lists: dict[str, tuple[NeighbourState, bytes]] = {}
@@ -241,6 +246,7 @@ class CatalogProcessor:
             "stale": len(plan.stale),
             "dead_letters": len(dead),
             "lists": len(lists),
+            "swept": len(swept),
         }
         result.counts["encoder_texts"] = len(plan.encode)
         result.counts["encoder_tokens"] = sum(r.tokens for r in plan.encode)

@@ -1,0 +1,159 @@
+"""The repair sweep: a list left wrong where no batch looks is set right within a sweep.
+
+Real :class:`CatalogProcessor` (receive -> process -> confirm) over a real :class:`EdgeStore`;
+the encoder is a small deterministic fake (a text's SHA-256 seeds a 16-dimensional unit vector).
+A list goes wrong behind the consumer's back (recorded as published, never the top k: what a
+fault no test tried would leave); the next batches change nothing near it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hash_encoder import HashEncoder
+from kit import assert_lists_match_brute_force, event_bytes, upsert_event
+
+from stream.catalog.lists import NeighbourState
+from stream.catalog.processor import CatalogProcessor
+from stream.catalog.sweep import MAX_PER_BATCH, RepairSweep
+from stream.catalog.work import parse_list_work
+from stream.kafka.dlq import LocalMessage
+from stream.loop import Output
+from stream.settings import Settings
+from stream.store import StoredPoint
+from stream.store.edge import EdgeStore
+
+K = 5
+CATALOGUE = 40
+VICTIM = "sku-0007"
+EVERYTHING_AT_ONCE = 1e9
+"""Items per second: any batch checks the whole (small) catalogue."""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EdgeStore]:
+    s = EdgeStore(str(tmp_path))
+    yield s
+    s.close()
+
+
+def item(i: int) -> dict[str, Any]:
+    return {"item_id": f"sku-{i:04d}", "title": f"shirt {i}", "price": 9.5}
+
+
+def feed(processor: CatalogProcessor, events: list[dict[str, Any]]) -> list[Output]:
+    """One batch through receive -> process -> confirm; its outputs."""
+    batch = []
+    for offset, event in enumerate(events):
+        key, value = event_bytes(event)
+        batch.append(processor.receive(LocalMessage(offset, key, value))[0])
+    result = processor.process(batch)
+    processor.confirm(result)
+    return result.outputs
+
+
+def published(outputs: list[Output], lists: dict[str, Any]) -> None:
+    for output in outputs:
+        assert output.key is not None and output.value is not None
+        message = json.loads(output.value)
+        lists[output.key.decode()] = [(n["item_id"], n["score"]) for n in message["neighbours"]]
+
+
+def go_wrong(processor: CatalogProcessor, lists: dict[str, Any]) -> None:
+    """The victim's list is recorded (and was published) with the items farthest from it."""
+    wrong = NeighbourState.from_pairs((item(30 + n)["item_id"], -0.9 - n / 100) for n in range(K))
+    processor.finder.record({VICTIM: wrong})
+    lists[VICTIM] = list(zip(wrong.ids, wrong.scores, strict=True))
+
+
+@pytest.mark.parametrize("search", ["memory", "store"])
+def test_a_wrong_list_no_batch_touches_is_published_right_by_the_sweep(
+    store: EdgeStore, search: str
+) -> None:
+    """The next batch only reprices another item: the sweep checks every list, finds the
+    victim's differs from its top k and publishes it; every other list agreed, so nothing else
+    is published besides the repriced item's own."""
+    settings = Settings(
+        neighbours_k=K,
+        neighbour_search=search,
+        list_stage="inline",
+        repair_sweep_per_s=EVERYTHING_AT_ONCE,
+    )
+    processor = CatalogProcessor(settings, HashEncoder(), store)
+    lists: dict[str, Any] = {}
+    created = [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)]
+    published(feed(processor, created), lists)
+    go_wrong(processor, lists)
+
+    outputs = feed(processor, [upsert_event({**item(20), "price": 7.0}, 2)])
+
+    assert sorted(o.key.decode() for o in outputs if o.key) == sorted([VICTIM, "sku-0020"])
+    published(outputs, lists)
+    assert_lists_match_brute_force(lists, store, K)
+
+
+def test_without_the_sweep_the_wrong_list_stays(store: EdgeStore) -> None:
+    """``repair_sweep_per_s`` 0: nothing looks at the victim's list again."""
+    settings = Settings(neighbours_k=K, neighbour_search="memory", repair_sweep_per_s=0)
+    processor = CatalogProcessor(settings, HashEncoder(), store)
+    feed(processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)])
+    go_wrong(processor, {})
+    outputs = feed(processor, [upsert_event({**item(20), "price": 7.0}, 2)])
+    assert [o.key for o in outputs] == [b"sku-0020"]
+
+
+def test_with_a_lists_consumer_the_sweep_hands_every_list_over_as_recompute_work(
+    store: EdgeStore,
+) -> None:
+    settings = Settings(
+        neighbours_k=K,
+        neighbour_search="store",
+        list_stage="topic",
+        repair_sweep_per_s=EVERYTHING_AT_ONCE,
+    )
+    processor = CatalogProcessor(settings, HashEncoder(), store)
+    feed(processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)])
+    outputs = feed(processor, [upsert_event({**item(20), "price": 7.0}, 2)])
+    work = [parse_list_work(o.key, o.value) for o in outputs]
+    assert {w.owner for w in work if w.recompute} == {item(i)["item_id"] for i in range(CATALOGUE)}
+    assert [w.owner for w in work if w.own] == ["sku-0020"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_sweep_checks_as_many_items_as_the_time_since_the_last_batch_pays_for(
+    store: EdgeStore,
+) -> None:
+    """10 items a second over a catalogue of 7: fractions carried over, round and round in
+    the store's order, a long pause capped at :data:`MAX_PER_BATCH`."""
+    store.ensure_collection("items", 4)
+    unit = np.ones(4, dtype=np.float32) / 2
+    store.upsert("items", [StoredPoint(f"i{n}", {}, unit) for n in range(7)])
+    order = [p.key for p in store.scroll("items")]
+    clock = Clock()
+    sweep = RepairSweep(store, "items", 10.0, clock)
+
+    assert sweep.due() == []
+    clock.now += 0.25
+    assert sweep.due() == order[:2]  # 2.5 owed
+    clock.now += 0.25
+    assert sweep.due() == order[2:5]  # 0.5 + 2.5
+    clock.now += 0.4
+    assert sweep.due() == order[5:] + order[:2]  # round the end
+    assert sweep.rounds == 2
+    clock.now += 0.2
+    assert sweep.due() == order[2:4]
+    clock.now += 3600
+    assert sweep.due() == order[4:] + order[:4]  # the catalogue once; the rest is owed
+    assert sweep._owed == MAX_PER_BATCH
