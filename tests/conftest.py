@@ -78,6 +78,9 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
             "history_max_future_s": 1e12,
             # no HTTP API unless a test asks for one (processes would share port 8080)
             "http_port": 0,
+            # the repair sweep would set right lists these tests check the mechanisms get
+            # right; tests/catalog/test_repair_sweep.py turns it on
+            "repair_sweep_per_s": 0,
         }
         base.update(overrides)
         return Settings(**base)

@@ -44,7 +44,7 @@ from stream.store.edge import EdgeStore
 IDS = ("a", "b", "c", "d", "e")
 K = 2
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-SETTINGS = Settings(neighbours_k=K)
+SETTINGS = Settings(neighbours_k=K, repair_sweep_per_s=0)  # no sweep behind the redo
 TITLES = ("cotton shirt", "wool jumper", "linen trousers")
 """Per item; the item id is part of the title so that no two items share a text."""
 

@@ -22,17 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import (
-    assert_lists_match_brute_force,
-    delete_event,
-    event_bytes,
-    final_lists,
-    publish,
-    upsert_event,
-)
+from kit import assert_lists_match_brute_force, catalogue_churn, final_lists, publish
 
 from encoders import Encoder
-from recstream_tools.sample_catalog import sample_items
 from stream.catalog.owners import ListConsumer, ListProcessor
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEMS
@@ -79,32 +71,6 @@ class Jittery:
             return attr(*args, **kwargs)
 
         return call
-
-
-def _events(rng: random.Random) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """A catalogue listed first; then, all at once and interleaved at random: new items, and
-    for the first ones price-only updates, new texts and deletions (each item's in order)."""
-    items = sample_items(120, seed=11)
-    first, later = items[:60], items[60:]
-    per_item: list[list[dict[str, Any]]] = [[upsert_event(i, 1, "item.created")] for i in later]
-    for item in first:
-        events = []
-        version = 1
-        if rng.random() < 0.5:
-            version += 1
-            events.append(upsert_event({**item, "price": (item.get("price") or 5) + 1}, version))
-        if rng.random() < 0.4:
-            version += 1
-            events.append(upsert_event({**item, "title": item["title"] + " deluxe"}, version))
-        if rng.random() < 0.2:
-            version += 1
-            events.append(delete_event(item["item_id"], version))
-        per_item.append(events)
-    burst: list[tuple[bytes, bytes]] = []
-    while any(per_item):
-        events = rng.choice([e for e in per_item if e])
-        burst.append(event_bytes(events.pop(0)))
-    return [event_bytes(upsert_event(i, 1, "item.created")) for i in first], burst
 
 
 class Workers:
@@ -177,7 +143,7 @@ def test_several_catalog_instances_end_with_exact_lists(
             catalog_worker(die_after)
         for die_after in (None, 45):
             list_worker(die_after)
-        listed, burst = _events(rng)
+        listed, burst = catalogue_churn(rng)
         publish(settings, settings.topic_items, listed)
         workers.wait_caught_up(settings)
         publish(settings, settings.topic_items, burst)

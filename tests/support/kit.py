@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from encoders import Encoder
+from recstream_tools.sample_catalog import sample_items
 from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
 from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
@@ -305,3 +307,32 @@ def feed_slowly(
     thread = threading.Thread(target=feed)
     thread.start()
     return thread
+
+
+Messages = list[tuple[bytes, bytes]]
+
+
+def catalogue_churn(rng: random.Random) -> tuple[Messages, Messages]:
+    """A catalogue listed first; then, all at once and interleaved at random: new items, and
+    for the first ones price-only updates, new texts and deletions (each item's in order)."""
+    items = sample_items(120, seed=11)
+    first, later = items[:60], items[60:]
+    per_item: list[list[dict[str, Any]]] = [[upsert_event(i, 1, "item.created")] for i in later]
+    for item in first:
+        events = []
+        version = 1
+        if rng.random() < 0.5:
+            version += 1
+            events.append(upsert_event({**item, "price": (item.get("price") or 5) + 1}, version))
+        if rng.random() < 0.4:
+            version += 1
+            events.append(upsert_event({**item, "title": item["title"] + " deluxe"}, version))
+        if rng.random() < 0.2:
+            version += 1
+            events.append(delete_event(item["item_id"], version))
+        per_item.append(events)
+    burst: list[tuple[bytes, bytes]] = []
+    while any(per_item):
+        events = rng.choice([e for e in per_item if e])
+        burst.append(event_bytes(events.pop(0)))
+    return [event_bytes(upsert_event(i, 1, "item.created")) for i in first], burst
