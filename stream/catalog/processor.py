@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
 import structlog
 
 from encoders import Encoder, EncoderError
@@ -21,38 +19,25 @@ from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import ENCODER_REJECTED, TOO_LARGE, InvalidEvent, require_key
 from schemas.outputs import neighbour_list_json
 from stream.catalog.ahead import EncodeAhead
+from stream.catalog.effects import PENDING, BatchEffects, Published
 from stream.catalog.index import leave_cores_to_encoder
-from stream.catalog.lists import NO_FLOOR, NeighbourState, merged
+from stream.catalog.lists import NeighbourState, merged
 from stream.catalog.neighbours import Entries, StoreFinder, finder_for
-from stream.catalog.plan import Plan, Received, Stamp, item_payload, newest_per_item, plan_batch
+from stream.catalog.plan import Plan, Received, Stamp, newest_per_item, plan_batch
 from stream.catalog.state import CatalogState
 from stream.catalog.sweep import RepairSweep
 from stream.catalog.work import list_work, lists_by_topic
-from stream.collections import DELETED_ITEMS, ITEMS, WRITTEN_AT, ensure_collections
+from stream.collections import DELETED_ITEMS, ITEMS, ensure_collections
 from stream.kafka.dlq import DeadLetter, LocalMessage, Message, dead_letter, message_headers
 from stream.kafka.topics import catalog_topics, list_topics
 from stream.loop import BatchConsumer, BatchResult, Output
 from stream.settings import Settings
-from stream.store import StoredPoint, VectorStore
+from stream.store import VectorStore
 from stream.store.base import Payload, Vector, Where
 
 log = structlog.get_logger(__name__)
 
 Entry = Received | DeadLetter
-PENDING = "lists_pending"
-"""Item payload field: set with each write of the item, cleared once its batch's lists were
-delivered. Still set at the next batch that sees the item means lists are owed (a crash
-between the store write and the publish)."""
-
-
-@dataclass(frozen=True)
-class Published:
-    """What a batch published, to record once the broker acknowledged it."""
-
-    lists: dict[str, tuple[NeighbourState, bytes]]
-    """The lists, by item, with their messages."""
-    owed: list[str]
-    """The batch's own items (written, refreshed or replayed): their marker is cleared."""
 
 
 class CatalogProcessor:
@@ -87,6 +72,7 @@ class CatalogProcessor:
             )
         self.ahead = EncodeAhead(encoder)
         self.sweep = RepairSweep(store, ITEMS, settings.repair_sweep_per_s)
+        self.effects = BatchEffects(store, self.finder, encoder.name, self.by_topic)
         # lists owed by a process that died between a store write and its publish, for items
         # the batches it left behind may not hold: honoured by the first batch
         self._owed_at_start = set(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
@@ -163,36 +149,8 @@ class CatalogProcessor:
         dead.extend(rejected)
         encoded = [r for r in plan.encode if r.item_id in vectors]
 
-        # With a lists consumer, a stored item's list fields are its: replace the vector and
-        # merge the description, never the whole payload.
-        kept = [r for r in encoded if self.by_topic and r.item_id in stored]
-        new = [r for r in encoded if not (self.by_topic and r.item_id in stored)]
-        self.store.upsert(
-            ITEMS,
-            [
-                StoredPoint(
-                    r.item_id,
-                    self._with_lists(self._payload(r), stored.get(r.item_id)),
-                    vectors[r.item_id],
-                )
-                for r in new
-            ],
-        )
-        self.store.update_vectors(ITEMS, {r.item_id: vectors[r.item_id] for r in kept})
-        self.store.set_payload(ITEMS, {r.item_id: self._payload(r) for r in [*plan.refresh, *kept]})
-        gone = [r.item_id for r in plan.delete]
-        self.store.delete(ITEMS, gone)
-        self.store.upsert(
-            DELETED_ITEMS,
-            [
-                StoredPoint(r.item_id, r.stamp.to_payload(), np.ones(1, dtype=np.float32))
-                for r in plan.delete
-            ],
-        )
-        changed: dict[str, Vector] = {r.item_id: vectors[r.item_id] for r in encoded}
-        versions = {r.item_id: r.stamp.version for r in [*encoded, *plan.refresh]}
-        hidden = self._hidden([*encoded, *plan.refresh])
-        self.finder.written(changed, gone, versions, hidden)
+        out = self.effects.write(plan, encoded, vectors, stored)  # the store's only writes here
+        changed, gone, hidden = dict(out.changed), out.gone, dict(out.hidden)
         written = time.perf_counter()
 
         # Lists still owed: an item whose stored payload says ``lists_pending`` was written by a
@@ -268,13 +226,7 @@ class CatalogProcessor:
     def confirm(self, result: BatchResult[Published]) -> None:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
-            published = result.confirm or Published({}, [])
-            self.finder.record(
-                {k: state for k, (state, _) in published.lists.items()},
-                {k: message for k, (_, message) in published.lists.items()},
-            )
-            # the batch's own items' lists are delivered: nothing owed for them any more
-            self.store.set_payload(ITEMS, {k: {PENDING: False} for k in published.owed})
+            self.effects.record(result.confirm or Published({}, []))
         except Exception:
             self.finder.reset()
             raise
@@ -316,32 +268,6 @@ class CatalogProcessor:
                 msg = LocalMessage(r.offset, r.key, r.value, r.topic, r.partition, list(r.headers))
                 rejected.append(dead_letter(msg, ENCODER_REJECTED, str(exc)))
         return vectors, rejected
-
-    def _hidden(self, written: list[Received]) -> dict[str, bool]:
-        """Of the items written, whether lists may not name them (only with in-stock-only
-        lists: the items out of stock)."""
-        if not self.finder.in_stock_only:
-            return {}
-        return {
-            r.item_id: not r.event.item.in_stock
-            for r in written
-            if not isinstance(r.event, ItemDeleted)
-        }
-
-    def _payload(self, r: Received) -> Payload:
-        return {**item_payload(r, self.encoder.name), PENDING: True, WRITTEN_AT: time.time()}
-
-    @staticmethod
-    def _with_lists(payload: Payload, previous: Payload | None) -> Payload:
-        # An upsert replaces the payload whole; keep the record of the last published list (the
-        # store finder's). An item with none yet gets the lowest floor: every item enters its
-        # list, and the store finder's floor-filtered pages (which skip points without the
-        # field) still find it.
-        payload["nb_floor"] = NO_FLOOR
-        for name in ("nb_ids", "nb_scores", "nb_floor"):
-            if previous and name in previous:
-                payload[name] = previous[name]
-        return payload
 
     def _lists(
         self, own: set[str], listed: set[str], entries: Entries
