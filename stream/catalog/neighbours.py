@@ -21,7 +21,8 @@ Two finders answer "whose lists does X enter", "what is Y's top k", "which lists
   far: a Y further away has a lower cosine, so it can only qualify with a lower floor.
 
 Switching between them keeps the records: the memory finder reads item-payload records where its
-journal has none, and the store finder first moves the journal's records into the item payloads.
+journal has none, and before a store finder starts, ``recstream run`` moves the journal's
+records into the item payloads (:func:`adopt_records`).
 """
 
 from __future__ import annotations
