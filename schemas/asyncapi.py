@@ -2,7 +2,8 @@
 
 Generated, never edited by hand: payloads are the pydantic models' JSON Schemas (inputs as
 accepted, outputs as written), channels are the topics ``recstream run all`` creates
-(``stream.kafka.topics.all_topics``) under their default names, operations are what recstream
+(``stream.kafka.topics.all_topics``, and the list-work topics of ``RECSTREAM_LIST_STAGE=topic``)
+under their default names, operations are what recstream
 does on each (``receive`` what it reads, ``send`` what it writes). A test checks that the
 committed copy is what this module writes.
 """
@@ -108,6 +109,20 @@ _DEAD_LETTER_HEADERS = {
             "type": "string",
             "description": "Where the original message was: topic/partition/offset.",
         },
+        "recstream.truncated": {
+            "type": "string",
+            "description": "Only on a dead letter cut to fit the producer's message.max.bytes: "
+            "what was cut, comma-separated: headers (the original's own, left out), key, value "
+            "(each cut to its first bytes).",
+        },
+        "recstream.value-bytes": {
+            "type": "string",
+            "description": "Only when the value was cut: the original value's size in bytes.",
+        },
+        "recstream.key-bytes": {
+            "type": "string",
+            "description": "Only when the key was cut: the original key's size in bytes.",
+        },
     },
     "required": ["recstream.error", "recstream.detail", "recstream.source"],
 }
@@ -172,6 +187,35 @@ _MESSAGES = (
         "item_id",
     ),
     _Message(
+        "listWork",
+        "List work",
+        "Internal (RECSTREAM_LIST_STAGE=topic): what a catalogue change asks of one list, "
+        "for the lists consumer, its owner's only writer.",
+        {
+            "type": "object",
+            "properties": {
+                "owner": {"type": "string", "description": "The list's item id (the key)."},
+                "own": {
+                    "type": "boolean",
+                    "description": "The owner itself changed: its list is computed and published.",
+                },
+                "recompute": {
+                    "type": "boolean",
+                    "description": "The list named an item that changed, left or was deleted (or "
+                    "the repair sweep reached it): computed again, published if it differs.",
+                },
+                "enter": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Items that beat the list's floor as the catalog consumer saw "
+                    "them: checked again with the stored vectors.",
+                },
+            },
+            "required": ["owner"],
+        },
+        "the owner's item id",
+    ),
+    _Message(
         "deadLetter",
         "Dead letter",
         "An input message that can never be processed: its key and value bytes unchanged, "
@@ -186,6 +230,7 @@ _MESSAGES = (
 def _channels(topics: Settings) -> list[_Channel]:
     items, events = topics.topic_items, topics.topic_user_events
     activity = topics.topic_item_activity()
+    work = topics.topic_list_work()
     return [
         _Channel(
             "catalogItems",
@@ -252,6 +297,26 @@ def _channels(topics: Settings) -> list[_Channel]:
             "item_id",
             ("itemActivity",),
             ("send", "receive"),
+        ),
+        _Channel(
+            "listWork",
+            work,
+            "RECSTREAM_GROUP_ID",
+            "Internal, only with RECSTREAM_LIST_STAGE=topic (the default with a Qdrant server): "
+            "list work from the catalog consumers, keyed by list owner, read by the lists "
+            "consumer.",
+            "the owner's item id",
+            ("listWork",),
+            ("send", "receive"),
+        ),
+        _Channel(
+            "listWorkDlq",
+            topics.dlq_topic(work),
+            "RECSTREAM_GROUP_ID",
+            "List work the lists consumer could not process.",
+            "the original key",
+            ("deadLetter",),
+            ("send",),
         ),
         _Channel(
             "itemActivityDlq",

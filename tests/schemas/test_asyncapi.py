@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from schemas.asyncapi import asyncapi_document, asyncapi_yaml, channel_addresses
-from stream.kafka.topics import all_topics
+from stream.kafka.fit import HEADER_KEY_BYTES, HEADER_TRUNCATED, HEADER_VALUE_BYTES
+from stream.kafka.topics import all_topics, list_topics
 from stream.settings import Settings
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
@@ -42,12 +43,14 @@ def test_the_committed_document_is_what_the_generator_writes() -> None:
 
 
 def test_the_document_is_asyncapi_3_with_every_topic_recstream_creates() -> None:
-    """Valid YAML, asyncapi 3.0.0, one channel per topic of `recstream run all` (default names,
+    """Valid YAML, asyncapi 3.0.0, one channel per topic of `recstream run all` and of the list
+    stage (default names,
     the internal topic's group id as a parameter), and nothing else."""
     document = yaml.safe_load(COMMITTED.read_text(encoding="utf-8"))
     assert document["asyncapi"] == "3.0.0"
     assert document["info"]["title"] == "recstream"
-    topics = set(all_topics(Settings.model_construct()))
+    settings = Settings.model_construct()
+    topics = set(all_topics(settings)) | set(list_topics(settings))
     assert channel_addresses(document) == topics
 
 
@@ -84,4 +87,6 @@ def test_every_reference_resolves_and_every_payload_is_a_message_schema() -> Non
     }
     assert messages["neighbourList"]["bindings"]["kafka"]["key"]["description"] == "item_id"
     assert messages["recommendations"]["bindings"]["kafka"]["key"]["description"] == "user_id"
-    assert "recstream.error" in messages["deadLetter"]["headers"]["properties"]
+    headers = messages["deadLetter"]["headers"]["properties"]
+    cut = {HEADER_TRUNCATED, HEADER_VALUE_BYTES, HEADER_KEY_BYTES}
+    assert {"recstream.error", *cut} <= set(headers)
