@@ -196,8 +196,9 @@ class Settings(BaseSettings):
     repair_sweep_per_s: float = Field(
         default=10.0,
         ge=0,
+        allow_inf_nan=False,
         description="lists checked again against a fresh top k per second of catalog "
-        "consumer activity, round the catalogue (0: no sweep)",
+        "consumer activity, round the catalogue, by each catalog instance (0: no sweep)",
     )
 
     # shopper behaviour -> profiles and item statistics

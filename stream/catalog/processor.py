@@ -131,7 +131,6 @@ class CatalogProcessor:
             return self._process(batch)
         except Exception:
             self.finder.reset()  # the store may hold part of this batch's writes
-            self.sweep.reset()
             raise
 
     def _process(self, batch: list[Entry]) -> BatchResult[Published]:
@@ -179,6 +178,8 @@ class CatalogProcessor:
         own &= {*changed, *(r.item_id for r in plan.refresh)}  # owed ones still stored
         listed = self.finder.listing([*changed, *gone, *left]) - set(gone)
         swept = set(self.sweep.due()) - set(gone)  # computed afresh, published if they differ
+        if self.by_topic:
+            swept = self._differing(swept)  # the lists consumer gets work only for those
         listed |= swept
         entries = self.finder.entered_by({k: v for k, v in changed.items() if not hidden.get(k)})
         if self.by_topic:
@@ -268,6 +269,14 @@ class CatalogProcessor:
                 msg = LocalMessage(r.offset, r.key, r.value, r.topic, r.partition, list(r.headers))
                 rejected.append(dead_letter(msg, ENCODER_REJECTED, str(exc)))
         return vectors, rejected
+
+    def _differing(self, keys: set[str]) -> set[str]:
+        """Of ``keys``, the stored items whose recorded list is not their fresh top k."""
+        if not keys:
+            return set()
+        records = self.finder.records(keys)
+        fresh = self.finder.top_k(set(records))
+        return {k for k, r in records.items() if k in fresh and not fresh[k].same_as(r.state)}
 
     def _lists(
         self, own: set[str], listed: set[str], entries: Entries

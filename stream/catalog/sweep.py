@@ -2,12 +2,14 @@
 
 Each catalogue batch also names the next items of the catalogue, in the store's order and round
 and round, for their lists to be computed afresh: ``per_s`` items for each second since the
-batch before (at most :data:`MAX_PER_BATCH` a batch; the rest carried over). A list that differs
-from its fresh top k is published (with a lists consumer: handed to it as ``recompute`` work);
-one that agrees costs a search and nothing else. Whatever left a list wrong (a fault no test
-tried, a write made behind the consumer's back, a bug), it is right again within a sweep: the
-catalogue's size over ``per_s`` seconds of consumer activity. Each catalog instance sweeps the
-whole catalogue at that rate.
+batch before (a pause counts as :data:`MAX_PAUSE_S` at most, so the first batch after an idle
+spell does not pay for it; at most :data:`MAX_PER_BATCH` a batch, the rest carried over). A list
+that differs from its fresh top k is published (with a lists consumer: handed to it as
+``recompute`` work); one that agrees costs a search and nothing else. Whatever left a list other
+than the top k of what the finder sees (a fault no test tried, a bug; with store search, also a
+write made behind the consumers' back), it is right again within a sweep: the catalogue's size
+over ``per_s`` seconds of consumer activity. Each catalog instance sweeps the whole catalogue
+at that rate (with N instances, N times the searches).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from stream.store import VectorStore
 
 log = structlog.get_logger(__name__)
 
-MAX_PER_BATCH = 1_024
-"""Items one batch checks at most, however long since the batch before."""
+MAX_PER_BATCH = 256
+"""Items one batch checks at most."""
+MAX_PAUSE_S = 5.0
+"""The most seconds the time since the batch before counts for."""
 
 
 class RepairSweep:
@@ -40,25 +44,34 @@ class RepairSweep:
         self.collection = collection
         self.per_s = per_s
         self.clock = clock
-        self._since = clock()
+        self._since: float | None = None  # the first batch starts the clock
         self._owed = 0.0
         self._keys: Iterator[str] | None = None
         self.rounds = 0
         """Sweeps of the whole catalogue begun (the first included)."""
 
     def due(self) -> list[str]:
-        """The next keys to check: as many as the time since the last call pays for."""
+        """The next keys to check: as many as the time since the last call pays for. A store
+        error while reading them costs no time owed; the next call starts the catalogue again."""
         now = self.clock()
-        owed = self._owed + max(0.0, now - self._since) * self.per_s
-        self._since = now
-        n = min(int(owed), MAX_PER_BATCH)
-        self._owed = min(owed - n, float(MAX_PER_BATCH))
-        if n == 0:
+        since, self._since = self._since, now
+        if since is None:
             return []
-        keys = list(itertools.islice(self._pages(), n))
-        if len(keys) < n:  # the end of the catalogue: start again from its beginning, once
+        owed = self._owed + min(max(0.0, now - since), MAX_PAUSE_S) * self.per_s
+        n = min(int(owed), MAX_PER_BATCH)
+        if n == 0:
+            self._owed = owed
+            return []
+        try:
+            keys = list(itertools.islice(self._pages(), n))
+            if len(keys) < n:  # the end of the catalogue: start again from its beginning, once
+                self._keys = None
+                keys.extend(itertools.islice(self._pages(), n - len(keys)))
+        except Exception:
             self._keys = None
-            keys.extend(itertools.islice(self._pages(), n - len(keys)))
+            self._owed = owed
+            raise
+        self._owed = min(owed - n, float(MAX_PER_BATCH))
         return list(dict.fromkeys(keys))
 
     def _pages(self) -> Iterator[str]:
@@ -66,8 +79,3 @@ class RepairSweep:
             self.rounds += 1
             self._keys = (p.key for p in self.store.scroll(self.collection, fields=("item_id",)))
         return self._keys
-
-    def reset(self) -> None:
-        """Read the catalogue afresh at the next call (a store error may have left the pages
-        half read); where the sweep had got to is lost, the time owed is not."""
-        self._keys = None

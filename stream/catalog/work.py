@@ -4,9 +4,10 @@ per owner (``RECSTREAM_LIST_STAGE=topic``).
 The catalog consumer (keyed by item) writes the changed items and publishes, per list owner, one
 message to the internal topic :meth:`~stream.settings.Settings.topic_list_work`, keyed by the
 owner's id: ``own`` (the owner itself changed: its list is computed again and published),
-``recompute`` (the list named an item that changed, left the lists or was deleted: computed
-again, published if it differs) and ``enter`` (items whose vectors, as the catalog consumer
-saw them, beat the list's floor: checked again with the vectors stored when the work is done).
+``recompute`` (the list named an item that changed, left the lists or was deleted, or the
+repair sweep found it other than its fresh top k: computed again, published if it differs)
+and ``enter`` (items whose vectors, as the catalog consumer saw them, beat the list's floor:
+checked again with the vectors stored when the work is done).
 The lists consumer (:mod:`stream.catalog.owners`) owns each owner's record and list.
 """
 

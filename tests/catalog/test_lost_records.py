@@ -29,7 +29,7 @@ K = 5
 CATALOGUE = 300
 BATCH = 40
 REPAIR = 64
-SETTINGS = Settings(neighbours_k=K, neighbour_search="memory")
+SETTINGS = Settings(neighbours_k=K, neighbour_search="memory", repair_sweep_per_s=0)
 
 
 class Counted:

@@ -52,7 +52,9 @@ def test_rejected_text_is_dead_lettered_and_the_rest_encoded(bert: Encoder, tmp_
     events = catalog_events(items, datetime(2026, 11, 22, tzinfo=UTC))
     store = EdgeStore(tmp_path)
     try:
-        processor = CatalogProcessor(Settings(), RejectingEncoder(bert, "REJECT-ME"), store)
+        processor = CatalogProcessor(
+            Settings(repair_sweep_per_s=0), RejectingEncoder(bert, "REJECT-ME"), store
+        )
         msgs = [
             LocalMessage(
                 i,
@@ -82,7 +84,9 @@ def test_tokens_counted_and_bad_input_becomes_dead_letter(bert: Encoder, tmp_pat
     """receive() gives valid events their token count and turns invalid ones into dead letters."""
     store = EdgeStore(tmp_path)
     try:
-        processor = CatalogProcessor(Settings(max_message_bytes=2_048), bert, store)
+        processor = CatalogProcessor(
+            Settings(max_message_bytes=2_048, repair_sweep_per_s=0), bert, store
+        )
         event = catalog_events(sample_items(1), datetime(2026, 11, 22, tzinfo=UTC))[0]
         good, tokens = processor.receive(LocalMessage(0, b"sku-000001", json.dumps(event).encode()))
         assert isinstance(good, Received) and tokens == bert.count_tokens([good.text or ""])[0] > 5

@@ -20,7 +20,7 @@ from kit import assert_lists_match_brute_force, event_bytes, upsert_event
 
 from stream.catalog.lists import NeighbourState
 from stream.catalog.processor import CatalogProcessor
-from stream.catalog.sweep import MAX_PER_BATCH, RepairSweep
+from stream.catalog.sweep import MAX_PAUSE_S, MAX_PER_BATCH, RepairSweep
 from stream.catalog.work import parse_list_work
 from stream.kafka.dlq import LocalMessage
 from stream.loop import Output
@@ -107,9 +107,11 @@ def test_without_the_sweep_the_wrong_list_stays(store: EdgeStore) -> None:
     assert [o.key for o in outputs] == [b"sku-0020"]
 
 
-def test_with_a_lists_consumer_the_sweep_hands_every_list_over_as_recompute_work(
+def test_with_a_lists_consumer_the_sweep_hands_over_only_the_lists_that_differ(
     store: EdgeStore,
 ) -> None:
+    """The catalog consumer checks the swept lists itself and sends ``recompute`` work for the
+    one that is wrong, not for the forty that agree (each is a search for the lists consumer)."""
     settings = Settings(
         neighbours_k=K,
         neighbour_search="store",
@@ -118,9 +120,12 @@ def test_with_a_lists_consumer_the_sweep_hands_every_list_over_as_recompute_work
     )
     processor = CatalogProcessor(settings, HashEncoder(), store)
     feed(processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)])
+    # what the lists consumer (not running here) records: every list right, then one wrong
+    processor.finder.record(processor.finder.top_k(item(i)["item_id"] for i in range(CATALOGUE)))
+    go_wrong(processor, {})
     outputs = feed(processor, [upsert_event({**item(20), "price": 7.0}, 2)])
     work = [parse_list_work(o.key, o.value) for o in outputs]
-    assert {w.owner for w in work if w.recompute} == {item(i)["item_id"] for i in range(CATALOGUE)}
+    assert [w.owner for w in work if w.recompute] == [VICTIM]
     assert [w.owner for w in work if w.own] == ["sku-0020"]
 
 
@@ -135,25 +140,62 @@ class Clock:
 def test_the_sweep_checks_as_many_items_as_the_time_since_the_last_batch_pays_for(
     store: EdgeStore,
 ) -> None:
-    """10 items a second over a catalogue of 7: fractions carried over, round and round in
-    the store's order, a long pause capped at :data:`MAX_PER_BATCH`."""
+    """8 items a second over a catalogue of 7: the first batch starts the clock, fractions are
+    carried over, round and round in the store's order; a long pause counts as
+    :data:`MAX_PAUSE_S`, and no batch takes more than :data:`MAX_PER_BATCH`."""
     store.ensure_collection("items", 4)
     unit = np.ones(4, dtype=np.float32) / 2
     store.upsert("items", [StoredPoint(f"i{n}", {}, unit) for n in range(7)])
     order = [p.key for p in store.scroll("items")]
     clock = Clock()
-    sweep = RepairSweep(store, "items", 10.0, clock)
+    sweep = RepairSweep(store, "items", 8.0, clock)  # times below are exact binary fractions
 
+    clock.now += 3600  # before the first batch: nothing owed
     assert sweep.due() == []
-    clock.now += 0.25
+    clock.now += 0.3125
     assert sweep.due() == order[:2]  # 2.5 owed
-    clock.now += 0.25
+    clock.now += 0.3125
     assert sweep.due() == order[2:5]  # 0.5 + 2.5
-    clock.now += 0.4
+    clock.now += 0.5
     assert sweep.due() == order[5:] + order[:2]  # round the end
     assert sweep.rounds == 2
-    clock.now += 0.2
+    clock.now += 0.25
     assert sweep.due() == order[2:4]
-    clock.now += 3600
-    assert sweep.due() == order[4:] + order[:4]  # the catalogue once; the rest is owed
-    assert sweep._owed == MAX_PER_BATCH
+    clock.now += 3600  # counts as 5 s: 40 owed, the catalogue once
+    assert sweep.due() == order[4:] + order[:4]
+    assert sweep._owed == 0
+
+    busy = RepairSweep(store, "items", 1_000.0, clock)
+    busy.due()
+    clock.now += MAX_PAUSE_S
+    busy.due()
+    assert busy._owed == MAX_PER_BATCH  # 5,000 owed, 256 taken, the carry capped
+
+
+class Failing:
+    """The store, whose scroll raises once, mid-page."""
+
+    def __init__(self, inner: EdgeStore) -> None:
+        self.inner = inner
+        self.fail = True
+
+    def scroll(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for n, point in enumerate(self.inner.scroll(*args, **kwargs)):
+            if n == 1 and self.fail:
+                self.fail = False
+                raise OSError("store gone")
+            yield point
+
+
+def test_a_store_error_while_sweeping_costs_no_time_owed(store: EdgeStore) -> None:
+    store.ensure_collection("items", 4)
+    unit = np.ones(4, dtype=np.float32) / 2
+    store.upsert("items", [StoredPoint(f"i{n}", {}, unit) for n in range(7)])
+    order = [p.key for p in store.scroll("items")]
+    clock = Clock()
+    sweep = RepairSweep(Failing(store), "items", 8.0, clock)  # type: ignore[arg-type]
+    sweep.due()
+    clock.now += 0.375
+    with pytest.raises(OSError):
+        sweep.due()
+    assert sweep.due() == order[:3]  # the 3 owed, from the start again
