@@ -66,6 +66,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
         "list_stage",
         "single_writer",
         "reverse_",
+        "repair_sweep_",
         "lists_",
     ),
     "behaviour": ("weight_", "profile_", "history_max", "popularity_", "cooccurrence_"),
