@@ -27,10 +27,15 @@ __all__ = [
 
 
 def load_encoder(settings: EncoderSettings) -> Encoder:
-    """The encoder the settings describe; raises :class:`EncoderError` when they cannot work."""
+    """The encoder the settings describe: the model's, fused with character n-grams unless
+    ``lexical_weight`` is 0 (:mod:`encoders.hybrid`); raises :class:`EncoderError` when they
+    cannot work."""
     from encoders.bert import BertEncoder
+    from encoders.hybrid import hybrid
 
-    return BertEncoder.from_settings(settings)
+    return hybrid(
+        BertEncoder.from_settings(settings), settings.lexical_weight, settings.lexical_dim
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -57,7 +57,7 @@ class _SecretRefused(argparse.Action):
 SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka_", "group_id", "topic_", "max_message_bytes"),
     "store": ("qdrant_",),
-    "encoder": ("model", "device", "encoder_", "max_seq_length"),
+    "encoder": ("model", "device", "encoder_", "max_seq_length", "lexical_"),
     "batching": ("batch_", "stats_batch_"),
     "lists": (
         "neighbours_k",
@@ -590,10 +590,10 @@ def _train_recommender(settings: Settings) -> int:
     _before_start(settings, "train")
     store = open_store(settings)
     try:
-        from encoders.bert import model_dimension
+        from encoders.hybrid import vector_dimension
         from stream.collections import ensure_collections
 
-        ensure_collections(store, model_dimension(settings.model))
+        ensure_collections(store, vector_dimension(settings))
         training = train_from_store(settings, store)
     finally:
         store.close()
@@ -608,7 +608,7 @@ def _train_recommender(settings: Settings) -> int:
 def _tune(settings: Settings, args: argparse.Namespace) -> int:
     import os
 
-    from encoders.bert import model_dimension
+    from encoders.hybrid import vector_dimension
     from recstream_tools.evaluation.tune import tune_store
     from stream.collections import ensure_collections
     from stream.store import open_store
@@ -616,7 +616,7 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
     _before_start(settings, "tune")
     store = open_store(settings)
     try:
-        ensure_collections(store, model_dimension(settings.model))
+        ensure_collections(store, vector_dimension(settings))
         workers = args.workers or os.cpu_count() or 1
         tuning = tune_store(settings, store, args.validation_fraction, args.samples, workers)
     except ValueError as exc:  # too little history

@@ -30,7 +30,7 @@ def build_consumers(
     """The consumers ``which`` names (catalog, behaviour or all), wired to ``store``, in that
     order: catalog (and lists, with RECSTREAM_LIST_STAGE=topic), behaviour, item stats. The
     catalog consumer loads the settings' encoder unless one is given."""
-    from encoders.bert import model_dimension
+    from encoders.hybrid import vector_dimension
 
     consumers: list[BatchConsumer[Any, Any]] = []
     if which in ("catalog", "all"):
@@ -49,7 +49,7 @@ def build_consumers(
         from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
         from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 
-        dim = model_dimension(settings.model)
+        dim = vector_dimension(settings)
         consumers.append(BehaviourConsumer(settings, BehaviourProcessor(settings, store, dim)))
         consumers.append(ItemStatsConsumer(settings, ItemStatsProcessor(settings, store, dim)))
     return consumers
@@ -58,13 +58,13 @@ def build_consumers(
 def check_store_model(settings: Settings, store: VectorStore) -> None:
     """Record the settings' model for the items' vectors, or raise
     :class:`~stream.store.model_record.ModelChanged` when the store holds another model's."""
-    from encoders.bert import model_dimension, model_fingerprint
+    from encoders.hybrid import vector_dimension, vector_fingerprint
     from stream.collections import ITEMS, ensure_collections
     from stream.store.model_record import ModelRecord, check_model
 
-    dim = model_dimension(settings.model)
+    dim = vector_dimension(settings)
     ensure_collections(store, dim)
-    name, digest = model_fingerprint(settings.model)
+    name, digest = vector_fingerprint(settings)
     check_model(store, ITEMS, ModelRecord(name, digest, dim))
 
 
@@ -72,11 +72,11 @@ def adopt_catalog_records(settings: Settings, store: VectorStore) -> None:
     """With store search, move the list records a memory-search consumer left on this store
     into the items' payloads (:func:`stream.catalog.neighbours.adopt_records`): one migration
     step at start-up, before any catalog consumer reads a record."""
-    from encoders.bert import model_dimension
+    from encoders.hybrid import vector_dimension
     from stream.catalog.neighbours import adopt_records
     from stream.collections import ITEMS, ensure_collections
 
-    ensure_collections(store, model_dimension(settings.model))
+    ensure_collections(store, vector_dimension(settings))
     adopt_records(store, settings, ITEMS)
 
 

@@ -130,6 +130,19 @@ class Settings(BaseSettings):
         "session); 0 = one per core",
     )
 
+    lexical_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="share of an item similarity given by the texts' character n-grams (model "
+        "numbers, sizes, brands), the rest by the model's embedding; 0 = the embedding alone. "
+        "Changing it or the next setting changes every vector: re-embed (README, Neighbour "
+        "quality)",
+    )
+    lexical_dim: int = Field(default=1_024, ge=16, le=65_536)
+    """dimensions the character n-grams are hashed into (more: fewer collisions, more memory)"""
+
     # micro-batching
     batch_max_items: int = Field(default=256, ge=1)
     """a micro-batch closes at this many events"""

@@ -13,7 +13,10 @@ Every method reads the text the consumers embed (:func:`encoders.text.item_text`
   boundaries), sublinear term frequencies, fitted on the texts being compared, cosine;
 - ``dense``: the configured encoder (``RECSTREAM_MODEL`` and the encoder settings), searched
   exactly by the catalog consumer's own search (:func:`stream.catalog.search.search`);
-- ``fusion``: a fixed ``0.5 x dense + 0.5 x tfidf_char`` cosine, as a reference for hybrids.
+- ``fusion``: a fixed ``0.5 x dense + 0.5 x tfidf_char`` cosine, as a reference for hybrids;
+- ``recstream``: the similarity the consumers list by: the dense encoder fused with hashed
+  character n-grams (:mod:`encoders.hybrid`, ``RECSTREAM_LEXICAL_WEIGHT``), searched exactly by
+  the catalog consumer's own search. Left out when the lexical weight is 0 (it is ``dense``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy.typing as npt
 import structlog
 
 from encoders import Encoder
+from encoders.hybrid import HybridEncoder, dense_part
 from encoders.text import item_text
 from recstream_tools.evaluation.catalogues import (
     AbtBuy,
@@ -46,12 +50,13 @@ from schemas.catalog import Item
 log = structlog.get_logger(__name__)
 
 RESULT_NAME = "neighbours"
-METHODS = ("tfidf_words", "tfidf_char", "dense", "fusion")
+METHODS = ("tfidf_words", "tfidf_char", "dense", "fusion", "recstream")
 METHOD_TITLES = {
     "tfidf_words": "TF-IDF, words",
     "tfidf_char": "TF-IDF, character 3-5-grams",
     "dense": "dense encoder",
     "fusion": "fixed 0.5 dense + 0.5 character TF-IDF",
+    "recstream": "recstream (dense + character n-grams)",
 }
 RECALL_AT = (1, 5, 10)
 PRECISION_AT = 10
@@ -125,12 +130,13 @@ class Ranked:
 def rank_all(
     queries: Sequence[Item],
     corpus: Sequence[Item],
-    encode: Callable[[Sequence[str]], Scores] | None,
+    encoder: Encoder | None,
     k: int,
     same_items: bool,
 ) -> Ranked:
     """Every method's top ``k`` of ``corpus`` for each query. ``same_items``: the queries are the
-    corpus (an item is never its own neighbour). ``encode`` None leaves the dense methods out."""
+    corpus (an item is never its own neighbour). ``encoder`` None leaves the encoder's methods
+    out."""
     q_texts = [item_text(i) for i in queries]
     c_texts = [item_text(i) for i in corpus]
     own = np.arange(len(queries)) if same_items else np.full(len(queries), -1)
@@ -140,13 +146,19 @@ def rank_all(
     lists["tfidf_words"] = top_rows(words, k, own)
     char = tfidf_scores(q_texts, c_texts, "char")
     lists["tfidf_char"] = top_rows(char, k, own)
-    if encode is not None:
+    if encoder is not None:
+        encode = encoder_function(dense_part(encoder))
         c_vectors = encode(c_texts)
         q_vectors = c_vectors if same_items else encode(q_texts)
         dense = dense_top_rows(q_vectors, c_vectors, k, own)
         lists["dense"] = [rows.tolist() for rows in dense]
         fused = FUSION_DENSE_WEIGHT * (q_vectors @ c_vectors.T) + (1 - FUSION_DENSE_WEIGHT) * char
         lists["fusion"] = top_rows(fused, k, own)
+        if isinstance(encoder, HybridEncoder):
+            c_hybrid = encoder.fuse(c_vectors, c_texts)
+            q_hybrid = c_hybrid if same_items else encoder.fuse(q_vectors, q_texts)
+            ours = dense_top_rows(q_hybrid, c_hybrid, k, own)
+            lists["recstream"] = [rows.tolist() for rows in ours]
     return Ranked(lists)
 
 
@@ -164,24 +176,22 @@ def abt_buy_queries(
 def abt_buy_recall(
     data: AbtBuy,
     pairs: list[tuple[str, str]],
-    encode: Callable[[Sequence[str]], Scores] | None,
+    encoder: Encoder | None,
 ) -> dict[str, dict[str, float]]:
     """Twin recall@1/5/10 of every method on ``pairs``."""
     queries, truth = abt_buy_queries(data, pairs)
-    ranked = rank_all(queries, list(data.buy.values()), encode, max(RECALL_AT), same_items=False)
+    ranked = rank_all(queries, list(data.buy.values()), encoder, max(RECALL_AT), same_items=False)
     return {
         method: {f"R@{k}": round(twin_recall(lists, truth, k), 4) for k in RECALL_AT}
         for method, lists in ranked.lists.items()
     }
 
 
-def catalogue_precision(
-    catalogue: Catalogue, encode: Callable[[Sequence[str]], Scores] | None
-) -> dict[str, Any]:
+def catalogue_precision(catalogue: Catalogue, encoder: Encoder | None) -> dict[str, Any]:
     """Category precision@10 of every method over the items whose tree names a category."""
     items = list(catalogue.items.values())
     labels = [catalogue.leaf[i.item_id] for i in items]
-    ranked = rank_all(items, items, encode, PRECISION_AT, same_items=True)
+    ranked = rank_all(items, items, encoder, PRECISION_AT, same_items=True)
     queries = [q for q, label in enumerate(labels) if label]
     methods = {
         method: {
@@ -228,7 +238,6 @@ def evaluate_neighbours(
     """The result (written to ``<out_dir>/neighbours.json`` and ``.md``) and the reasons for
     each data set skipped. ``encoder`` None: the TF-IDF methods only."""
     started = time.perf_counter()
-    encode = encoder_function(encoder) if encoder is not None else None
     skipped = missing_data(data_dir)
     result: dict[str, Any] = {
         "model": encoder.name if encoder is not None else None,
@@ -244,12 +253,12 @@ def evaluate_neighbours(
             "test_pairs": len(test),
             "test_queries": len(twins(test)),
             "buy_products": len(data.buy),
-            "methods": abt_buy_recall(data, test, encode),
+            "methods": abt_buy_recall(data, test, encoder),
         }
     catalogues = sorted((data_dir / "flipkart").glob("*.csv"))
     if catalogues:
         loaded = [load_flipkart(path) for path in catalogues]
-        result["flipkart"] = {c.name: catalogue_precision(c, encode) for c in loaded}
+        result["flipkart"] = {c.name: catalogue_precision(c, encoder) for c in loaded}
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = {
         "platform": platform.platform(),

@@ -154,8 +154,10 @@ def measure(
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"held_out": held_out_recall(encoder, held)}
     if abt is not None:
-        methods = abt_buy_recall(abt[0], abt[1], encoder.encode)
-        figures["abt_buy_test"] = {m: methods[m] for m in ("dense", "fusion")}
+        methods = abt_buy_recall(abt[0], abt[1], encoder)
+        figures["abt_buy_test"] = {
+            m: methods[m] for m in ("dense", "fusion", "recstream") if m in methods
+        }
     return figures
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from encoders.hybrid import vector_dimension
 from stream.catalog.lists import NeighbourState
 from stream.catalog.neighbours import MemoryFinder
 from stream.collections import ITEM_LISTS, ITEMS, ensure_collections
@@ -20,7 +21,7 @@ from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
 
-DIM = 384  # the packaged model's: the start-up checks the store against it
+DIM = vector_dimension(Settings())  # the default vectors': the start-up checks the store
 
 
 def test_run_with_store_search_adopts_the_records_a_memory_consumer_left(

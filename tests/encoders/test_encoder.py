@@ -186,7 +186,7 @@ def test_count_tokens_matches_tokenizer_and_caps(encoder: BertEncoder) -> None:
 
 def test_from_settings_honours_limits_and_logs_load() -> None:
     """load_encoder reads model, device, budget and max_seq_length; it logs device and load time."""
-    settings = Settings(device="cpu", encoder_max_tokens=64, max_seq_length=16)
+    settings = Settings(device="cpu", encoder_max_tokens=64, max_seq_length=16, lexical_weight=0)
     with capture_logs() as logs:
         small = load_encoder(settings)
     assert isinstance(small, BertEncoder)

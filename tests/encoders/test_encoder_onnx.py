@@ -173,10 +173,11 @@ def test_a_retrained_copy_of_the_same_shape_and_times_gets_its_own_export(
 def test_cache_setting_is_honoured(tmp_path: Path) -> None:
     """RECSTREAM_ENCODER_CACHE, given as a setting, is where load_encoder keeps the export."""
     from encoders import load_encoder
+    from encoders.hybrid import dense_part
     from stream.settings import Settings
 
     settings = Settings(device="cpu", encoder_runtime="onnx", encoder_cache=str(tmp_path / "c"))
-    encoder = load_encoder(settings)
+    encoder = dense_part(load_encoder(settings))
     assert isinstance(encoder, BertEncoder) and encoder.runtime == "onnx"
     assert [p.suffix for p in (tmp_path / "c").iterdir()] == [".onnx"]
 

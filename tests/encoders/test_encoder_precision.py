@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from encoders import BertEncoder, EncoderError, load_encoder
 from encoders.bert import cpu_capabilities, cpu_precision, cpu_runtime
+from encoders.hybrid import dense_part
 from encoders.text import item_text
 from recstream_tools.sample_catalog import sample_items
 from schemas.catalog import Item
@@ -135,12 +136,12 @@ def test_load_encoder_reads_quantize_runtime_and_threads() -> None:
         settings = Settings(
             device="cpu", encoder_quantize="none", encoder_runtime="torch", encoder_threads=1
         )
-        encoder = load_encoder(settings)
+        encoder = dense_part(load_encoder(settings))
         assert isinstance(encoder, BertEncoder)
         assert (encoder.runtime, encoder.precision) == ("torch", "float32")
         assert torch.get_num_threads() == 1
         torch.set_num_threads(before)
-        onnx = load_encoder(settings.model_copy(update={"encoder_runtime": "onnx"}))
+        onnx = dense_part(load_encoder(settings.model_copy(update={"encoder_runtime": "onnx"})))
         assert isinstance(onnx, BertEncoder) and onnx._onnx is not None
         assert onnx._onnx.session.get_session_options().intra_op_num_threads == 1
         assert torch.get_num_threads() == before

@@ -15,14 +15,14 @@ from api import serving
 from kit import RunningConsumers, wait_for
 from structlog.testing import capture_logs
 
-from encoders.bert import model_dimension
+from encoders.hybrid import vector_dimension
 from recstream_tools.broker import EmbeddedBroker
 from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
 from stream.logs import message_shape
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
-DIM = model_dimension(Settings().model)
+DIM = vector_dimension(Settings())
 RAW_LIBRDKAFKA_LINE = re.compile(r"^%\d\|\d+\.\d+\|", re.MULTILINE)
 
 

@@ -14,7 +14,7 @@ from faults import FlakyStore
 from kit import RunningConsumers, behaviour_consumers, event_bytes, publish, wait_for
 from scrape import samples
 
-from encoders.bert import model_dimension
+from encoders.hybrid import vector_dimension
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import sample_items
 from stream.collections import ensure_collections
@@ -24,7 +24,7 @@ from stream.runner import run_consumers
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
-DIM = model_dimension(Settings().model)
+DIM = vector_dimension(Settings())
 
 
 def test_health_docs_and_openapi_are_served(tmp_path: Path) -> None:

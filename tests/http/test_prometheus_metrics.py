@@ -22,7 +22,7 @@ from kit import (
 from scrape import by, samples
 
 from encoders import Encoder
-from encoders.bert import model_dimension
+from encoders.hybrid import vector_dimension
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import sample_items
 from stream.settings import Settings
@@ -30,7 +30,7 @@ from stream.store.edge import EdgeStore
 
 pytestmark = pytest.mark.integration
 
-DIM = model_dimension(Settings().model)
+DIM = vector_dimension(Settings())
 
 
 def _consumer_sum(text: str, name: str, consumer: str) -> float:

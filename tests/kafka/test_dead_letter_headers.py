@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 from kit import RunningConsumers, behaviour_consumers
 
-from encoders.bert import model_dimension
+from encoders.hybrid import vector_dimension
 from schemas.errors import InvalidEvent
 from stream.kafka.config import producer_config
 from stream.kafka.dlq import HEADER_DETAIL, HEADER_ERROR, HEADER_SOURCE, LocalMessage, dead_letter
@@ -17,7 +17,7 @@ from stream.kafka.inspect import read_topic
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
-DIM = model_dimension(Settings().model)
+DIM = vector_dimension(Settings())
 ORIGINAL = [("traceparent", b"00-4bf92f3577b34da6-00f067aa0ba902b7-01"), ("tenant", b"shop-7")]
 
 

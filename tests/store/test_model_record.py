@@ -14,6 +14,7 @@ import pytest
 import structlog
 from models import copy_model, scale_tensor
 
+from encoders.hybrid import vector_dimension
 from stream import cli
 from stream.collections import ITEMS
 from stream.runner import check_store_model
@@ -55,11 +56,13 @@ def test_another_model_of_the_same_dimension_is_refused(
     path = tmp_path / "qdrant"
     store = EdgeStore(path)
     check_store_model(Settings(qdrant_path=str(path)), store)
-    item = StoredPoint("sku-1", {"model": "all-MiniLM-L6-v2"}, np.ones(384, dtype=np.float32))
+    dim = vector_dimension(Settings())
+    name = "all-MiniLM-L6-v2+chargrams1024@0.5"  # the packaged model fused with character n-grams
+    item = StoredPoint("sku-1", {"model": name}, np.ones(dim, dtype=np.float32))
     store.upsert(ITEMS, [item])
     [record] = store.retrieve(MODELS, [ITEMS]).values()
     store.close()
-    assert record.payload["name"] == "all-MiniLM-L6-v2" and record.payload["dim"] == 384
+    assert record.payload["name"] == name and record.payload["dim"] == dim
     tuned = copy_model(tmp_path / "tuned" / "all-MiniLM-L6-v2")
     scale_tensor(tuned)
     code = _run_catalog([f"--qdrant-path={path}", f"--model={tuned}"], bootstrap, monkeypatch)
@@ -71,6 +74,25 @@ def test_another_model_of_the_same_dimension_is_refused(
     store.ensure_collection(MODELS, 1)
     assert store.retrieve(MODELS, [ITEMS])[ITEMS].payload == record.payload
     store.close()
+
+
+def test_another_lexical_mix_is_refused(
+    tmp_path: Path,
+    bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same model fused with character n-grams at another weight makes other vectors of
+    the same length: the start is refused like one with another model."""
+    path = tmp_path / "qdrant"
+    store = EdgeStore(path)
+    check_store_model(Settings(qdrant_path=str(path)), store)
+    store.close()
+    code = _run_catalog([f"--qdrant-path={path}", "--lexical-weight=0.3"], bootstrap, monkeypatch)
+    assert code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("recstream: the store's 'items' vectors were made by another model")
+    assert "chargrams1024@0.3" in line
 
 
 def test_the_same_model_from_another_directory_starts(
