@@ -199,14 +199,19 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     _add_settings_options(recs, "encoder", "behaviour", "ranking", "lists", "logs")
     neighbours = eval_sub.add_parser(
         "neighbours",
-        help="similar-item quality: Abt-Buy twin recall@1/5/10 (test split) and Flipkart "
-        "category precision@10, TF-IDF and the encoder",
+        help="similar-item quality: Abt-Buy twin recall@1/5/10 (test split), Flipkart "
+        "category precision@10 and Online Retail later co-purchases, TF-IDF and the encoder",
     )
     neighbours.add_argument(
         "--data",
         type=Path,
         default=Path(_SHARED_DATA),
-        help=f"abt_buy/, flipkart/ [{_SHARED_DATA}]",
+        help=f"abt_buy/, flipkart/, online_retail/ [{_SHARED_DATA}]",
+    )
+    neighbours.add_argument(
+        "--cutoff",
+        default="2011-10-01",
+        help="Online Retail: co-purchases from this date on are the answer [2011-10-01]",
     )
     neighbours.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="[bench/results]"
@@ -511,13 +516,20 @@ def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
 
 def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
     from recstream_tools.evaluation.neighbours import (
+        DATA_SETS,
         evaluate_neighbours,
         format_markdown,
         missing_data,
     )
+    from recstream_tools.evaluation.run import parse_cutoff
 
+    try:
+        cutoff = parse_cutoff(args.cutoff)
+    except ValueError as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        return 2
     missing = missing_data(args.data)
-    if len(missing) == 2:  # nothing to evaluate: say so before loading a model
+    if len(missing) == DATA_SETS:  # nothing to evaluate: say so before loading a model
         for reason in missing:
             print(f"skipped {reason}")
         print(f"recstream: no neighbour evaluation data under {args.data}: nothing to do")
@@ -527,7 +539,7 @@ def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
         from encoders import load_encoder
 
         encoder = load_encoder(settings)
-    result, skipped = evaluate_neighbours(args.data, encoder, args.out)
+    result, skipped = evaluate_neighbours(args.data, encoder, args.out, cutoff)
     for reason in skipped:
         print(f"skipped {reason}")
     if "paths" not in result:

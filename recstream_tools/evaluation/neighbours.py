@@ -6,6 +6,8 @@
 - Flipkart category precision@k: for each item of a catalogue whose tree names a category, the
   share of its k most similar other items with the same leaf category
   (:func:`~recstream_tools.evaluation.catalogues.leaf_category`).
+- Online Retail co-purchases: for each item bought with others after a cutoff, are they among
+  its k most similar items (:mod:`~recstream_tools.evaluation.copurchase`)?
 
 Every method reads the text the consumers embed (:func:`encoders.text.item_text`):
 
@@ -27,6 +29,7 @@ import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,8 @@ METHOD_TITLES = {
 RECALL_AT = (1, 5, 10)
 PRECISION_AT = 10
 FUSION_DENSE_WEIGHT = 0.5
+CO_PURCHASE_CUTOFF = datetime(2011, 10, 1, tzinfo=UTC)
+"""The cutoff of ``recstream eval recommendations``: the same test period."""
 
 Scores = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
@@ -222,21 +227,35 @@ def encoder_function(encoder: Encoder) -> Callable[[Sequence[str]], Scores]:
     return encode
 
 
+DATA_SETS = 3
+
+
 def missing_data(data_dir: Path) -> list[str]:
-    """What is absent under ``data_dir``, one reason per data set; empty when both are there."""
+    """What is absent under ``data_dir``, one reason per data set (of :data:`DATA_SETS`); empty
+    when all are there."""
+    from recstream_tools.evaluation.copurchase import DATA_FILE
+
     reasons = []
     if not (data_dir / "abt_buy" / "abt_buy_perfectMapping.csv").is_file():
         reasons.append(f"Abt-Buy: no abt_buy_perfectMapping.csv in {data_dir / 'abt_buy'}")
     if not any((data_dir / "flipkart").glob("*.csv")):
         reasons.append(f"Flipkart: no CSV file in {data_dir / 'flipkart'}")
+    if not (data_dir / "online_retail" / DATA_FILE).is_file():
+        reasons.append(f"Online Retail: no {DATA_FILE} in {data_dir / 'online_retail'}")
     return reasons
 
 
 def evaluate_neighbours(
-    data_dir: Path, encoder: Encoder | None, out_dir: Path | None
+    data_dir: Path,
+    encoder: Encoder | None,
+    out_dir: Path | None,
+    cutoff: datetime = CO_PURCHASE_CUTOFF,
 ) -> tuple[dict[str, Any], list[str]]:
     """The result (written to ``<out_dir>/neighbours.json`` and ``.md``) and the reasons for
-    each data set skipped. ``encoder`` None: the TF-IDF methods only."""
+    each data set skipped. ``encoder`` None: the TF-IDF methods only. ``cutoff``: where Online
+    Retail's test period of co-purchases starts."""
+    from recstream_tools.evaluation.copurchase import DATA_FILE, co_purchase_quality
+
     started = time.perf_counter()
     skipped = missing_data(data_dir)
     result: dict[str, Any] = {
@@ -259,13 +278,16 @@ def evaluate_neighbours(
     if catalogues:
         loaded = [load_flipkart(path) for path in catalogues]
         result["flipkart"] = {c.name: catalogue_precision(c, encoder) for c in loaded}
+    retail = data_dir / "online_retail" / DATA_FILE
+    if retail.is_file():
+        result["online_retail"] = co_purchase_quality(retail, encoder, cutoff)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
-    if out_dir is not None and ("abt_buy" in result or "flipkart" in result):
+    if out_dir is not None and any(k in result for k in ("abt_buy", "flipkart", "online_retail")):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"{RESULT_NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
         (out_dir / f"{RESULT_NAME}.md").write_text(format_markdown(result))
@@ -306,6 +328,20 @@ def format_markdown(result: Mapping[str, Any]) -> str:
                 for n in names
             )
             lines.append(f"| {METHOD_TITLES[method]} | {cells} |")
+        lines.append("")
+    if "online_retail" in result:
+        retail = result["online_retail"]
+        lines += [
+            f"Online Retail co-purchases after {retail['cutoff'][:10]}: {retail['queries']} "
+            f"items bought with others, each searched among {retail['items']} items",
+            "",
+            "| method | HR@10 | P@10 |",
+            "|---|---|---|",
+        ]
+        for method, figures in retail["methods"].items():
+            lines.append(
+                f"| {METHOD_TITLES[method]} | {figures['HR@10']:.3f} | {figures['P@10']:.3f} |"
+            )
         lines.append("")
     model = result.get("model") or "none (TF-IDF only)"
     lines.append(f"model: {model} ({result.get('runtime')}, {result.get('device')})")

@@ -5,6 +5,7 @@ product names, and missing data is skipped with a reason."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -131,6 +132,28 @@ def _tiny_data(root: Path) -> None:
     rows.append(["kurta", "Vishudh Straight Kurta", '["Vishudh Straight Kurta"]', "Kurta", ""])
     header = ["uniq_id", "product_name", "product_category_tree", "description", "brand"]
     _write(root / "flipkart" / "flipkart_com-ecommerce_sample_tiny.csv", header, rows, "utf-8")
+    _tiny_retail(root / "online_retail" / "online_retail.csv.gz")
+
+
+def _tiny_retail(path: Path) -> None:
+    """Four items. After the cutoff (2011-10-01) a teapot goes with its cup and a hose with its
+    nozzle; before it, the teapot went with the hose (not the answer), and one later order holds
+    a single item (no pair)."""
+    lines = [
+        ["536365", "10001", "RED CERAMIC TEAPOT", "1", "2011-05-01 10:00:00", "4.95", "17850.0"],
+        ["536365", "10003", "BLUE GARDEN HOSE", "1", "2011-05-01 10:00:00", "9.95", "17850.0"],
+        ["581001", "10001", "RED CERAMIC TEAPOT", "1", "2011-11-02 09:00:00", "4.95", "13047.0"],
+        ["581001", "10002", "RED CERAMIC TEA CUP", "2", "2011-11-02 09:00:00", "1.25", "13047.0"],
+        ["581002", "10003", "BLUE GARDEN HOSE", "1", "2011-11-03 12:00:00", "9.95", "12583.0"],
+        ["581002", "10004", "GARDEN HOSE NOZZLE", "1", "2011-11-03 12:00:00", "2.10", "12583.0"],
+        ["581003", "10002", "RED CERAMIC TEA CUP", "6", "2011-11-04 08:00:00", "1.25", "17850.0"],
+    ]
+    header = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*header, "CustomerID", "Country"])
+        writer.writerows([*line, "United Kingdom"] for line in lines)
 
 
 def test_eval_on_a_tiny_data_set_gives_the_hand_computed_figures(
@@ -138,7 +161,9 @@ def test_eval_on_a_tiny_data_set_gives_the_hand_computed_figures(
 ) -> None:
     """Abt-Buy: R@1 1/2, R@5 and R@10 1 for every method; Flipkart: 11 mugs and 11 watches,
     every method's 10 neighbours share the category: P@10 1 over 22 queries (the uncategorised
-    kurta is no query). The JSON and the markdown land in --out."""
+    kurta is no query); Online Retail: each of 4 items lists the other 3, one of them its later
+    partner: HR@10 1, P@10 1/10 (2/10 for two items had the earlier order counted). The JSON
+    and the markdown land in --out."""
     _tiny_data(tmp_path / "data")
     out = tmp_path / "results"
     code = cli.main(
@@ -155,6 +180,9 @@ def test_eval_on_a_tiny_data_set_gives_the_hand_computed_figures(
     tiny = result["flipkart"]["tiny"]
     assert (tiny["items"], tiny["queries"], tiny["categories"]) == (23, 22, 2)
     assert {m: f["P@10"] for m, f in tiny["methods"].items()} == dict.fromkeys(METHODS, 1.0)
+    retail = result["online_retail"]
+    assert (retail["items"], retail["queries"], retail["cutoff"][:10]) == (4, 4, "2011-10-01")
+    assert retail["methods"] == {key: {"HR@10": 1.0, "P@10": 0.1} for key in METHODS}
     table = (out / "neighbours.md").read_text()
     assert "| dense encoder | 0.500 | 1.000 | 1.000 |" in table
     assert table in printed
@@ -163,11 +191,14 @@ def test_eval_on_a_tiny_data_set_gives_the_hand_computed_figures(
 def test_eval_without_data_says_what_it_skipped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No abt_buy/ and no flipkart/: both skipped with where it looked, exit 0, nothing written."""
+    """No abt_buy/, flipkart/ or online_retail/: each skipped with where it looked, exit 0,
+    nothing written."""
     out = tmp_path / "results"
     code = cli.main(["eval", "neighbours", f"--data={tmp_path}", f"--out={out}"])
     printed = capsys.readouterr().out
     assert code == 0
     assert f"skipped Abt-Buy: no abt_buy_perfectMapping.csv in {tmp_path / 'abt_buy'}" in printed
     assert f"skipped Flipkart: no CSV file in {tmp_path / 'flipkart'}" in printed
+    where = tmp_path / "online_retail"
+    assert f"skipped Online Retail: no online_retail.csv.gz in {where}" in printed
     assert not out.exists()
