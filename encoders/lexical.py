@@ -1,7 +1,9 @@
 """Lexical vectors: an item text's character n-grams, hashed into a fixed number of dimensions.
 
-Model numbers, sizes and brands are lexical facts that a sentence encoder blurs ("KDL-40V4100"
-and "KDL-46V4100" embed almost alike). The character 3- to 5-grams of a text's words catch them:
+Model numbers, sizes and brands are lexical facts that a sentence encoder blurs (the packaged
+model puts "Sony BRAVIA KDL-46W5100" closer to "Sony BRAVIA KDL-40V4100" than the same TV
+written "KDL40V4100": ``tests/encoders/test_hybrid.py``). The character 3- to 5-grams of a
+text's words catch them:
 
 - the text is lower-cased and split into words; each word is padded with one space on either
   side and its 3-, 4- and 5-grams are taken inside it (never across two words), as
