@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from encoders import lexical
 from encoders.base import Encoder, EncoderSettings
 from encoders.lexical import lexical_vectors
 
 LEXICAL_VERSION = "1"
-"""Part of the fingerprint of hybrid vectors: raised whenever :mod:`encoders.lexical` would give
-another vector for a text, so a store embedded before is refused rather than mixed."""
+"""Part of the fingerprint of hybrid vectors (with the lexical module's constants): raised
+whenever :mod:`encoders.lexical` would give another vector for a text for another reason, so a
+store embedded before is refused rather than mixed."""
 
 
 def mix_name(weight: float, lexical_dim: int) -> str:
@@ -54,7 +56,11 @@ def vector_fingerprint(settings: EncoderSettings) -> tuple[str, str]:
     if settings.lexical_weight <= 0:
         return name, digest
     mix = mix_name(settings.lexical_weight, settings.lexical_dim)
-    mixed = hashlib.sha256(f"{digest}{mix}/v{LEXICAL_VERSION}".encode()).hexdigest()
+    recipe = (
+        f"{digest}/{settings.lexical_weight!r}/{settings.lexical_dim}/v{LEXICAL_VERSION}/"
+        f"{lexical.GRAM_SIZES}/{lexical.DIGIT_WEIGHT!r}/{lexical.MAX_CHARS}"
+    )
+    mixed = hashlib.sha256(recipe.encode()).hexdigest()
     return name + mix, mixed
 
 

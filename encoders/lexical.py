@@ -107,7 +107,10 @@ def _codepoints(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArr
         parts.append(padded)
         lengths.append(len(padded))
     joined = "".join(parts)
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # little-endian whatever the machine; a lone surrogate (which no catalogue event holds, but
+    # a query may) is its own code point
+    raw = joined.encode("utf-32-le", "surrogatepass")
+    codes = np.frombuffer(raw, dtype="<u4").astype(np.uint64)
     owner = np.repeat(np.arange(len(texts), dtype=np.intp), lengths)
     return codes, owner
 

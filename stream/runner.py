@@ -108,10 +108,11 @@ def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
 
     try:
         encoder = None
+        # every consumer reads the items' vectors (behaviour: profiles and the HTTP search)
+        check_store_model(settings, store)
         if which in ("catalog", "all"):
             from encoders import load_encoder
 
-            check_store_model(settings, store)
             adopt_catalog_records(settings, store)
             encoder = load_encoder(settings)
         consumers = build_consumers(settings, which, store, encoder)

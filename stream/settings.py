@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         "Changing it or the next setting changes every vector: re-embed (README, Neighbour "
         "quality)",
     )
-    lexical_dim: int = Field(default=1_024, ge=16, le=65_536)
+    lexical_dim: int = Field(default=1_024, ge=16, le=16_384)
     """dimensions the character n-grams are hashed into (more: fewer collisions, more memory)"""
 
     # micro-batching

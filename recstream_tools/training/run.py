@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from encoders import Encoder, load_encoder
 from encoders.bert import resolve_model
 from encoders.device import resolve_device
+from encoders.hybrid import dense_part
 from encoders.text import item_text
 from recstream_tools.evaluation.catalogues import AbtBuy, load_abt_buy, split_pairs
 from recstream_tools.evaluation.interactions import load_interactions
@@ -152,7 +153,7 @@ def held_out_recall(encoder: Encoder, pairs: Sequence[Pair]) -> dict[str, float]
 def measure(
     encoder: Encoder, held: Sequence[Pair], abt: tuple[AbtBuy, list[tuple[str, str]]] | None
 ) -> dict[str, Any]:
-    figures: dict[str, Any] = {"held_out": held_out_recall(encoder, held)}
+    figures: dict[str, Any] = {"held_out": held_out_recall(dense_part(encoder), held)}
     if abt is not None:
         methods = abt_buy_recall(abt[0], abt[1], encoder)
         figures["abt_buy_test"] = {

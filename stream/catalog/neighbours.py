@@ -224,8 +224,8 @@ _NO_RECORD = {"nb_ids": None, "nb_scores": None, "nb_floor": NO_FLOOR}
 """Item-payload fields of an item with no recorded list: every item enters it, and it is
 recomputed when next affected."""
 LOAD_CHUNK = 1_024
-"""Items read from the store, normalised and copied into the index at a time (1.5 MB at 384
-dimensions)."""
+"""Items read from the store, normalised and copied into the index at a time (5.8 MB at the
+default 1,408 dimensions)."""
 REPAIR_CHUNK = 2_048
 """Items with no recorded list (records lost, or a list never recorded) whose list a batch
 computes afresh, at most: a loss of every record is repaired over catalogue / this batches."""

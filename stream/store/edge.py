@@ -147,8 +147,10 @@ class EdgeStore:
                     if "dimension" in str(exc).lower() or "size" in str(exc).lower():
                         raise DimensionMismatch(
                             f"{path} holds vectors of another size than {dim}: "
-                            "point RECSTREAM_QDRANT_PATH elsewhere or use the model it was "
-                            "built with"
+                            "point RECSTREAM_QDRANT_PATH elsewhere or use the model and "
+                            "lexical mix it was built with (RECSTREAM_MODEL, "
+                            "RECSTREAM_LEXICAL_WEIGHT, _DIM; a store from before the "
+                            "hybrid default holds the model's vectors alone: weight 0)"
                         ) from exc
                     raise
             else:

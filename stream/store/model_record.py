@@ -61,7 +61,8 @@ def _changed(collection: str, recorded: str, model: ModelRecord) -> str:
     return (
         f"the store's {collection!r} vectors were made by another model ({recorded!r}) than "
         f"RECSTREAM_MODEL ({model.name!r}, SHA-256 {model.digest[:12]}...): mixing the two "
-        "would give meaningless neighbours. Set RECSTREAM_MODEL back, or re-embed the "
+        "would give meaningless neighbours. Set RECSTREAM_MODEL (and RECSTREAM_LEXICAL_WEIGHT, "
+        "_DIM: the name's +chargrams<dim>@<weight>) back, or re-embed the "
         "catalogue with the new model into an empty store (another RECSTREAM_QDRANT_PATH or "
         "Qdrant server): replay the catalog topic from the start under a new "
         "RECSTREAM_GROUP_ID, or publish it again with `recstream backfill items`"

@@ -107,7 +107,9 @@ class ServerStore:
                 if size != dim:
                     raise DimensionMismatch(
                         f"collection {name!r} holds vectors of size {size}, not {dim}: "
-                        "use another collection or the model it was built with"
+                        "use another collection or the model and lexical mix it was built "
+                        "with (RECSTREAM_MODEL, RECSTREAM_LEXICAL_WEIGHT, _DIM; a store from "
+                        "before the hybrid default holds the model's vectors alone: weight 0)"
                     )
                 # indexes added since the collection was made (the embedded engine makes them
                 # at every open)

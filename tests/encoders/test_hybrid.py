@@ -120,3 +120,9 @@ def test_lists_on_the_topic_rank_by_the_fused_score(make_settings: Callable[...,
             assert score == pytest.approx(fused[row[key], row[other]], abs=1e-4), (key, other)
     assert lists["tv-0"] is not None and lists["tv-0"][0][0] == "tv-1"
     assert (dense @ dense.T)[0, 2] > (dense @ dense.T)[0, 1]  # the model alone: the sibling
+
+
+def test_a_lone_surrogate_is_a_code_point_not_an_error() -> None:
+    """No catalogue event holds one (the schema refuses it), but a search query may."""
+    [row] = lexical_vectors(["red mug \ud800 set"], 64)
+    assert float(np.linalg.norm(row)) == pytest.approx(1.0, abs=1e-6)

@@ -24,8 +24,10 @@ from stream.store.edge import EdgeStore
 from stream.store.model_record import MODELS, ModelChanged, ModelRecord, check_model
 
 
-def _run_catalog(argv: list[str], bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> int:
-    """``recstream run catalog`` in this process (against the test broker), stopped before its
+def _run_catalog(
+    argv: list[str], bootstrap: str, monkeypatch: pytest.MonkeyPatch, which: str = "catalog"
+) -> int:
+    """``recstream run <which>`` in this process (against the test broker), stopped before its
     consumers would start."""
     for name in [n for n in os.environ if n.startswith("RECSTREAM_")]:
         monkeypatch.delenv(name)
@@ -37,7 +39,7 @@ def _run_catalog(argv: list[str], bootstrap: str, monkeypatch: pytest.MonkeyPatc
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         argv = [f"--kafka-bootstrap={bootstrap}", "--http-port=0", "--log-level=error", *argv]
-        return cli.main(["run", "catalog", *argv])
+        return cli.main(["run", which, *argv])
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -83,16 +85,18 @@ def test_another_lexical_mix_is_refused(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The same model fused with character n-grams at another weight makes other vectors of
-    the same length: the start is refused like one with another model."""
+    the same length: the start is refused like one with another model, by the catalog consumer
+    and by the behaviour consumer (its profiles and HTTP search compare with those vectors)."""
     path = tmp_path / "qdrant"
     store = EdgeStore(path)
     check_store_model(Settings(qdrant_path=str(path)), store)
     store.close()
-    code = _run_catalog([f"--qdrant-path={path}", "--lexical-weight=0.3"], bootstrap, monkeypatch)
-    assert code == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("recstream: the store's 'items' vectors were made by another model")
-    assert "chargrams1024@0.3" in line
+    for which in ("catalog", "behaviour"):
+        argv = [f"--qdrant-path={path}", "--lexical-weight=0.3"]
+        assert _run_catalog(argv, bootstrap, monkeypatch, which) == 2, which
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("recstream: the store's 'items' vectors were made by another model")
+        assert "chargrams1024@0.3" in line and "RECSTREAM_LEXICAL_WEIGHT" in line
 
 
 def test_the_same_model_from_another_directory_starts(

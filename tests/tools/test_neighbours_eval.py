@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,32 @@ def test_eval_without_data_says_what_it_skipped(
     where = tmp_path / "online_retail"
     assert f"skipped Online Retail: no online_retail.csv.gz in {where}" in printed
     assert not out.exists()
+
+
+def test_co_purchase_truth_and_figures_by_hand() -> None:
+    """Partners come from later orders of 2 to 50 known items; HR@k and P@k of given lists."""
+    from datetime import timedelta
+
+    from recstream_tools.evaluation.copurchase import hits, later_partners
+    from stream.ranking.profile import Interaction
+
+    cut = datetime(2011, 10, 1, tzinfo=UTC)
+
+    def bought(user: str, day: int, *items: str) -> list[Interaction]:
+        at = cut + timedelta(days=day)
+        return [Interaction(f"{user}-{day}-{i}", i, "purchase", at) for i in items]
+
+    histories = {
+        "u1": bought("u1", -3, "a", "d") + bought("u1", 2, "a", "b", "c", "zz"),
+        "u2": bought("u2", 5, "e") + bought("u2", 6, "b", "e"),
+        "u3": bought("u3", 7, *[f"x{n}" for n in range(51)]),  # a restock: no pairs
+    }
+    known = {"a", "b", "c", "d", "e"} | {f"x{n}" for n in range(51)}
+    assert later_partners(histories, cut, known) == {
+        "a": {"b", "c"},
+        "b": {"a", "c", "e"},
+        "c": {"a", "b"},
+        "e": {"b"},
+    }
+    # query 0 finds one of its two partners in its top 2, query 1 none: HR 1/2, P 1/4
+    assert hits([[1, 2, 3], [0, 3, 2]], [{2, 4}, {5}], 2) == (0.5, 0.25)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from encoders import load_encoder
+from encoders.hybrid import vector_dimension
 from encoders.text import item_text
 from recstream_tools.training.pairs import (
     MIN_TRAIN_PAIRS,
@@ -179,7 +180,8 @@ def test_fine_tuning_writes_a_model_directory_the_encoder_serves(
     assert tuned.runtime == "onnx"
     texts = ["red ceramic mug", "kettle in blue"]
     vectors = tuned.encode(texts)
-    assert vectors.shape == (2, 384)
+    assert vectors.shape == (2, vector_dimension(settings))  # the model's 384 and the n-grams'
+    assert "+chargrams" in tuned.name
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     packaged = load_encoder(Settings(encoder_cache=str(tmp_path / "onnx"))).encode(texts)
     assert not np.allclose(vectors, packaged, atol=1e-3)
