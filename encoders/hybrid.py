@@ -29,7 +29,7 @@ from encoders import lexical
 from encoders.base import Encoder, EncoderSettings
 from encoders.lexical import lexical_vectors
 
-LEXICAL_VERSION = "1"
+LEXICAL_VERSION = "2"
 """Part of the fingerprint of hybrid vectors (with the lexical module's constants): raised
 whenever :mod:`encoders.lexical` would give another vector for a text for another reason, so a
 store embedded before is refused rather than mixed."""

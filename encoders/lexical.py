@@ -5,9 +5,11 @@ model puts "Sony BRAVIA KDL-46W5100" closer to "Sony BRAVIA KDL-40V4100" than th
 written "KDL40V4100": ``tests/encoders/test_hybrid.py``). The character 3- to 5-grams of a
 text's words catch them:
 
-- the text is lower-cased and split into words; each word is padded with one space on either
-  side and its 3-, 4- and 5-grams are taken inside it (never across two words), as
-  scikit-learn's ``char_wb`` analyzer does;
+- every run of characters that are neither letters nor digits becomes a space ("KDL-40V4100"
+  is "KDL 40V4100", "L." is "L"), the first :data:`MAX_CHARS` characters are kept, lower-cased
+  and split into words; each word is padded with one space on either side and its 3-, 4- and
+  5-grams are taken inside it (never across two words), as scikit-learn's ``char_wb`` analyzer
+  does;
 - a gram that appears ``c`` times weighs ``1 + ln c`` (sublinear term frequency), and
   :data:`DIGIT_WEIGHT` times that when it holds a digit: digits carry model numbers, sizes and
   capacities, the facts that tell two products of one line apart;
@@ -17,12 +19,14 @@ text's words catch them:
 
 No corpus statistics are needed (no IDF): a text's vector depends on that text alone, so items
 embedded a year apart, or by different instances, compare exactly as if embedded together. The
-digit weight stands in for what an IDF would learn about product catalogues; it was chosen on the
-Abt-Buy training pairs (README, "Neighbour quality").
+digit weight stands in for what an IDF would learn about product catalogues. It, the
+punctuation rule and the cut were chosen on the Abt-Buy training pairs (bench/README.md,
+"Neighbour quality").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,9 +34,12 @@ import numpy.typing as npt
 
 GRAM_SIZES = (3, 4, 5)
 DIGIT_WEIGHT = 3.0
-MAX_CHARS = 1_000
-"""Only a text's first characters count: the title, brand and category come first, and a long
-description would cost time without telling products apart much more."""
+MAX_CHARS = 150
+"""Only a text's first characters count: the title, brand and category come first
+(:func:`encoders.text.item_text`), the facts that name a product; the description is left to
+the model. It also keeps a search query (a title) and a product's text of like length: a size
+letter or a model number then weighs as much in either."""
+_NOT_WORD = re.compile(r"[^\w]+|_+")
 
 _SPACE = ord(" ")
 _SEPARATOR = 0  # between texts: no gram spans two texts (and no text holds NUL once cleaned)
@@ -102,7 +109,7 @@ def _codepoints(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArr
     parts: list[str] = []
     lengths: list[int] = []
     for text in texts:
-        words = text[:MAX_CHARS].lower().split()
+        words = _NOT_WORD.sub(" ", text)[:MAX_CHARS].lower().split()
         padded = "".join(f" {w} " for w in words) + "\0"
         parts.append(padded)
         lengths.append(len(padded))

@@ -12,7 +12,7 @@ from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
 
 from encoders import BertEncoder, Encoder, load_encoder
 from encoders.hybrid import HybridEncoder, dense_part, vector_dimension
-from encoders.lexical import DIGIT_WEIGHT, lexical_vectors
+from encoders.lexical import DIGIT_WEIGHT, MAX_CHARS, lexical_vectors
 from encoders.text import item_text
 from schemas.catalog import Item
 from stream.settings import Settings
@@ -27,6 +27,7 @@ TEXTS = [
     "Ünïcode café crème brûlée dessert set, 4 pièces",
     "café crème",
     "Yoga mat, 6 mm, non-slip; yoga mat bag included. Yoga!",
+    "Garden hose reel. " + "A sturdy reel for 30 m of hose, wall-mounted, rust-free. " * 5,
 ]
 
 
@@ -34,7 +35,11 @@ def reference_cosines(texts: list[str]) -> np.ndarray:
     """The lexical cosines computed exactly (no hashing) from scikit-learn's char_wb grams."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    counts = CountVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit(texts)
+    counts = CountVectorizer(
+        analyzer="char_wb",
+        ngram_range=(3, 5),
+        preprocessor=lambda t: re.sub(r"[\W_]+", " ", t)[:MAX_CHARS].lower(),
+    ).fit(texts)
     matrix = counts.transform(texts).astype(np.float64).toarray()
     digit = np.array([bool(re.search(r"\d", g)) for g in counts.get_feature_names_out()])
     weights = np.where(matrix > 0, 1.0 + np.log(np.maximum(matrix, 1.0)), 0.0)
@@ -45,7 +50,8 @@ def reference_cosines(texts: list[str]) -> np.ndarray:
 
 def test_lexical_cosines_match_exact_character_grams() -> None:
     """Hashed into 2^20 dimensions, collisions are rare: the cosines are scikit-learn's char_wb
-    3-5-gram cosines (sublinear counts, digits weighted)."""
+    3-5-gram cosines (sublinear counts, digits weighted) of the texts with punctuation made
+    spaces, cut to their first MAX_CHARS characters."""
     vectors = lexical_vectors(TEXTS, 1 << 20)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors @ vectors.T, reference_cosines(TEXTS), atol=0.01)
