@@ -108,8 +108,9 @@ class NeighbourFinder:
         ``messages``: their values as published, for a finder that keeps those."""
         raise NotImplementedError
 
-    def reset(self) -> None:
-        """A write may have failed half done: forget anything cached about the store."""
+    def reset(self, keys: Iterable[str] | None = None) -> None:
+        """A write may have failed half done: forget what is cached about the store, of these
+        items only (the batch's) when given, else everything."""
 
 
 class StoreFinder(NeighbourFinder):
@@ -272,8 +273,29 @@ class MemoryFinder(NeighbourFinder):
         index = self.state.index
         if index is None:
             index = self.state.index = self._load()
+            self.state.suspect = set()
             log.info("neighbours.index_loaded", items=len(index))
+        elif self.state.suspect:
+            self._reread(index, sorted(self.state.suspect))
+            self.state.suspect = set()
         return index
+
+    def _reread(self, index: MemoryIndex, keys: list[str]) -> None:
+        """Make the copy of ``keys`` what the store holds: a batch that failed may have written
+        some of them and not told the copy. Their recorded lists stay: a batch records lists
+        only once everything it wrote landed, and a redone batch records them again."""
+        stored = self.store.retrieve(self.collection, keys, with_vectors=True)
+        present = {k: p for k, p in stored.items() if p.vector is not None}
+        gone = [k for k in keys if k not in present and k in index.rows]
+        index.put(
+            {k: p.vector for k, p in present.items() if p.vector is not None},
+            {k: p.payload.get("version") for k, p in present.items()},
+        )
+        if self.in_stock_only:
+            index.hide({k: p.payload.get("in_stock") is False for k, p in present.items()})
+        index.remove(gone)
+        self.journal.append({}, gone)
+        log.info("neighbours.index_reread", items=len(keys), gone=len(gone))
 
     def _load(self) -> MemoryIndex:
         """Every vector and version from the items, every record from the journal where it has
@@ -407,9 +429,14 @@ class MemoryFinder(NeighbourFinder):
         )
         index.set_lists(lists)
 
-    def reset(self) -> None:
+    def reset(self, keys: Iterable[str] | None = None) -> None:
+        """As the base class says: the given items are read again from the store at the next
+        use (a batch's worth, not the catalogue: a reload takes minutes at a million items)."""
         self._tops = {}
-        self.state.forget()
+        if keys is None:
+            self.state.forget()
+        else:
+            self.state.suspect.update(keys)
 
 
 def finder_for(

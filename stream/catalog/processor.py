@@ -130,7 +130,8 @@ class CatalogProcessor:
         try:
             return self._process(batch)
         except Exception:
-            self.finder.reset()  # the store may hold part of this batch's writes
+            # the store may hold part of this batch's writes: the finder reads its items again
+            self.finder.reset(r.item_id for r in batch if isinstance(r, Received))
             raise
 
     def _process(self, batch: list[Entry]) -> BatchResult[Published]:
@@ -229,7 +230,9 @@ class CatalogProcessor:
         try:
             self.effects.record(result.confirm or Published({}, []))
         except Exception:
-            self.finder.reset()
+            # the items were written and the finder told in ``process``; a record that failed
+            # is written again by the redo, or read from the journal at the next load
+            self.finder.reset(())
             raise
 
     def _plan(self, batch: list[Entry], stored: dict[str, Payload] | None = None) -> Plan:

@@ -23,10 +23,14 @@ class CatalogState:
 
     def __init__(self) -> None:
         self.index: MemoryIndex | None = None
+        self.suspect: set[str] = set()
+        """Items the copy may have wrong (a batch failed part-way through writing them): read
+        again from the store before the copy is next used."""
         self.journal: ListJournal | None = None
         self.lock = threading.Lock()
 
     def forget(self) -> None:
-        """Drop the in-memory copy: the store may hold writes it does not (a batch that failed
-        part-way, or writes made other than by a catalog processor); the next use reloads it."""
+        """Drop the in-memory copy: the store may hold writes it does not (made other than by
+        a catalog processor); the next use loads it whole."""
         self.index = None
+        self.suspect = set()
