@@ -9,18 +9,16 @@ seeds a 16-dimensional unit vector).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hash_encoder import HashEncoder
-from kit import assert_lists_match_brute_force, delete_event, event_bytes, upsert_event
+from kit import assert_lists_match_brute_force, delete_event, feed, published, upsert_event
 
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEMS
-from stream.kafka.dlq import LocalMessage
 from stream.settings import Settings
 from stream.store import StoredPoint, StoreUnavailable, Where
 from stream.store.edge import EdgeStore
@@ -81,22 +79,6 @@ def item(i: int, title: str = "shirt") -> dict[str, Any]:
     return {"item_id": f"sku-{i:04d}", "title": f"{title} {i}", "price": 9.5}
 
 
-def feed(processor: CatalogProcessor, events: list[dict[str, Any]], lists: dict[str, Any]) -> None:
-    """One batch through receive -> process -> confirm; ``lists`` gets the lists published."""
-    batch = []
-    for offset, event in enumerate(events):
-        key, value = event_bytes(event)
-        batch.append(processor.receive(LocalMessage(offset, key, value))[0])
-    result = processor.process(batch)
-    for output in result.outputs:
-        assert output.key is not None
-        message = None if output.value is None else json.loads(output.value)
-        lists[output.key.decode()] = (
-            None if message is None else [(n["item_id"], n["score"]) for n in message["neighbours"]]
-        )
-    processor.confirm(result)
-
-
 def test_a_batch_failing_after_its_upsert_rereads_its_items_not_the_catalogue(
     store: Watched,
 ) -> None:
@@ -107,18 +89,19 @@ def test_a_batch_failing_after_its_upsert_rereads_its_items_not_the_catalogue(
     deleted item named anywhere."""
     processor = CatalogProcessor(SETTINGS, HashEncoder(), store)  # type: ignore[arg-type]
     lists: dict[str, Any] = {}
-    feed(processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)], lists)
+    catalogue = [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)]
+    published(feed(processor, catalogue), lists)
 
     events = [upsert_event(item(CATALOGUE + j), 1, "item.created") for j in range(10)]
     events += [upsert_event(item(j, "jumper"), 2) for j in range(10)]
     events += [delete_event(f"sku-{j:04d}", 3) for j in range(100, 110)]
     store.fail_next_delete = True
     with pytest.raises(StoreUnavailable):
-        feed(processor, events, lists)
+        feed(processor, events)
     assert store.inner.count(ITEMS) == CATALOGUE + 10, "the upsert landed, the deletion did not"
 
     store.vectors_read = 0
-    feed(processor, events, lists)  # the redo, as the loop retries it
+    published(feed(processor, events), lists)  # the redo, as the loop retries it
     assert store.vectors_read <= 2 * len(events), store.vectors_read
 
     deleted = {f"sku-{j:04d}" for j in range(100, 110)}

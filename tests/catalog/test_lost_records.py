@@ -9,19 +9,17 @@ the encoder is a small deterministic fake (a text's SHA-256 seeds a 16-dimension
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hash_encoder import HashEncoder
-from kit import assert_lists_match_brute_force, event_bytes, upsert_event
+from kit import assert_lists_match_brute_force, feed, published, upsert_event
 
 from stream.catalog.neighbours import Entries, MemoryFinder
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEM_LISTS
-from stream.kafka.dlq import LocalMessage
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -54,19 +52,13 @@ def store(tmp_path: Path) -> Iterator[EdgeStore]:
     s.close()
 
 
-def feed(processor: CatalogProcessor, events: list[dict[str, Any]], lists: dict[str, Any]) -> None:
-    """One batch through receive -> process -> confirm; ``lists`` gets the lists published."""
-    batch = []
-    for offset, event in enumerate(events):
-        key, value = event_bytes(event)
-        batch.append(processor.receive(LocalMessage(offset, key, value))[0])
-    result = processor.process(batch)
-    for output in result.outputs:
-        assert output.topic == SETTINGS.topic_neighbours, output
-        assert output.key is not None and output.value is not None
-        message = json.loads(output.value)
-        lists[output.key.decode()] = [(n["item_id"], n["score"]) for n in message["neighbours"]]
-    processor.confirm(result)
+def feed_lists(
+    processor: CatalogProcessor, events: list[dict[str, Any]], lists: dict[str, Any]
+) -> None:
+    """One batch; ``lists`` gets the lists published (nothing else is)."""
+    outputs = feed(processor, events)
+    assert all(o.topic == SETTINGS.topic_neighbours for o in outputs), outputs
+    published(outputs, lists)
 
 
 def item(i: int, title: str = "shirt") -> dict[str, Any]:
@@ -82,7 +74,9 @@ def test_lost_records_cost_a_bounded_number_of_entries_and_every_list_is_repaire
     batch, and once all are, every published list is the brute-force top k of the store."""
     processor = CatalogProcessor(SETTINGS, HashEncoder(), store)
     lists: dict[str, Any] = {}
-    feed(processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)], lists)
+    feed_lists(
+        processor, [upsert_event(item(i), 1, "item.created") for i in range(CATALOGUE)], lists
+    )
     store.delete(ITEM_LISTS, [p.key for p in store.scroll(ITEM_LISTS)])  # the records are lost
     finder = processor.finder
     finder.reset()  # and with them the copy in memory
@@ -97,7 +91,7 @@ def test_lost_records_cost_a_bounded_number_of_entries_and_every_list_is_repaire
         fresh += BATCH // 2
         start = batch * (BATCH // 2)
         events += [upsert_event(item(i, "jumper"), 2) for i in range(start, start + BATCH // 2)]
-        feed(processor, events, lists)
+        feed_lists(processor, events, lists)
 
     for entries, repaired in counted.calls:
         # an item enters about k recorded lists; never every list without a record

@@ -8,7 +8,6 @@ fault no test tried would leave); the next batches change nothing near it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 from hash_encoder import HashEncoder
-from kit import assert_lists_match_brute_force, event_bytes, upsert_event
+from kit import assert_lists_match_brute_force, feed, published, upsert_event
 
 from stream.catalog.lists import NeighbourState
 from stream.catalog.processor import CatalogProcessor
 from stream.catalog.sweep import MAX_PAUSE_S, MAX_PER_BATCH, RepairSweep
 from stream.catalog.work import parse_list_work
-from stream.kafka.dlq import LocalMessage
-from stream.loop import Output
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -44,24 +41,6 @@ def store(tmp_path: Path) -> Iterator[EdgeStore]:
 
 def item(i: int) -> dict[str, Any]:
     return {"item_id": f"sku-{i:04d}", "title": f"shirt {i}", "price": 9.5}
-
-
-def feed(processor: CatalogProcessor, events: list[dict[str, Any]]) -> list[Output]:
-    """One batch through receive -> process -> confirm; its outputs."""
-    batch = []
-    for offset, event in enumerate(events):
-        key, value = event_bytes(event)
-        batch.append(processor.receive(LocalMessage(offset, key, value))[0])
-    result = processor.process(batch)
-    processor.confirm(result)
-    return result.outputs
-
-
-def published(outputs: list[Output], lists: dict[str, Any]) -> None:
-    for output in outputs:
-        assert output.key is not None and output.value is not None
-        message = json.loads(output.value)
-        lists[output.key.decode()] = [(n["item_id"], n["score"]) for n in message["neighbours"]]
 
 
 def go_wrong(processor: CatalogProcessor, lists: dict[str, Any]) -> None:

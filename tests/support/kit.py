@@ -23,8 +23,9 @@ from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 from stream.catalog.processor import CatalogConsumer, CatalogProcessor
 from stream.collections import ITEMS
 from stream.kafka.config import producer_config
+from stream.kafka.dlq import LocalMessage
 from stream.kafka.inspect import group_lag, latest_by_key, read_topic
-from stream.loop import BatchConsumer
+from stream.loop import BatchConsumer, Output
 from stream.settings import Settings
 from stream.store import VectorStore
 
@@ -54,6 +55,28 @@ def publish(
         producer.poll(0)
     producer.flush(30)
     return acked
+
+
+def feed(processor: CatalogProcessor, events: list[dict[str, Any]]) -> list[Output]:
+    """One batch of catalogue events through receive -> process -> confirm; its outputs."""
+    batch = []
+    for offset, event in enumerate(events):
+        key, value = event_bytes(event)
+        batch.append(processor.receive(LocalMessage(offset, key, value))[0])
+    result = processor.process(batch)
+    processor.confirm(result)
+    return result.outputs
+
+
+def published(outputs: Iterable[Output], lists: dict[str, Any]) -> None:
+    """``lists`` gets the lists of the messages on ``outputs`` (item id -> [(id, score)], None
+    for a tombstone)."""
+    for output in outputs:
+        assert output.key is not None
+        message = None if output.value is None else json.loads(output.value)
+        lists[output.key.decode()] = (
+            None if message is None else [(n["item_id"], n["score"]) for n in message["neighbours"]]
+        )
 
 
 def event_bytes(event: dict[str, Any]) -> tuple[bytes, bytes]:
