@@ -41,7 +41,7 @@ from stream.catalog.search import Found
 from stream.catalog.state import CatalogState
 from stream.collections import ITEM_LISTS
 from stream.settings import Settings
-from stream.store import SearchQuery, VectorStore, Where
+from stream.store import SearchQuery, StoredPoint, VectorStore, Where
 from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
@@ -285,17 +285,25 @@ class MemoryFinder(NeighbourFinder):
         some of them and not told the copy. Their recorded lists stay: a batch records lists
         only once everything it wrote landed, and a redone batch records them again."""
         stored = self.store.retrieve(self.collection, keys, with_vectors=True)
-        present = {k: p for k, p in stored.items() if p.vector is not None}
+        present = {p.key for p in self._take(index, stored.values())}
         gone = [k for k in keys if k not in present and k in index.rows]
-        index.put(
-            {k: p.vector for k, p in present.items() if p.vector is not None},
-            {k: p.payload.get("version") for k, p in present.items()},
-        )
-        if self.in_stock_only:
-            index.hide({k: p.payload.get("in_stock") is False for k, p in present.items()})
         index.remove(gone)
         self.journal.append({}, gone)
         log.info("neighbours.index_reread", items=len(keys), gone=len(gone))
+
+    def _take(self, index: MemoryIndex, points: Iterable[StoredPoint]) -> list[StoredPoint]:
+        """Put the points that have a vector into the copy, as the store holds them (vector,
+        version, and with in-stock-only lists whether they may be named); returns those."""
+        vectors: dict[str, Vector] = {}
+        held = []
+        for point in points:
+            if point.vector is not None:
+                vectors[point.key] = point.vector
+                held.append(point)
+        index.put(vectors, {p.key: p.payload.get("version") for p in held})
+        if self.in_stock_only:
+            index.hide({p.key: p.payload.get("in_stock") is False for p in held})
+        return held
 
     def _load(self) -> MemoryIndex:
         """Every vector and version from the items, every record from the journal where it has
@@ -319,17 +327,8 @@ class MemoryFinder(NeighbourFinder):
         outdated: list[str] = []  # item-payload records older than a damaged journal's
         points = self.store.scroll(self.collection, with_vectors=True)
         while chunk := list(itertools.islice(points, self.load_chunk)):
-            vectors: dict[str, Vector] = {}
-            versions: dict[str, int | None] = {}
-            hidden: dict[str, bool] = {}
             lists: dict[str, NeighbourState] = {}
-            for point in chunk:
-                if point.vector is None:
-                    continue
-                vectors[point.key] = point.vector
-                versions[point.key] = point.payload.get("version")
-                if self.in_stock_only and point.payload.get("in_stock") is False:
-                    hidden[point.key] = True
+            for point in self._take(index, chunk):
                 state = NeighbourState.from_payload(point.payload)
                 if state is None or point.key in journal:
                     continue  # the journal's record (or its "none") is the newer one
@@ -337,8 +336,6 @@ class MemoryFinder(NeighbourFinder):
                     outdated.append(point.key)
                 else:
                     lists[point.key] = state
-            index.put(vectors, versions)
-            index.hide(hidden)
             index.set_lists(lists)
         if damaged:
             # "no record" for each, durably, or the next load would read them again
