@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,16 @@ store embedded before is refused rather than mixed."""
 def mix_name(weight: float, lexical_dim: int) -> str:
     """What the model's name gets for a hybrid mix: ``+chargrams1024@0.5``."""
     return f"+chargrams{lexical_dim}@{weight:g}"
+
+
+_MIX = re.compile(r"\+chargrams(\d+)@[0-9.e+-]+$")
+
+
+def lexical_width(name: object) -> int:
+    """How many of the last floats of a vector made by the encoder ``name`` (as the store
+    records it beside each item) are its lexical part: 0 for a model's own vectors."""
+    found = _MIX.search(name) if isinstance(name, str) else None
+    return int(found.group(1)) if found else 0
 
 
 def vector_dimension(settings: EncoderSettings) -> int:

@@ -258,6 +258,11 @@ class Settings(BaseSettings):
         description="use the ranking settings `recstream tune` stored in the store, where it "
         "stored any (they win over these settings)",
     )
+    rank_lexical: bool = Field(
+        default=False,
+        description="shoppers' profiles and the semantic component read hybrid vectors whole; "
+        "off: only the model's part (a shopper's taste is not spelt; a third of the work)",
+    )
     rank_index_refresh_s: float = Field(
         default=600.0,
         gt=0,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from schemas.behaviour import UserEvent, parse_behaviour_event
@@ -173,7 +174,7 @@ class BehaviourProcessor:
                     "last_at": max(i.at for i in merged).isoformat(),
                     "has_profile": rec.profile is not None,
                 },
-                rec.profile if rec.profile is not None else self._placeholder,
+                self._stored(rec.profile),
             )
         dlq = s.dlq_topic(s.topic_user_events)
         outputs.extend(Output(dlq, d.key, d.value, d.headers()) for d in dead)
@@ -186,6 +187,16 @@ class BehaviourProcessor:
         }
         log.info("behaviour.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
         return BatchResult(outputs=outputs, counts=counts, confirm=list(updates.values()))
+
+    def _stored(self, profile: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
+        """The profile as the users collection holds it: its vectors are as long as the items',
+        so a profile of their model's part only is padded with zeros (its cosine with an item
+        is then the model part's, scaled by one factor)."""
+        if profile is None:
+            return self._placeholder
+        if len(profile) >= self.dim:
+            return profile
+        return np.concatenate([profile, np.zeros(self.dim - len(profile), dtype=np.float32)])
 
     def close(self) -> None:
         self.recommender.close()

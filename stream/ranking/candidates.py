@@ -8,8 +8,10 @@ the copy follows the store, before every batch (:meth:`ItemIndex.catch_up`):
 
 - what the catalog consumer wrote since the copy last looked: every write stamps the item's
   ``written_at`` (the writer's clock), and the copy asks for the items stamped at or after the
-  latest stamp it has seen, less ``CHANGES_MARGIN_S``; their fields are taken in, and their
-  vectors read again where the text stamp (model and content hash) changed;
+  latest stamp it has seen, less ``CHANGES_MARGIN_S``, but not for those stamped over two
+  margins before the last such read began (they had landed by then: a quiet catalogue is not
+  read again at every batch); their fields are taken in, and their vectors read again where the
+  text stamp (model and content hash) changed;
 - deleted items: when the store's item count then differs from the copy's, every key is read and
   the items no longer stored are dropped (and items stored without a stamp taken in);
 - and the whole copy is read again every ``refresh_s`` on a worker thread, handed over and
@@ -26,6 +28,7 @@ a write later than that, or from a clock further behind, is taken in by the next
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from encoders.hybrid import lexical_width
 from stream.catalog.index import MemoryIndex, unit
 from stream.collections import ITEMS, WRITTEN_AT
 from stream.store import StoredPoint, StoreError, VectorStore
@@ -62,8 +66,22 @@ def _number(value: object, default: float) -> float:
     return float(value) if ok else default  # type: ignore[arg-type]
 
 
+def _now() -> float:
+    """The wall clock, which ``written_at`` stamps are compared with."""
+    return time.time()
+
+
 def _written(payload: Mapping[str, Any]) -> float:
     return _number(payload.get(WRITTEN_AT), -np.inf)
+
+
+def ranked_part(vector: Vector, payload: Payload, lexical: bool) -> Vector:
+    """The part of an item's stored vector that ranking reads: all of it with ``lexical``,
+    else the model's own part of a hybrid vector (the whole vector of a model's own)."""
+    if lexical:
+        return vector
+    width = lexical_width(payload.get("model"))
+    return vector[: len(vector) - width] if 0 < width < len(vector) else vector
 
 
 @dataclass
@@ -72,18 +90,27 @@ class _Copy:
     fields: dict[str, Payload]
     seen: float
     """The latest ``written_at`` taken in."""
+    lexical: bool
+    """Whether the copy holds hybrid vectors whole (:func:`ranked_part`)."""
+    settled: float = -np.inf
+    """Every write stamped before this was taken in (:meth:`ItemIndex.catch_up`)."""
 
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
-        vectors = {p.key: p.vector for p in points if p.vector is not None}
+        vectors = {
+            p.key: ranked_part(p.vector, p.payload, self.lexical)
+            for p in points
+            if p.vector is not None
+        }
         if self.index is None and vectors:
             self.index = MemoryIndex(len(next(iter(vectors.values()))), k)
         if self.index is not None:
             self.index.put(vectors)
 
 
-def _load(store: VectorStore, k: int) -> _Copy:
-    """Every stored item's vector and fields in a new index whose searches return ``k`` rows."""
-    copy = _Copy(None, {}, -np.inf)
+def _load(store: VectorStore, k: int, lexical: bool) -> _Copy:
+    """Every stored item's vector (:func:`ranked_part`) and fields in a new index whose
+    searches return ``k`` rows."""
+    copy = _Copy(None, {}, -np.inf, lexical)
     batch: list[StoredPoint] = []
     for point in store.scroll(ITEMS, with_vectors=True, fields=_READ):
         if point.vector is None:
@@ -121,11 +148,12 @@ class ItemIndex:
     (the worker hands a fresh copy over, it never swaps one in), so the batch that called it
     ranks from one copy throughout."""
 
-    def __init__(self, store: VectorStore, k: int, refresh_s: float) -> None:
+    def __init__(self, store: VectorStore, k: int, refresh_s: float, lexical: bool = False) -> None:
         self.store = store
         self.k = k
         self.refresh_s = refresh_s
-        self._copy = _load(store, k)
+        self.lexical = lexical
+        self._copy = _load(store, k, lexical)
         self._lock = threading.Lock()  # guards the hand-over of a copy the worker read
         self._pending: _Copy | None = None
         self._stop = threading.Event()
@@ -142,7 +170,8 @@ class ItemIndex:
         if pending is not None:
             self._copy = pending
         copy = self._copy
-        since = copy.seen - CHANGES_MARGIN_S if np.isfinite(copy.seen) else None
+        began = _now()
+        since = max(copy.seen - CHANGES_MARGIN_S, copy.settled) if np.isfinite(copy.seen) else None
         changes = Where(within=(WRITTEN_AT, since, None))
         seen = self._take_in(copy, list(self.store.scroll(ITEMS, fields=_READ, where=changes)))
         if self.store.count(ITEMS) != len(copy.fields):
@@ -154,6 +183,10 @@ class ItemIndex:
                 del copy.fields[k]
             seen = max(seen, self._take_in(copy, current.values()))
         copy.seen = max(copy.seen, seen)
+        # a write stamped 2 margins before this read began had landed when it began (it lands
+        # within a margin of its stamp, by a clock within a margin of ours): no later read
+        # need ask for it again, so a quiet catalogue is not read again at every batch
+        copy.settled = max(copy.settled, began - 2 * CHANGES_MARGIN_S)
 
     def _take_in(self, copy: _Copy, points: Iterable[StoredPoint]) -> float:
         """Points read without vectors: their fields, and their vectors where new or re-encoded;
@@ -181,7 +214,7 @@ class ItemIndex:
             # copy handed over asks the change feed again from where the copy in use had got
             began = self._copy.seen
             try:
-                copy = _load(self.store, self.k)
+                copy = _load(self.store, self.k, self.lexical)
             except StoreError as exc:  # keep the copy we have; the next round tries again
                 log.warning("item_index.refresh_failed", error=str(exc)[:300])
                 continue
@@ -262,8 +295,12 @@ class ItemIndex:
         if missing:
             found = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=FIELDS)
             usable = [k for k in missing if k in found and found[k].vector is not None]
-            if usable:  # normalised as the copy's are: the same vector whichever way it came
-                unit_vectors = unit(np.stack([found[k].vector for k in usable]))  # type: ignore[misc]
+            if usable:  # the part and norm the copy's have: the same whichever way it came
+                parts = [
+                    ranked_part(found[k].vector, found[k].payload, copy.lexical)  # type: ignore[arg-type]
+                    for k in usable
+                ]
+                unit_vectors = unit(np.stack(parts))
                 fetched = {
                     k: StoredPoint(k, found[k].payload, v)
                     for k, v in zip(usable, unit_vectors, strict=True)

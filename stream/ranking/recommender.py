@@ -243,7 +243,9 @@ class Recommender:
         """The copy of the items' vectors, caught up with the store (once per batch)."""
         if self._index is None:
             k = self.base.rank_candidates + self.base.history_max
-            self._index = ItemIndex(self.store, k, self.base.rank_index_refresh_s)
+            self._index = ItemIndex(
+                self.store, k, self.base.rank_index_refresh_s, self.base.rank_lexical
+            )
         else:
             self._index.catch_up()
         return self._index

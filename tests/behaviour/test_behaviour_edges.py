@@ -18,6 +18,7 @@ from kit import (
 )
 
 from encoders import Encoder
+from encoders.hybrid import dense_part
 from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS, USERS
 from stream.kafka.inspect import latest_by_key, read_topic
@@ -159,13 +160,16 @@ def test_event_for_an_unknown_item_counts_once_the_item_arrives(
                 )
     finally:
         store.close()
-    v0, v1, vl = (
-        vectors[k].vector for k in (items[0]["item_id"], items[1]["item_id"], late["item_id"])
-    )
-    assert v0 is not None and v1 is not None and vl is not None
+    full = [vectors[k].vector for k in (items[0]["item_id"], items[1]["item_id"], late["item_id"])]
+    assert all(v is not None for v in full)
+    # the profile is of the model's part of the hybrid vectors, stored padded with zeros
+    model_dim = dense_part(encoder).dim
+    v0, v1, vl = (np.asarray(v)[:model_dim] for v in full)
     # weights view 1, click 2, purchase 8; ages 59, 0 and 29 minutes; half-life one hour
     expected = 1.0 * 0.5 ** (59 / 60) * v0 + 2.0 * v1 + 8.0 * 0.5 ** (29 / 60) * vl
-    expected /= np.linalg.norm(expected)
+    padding = np.zeros(encoder.dim - model_dim)
+    expected = np.concatenate([expected / np.linalg.norm(expected), padding])
+    vl = np.asarray(full[2])
     assert after.vector is not None and before.vector is not None
     np.testing.assert_allclose(after.vector, expected, atol=1e-5)
     assert float(before.vector @ vl) < float(after.vector @ vl)

@@ -88,8 +88,8 @@ def test_a_write_landing_while_the_copy_is_reread_is_not_lost(
     real: Callable[..., candidates._Copy] = candidates._load
     read = threading.Event()
 
-    def racing(s: EdgeStore, k: int) -> candidates._Copy:
-        copy = real(s, k)  # the pages are read ...
+    def racing(s: EdgeStore, k: int, lexical: bool) -> candidates._Copy:
+        copy = real(s, k, lexical)  # the pages are read ...
         s.set_payload(ITEMS, {"a": {"in_stock": False, WRITTEN_AT: base + 1}})
         s.set_payload(ITEMS, {"z": {"price": 30.0, WRITTEN_AT: base + 10}})
         copy.fields["z"] = {**copy.fields["z"], "price": 30.0}  # ... z's after its write
@@ -109,3 +109,43 @@ def test_a_write_landing_while_the_copy_is_reread_is_not_lost(
         index.close()
     assert got["z"].payload["price"] == 30.0
     assert got["a"].payload["in_stock"] is False
+
+
+class _CountedChanges(FlakyStore):
+    """Counts the points the change feed (a filtered scroll) returns."""
+
+    changes_read = 0
+
+    def scroll(self, collection, with_vectors=False, fields=None, where=None):  # type: ignore[no-untyped-def]
+        points = list(self.inner.scroll(collection, with_vectors, fields, where))
+        if where is not None:
+            self.changes_read += len(points)
+        return iter(points)
+
+
+def test_a_quiet_catalogue_is_not_read_again_at_every_batch(
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk load (50 items stamped within a second), then no writes: once every write stamped
+    before a catch-up's start has had the margin to land, the feed asks only for later stamps
+    and a batch reads nothing again; a write that lands afterwards is still taken in."""
+    now = time.time()
+    clock = [now]
+    monkeypatch.setattr(candidates, "_now", lambda: clock[0])
+    store.upsert(ITEMS, [_item(f"i{n}", n, now - n / 50) for n in range(50)])
+    counted = _CountedChanges(store)
+    index = ItemIndex(counted, k=2, refresh_s=3_600.0)  # type: ignore[arg-type]
+    try:
+        index.catch_up()  # within the margin of the load: all 50 asked again
+        clock[0] += 2 * candidates.CHANGES_MARGIN_S + 1
+        index.catch_up()  # began after every write before it could land
+        counted.changes_read = 0
+        index.catch_up()
+        index.catch_up()
+        assert counted.changes_read == 0
+        store.upsert(ITEMS, [_item("late", 99, clock[0] - 1)])
+        index.catch_up()
+        assert counted.changes_read == 1
+        assert set(index.points(["late"])) == {"late"}
+    finally:
+        index.close()

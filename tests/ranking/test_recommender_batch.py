@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 from shoppers import THEMES, histories
 
@@ -78,7 +79,10 @@ def test_an_item_stored_after_the_copy_was_read_is_a_candidate_at_once(
         profile = recommender.recommend(shopper).profile
         assert profile is not None
         twin = Item("twin", "twin of the profile", 5.0)
-        store.upsert(ITEMS, item_points([twin], {"twin": profile}, encoder.name))
+        # the profile is of the model's part of hybrid vectors: the twin's lexical part is 0
+        twin_vector = np.zeros(encoder.dim, dtype=np.float32)
+        twin_vector[: len(profile)] = profile
+        store.upsert(ITEMS, item_points([twin], {"twin": twin_vector}, encoder.name))
         after = [r.item_id for r in recommender.recommend(shopper).ranked]
         assert "twin" in after and "twin" not in before
         store.delete(ITEMS, ["twin"])
