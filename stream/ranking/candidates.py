@@ -75,12 +75,8 @@ def _written(payload: Mapping[str, Any]) -> float:
     return _number(payload.get(WRITTEN_AT), -np.inf)
 
 
-def ranked_part(vector: Vector, payload: Payload, lexical: bool) -> Vector:
-    """The part of an item's stored vector that ranking reads: all of it with ``lexical``,
-    else the model's own part of a hybrid vector (the whole vector of a model's own)."""
-    if lexical:
-        return vector
-    width = lexical_width(payload.get("model"))
+def _cut(vector: Vector, width: int) -> Vector:
+    """``vector`` less its last ``width`` floats (all of it when it has no more)."""
     return vector[: len(vector) - width] if 0 < width < len(vector) else vector
 
 
@@ -91,24 +87,35 @@ class _Copy:
     seen: float
     """The latest ``written_at`` taken in."""
     lexical: bool
-    """Whether the copy holds hybrid vectors whole (:func:`ranked_part`)."""
+    """Whether the copy holds hybrid vectors whole, else the model's part only."""
+    width: int | None = None
+    """How many last floats of every stored vector the copy leaves out: the lexical part of
+    hybrid vectors, as the model name of an item of the first read says (one collection holds
+    vectors of one length and one model: one cut for all, so one length in the copy)."""
     settled: float = -np.inf
     """Every write stamped before this was taken in (:meth:`ItemIndex.catch_up`)."""
 
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
-        vectors = {
-            p.key: ranked_part(p.vector, p.payload, self.lexical)
-            for p in points
-            if p.vector is not None
-        }
+        points = [p for p in points if p.vector is not None]
+        if self.width is None and points:
+            named = (p.payload.get("model") for p in points)
+            self.width = 0 if self.lexical else lexical_width(next(filter(None, named), None))
+        vectors = {p.key: self.part(p) for p in points}
         if self.index is None and vectors:
             self.index = MemoryIndex(len(next(iter(vectors.values()))), k)
         if self.index is not None:
             self.index.put(vectors)
 
+    def part(self, point: StoredPoint) -> Vector:
+        """The part of the point's vector that ranking reads (the point has one)."""
+        assert point.vector is not None
+        if self.width is None:
+            self.width = 0 if self.lexical else lexical_width(point.payload.get("model"))
+        return _cut(point.vector, self.width)
+
 
 def _load(store: VectorStore, k: int, lexical: bool) -> _Copy:
-    """Every stored item's vector (:func:`ranked_part`) and fields in a new index whose
+    """Every stored item's vector (the part ranking reads) and fields in a new index whose
     searches return ``k`` rows."""
     copy = _Copy(None, {}, -np.inf, lexical)
     batch: list[StoredPoint] = []
@@ -296,11 +303,7 @@ class ItemIndex:
             found = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=FIELDS)
             usable = [k for k in missing if k in found and found[k].vector is not None]
             if usable:  # the part and norm the copy's have: the same whichever way it came
-                parts = [
-                    ranked_part(found[k].vector, found[k].payload, copy.lexical)  # type: ignore[arg-type]
-                    for k in usable
-                ]
-                unit_vectors = unit(np.stack(parts))
+                unit_vectors = unit(np.stack([copy.part(found[k]) for k in usable]))
                 fetched = {
                     k: StoredPoint(k, found[k].payload, v)
                     for k, v in zip(usable, unit_vectors, strict=True)

@@ -149,3 +149,26 @@ def test_a_quiet_catalogue_is_not_read_again_at_every_batch(
         assert set(index.points(["late"])) == {"late"}
     finally:
         index.close()
+
+
+def test_the_copy_holds_the_model_part_of_hybrid_vectors_for_every_item(store: EdgeStore) -> None:
+    """Hybrid vectors (the last 4 of 8 floats lexical, as the model name records): the copy holds
+    the first 4, normalised, for every item, one read without a model name too (one cut for the
+    whole collection: mixed lengths would break the copy); with ``lexical`` the whole vectors."""
+    base = time.time()
+    hybrid = _item("a", 1, base, model="m+chargrams4@0.5")
+    unnamed = _item("b", 2, base)
+    del unnamed.payload["model"]
+    store.upsert(ITEMS, [hybrid, unnamed])
+    for lexical, width in ((False, 4), (True, DIM)):
+        index = ItemIndex(store, k=2, refresh_s=3_600.0, lexical=lexical)
+        try:
+            store.upsert(ITEMS, [_item("c", 3, base + 1, model="m+chargrams4@0.5")])
+            index.catch_up()  # "c" through the change feed
+            got = index.points(["a", "b", "c"])
+        finally:
+            index.close()
+            store.delete(ITEMS, ["c"])
+        for key, seed in (("a", 1), ("b", 2), ("c", 3)):
+            want = _vector(seed)[:width]
+            np.testing.assert_allclose(got[key].vector, want / np.linalg.norm(want), atol=1e-6)
