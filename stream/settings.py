@@ -261,7 +261,7 @@ class Settings(BaseSettings):
     rank_lexical: bool = Field(
         default=False,
         description="shoppers' profiles and the semantic component read hybrid vectors whole; "
-        "off: only the model's part (a shopper's taste is not spelt; a third of the work)",
+        "off: only the model's part (a shopper's taste is not spelt; a quarter of the floats)",
     )
     rank_index_refresh_s: float = Field(
         default=600.0,
