@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import pytest
 import reference
 from kit import (
@@ -24,11 +23,9 @@ from kit import (
 )
 
 from encoders import Encoder
-from encoders.hybrid import dense_part
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import sample_items
 from stream.behaviour.processor import BehaviourProcessor
-from stream.collections import ITEMS
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
@@ -115,13 +112,7 @@ def test_recommendations_match_an_independent_reference(
                 publish(settings, settings.topic_user_events, map(event_bytes, triggers))
                 final.wait_caught_up()
 
-        # shoppers are ranked on the model's part of the hybrid vectors (RECSTREAM_RANK_LEXICAL)
-        model_dim = dense_part(encoder).dim
-        vectors = {
-            p.key: p.vector[:model_dim] / np.linalg.norm(p.vector[:model_dim])
-            for p in store.scroll(ITEMS, with_vectors=True)
-            if p.vector is not None
-        }
+        vectors = reference.ranked_vectors(store, settings)
     finally:
         store.close()
 

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 import reference
 from kit import (
@@ -23,10 +21,9 @@ from kit import (
 )
 
 from encoders import Encoder
-from encoders.hybrid import dense_part
 from recstream_tools.sample_catalog import sample_items
 from stream.behaviour.processor import BehaviourProcessor, UserReceived
-from stream.collections import ITEMS, USERS
+from stream.collections import USERS
 from stream.kafka.dlq import DeadLetter, LocalMessage
 from stream.kafka.inspect import read_topic
 from stream.ranking.profile import history_from_payload
@@ -96,8 +93,7 @@ def test_events_decades_apart_keep_the_consumer_running_and_the_lists_exact(
             publish(settings, settings.topic_user_events, map(event_bytes, triggers))
             running.wait_caught_up()
         assert running.errors == [], running.errors
-        vectors = {p.key: p.vector for p in store.scroll(ITEMS, with_vectors=True)}
-        model_dim = dense_part(encoder).dim  # shoppers are ranked on the model's part
+        vectors = reference.ranked_vectors(store, settings)
         stored = store.retrieve(USERS, ["u-old"])["u-old"].payload
     finally:
         store.close()
@@ -116,7 +112,7 @@ def test_events_decades_apart_keep_the_consumer_running_and_the_lists_exact(
     got = final_recommendations(settings)
     assert set(got) == {e["user_id"] for e in triggers}
     cat = reference.Catalogue(
-        vectors={k: _unit(v[:model_dim]) for k, v in vectors.items() if v is not None},
+        vectors=vectors,
         prices={i["item_id"]: i.get("price") for i in items},
         in_stock={i["item_id"]: i.get("in_stock", True) for i in items},
     )
@@ -175,7 +171,3 @@ def test_an_event_further_ahead_of_the_clock_than_the_setting_is_a_dead_letter(
     assert "ahead" in dead.detail
     roomy = make_settings(history_max_future_s=3 * 86_400.0)
     assert isinstance(received(roomy, timedelta(days=2)), UserReceived)
-
-
-def _unit(vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    return vector / np.linalg.norm(vector)

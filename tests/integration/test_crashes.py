@@ -121,9 +121,7 @@ def test_sigkill_at_random_moments_loses_nothing(
             running.wait_caught_up()
         assert store.count(ITEMS) == len(items)
         assert_lists_match_brute_force(final_lists(settings), store, settings.neighbours_k)
-        vectors = {
-            p.key: p.vector for p in store.scroll(ITEMS, with_vectors=True) if p.vector is not None
-        }
+        vectors = reference.ranked_vectors(store, settings)
     finally:
         store.close()
     got = final_recommendations(settings)

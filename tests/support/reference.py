@@ -186,6 +186,22 @@ def trigger_events(
     return triggers
 
 
+def ranked_vectors(store: Any, settings: Any) -> dict[str, np.ndarray]:
+    """The stored items' vectors as shoppers are ranked on them (``RECSTREAM_RANK_LEXICAL``
+    off): the model's part, its first ``hidden_size`` floats by the model's own config,
+    normalised; the whole vector with the setting on."""
+    from encoders.bert import model_dimension
+    from stream.collections import ITEMS
+
+    width = None if settings.rank_lexical else model_dimension(settings.model)
+    out = {}
+    for point in store.scroll(ITEMS, with_vectors=True):
+        if point.vector is not None:
+            part = np.asarray(point.vector, dtype=np.float64)[:width]
+            out[point.key] = part / np.linalg.norm(part)
+    return out
+
+
 def assert_recommendations(
     settings: Any,
     got: dict[str, list[dict[str, Any]]],
