@@ -8,10 +8,10 @@ the copy follows the store, before every batch (:meth:`ItemIndex.catch_up`):
 
 - what the catalog consumer wrote since the copy last looked: every write stamps the item's
   ``written_at`` (the writer's clock), and the copy asks for the items stamped at or after the
-  latest stamp it has seen, less ``CHANGES_MARGIN_S``, but not for those stamped over two
-  margins before the last such read began (they had landed by then: a quiet catalogue is not
-  read again at every batch); their fields are taken in, and their vectors read again where the
-  text stamp (model and content hash) changed;
+  latest stamp it has seen, less ``CHANGES_MARGIN_S`` (once that stamp has stayed the latest
+  for two margins of this reader's own time, from it: every write stamped before it has landed
+  by then, so a quiet catalogue is not read again at every batch); their fields are taken in,
+  and their vectors read again where the text stamp (model and content hash) changed;
 - deleted items: when the store's item count then differs from the copy's, every key is read and
   the items no longer stored are dropped (and items stored without a stamp taken in);
 - and the whole copy is read again every ``refresh_s`` on a worker thread, handed over and
@@ -67,8 +67,8 @@ def _number(value: object, default: float) -> float:
 
 
 def _now() -> float:
-    """The wall clock, which ``written_at`` stamps are compared with."""
-    return time.time()
+    """This reader's monotonic clock: how long it has waited, never compared with stamps."""
+    return time.monotonic()
 
 
 def _written(payload: Mapping[str, Any]) -> float:
@@ -94,6 +94,8 @@ class _Copy:
     vectors of one length and one model: one cut for all, so one length in the copy)."""
     settled: float = -np.inf
     """Every write stamped before this was taken in (:meth:`ItemIndex.catch_up`)."""
+    observed: tuple[float, float] = (np.inf, -np.inf)
+    """When (the reader's monotonic clock) a read began that first found ``seen`` as it is."""
 
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
         points = [p for p in points if p.vector is not None]
@@ -189,11 +191,18 @@ class ItemIndex:
             for k in gone:
                 del copy.fields[k]
             seen = max(seen, self._take_in(copy, current.values()))
-        copy.seen = max(copy.seen, seen)
-        # a write stamped 2 margins before this read began had landed when it began (it lands
-        # within a margin of its stamp, by a clock within a margin of ours): no later read
-        # need ask for it again, so a quiet catalogue is not read again at every batch
-        copy.settled = max(copy.settled, began - 2 * CHANGES_MARGIN_S)
+        if seen > copy.seen or not np.isfinite(copy.observed[0]):
+            copy.seen = max(copy.seen, seen)
+            copy.observed = (began, copy.seen)
+        # When a read found the latest stamp S, every writer's clock was past S less a margin;
+        # a write stamped at most S was made within a margin after that and landed within a
+        # margin more: two margins (by this reader's own clock) after that read began, every
+        # such write is in the store, and a read since then has taken it in. No later read need
+        # ask for stamps up to S again, so a quiet catalogue is not read again at every batch
+        # (writers' stamps are compared only with each other, never with this reader's clock).
+        first_found, stamp = copy.observed
+        if began - first_found >= 2 * CHANGES_MARGIN_S:
+            copy.settled = max(copy.settled, float(np.nextafter(stamp, np.inf)))
 
     def _take_in(self, copy: _Copy, points: Iterable[StoredPoint]) -> float:
         """Points read without vectors: their fields, and their vectors where new or re-encoded;

@@ -24,6 +24,7 @@ from kit import (
 )
 
 from encoders import Encoder
+from encoders.bert import model_dimension
 from stream.collections import ITEMS, USERS
 from stream.kafka.inspect import read_topic
 from stream.settings import Settings
@@ -107,8 +108,12 @@ def test_stock_price_and_text_changes_reach_the_next_list(
     # the price component: exp(-(ln 20 - ln 10)^2 / (2 sigma^2)), the shopper paid 10
     want = math.exp(-((math.log(20.0) - math.log(10.0)) ** 2) / (2 * 0.5**2))
     assert after["mug-2"]["components"]["price"] == pytest.approx(want, abs=1e-6)
-    # the re-encoded item scores from its new vector: the cosine with the stored profile
+    # the re-encoded item scores from its new vector: the cosine with the stored profile, on
+    # the model's part of the hybrid vectors (RECSTREAM_RANK_LEXICAL off; the profile's lexical
+    # part is zeros)
     assert profile is not None and hose is not None
+    width = model_dimension(settings.model)
+    profile, hose = profile[:width], hose[:width]
     cosine = float(np.dot(profile, hose) / np.linalg.norm(profile) / np.linalg.norm(hose))
     assert after["mug-3"]["components"]["semantic"] == pytest.approx(max(cosine, 0.0), abs=1e-5)
     assert after["mug-3"]["components"]["semantic"] < before["mug-3"]["components"]["semantic"]

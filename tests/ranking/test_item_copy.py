@@ -172,3 +172,25 @@ def test_the_copy_holds_the_model_part_of_hybrid_vectors_for_every_item(store: E
         for key, seed in (("a", 1), ("b", 2), ("c", 3)):
             want = _vector(seed)[:width]
             np.testing.assert_allclose(got[key].vector, want / np.linalg.norm(want), atol=1e-6)
+
+
+def test_a_writer_whose_clock_is_behind_this_readers_is_still_followed(
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog writer's clock an hour behind the behaviour consumer's: after a quiet spell,
+    a write it stamps (an hour in this reader's past) is still taken in at the next batch. The
+    feed compares stamps only with stamps, and waits by this reader's own clock."""
+    behind = time.time() - 3_600.0
+    clock = [0.0]
+    monkeypatch.setattr(candidates, "_now", lambda: clock[0])
+    store.upsert(ITEMS, [_item("a", 1, behind)])
+    index = ItemIndex(store, k=2, refresh_s=3_600.0)
+    try:
+        for _ in range(3):  # a quiet spell of 30 s by this reader's clock
+            index.catch_up()
+            clock[0] += 15.0
+        store.upsert(ITEMS, [_item("a", 1, behind + 40.0, price=7.0)])
+        index.catch_up()
+        assert index.points(["a"])["a"].payload["price"] == 7.0
+    finally:
+        index.close()
