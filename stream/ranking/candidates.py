@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,22 +98,19 @@ class _Copy:
     """When (the reader's monotonic clock) a read began that first found ``seen`` as it is."""
 
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
-        points = [p for p in points if p.vector is not None]
-        if self.width is None and points:
-            named = (p.payload.get("model") for p in points)
-            self.width = 0 if self.lexical else lexical_width(next(filter(None, named), None))
-        vectors = {p.key: self.part(p) for p in points}
+        vectors = self.parts([p for p in points if p.vector is not None])
         if self.index is None and vectors:
             self.index = MemoryIndex(len(next(iter(vectors.values()))), k)
         if self.index is not None:
             self.index.put(vectors)
 
-    def part(self, point: StoredPoint) -> Vector:
-        """The part of the point's vector that ranking reads (the point has one)."""
-        assert point.vector is not None
-        if self.width is None:
-            self.width = 0 if self.lexical else lexical_width(point.payload.get("model"))
-        return _cut(point.vector, self.width)
+    def parts(self, points: Sequence[StoredPoint]) -> dict[str, Vector]:
+        """The part of each point's vector that ranking reads (each point has one); the cut is
+        fixed by the first points ever given, from the first model name among them."""
+        if self.width is None and points:
+            named = (p.payload.get("model") for p in points)
+            self.width = 0 if self.lexical else lexical_width(next(filter(None, named), None))
+        return {p.key: _cut(p.vector, self.width or 0) for p in points if p.vector is not None}
 
 
 def _load(store: VectorStore, k: int, lexical: bool) -> _Copy:
@@ -312,7 +309,8 @@ class ItemIndex:
             found = self.store.retrieve(ITEMS, missing, with_vectors=True, fields=FIELDS)
             usable = [k for k in missing if k in found and found[k].vector is not None]
             if usable:  # the part and norm the copy's have: the same whichever way it came
-                unit_vectors = unit(np.stack([copy.part(found[k]) for k in usable]))
+                parts = copy.parts([found[k] for k in usable])
+                unit_vectors = unit(np.stack([parts[k] for k in usable]))
                 fetched = {
                     k: StoredPoint(k, found[k].payload, v)
                     for k, v in zip(usable, unit_vectors, strict=True)

@@ -194,3 +194,19 @@ def test_a_writer_whose_clock_is_behind_this_readers_is_still_followed(
         assert index.points(["a"])["a"].payload["price"] == 7.0
     finally:
         index.close()
+
+
+def test_a_copy_started_empty_cuts_by_the_first_model_name_it_meets(store: EdgeStore) -> None:
+    """The copy read nothing at start; two items then read outside the change feed, the first
+    without a model name: both are cut to the model part the second one names."""
+    index = ItemIndex(store, k=2, refresh_s=3_600.0)
+    try:
+        unnamed = _item("b", 2, time.time())
+        del unnamed.payload["model"]
+        store.upsert(ITEMS, [unnamed, _item("a", 1, time.time(), model="m+chargrams4@0.5")])
+        got = index.points(["b", "a"])
+    finally:
+        index.close()
+    for key, seed in (("a", 1), ("b", 2)):
+        want = _vector(seed)[:4]
+        np.testing.assert_allclose(got[key].vector, want / np.linalg.norm(want), atol=1e-6)
