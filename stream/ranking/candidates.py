@@ -98,14 +98,14 @@ class _Copy:
     """When (the reader's monotonic clock) a read began that first found ``seen`` as it is."""
 
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
-        vectors = self.parts([p for p in points if p.vector is not None])
+        vectors = self.parts(list(points))
         if self.index is None and vectors:
             self.index = MemoryIndex(len(next(iter(vectors.values()))), k)
         if self.index is not None:
             self.index.put(vectors)
 
     def parts(self, points: Sequence[StoredPoint]) -> dict[str, Vector]:
-        """The part of each point's vector that ranking reads (each point has one); the cut is
+        """The part of the vector that ranking reads, of each point that has one; the cut is
         fixed by the first points ever given, from the first model name among them."""
         if self.width is None and points:
             named = (p.payload.get("model") for p in points)
