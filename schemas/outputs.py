@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -72,6 +72,26 @@ def neighbour_list_json(
     return (
         f'{{"item_id":{_string(item_id)},"neighbours":[{entries}],"model":{_string(model)},'
         f'"item_version":{version},"generated_at":"{_iso_utc(generated_at)}"}}'
+    ).encode()
+
+
+def recommendations_json(
+    user_id: str,
+    items: Iterable[tuple[str, float, Mapping[str, float]]],
+    generated_at: datetime,
+) -> bytes:
+    """The value ``Recommendations(...).to_json_bytes()`` writes for ``items`` (item id, score,
+    components), built as text like :func:`neighbour_list_json`: the behaviour consumer writes
+    one list per shopper of every batch. A property test checks that the two parse alike."""
+    entries = ",".join(
+        f'{{"item_id":{_string(i)},"score":{_number(float(s))},"components":{{'
+        + ",".join(f"{_string(k)}:{_number(float(v))}" for k, v in parts.items())
+        + "}}"
+        for i, s, parts in items
+    )
+    return (
+        f'{{"user_id":{_string(user_id)},"items":[{entries}],'
+        f'"generated_at":"{_iso_utc(generated_at)}"}}'
     ).encode()
 
 

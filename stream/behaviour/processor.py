@@ -28,7 +28,7 @@ import structlog
 
 from schemas.behaviour import UserEvent, parse_behaviour_event
 from schemas.errors import FUTURE_EVENT, TOO_LARGE, InvalidEvent, require_key
-from schemas.outputs import Recommendations, RecommendedItem
+from schemas.outputs import Recommendations, RecommendedItem, recommendations_json
 from schemas.source import partition_of, source_of
 from stream.collections import USERS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
@@ -68,15 +68,23 @@ def recommendations_message(
     return Recommendations(
         user_id=user_id,
         items=[
-            RecommendedItem(
-                item_id=r.item_id,
-                score=round(r.score, 6),
-                components={k: round(v, 6) for k, v in r.components.items()},
-            )
-            for r in ranked
+            RecommendedItem(item_id=i, score=s, components=parts)
+            for i, s, parts in _rounded(ranked)
         ],
         generated_at=generated_at,
     )
+
+
+def recommendations_value(user_id: str, ranked: Sequence[Ranked], generated_at: datetime) -> bytes:
+    """The JSON value of :func:`recommendations_message`, written without building it."""
+    return recommendations_json(user_id, _rounded(ranked), generated_at)
+
+
+def _rounded(ranked: Sequence[Ranked]) -> list[tuple[str, float, dict[str, float]]]:
+    return [
+        (r.item_id, round(r.score, 6), {k: round(v, 6) for k, v in r.components.items()})
+        for r in ranked
+    ]
 
 
 class BehaviourProcessor:
@@ -161,10 +169,8 @@ class BehaviourProcessor:
         )
         for user_id, (merged, upto) in changed.items():
             rec = recommendations[user_id]
-            message = recommendations_message(user_id, rec.ranked, now)
-            outputs.append(
-                Output(s.topic_recommendations, user_id.encode(), message.to_json_bytes())
-            )
+            value = recommendations_value(user_id, rec.ranked, now)
+            outputs.append(Output(s.topic_recommendations, user_id.encode(), value))
             updates[user_id] = StoredPoint(
                 user_id,
                 {

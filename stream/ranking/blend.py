@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.store.base import Vector
 
@@ -90,13 +91,17 @@ class Scored:
         scores = blended(self.components, weights.vector())
         if mmr_lambda >= 1.0:
             order = np.lexsort((np.array(self.ids), -scores))[:n]
-            return [self._ranked(int(k), scores) for k in order]
-        everyone = [self._ranked(k, scores) for k in range(len(self.ids))]
+            return self._ranked(order, scores)
+        everyone = self._ranked(np.arange(len(self.ids)), scores)
         return _mmr(everyone, self.unit, mmr_lambda, n)
 
-    def _ranked(self, k: int, scores: _Matrix) -> Ranked:
-        row = map(float, self.components[k])
-        return Ranked(self.ids[k], float(scores[k]), dict(zip(COMPONENTS, row, strict=True)))
+    def _ranked(self, order: npt.NDArray[np.intp], scores: _Matrix) -> list[Ranked]:
+        """The candidates at ``order``, in that order (floats of Python, not of numpy)."""
+        rows = self.components[order].tolist()
+        return [
+            Ranked(self.ids[k], s, dict(zip(COMPONENTS, row, strict=True)))
+            for k, s, row in zip(order.tolist(), scores[order].tolist(), rows, strict=True)
+        ]
 
 
 def blended(components: _Matrix, weights: _Matrix) -> _Matrix:

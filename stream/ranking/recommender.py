@@ -19,7 +19,7 @@ gives the same list, whenever and with whomever it is computed.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,52 +171,59 @@ class Recommender:
             min(least) if len(top) == s.rank_candidates and np.isfinite(least).all() else np.nan
         )
 
-        collaborative: dict[str, _Sparse] = {}
-        learned: dict[str, _Sparse] = {}
-        ids: dict[str, list[str]] = {}
-        for n, user in enumerate(shoppers):
-            collaborative[user] = _Sparse.row(co_matrix, n)
-            learned[user] = _Sparse.row(folded, n)
-            ids[user] = list(
-                dict.fromkeys(
-                    [
-                        *semantic.get(user, []),
-                        *collaborative[user].best(co_items, s.rank_candidates),
-                        *learned[user].best(self.model.items, s.rank_candidates),
-                        *popular,
-                    ]
-                )
-            )
-
-        table = index.table(sorted({k for v in ids.values() for k in v}))
+        # every shopper's candidates, then all of them as one table: each source's best as
+        # positions in its own columns, named once per distinct column
+        collaborative = [_Sparse.row(co_matrix, n) for n in range(len(shoppers))]
+        learned = [_Sparse.row(folded, n) for n in range(len(shoppers))]
+        co_best = [co.best_columns(s.rank_candidates) for co in collaborative]
+        learned_best = [learnt.best_columns(s.rank_candidates) for learnt in learned]
+        named = set(popular)
+        for user in shoppers:
+            named.update(semantic.get(user, ()))
+        named.update(_names(co_items, co_best))
+        named.update(_names(self.model.items, learned_best))
+        table = index.table(sorted(named))
+        co_rows = _rows_of(co_items, co_best, table.row)
+        learned_rows = _rows_of(self.model.items, learned_best, table.row)
+        popular_rows = np.array([table.row[k] for k in popular if k in table.row], np.int64)
+        # what each row has in every source's columns (-1: none), and its log popularity
+        co_col = _columns(table.keys, co_index)
+        learned_col = _columns(table.keys, self.model.index)
+        log_pop = np.fromiter((known.get(k, np.inf) for k in table.keys), np.float64)
         prices = {k: p.payload.get("price") for k, p in items_known.items()}
         mmr = s.rank_mmr_lambda < 1.0
         scored = {}
-        for user, sh in shoppers.items():
-            keys = [k for k in dict.fromkeys(ids[user]) if k in table.row and k not in sh.exclude]
-            at = np.array([table.row[k] for k in keys], dtype=np.int64)
-            stocked = table.in_stock[at]
-            if not stocked.all():
-                keys = [k for k, keep in zip(keys, stocked, strict=True) if keep]
-                at = at[stocked]
-            co, learnt = collaborative[user], learned[user]
+        logs = {}
+        for n, (user, sh) in enumerate(shoppers.items()):
+            rows = np.unique(
+                np.concatenate(
+                    [
+                        _rows_of_keys(semantic.get(user, ()), table.row),
+                        co_rows[co_best[n]],
+                        learned_rows[learned_best[n]],
+                        popular_rows,
+                    ]
+                )
+            )
+            rows = rows[rows >= 0]
+            if sh.exclude:
+                rows = rows[~np.isin(rows, _rows_of_keys(sh.exclude, table.row))]
+            at = rows[table.in_stock[rows]]
+            keys = [table.keys[r] for r in at.tolist()]
             scored[user] = score_arrays(
                 sh.profile,
                 keys,
                 table.unit[at].astype(np.float64) if mmr else np.zeros((len(at), 0)),
                 semantic=_cosines_of(table.unit, at, unit_profile(sh.profile)),
-                collaborative=co.at([co_index.get(k, -1) for k in keys]),
+                collaborative=collaborative[n].at(co_col[at]),
                 popularity=np.zeros(len(keys)),  # set below
-                learned=learnt.at([self.model.index.get(k, -1) for k in keys]),
+                learned=learned[n].at(learned_col[at]),
                 prices=table.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
             )
+            logs[user] = log_pop[at]
         # the candidates' popularity: one read of those that matter, then each shopper's shares
-        logs = {
-            user: np.fromiter((known.get(k, np.inf) for k in sc.ids), np.float64, len(sc.ids))
-            for user, sc in scored.items()
-        }
         wanted = {
             scored[user].ids[k]
             for user, raw in logs.items()
@@ -323,10 +330,10 @@ class _Sparse:
         keep = (values > 0) & np.isfinite(values)
         return cls(cols[keep], values[keep])
 
-    def best(self, names: Sequence[str], n: int) -> list[str]:
-        """The ``n`` best items, ties by item id (columns are in id order)."""
+    def best_columns(self, n: int) -> npt.NDArray[np.int64]:
+        """The columns of the ``n`` best items, ties by item id (columns are in id order)."""
         order = np.lexsort((self.cols, -self.values))[:n]
-        return [names[c] for c in self.cols[order]]
+        return self.cols[order].astype(np.int64)
 
     def at(self, cols: Sequence[int]) -> npt.NDArray[np.float64]:
         """The scores of these columns (-1: not in the model), 0 where there is none."""
@@ -335,6 +342,35 @@ class _Sparse:
             return np.zeros(len(want))
         pos = np.minimum(np.searchsorted(self.cols, want), len(self.cols) - 1)
         return np.where(self.cols[pos] == want, self.values[pos], 0.0)
+
+
+def _names(names: Sequence[str], columns: Sequence[npt.NDArray[np.int64]]) -> list[str]:
+    """The names of the columns given, each once."""
+    return [names[c] for c in _unique(columns).tolist()]
+
+
+def _rows_of(
+    names: Sequence[str], columns: Sequence[npt.NDArray[np.int64]], row: Mapping[str, int]
+) -> npt.NDArray[np.int64]:
+    """Each column's table row (-1 where it has none), for the columns given."""
+    out = np.full(len(names), -1, dtype=np.int64)
+    for c in _unique(columns).tolist():
+        out[c] = row.get(names[c], -1)
+    return out
+
+
+def _unique(columns: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+    return np.unique(np.concatenate(columns)) if columns else np.zeros(0, dtype=np.int64)
+
+
+def _rows_of_keys(keys: Iterable[str], row: Mapping[str, int]) -> npt.NDArray[np.int64]:
+    """The table rows of ``keys`` (-1 for a key the table does not hold)."""
+    return np.fromiter((row.get(k, -1) for k in keys), np.int64)
+
+
+def _columns(keys: Sequence[str], index: Mapping[str, int]) -> npt.NDArray[np.int64]:
+    """Each key's column in ``index``, -1 where it has none."""
+    return np.fromiter((index.get(k, -1) for k in keys), np.int64, len(keys))
 
 
 def _cosines_of(

@@ -93,6 +93,18 @@ def _key(payload: Mapping[str, Any] | None) -> str:
     return str((payload or {})["key"])
 
 
+def _hit(scored: Any) -> Hit:
+    point = _stored(scored)
+    return Hit(key=point.key, score=float(scored.score), payload=point.payload)
+
+
+def _stored(record: Any, vector: Vector | None = None) -> StoredPoint:
+    """A record as a point. The engine builds its payload anew at every read of ``payload``
+    (a large one costs as much as the retrieve itself): read once."""
+    payload = dict(record.payload or {})
+    return StoredPoint(key=_key(payload), payload=payload, vector=vector)
+
+
 def _dense(vector: qe.Vector | None) -> Vector | None:
     """The collection's dense vector out of a record's named vectors; None when not fetched."""
     if not vector:
@@ -226,9 +238,8 @@ class EdgeStore:
             )
         out: dict[str, StoredPoint] = {}
         for r in records:
-            key = _key(r.payload)
-            vec = _dense(r.vector) if with_vectors else None
-            out[key] = StoredPoint(key=key, payload=dict(r.payload or {}), vector=vec)
+            point = _stored(r, _dense(r.vector) if with_vectors else None)
+            out[point.key] = point
         return out
 
     def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
@@ -246,13 +257,7 @@ class EdgeStore:
         ]
         with self._engine():
             results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
-        return [
-            [
-                Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {}))
-                for p in r
-            ]
-            for r in results
-        ]
+        return [[_hit(p) for p in r] for r in results]
 
     def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
         keys: list[str] = []
@@ -276,7 +281,7 @@ class EdgeStore:
             records, _ = self._shard(collection).scroll(
                 qe.ScrollRequest(limit=limit, order_by=order, with_payload=True)
             )
-        return [StoredPoint(key=_key(r.payload), payload=dict(r.payload or {})) for r in records]
+        return [_stored(r) for r in records]
 
     def scroll(
         self,
@@ -298,8 +303,7 @@ class EdgeStore:
                     )
                 )
             for r in records:
-                vec = _dense(r.vector) if with_vectors else None
-                yield StoredPoint(key=_key(r.payload), payload=dict(r.payload or {}), vector=vec)
+                yield _stored(r, _dense(r.vector) if with_vectors else None)
             if offset is None:
                 return
 

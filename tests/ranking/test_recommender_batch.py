@@ -14,7 +14,7 @@ from encoders import Encoder
 from recstream_tools.evaluation.harness import build, item_points
 from recstream_tools.evaluation.interactions import Item
 from stream.collections import ITEM_STATS, ITEMS
-from stream.ranking.blend import Weights
+from stream.ranking.blend import COMPONENTS, Weights
 from stream.ranking.recommender import Recommender
 from stream.settings import Settings
 from stream.store.base import Vector
@@ -133,3 +133,43 @@ def test_unread_popularity_never_changes_the_lists(
             assert g.components == pytest.approx(w.components, abs=1e-12)
     unread = {k for sc in every.values() for k in sc.ids} - set(asked)
     assert asked and unread  # some read, some left out
+
+
+def test_each_sources_best_items_are_candidates(
+    make_settings: Callable[..., Settings], encoder: Encoder
+) -> None:
+    """With few candidates per source (3), each shopper's candidates still hold the items each
+    source ranks best: every item whose collaborative, learned or semantic component, when
+    every item is a candidate, is above the third largest of that component. (The batch maps
+    each source's best columns to rows of one table: a wrong mapping proposes other items.)"""
+    few, every = 3, 10_000
+    settings = make_settings(rank_candidates=few, rank_exclude_purchased_days=0.0)
+    shoppers = histories(120, seed=5)
+    items, vectors = _themed(encoder, priced=True)
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        build(store, item_points(items, vectors, encoder.name), shoppers, settings, 1)
+        small = Recommender(settings, store)
+        large = Recommender(settings.model_copy(update={"rank_candidates": every}), store)
+        proposed, _ = small.score_many(shoppers)
+        whole, _ = large.score_many(shoppers)
+        small.close()
+        large.close()
+    finally:
+        store.close()
+    checked = dict.fromkeys(("collaborative", "learned", "semantic"), 0)
+    for user, history in shoppers.items():
+        last = max(history, key=lambda i: i.at)
+        if last.type == "purchase":
+            continue  # bought at the shopper's own time: excluded, a source's best may be it
+        assert len(whole[user].ids) == len(items)  # every item is a candidate there
+        for name in checked:
+            values = whole[user].components[:, COMPONENTS.index(name)]
+            positive = np.sort(values[values > 0])[::-1]
+            if not len(positive):
+                continue
+            bar = positive[min(few, len(positive)) - 1] + 1e-6
+            best = {whole[user].ids[k] for k in np.flatnonzero(values > bar)}
+            assert best <= set(proposed[user].ids), (user, name, best - set(proposed[user].ids))
+            checked[name] += len(best)
+    assert all(checked.values()), checked

@@ -32,7 +32,7 @@ from schemas import (
 from schemas import catalog as c
 from schemas.behaviour import MAX_QUANTITY
 from schemas.errors import MAX_DETAIL_CHARS
-from schemas.outputs import neighbour_list_json
+from schemas.outputs import neighbour_list_json, recommendations_json
 
 # The examples of docs/design.md, "Messages on the wire", verbatim.
 CREATED = b"""{"type": "item.created", "event_id": "e-1", "occurred_at": "2026-11-22T10:00:00Z",
@@ -157,6 +157,40 @@ def test_fast_neighbour_list_json_is_the_models_message(
     fast = neighbour_list_json(item_id, neighbours, "all-MiniLM-L6-v2", version, at)
     assert json.loads(fast) == json.loads(model.to_json_bytes())
     assert NeighbourList.model_validate_json(fast) == model
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    user_id=st.text(min_size=1, max_size=20),
+    items=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20),
+            st.floats(-1, 2, allow_nan=False),
+            st.dictionaries(st.text(max_size=12), st.floats(0, 1), max_size=5),
+        ),
+        max_size=12,
+    ),
+    offset_hours=st.integers(-12, 12),
+)
+def test_fast_recommendations_json_is_the_models_message(
+    user_id: str, items: list[tuple[str, float, dict[str, float]]], offset_hours: int
+) -> None:
+    """recommendations_json (the behaviour consumer's writer) gives the message Recommendations
+    writes: the same JSON once parsed, and it validates as Recommendations."""
+    at = datetime(2026, 11, 22, 12, 0, 1, 250_000, tzinfo=timezone(timedelta(hours=offset_hours)))
+    model = Recommendations(
+        user_id=user_id,
+        items=[RecommendedItem(item_id=i, score=s, components=c) for i, s, c in items],
+        generated_at=at,
+    )
+    fast = recommendations_json(user_id, items, at)
+    assert json.loads(fast) == json.loads(model.to_json_bytes())
+    assert Recommendations.model_validate_json(fast) == model
+
+
+def test_fast_recommendations_json_refuses_infinity() -> None:
+    with pytest.raises(ValueError):
+        recommendations_json("u", [("a", 0.5, {"semantic": float("inf")})], datetime.now(UTC))
 
 
 def test_fast_neighbour_list_json_refuses_nan() -> None:
