@@ -139,6 +139,19 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     beh.add_argument("--out", **out)
     add_settings_options(beh)
 
+    bat = which.add_parser(
+        "batches",
+        help="ms per behaviour batch in the two behaviour processors alone (no broker, one "
+        "thread): the cost of a batch without the pipeline's noise",
+    )
+    bat.add_argument("--items", type=int, default=10_000, help="catalogue size [10000]")
+    bat.add_argument("--users", type=int, default=2_000, help="shoppers with histories [2000]")
+    bat.add_argument("--events", type=int, default=8_192, help="timed events [8192]")
+    bat.add_argument("--batch", type=int, default=256, help="events per batch [256]")
+    bat.add_argument("--name", default=None, help="result file name [behaviour-batches-<items>]")
+    bat.add_argument("--out", **out)
+    add_settings_options(bat)
+
     srv = which.add_parser(
         "serve", help="the HTTP API's latency per endpoint at a steady request rate"
     )
@@ -275,6 +288,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.name,
         )
         print(behaviour.summary(result))
+    elif args.bench_command == "batches":
+        from recstream_tools.bench import batches
+
+        result = batches.run(
+            settings, args.items, args.users, args.events, args.batch, args.out, args.name
+        )
+        print(batches.summary(result))
     elif args.bench_command == "serve":
         from recstream_tools.bench import serve
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from recstream_tools.bench.report import LoadMonitor, new_result, percentiles, w
 from recstream_tools.bench.scaling import exact_lists, jittered
 from schemas.outputs import neighbour_list_json
 from stream.cli import build_parser
+from stream.settings import Settings
 
 
 def test_bench_commands_parse_with_their_options() -> None:
@@ -35,6 +37,8 @@ def test_bench_commands_parse_with_their_options() -> None:
     args = parser.parse_args(["bench", "freshness", "--loads", "0.5,0.9", "--seconds", "5"])
     assert (args.bench_command, args.loads, args.seconds) == ("freshness", [0.5, 0.9], 5.0)
     assert parser.parse_args(["bench", "freshness"]).loads == [0.5, 0.8]
+    args = parser.parse_args(["bench", "batches", "--items", "500", "--batch", "64"])
+    assert (args.bench_command, args.items, args.batch, args.events) == ("batches", 500, 64, 8192)
     args = parser.parse_args(["bench", "serve", "--sizes", "2000", "--rate", "20"])
     assert (args.bench_command, args.sizes, args.rate, args.seconds) == ("serve", [2000], 20.0, 20)
 
@@ -237,3 +241,17 @@ def test_query_load_asks_a_real_api_at_its_rate(tmp_path: Path) -> None:
     assert 1 <= result["requests"] <= 45  # never ahead of its schedule (40/s, ~1 s)
     assert set(result["statuses"]) == {"200", "404"}
     assert sum(result["statuses"].values()) == result["requests"]
+
+
+def test_batches_bench_times_both_processors(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """`recstream bench batches` on a tiny catalogue: every timed batch has both parts timed and
+    published activities, and the JSON says so."""
+    from recstream_tools.bench import batches
+
+    result = batches.run(make_settings(), 300, 40, 64, 32, tmp_path, progress=lambda _: None)
+    written = json.loads((tmp_path / "behaviour-batches-300.json").read_text())
+    assert written["batches"] == result["batches"] == 2
+    assert all(b["behaviour_ms"] > 0 and b["activities"] > 0 for b in written["batch_ms"])
+    assert written["per_batch"]["stats_ms"]["p50"] > 0
