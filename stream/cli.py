@@ -58,7 +58,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka_", "group_id", "topic_", "max_message_bytes"),
     "store": ("qdrant_",),
     "encoder": ("model", "device", "encoder_", "max_seq_length", "lexical_"),
-    "batching": ("batch_", "stats_batch_"),
+    "batching": ("batch_", "behaviour_batch_", "stats_batch_"),
     "lists": (
         "neighbours_k",
         "recommendations_n",

@@ -219,4 +219,6 @@ class BehaviourConsumer(BatchConsumer[UserReceived | DeadLetter, list[StoredPoin
     def __init__(self, settings: Settings, processor: BehaviourProcessor) -> None:
         topics = behaviour_topics(settings)
         group = settings.behaviour_group()
-        super().__init__(settings, processor, settings.topic_user_events, group, topics)
+        wait = {"batch_max_wait_ms": settings.behaviour_batch_max_wait_ms}
+        batching = settings.model_copy(update=wait)
+        super().__init__(batching, processor, settings.topic_user_events, group, topics)
