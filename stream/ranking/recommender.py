@@ -175,20 +175,18 @@ class Recommender:
         # positions in its own columns, named once per distinct column
         collaborative = [_Sparse.row(co_matrix, n) for n in range(len(shoppers))]
         learned = [_Sparse.row(folded, n) for n in range(len(shoppers))]
-        co_best = [co.best_columns(s.rank_candidates) for co in collaborative]
-        learned_best = [learnt.best_columns(s.rank_candidates) for learnt in learned]
-        named = set(popular)
+        co_best = _Best.of(collaborative, s.rank_candidates, co_items)
+        learned_best = _Best.of(learned, s.rank_candidates, self.model.items)
+        named = {*popular, *co_best.names, *learned_best.names}
         for user in shoppers:
             named.update(semantic.get(user, ()))
-        named.update(_names(co_items, co_best))
-        named.update(_names(self.model.items, learned_best))
         table = index.table(sorted(named))
-        co_rows = _rows_of(co_items, co_best, table.row)
-        learned_rows = _rows_of(self.model.items, learned_best, table.row)
+        co_rows = co_best.rows(table.row)
+        learned_rows = learned_best.rows(table.row)
         popular_rows = np.array([table.row[k] for k in popular if k in table.row], np.int64)
         # what each row has in every source's columns (-1: none), and its log popularity
-        co_col = _columns(table.keys, co_index)
-        learned_col = _columns(table.keys, self.model.index)
+        co_col = _positions(table.keys, co_index)
+        learned_col = _positions(table.keys, self.model.index)
         log_pop = np.fromiter((known.get(k, np.inf) for k in table.keys), np.float64)
         prices = {k: p.payload.get("price") for k, p in items_known.items()}
         mmr = s.rank_mmr_lambda < 1.0
@@ -198,16 +196,16 @@ class Recommender:
             rows = np.unique(
                 np.concatenate(
                     [
-                        _rows_of_keys(semantic.get(user, ()), table.row),
-                        co_rows[co_best[n]],
-                        learned_rows[learned_best[n]],
+                        _positions(semantic.get(user, ()), table.row),
+                        co_best.of_shopper(n, co_rows),
+                        learned_best.of_shopper(n, learned_rows),
                         popular_rows,
                     ]
                 )
             )
             rows = rows[rows >= 0]
             if sh.exclude:
-                rows = rows[~np.isin(rows, _rows_of_keys(sh.exclude, table.row))]
+                rows = rows[~np.isin(rows, _positions(sh.exclude, table.row))]
             at = rows[table.in_stock[rows]]
             keys = [table.keys[r] for r in at.tolist()]
             scored[user] = score_arrays(
@@ -344,33 +342,33 @@ class _Sparse:
         return np.where(self.cols[pos] == want, self.values[pos], 0.0)
 
 
-def _names(names: Sequence[str], columns: Sequence[npt.NDArray[np.int64]]) -> list[str]:
-    """The names of the columns given, each once."""
-    return [names[c] for c in _unique(columns).tolist()]
+@dataclass(frozen=True)
+class _Best:
+    """One source's best columns for each shopper of a batch, and the distinct ones among them
+    (ascending) with their names: each named, and later given a table row, once per batch."""
+
+    shoppers: list[npt.NDArray[np.int64]]
+    columns: npt.NDArray[np.int64]
+    names: list[str]
+
+    @classmethod
+    def of(cls, rows: Sequence[_Sparse], n: int, names: Sequence[str]) -> _Best:
+        shoppers = [row.best_columns(n) for row in rows]
+        columns = np.unique(np.concatenate(shoppers)) if shoppers else np.zeros(0, np.int64)
+        return cls(shoppers, columns, [names[c] for c in columns.tolist()])
+
+    def rows(self, row: Mapping[str, int]) -> npt.NDArray[np.int64]:
+        """The table row of each distinct column (-1 where the table has none)."""
+        return _positions(self.names, row)
+
+    def of_shopper(self, n: int, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Shopper ``n``'s best as table rows, given :meth:`rows`."""
+        return rows[np.searchsorted(self.columns, self.shoppers[n])]
 
 
-def _rows_of(
-    names: Sequence[str], columns: Sequence[npt.NDArray[np.int64]], row: Mapping[str, int]
-) -> npt.NDArray[np.int64]:
-    """Each column's table row (-1 where it has none), for the columns given."""
-    out = np.full(len(names), -1, dtype=np.int64)
-    for c in _unique(columns).tolist():
-        out[c] = row.get(names[c], -1)
-    return out
-
-
-def _unique(columns: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
-    return np.unique(np.concatenate(columns)) if columns else np.zeros(0, dtype=np.int64)
-
-
-def _rows_of_keys(keys: Iterable[str], row: Mapping[str, int]) -> npt.NDArray[np.int64]:
-    """The table rows of ``keys`` (-1 for a key the table does not hold)."""
-    return np.fromiter((row.get(k, -1) for k in keys), np.int64)
-
-
-def _columns(keys: Sequence[str], index: Mapping[str, int]) -> npt.NDArray[np.int64]:
-    """Each key's column in ``index``, -1 where it has none."""
-    return np.fromiter((index.get(k, -1) for k in keys), np.int64, len(keys))
+def _positions(keys: Iterable[str], index: Mapping[str, int]) -> npt.NDArray[np.int64]:
+    """Each key's position in ``index`` (a table row, a model column), -1 where it has none."""
+    return np.fromiter((index.get(k, -1) for k in keys), np.int64)
 
 
 def _cosines_of(
