@@ -168,13 +168,34 @@ def _product_names(data: Path) -> dict[str, list[Item]]:
     return found
 
 
+_VARIANTS = (
+    "Black", "White", "Red", "Blue", "Green", "Grey", "Size S", "Size M", "Size L", "Size XL",
+    "Pack of 2", "Pack of 3", "Set of 4", "Large", "Small", "Mini", "Pro", "Plus", "Kids", "Travel",
+)  # fmt: skip
+"""What tells a product's variants apart in a shop's names: colours, sizes, packs, editions."""
+
+
+def variant(title: str, round_: int) -> str:
+    """``title`` as its ``round_``-th variant (0: itself): a suffix of variant words, one per
+    base-20 digit of the round, so that each round's names differ from every other round's."""
+    words = []
+    while round_ > 0:
+        round_ -= 1
+        words.append(_VARIANTS[round_ % len(_VARIANTS)])
+        round_ //= len(_VARIANTS)
+    return f"{title} - {', '.join(words)}" if words else title
+
+
 def product_items(
     n: int, data: Path = DATA, prefix: str = "p"
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """``n`` catalogue items (wire-format dicts) named like real products, in a fixed-seed
-    shuffled order, each title once: the shared data's products first, then generated sample
-    items when those run out. Ids are ``<prefix>-0000001`` upwards. Also returns how many came
-    from each source."""
+    shuffled order, each title once. The shared data's products come first; when they run out,
+    the same products again as variants (a colour, a size, a pack: :func:`variant`), in the same
+    order, so that any stretch of the list holds texts of the same kind and length (generated
+    sample items, ~4x as many tokens, made a load of later items heavier than the rate measured
+    on the first). Without the data, generated sample items. Ids are ``<prefix>-0000001``
+    upwards. Also returns how many came from each source (variants as ``<source>_variant``)."""
     rng = random.Random(_SEED)
     seen: set[str] = set()
     pool: list[tuple[str, Item]] = []
@@ -184,13 +205,21 @@ def product_items(
                 seen.add(item.title.lower())
                 pool.append((source, item))
     rng.shuffle(pool)
-    pool = pool[:n]
-    if len(pool) < n:
-        extra = [Item.model_validate(i) for i in sample_items(n - len(pool), seed=_SEED)]
-        pool += [("generated_sample_items", i) for i in extra]
+    if not pool:
+        extra = [Item.model_validate(i) for i in sample_items(n, seed=_SEED)]
+        pool = [("generated_sample_items", i) for i in extra]
+    picked: list[tuple[str, Item]] = []
+    round_ = 0
+    while len(picked) < n:
+        for source, item in pool[: n - len(picked)]:
+            if round_:
+                title = variant(item.title, round_)[:1000]
+                source, item = f"{source}_variant", item.model_copy(update={"title": title})
+            picked.append((source, item))
+        round_ += 1
     out: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
-    for number, (source, item) in enumerate(pool, start=1):
+    for number, (source, item) in enumerate(picked, start=1):
         counts[source] = counts.get(source, 0) + 1
         wire = item.model_dump(mode="json", exclude_none=True)
         out.append({**wire, "item_id": f"{prefix}-{number:07d}"})

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.catalog.partition import MIN_ROWS, Partition, Rebuild, members
-from stream.catalog.search import Clusters, Found, search
+from stream.catalog.search import Clusters, Found, Screen, screen_slack, search
 from stream.store.base import Vector
 
 log = structlog.get_logger(__name__)
@@ -49,7 +49,16 @@ class MemoryIndex:
     (``background``; :class:`Rebuild`) and put to use by the first search after they are done.
     """
 
-    def __init__(self, dim: int, k: int, min_rows: int = MIN_ROWS, background: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        k: int,
+        min_rows: int = MIN_ROWS,
+        background: bool = True,
+        screen: bool = False,
+    ) -> None:
+        """``screen``: keep a bfloat16 copy of the rows too (2 bytes a number beside the 4 of
+        float32), which searches score roughly first (:class:`stream.catalog.search.Screen`)."""
         self.dim = dim
         self.k = k
         self.keys: list[str] = []
@@ -64,6 +73,7 @@ class MemoryIndex:
         self._lengths = np.zeros(0, dtype=np.int16)
         self._cluster = np.zeros(0, dtype=np.int16)
         self._hidden = np.zeros(0, dtype=np.bool_)
+        self._rough = torch.empty((0, dim), dtype=torch.bfloat16) if screen else None
         self._any_hidden = False
         self.min_rows = min_rows
         self._partition: Partition | None = None
@@ -122,6 +132,8 @@ class MemoryIndex:
         norms = np.linalg.norm(block, axis=1, keepdims=True)
         block /= np.where(norms > 0, norms, 1)  # in place: a fresh array, no second copy
         self._matrix[rows] = block
+        if self._rough is not None:
+            self._rough[rows] = torch.from_numpy(block).bfloat16()
         self._members = None
         if self._partition is not None:
             self._cluster[rows] = self._partition.assign(self._matrix[rows])
@@ -139,6 +151,8 @@ class MemoryIndex:
                 moved = self.keys[last]
                 for array in self._columns():
                     array[row] = array[last]
+                if self._rough is not None:
+                    self._rough[row] = self._rough[last]
                 self.keys[row] = moved
                 self.rows[moved] = row
                 if self._rebuild is not None:
@@ -230,8 +244,11 @@ class MemoryIndex:
         if no_entry is not None:
             unrecorded = np.flatnonzero(self._lengths[: len(self.keys)] < 0)
             no_entry = np.concatenate([no_entry, unrecorded])
+        screen = None
+        if self._rough is not None:
+            screen = Screen(self._rough[: len(self.keys)], screen_slack(self.dim))
         return search(
-            self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden
+            self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden, screen
         )
 
     def settle(self) -> None:
@@ -321,6 +338,10 @@ class MemoryIndex:
         self._lengths = grown(self._lengths, _NO_LIST)
         self._cluster = grown(self._cluster, 0)
         self._hidden = grown(self._hidden, 0)
+        if self._rough is not None:
+            rough = torch.empty((capacity, self.dim), dtype=torch.bfloat16)  # pages untouched
+            rough[:used] = self._rough[:used]
+            self._rough = rough
 
     def _columns(self) -> tuple[npt.NDArray[Any], ...]:
         """Every per-row array."""

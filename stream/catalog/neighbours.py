@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 
+from encoders.bert import cpu_capabilities, native_bf16
 from stream.catalog.index import MemoryIndex, unit
 from stream.catalog.journal import JournalDamaged, ListJournal, journal_line
 from stream.catalog.lists import NO_FLOOR, NeighbourState
@@ -249,9 +250,13 @@ class MemoryFinder(NeighbourFinder):
         load_chunk: int = LOAD_CHUNK,
         repair: int = REPAIR_CHUNK,
         state: CatalogState | None = None,
+        screen: bool = False,
     ) -> None:
+        """``screen``: the copy keeps its vectors in bfloat16 too, to search roughly first
+        (:class:`stream.catalog.search.Screen`)."""
         super().__init__(store, collection, k, in_stock_only)
         self.state = state or CatalogState()
+        self.screen = screen
         self.dim = dim
         self.lists = lists
         self.load_chunk = load_chunk
@@ -315,7 +320,7 @@ class MemoryFinder(NeighbourFinder):
         The items go into the index's matrix, reserved at the catalogue's size, a chunk of
         :data:`LOAD_CHUNK` at a time: the load holds one copy of the catalogue, not the several
         that gathering every vector first took (bench/README.md)."""
-        index = MemoryIndex(self.dim, self.k)
+        index = MemoryIndex(self.dim, self.k, screen=self.screen)
         index.reserve(self.store.count(self.collection))
         try:
             journal = self.journal.load()
@@ -456,6 +461,7 @@ def finder_for(
             dim,
             in_stock_only=settings.lists_in_stock_only,
             state=state,
+            screen=screened(settings.neighbour_precision),
         )
     return StoreFinder(
         store,
@@ -465,6 +471,13 @@ def finder_for(
         settings.reverse_search_max_pages,
         in_stock_only=settings.lists_in_stock_only,
     )
+
+
+def screened(precision: str) -> bool:
+    """Whether ``RECSTREAM_NEIGHBOUR_PRECISION`` asks for a bfloat16 first pass."""
+    if precision == "auto":
+        return native_bf16(cpu_capabilities())
+    return precision == "bfloat16"
 
 
 def adopt_records(store: VectorStore, settings: Settings, collection: str) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from stream.catalog import search as search_module
 from stream.catalog.index import MemoryIndex
 from stream.catalog.lists import NeighbourState
 from stream.catalog.partition import Partition, _sums
@@ -264,3 +265,58 @@ def test_group_sums_equal_a_loop_also_for_empty_groups() -> None:
         want[group] += row
     assert np.allclose(_sums(rows, groups, 9), want, atol=1e-9)
     assert not _sums(rows[:0], groups[:0], 3).any()
+
+
+def test_a_bfloat16_screen_gives_the_float32_answers_at_the_rounding_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a bfloat16 copy scoring every block roughly first, the top k and the entries are
+    the float32 search's, also where they turn on less than bfloat16's rounding: floors set
+    1e-5 to 3e-3 above or below a query's score with the row (bfloat16 moves a score by up to
+    ~4e-3), rows that score within ~1e-3 of each other (near-copies), items out of stock,
+    a query's own row, rows removed (the last row moved into their place), vectors replaced
+    and the copy grown past its first capacity."""
+    monkeypatch.setattr(search_module, "SCREEN_MIN_CELLS", 1)  # every block screened
+    rng = np.random.default_rng(11)
+    dim = 64
+    base = rng.normal(size=(300, dim))
+    twins = np.repeat(base[:30], 8, axis=0) + rng.normal(scale=0.1, size=(240, dim))
+    m = np.concatenate([base, twins, rng.normal(size=(1_180, dim))])
+    m = (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+    queries = base[:40] + rng.normal(scale=0.3, size=(40, dim))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    exact = queries.astype(np.float64) @ m.T.astype(np.float64)
+    picked = rng.integers(0, len(queries), len(m))
+    gaps = rng.uniform(1e-5, 3e-3, len(m)) * rng.choice([-1.0, 1.0], len(m))
+    floors = exact[picked, np.arange(len(m))] + gaps
+    keys = [f"k{i}" for i in range(len(m))]
+    lists = {
+        key: NeighbourState(
+            tuple(keys[(i + j + 1) % len(m)] for j in range(K)),
+            tuple(float(floors[i]) + 0.01 * (K - 1 - j) for j in range(K)),
+        )
+        for i, key in enumerate(keys)
+    }
+    indexes = []
+    for screen in (False, True):
+        index = MemoryIndex(dim, K, min_rows=10**9, screen=screen)
+        index.put({key: m[i] for i, key in enumerate(keys)})
+        index.set_lists(lists)
+        index.remove([f"k{i}" for i in range(1_500, 1_720, 7)])
+        index.put({f"k{i}": m[i + 1] for i in range(700, 720)})  # moved: replaced vectors
+        index.hide({f"k{i}": True for i in range(300, 420, 9)})
+        indexes.append(index)
+    plain, screened = indexes
+    assert screened._rough is not None and len(screened._rough) > 1_024  # grown
+    own = np.full(len(queries), -1, dtype=np.intp)
+    own[:5] = [plain.rows[f"k{i}"] for i in range(5)]
+    found = [i.search(queries, own, own[own >= 0]) for i in indexes]
+    for q in range(len(queries)):
+        assert found[1].top_rows[q].tolist() == found[0].top_rows[q].tolist(), q
+        assert found[1].top_scores[q] == pytest.approx(found[0].top_scores[q], abs=1e-6)
+    want = {(q, r) for q, r, _ in found[0].entries}
+    got = {(q, r) for q, r, _ in found[1].entries}
+    assert got == want and len(got) == len(found[1].entries)
+    assert len(want) > 100  # the floors' gaps made both entries and near misses
+    tops = [i.search(i.matrix[:64], np.arange(64, dtype=np.intp), None) for i in indexes]
+    assert [r.tolist() for r in tops[1].top_rows] == [r.tolist() for r in tops[0].top_rows]
