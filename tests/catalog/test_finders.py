@@ -383,3 +383,20 @@ def test_loading_the_index_holds_one_copy_of_the_catalogue_not_several() -> None
         assert len(index) == n
         assert peak < 2 * m.nbytes, f"peak {peak / 1e6:.1f} MB for a {m.nbytes / 1e6:.1f} MB matrix"
         store.close()
+
+
+def test_the_first_batch_after_a_load_does_not_copy_the_catalogue() -> None:
+    """The copy is loaded with room to grow: new items written right after a start go into
+    the loaded matrix (a copy of it took 0.5 s at 100,000 items and held two at once)."""
+    n = 2_100  # past twice the index's first capacity: reserved at n exactly
+    m = unit_rows(np.random.default_rng(4).normal(size=(n + 10, DIM)).astype(np.float32))
+    with tempfile.TemporaryDirectory() as root:
+        store = EdgeStore(root)
+        store.ensure_collection(COLLECTION, DIM)
+        store.ensure_collection(ITEM_LISTS, 1)
+        store.upsert(COLLECTION, [StoredPoint(f"k{i}", {}, m[i]) for i in range(n)])
+        finder = MemoryFinder(store, COLLECTION, K, DIM, load_chunk=100)
+        loaded = finder.index._matrix
+        finder.written({f"n{i}": m[n + i] for i in range(10)}, [], {})
+        assert finder.index._matrix is loaded and len(finder.index) == n + 10
+        store.close()

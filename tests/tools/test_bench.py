@@ -214,6 +214,24 @@ def test_product_items_fall_back_to_generated_items_without_data(tmp_path: Path)
     assert all(Item.model_validate(i).title for i in items)
 
 
+def test_product_items_come_again_as_variants_when_the_names_run_out(tmp_path: Path) -> None:
+    """Past the data's product names, the same names in the same order as variants, every
+    title distinct: a later stretch of items is of the kind the first one was."""
+    from recstream_tools.bench.corpus import product_items
+
+    (tmp_path / "abt_buy").mkdir()
+    rows = "id,name,description,price\n" + "".join(
+        f"{n},{name},,\n" for n, name in enumerate(["Sony TV 40in", "Bose QC35", "Canon G7"])
+    )
+    (tmp_path / "abt_buy" / "Abt.csv").write_text(rows, encoding="latin-1")
+    items, sources = product_items(8, tmp_path)
+    titles = [i["title"] for i in items]
+    assert sources == {"abt_buy": 3, "abt_buy_variant": 5}
+    assert len(set(titles)) == 8
+    assert titles[3:6] == [f"{t} - Black" for t in titles[:3]]
+    assert titles[6:] == [f"{t} - White" for t in titles[:2]]
+
+
 def test_query_load_asks_a_real_api_at_its_rate(tmp_path: Path) -> None:
     """The load beside ``bench e2e --query-rate``: similar-item requests to a real server on
     the store, answered 200 for a stored item and 404 for one not listed yet."""
