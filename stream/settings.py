@@ -152,9 +152,11 @@ class Settings(BaseSettings):
         default=50,
         ge=0,
         description="how long a batch waits for more events once none is waiting, from its "
-        "first event's publish; 0 = it closes at once (batches still grow, up to the limits "
-        "above, from what queues while the one before is processed; a steady load then pays "
-        "the per-batch cost for every one or two events: bench/README.md)",
+        "first event's publish; not waited while events come further apart than this (a "
+        "trickle: the wait would gather none, so a lone event is processed at once); 0 = it "
+        "closes at once (batches still grow, up to the limits above, from what queues while "
+        "the one before is processed; a steady load then pays the per-batch cost for every "
+        "one or two events: bench/README.md)",
     )
     behaviour_batch_max_wait_ms: int = Field(
         default=0,

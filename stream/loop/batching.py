@@ -6,10 +6,12 @@ event was published (so a steady trickle cannot postpone a flush forever, and ev
 behind a slow batch are not made to wait a second time).
 
 The loop adds everything already fetched before it asks :meth:`MicroBatcher.due`, so with
-``max_wait_s`` 0 (the default) batching adapts to the load without a wait: an idle consumer's
-first event is a batch of its own at once, and as a queue forms while a batch is processed, the
-next batch takes all of it, up to ``max_items`` and ``max_tokens``. A wait above 0 trades a
-trickle's latency for fewer, fuller batches.
+``max_wait_s`` 0 batching adapts to the load without a wait: an idle consumer's first event is
+a batch of its own at once, and as a queue forms while a batch is processed, the next batch
+takes all of it, up to ``max_items`` and ``max_tokens``. A wait above 0 gives fewer, fuller
+batches under a steady load; under a trickle it would gather nothing, so it is not waited: while
+events have been published further apart than the wait (a moving average of the gaps between
+their timestamps), a batch is due at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+GAP_WEIGHT = 0.2
+"""Weight of the newest gap between two events' publish times in the moving average that tells
+a trickle (gaps longer than the wait) from a load."""
 
 
 class MicroBatcher(Generic[T]):
@@ -41,6 +48,8 @@ class MicroBatcher(Generic[T]):
         self._sizes: list[int] = []
         self._tokens = 0
         self._opened_at: float | None = None
+        self._published: float | None = None
+        self._gap: float | None = None
 
     def __len__(self) -> int:
         return len(self._events)
@@ -65,8 +74,13 @@ class MicroBatcher(Generic[T]):
         closed: list[T] | None = None
         if self._events and self._tokens + tokens > self.max_tokens:
             closed = self._take()
+        published = self._clock() - max(0.0, age_s)
+        if self._published is not None:
+            gap = max(0.0, published - self._published)  # partitions interleave: never < 0
+            self._gap = gap if self._gap is None else self._gap + GAP_WEIGHT * (gap - self._gap)
+        self._published = max(published, self._published or published)
         if not self._events:
-            self._opened_at = self._clock() - max(0.0, age_s)
+            self._opened_at = published
         self._events.append(event)
         self._sizes.append(tokens)
         self._tokens += tokens
@@ -77,10 +91,18 @@ class MicroBatcher(Generic[T]):
         return closed
 
     def time_left(self) -> float:
-        """Seconds until the open batch is due; ``max_wait_s`` when nothing is open."""
+        """Seconds until the open batch is due; ``max_wait_s`` when nothing is open, 0 while
+        events come further apart than ``max_wait_s`` (the wait would gather none)."""
         if self._opened_at is None:
             return self.max_wait_s
+        if self.trickle:
+            return 0.0
         return max(0.0, self._opened_at + self.max_wait_s - self._clock())
+
+    @property
+    def trickle(self) -> bool:
+        """Whether events have lately been published further apart than the wait."""
+        return self._gap is not None and self._gap > self.max_wait_s
 
     def due(self) -> list[T] | None:
         """The open batch if its deadline has passed, else None."""

@@ -79,7 +79,7 @@ def test_new_batch_gets_new_deadline() -> None:
     b, clock = make(max_items=2, max_wait_s=0.05)
     b.add("a", 1)
     assert b.add("a2", 1) == ["a", "a2"]
-    clock.now += 1.0
+    clock.now += 0.01
     assert b.time_left() == pytest.approx(0.05)
     b.add("b", 1)
     clock.now += 0.01
@@ -148,3 +148,32 @@ def test_without_a_wait_the_policy_adapts_to_the_queue() -> None:
     assert closed == [["q0", "q1", "q2", "q3"], ["q4", "q5", "q6", "q7"]]
     assert b.due() == ["q8", "q9"]
     assert clock.now == 100.0
+
+
+def test_a_trickle_is_not_waited_for_and_a_load_is() -> None:
+    """Events published further apart than the wait (on the moving average of the gaps between
+    their publish times) make a batch due at once: the wait would gather nothing. Events that
+    come closer again are waited for, and the first event ever (no gap known) waits."""
+    b, clock = make(max_items=100, max_wait_s=0.05)
+    b.add("first", 1)
+    assert b.due() is None and not b.trickle
+    clock.now += 0.05
+    assert b.due() == ["first"]
+    for name in ("t1", "t2", "t3"):
+        clock.now += 0.5
+        b.add(name, 1)
+        assert b.trickle and b.due() == [name]
+    for n in range(40):  # a load: 5 ms apart
+        clock.now += 0.005
+        b.add(f"l{n}", 1)
+        b.due()
+    assert not b.trickle
+    b.flush()
+    clock.now += 0.005
+    b.add("next", 1)
+    assert b.due() is None  # gathers until its deadline again
+    clock.now += 0.05
+    assert b.due() == ["next"]
+    # an event that queued (published long ago) counts its publish time, not its arrival
+    b.add("queued", 1, age_s=0.004)
+    assert not b.trickle
