@@ -76,9 +76,11 @@ def screen_slack(dim: int) -> float:
     return 2 * e + e * e + 2 * dim * 2.0**-24 + 2.0**-7
 
 
-SCREEN_MIN_CELLS = 65_536
+SCREEN_MIN_CELLS = 16_384
 """Full products smaller than this (queries x rows) are taken in float32 at once: the
-screen's second pass costs more than it saves there."""
+screen's second pass costs more than it saves there. So is one query's: numpy's float32
+product of one vector with the matrix beat torch's bfloat16 one; from 4 queries on, bfloat16
+took a third to a half of float32's time (bench/README.md)."""
 
 
 @dataclass
@@ -212,7 +214,8 @@ class _Blocks:
         if (
             self.screen is not None
             and rows is None
-            and len(qs) * len(self.matrix) >= (SCREEN_MIN_CELLS)
+            and len(qs) > 1
+            and len(qs) * len(self.matrix) >= SCREEN_MIN_CELLS
         ):
             self._screened(qs)
             return
