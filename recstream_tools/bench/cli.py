@@ -93,9 +93,9 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
         help="latency from a new item's event to its own list at 50%% and 80%% of the drain "
         "rate, the catalogue growing",
     )
-    fresh.add_argument("--catalogue", type=int, default=2_000, help="items listed first [2000]")
+    fresh.add_argument("--catalogue", type=int, default=9_000, help="items listed first [9000]")
     fresh.add_argument(
-        "--drain-items", type=int, default=1_000, help="items published at once [1000]"
+        "--drain-items", type=int, default=3_000, help="items published at once [3000]"
     )
     fresh.add_argument(
         "--loads", type=_shares, default=[0.5, 0.8], help="shares of the drain rate [0.5,0.8]"
