@@ -75,10 +75,12 @@ class MicroBatcher(Generic[T]):
         if self._events and self._tokens + tokens > self.max_tokens:
             closed = self._take()
         published = self._clock() - max(0.0, age_s)
-        if self._published is not None:
+        if self._published is None:
+            self._published = published
+        else:
             gap = max(0.0, published - self._published)  # partitions interleave: never < 0
             self._gap = gap if self._gap is None else self._gap + GAP_WEIGHT * (gap - self._gap)
-        self._published = max(published, self._published or published)
+            self._published = max(published, self._published)
         if not self._events:
             self._opened_at = published
         self._events.append(event)
