@@ -63,6 +63,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
         "neighbours_k",
         "recommendations_n",
         "neighbour_search",
+        "neighbour_precision",
         "list_stage",
         "single_writer",
         "reverse_",
