@@ -228,6 +228,11 @@ recomputed when next affected."""
 LOAD_CHUNK = 1_024
 """Items read from the store, normalised and copied into the index at a time (5.8 MB at the
 default 1,408 dimensions)."""
+RESERVED_ROWS = 131_072
+"""Rows the copy has room for from its load, however small the catalogue: a catalogue that
+grows from empty copies its matrix first past this size, not at each doubling from 1,024
+(at 16,384 rows the copy held a steady load's events ~0.6 s: bench/README.md). The matrix's
+unwritten pages cost nothing; the other per-row arrays ~50 bytes a row."""
 REPAIR_CHUNK = 2_048
 """Items with no recorded list (records lost, or a list never recorded) whose list a batch
 computes afresh, at most: a loss of every record is repaired over catalogue / this batches."""
@@ -321,10 +326,11 @@ class MemoryFinder(NeighbourFinder):
         :data:`LOAD_CHUNK` at a time: the load holds one copy of the catalogue, not the several
         that gathering every vector first took (bench/README.md)."""
         index = MemoryIndex(self.dim, self.k, screen=self.screen)
-        # room to grow by a quarter: the first batch after a start must not copy the matrix
-        # (0.5 s at 100,000 items, 5 s at 1,000,000); pages never written cost no memory
+        # room to grow by a quarter, and for RESERVED_ROWS at least: each growth copies the
+        # matrix on the loop's thread (0.5 s at 100,000 items), and pages never written cost
+        # no memory
         stored = self.store.count(self.collection)
-        index.reserve(stored + stored // 4 + self.load_chunk)
+        index.reserve(max(stored + stored // 4 + self.load_chunk, RESERVED_ROWS))
         try:
             journal = self.journal.load()
             damaged = False
