@@ -66,6 +66,10 @@ def _number(value: object, default: float) -> float:
     return float(value) if ok else default  # type: ignore[arg-type]
 
 
+_STAMP_STEP_ULPS = 4
+"""How far past the latest stamp read a settled feed's bound lies, in units in the last place."""
+
+
 def _now() -> float:
     """This reader's monotonic clock: how long it has waited, never compared with stamps."""
     return time.monotonic()
@@ -199,7 +203,12 @@ class ItemIndex:
         # (writers' stamps are compared only with each other, never with this reader's clock).
         first_found, stamp = copy.observed
         if began - first_found >= 2 * CHANGES_MARGIN_S:
-            copy.settled = max(copy.settled, float(np.nextafter(stamp, np.inf)))
+            # the store gives a stamp back up to an ulp off the value it holds and filters on
+            # (seen with Qdrant Edge: ~2.4e-7 s for a stamp of today), so the bound steps a few
+            # ulps (~1 us) past the latest one read, not one: at one, that item came back at
+            # every batch. A write stamped within that microsecond after it and landing later
+            # would be missed until the copy is read again (refresh_s).
+            copy.settled = max(copy.settled, stamp + _STAMP_STEP_ULPS * float(np.spacing(stamp)))
 
     def _take_in(self, copy: _Copy, points: Iterable[StoredPoint]) -> float:
         """Points read without vectors: their fields, and their vectors where new or re-encoded;
