@@ -322,7 +322,7 @@ class MemoryFinder(NeighbourFinder):
         entry: the item may come back, with no list yet. A journal that cannot be read is
         cleared, and no list recorded: each is computed again when next affected.
 
-        The items go into the index's matrix, reserved at the catalogue's size, a chunk of
+        The items go into the index's matrix, reserved past the catalogue's size, a chunk of
         :data:`LOAD_CHUNK` at a time: the load holds one copy of the catalogue, not the several
         that gathering every vector first took (bench/README.md)."""
         index = MemoryIndex(self.dim, self.k, screen=self.screen)

@@ -113,7 +113,7 @@ def search(
     scan. ``hidden``: rows never in a top k (their own lists are still entered). ``screen``:
     the rows in bfloat16, to score roughly first (None: float32 only)."""
     if clusters is not None:
-        blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden, screen)
+        blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden)  # blocks of rows
         if _pruned(blocks, clusters):
             return blocks.found()
     # a fresh one: the pruned attempt's first round would be scored twice

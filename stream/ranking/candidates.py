@@ -50,6 +50,8 @@ FIELDS = ("price", "in_stock", "content_hash", "model")
 
 CHANGES_MARGIN_S = 5.0
 """How far before the latest ``written_at`` seen the copy asks again for changes."""
+_STAMP_STEP_ULPS = 4
+"""How far past the latest stamp read a settled feed's bound lies, in units in the last place."""
 
 _READ = (*FIELDS, WRITTEN_AT)
 
@@ -64,10 +66,6 @@ def _number(value: object, default: float) -> float:
     """A payload field's number (a bool is not one), else ``default``."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     return float(value) if ok else default  # type: ignore[arg-type]
-
-
-_STAMP_STEP_ULPS = 4
-"""How far past the latest stamp read a settled feed's bound lies, in units in the last place."""
 
 
 def _now() -> float:
