@@ -643,6 +643,8 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
     )
     for name in ("hit_rate@10", "ndcg@10", "recall@20"):
         print(f"  {name:<12} before {tuning.before[name]:.4f}  after {tuning.after[name]:.4f}")
+    for decision in tuning.decisions:
+        print(f"  {decision.line()}")
     print("stored (consumers pick them up within RECSTREAM_RANK_RELOAD_S):")
     for key, value in tuning.values.items():
         print(f"  {key} = {value:g}")
