@@ -27,6 +27,7 @@ a write later than that, or from a clock further behind, is taken in by the next
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -253,11 +254,12 @@ class ItemIndex:
             return {u: [] for u in users}
         queries = np.stack([np.asarray(profiles[u], dtype=np.float32) for u in users])
         found = index.search(queries, np.full(len(users), -1, dtype=np.intp), None)
+        keys = index.keys
         out = {}
         for q, user in enumerate(users):
-            keys = (index.keys[int(r)] for r in found.top_rows[q])
             skip = exclude.get(user, set())
-            out[user] = [k for k in keys if k not in skip][:n]
+            named = (keys[r] for r in found.top_rows[q].tolist())
+            out[user] = list(itertools.islice((k for k in named if k not in skip), n))
         return out
 
     def points(self, keys: Iterable[str]) -> dict[str, StoredPoint]:
