@@ -31,7 +31,7 @@ import structlog
 import torch
 
 from encoders.base import DEFAULT_MODEL, EncoderSettings
-from encoders.batching import plan_batches
+from encoders.batching import plan_by_cost
 from encoders.cuda import CHUNK_TEXTS, encode_pipelined
 from encoders.device import resolve_device
 from encoders.digests import model_digest
@@ -56,10 +56,11 @@ GPU_MAX_TOKENS = 131_072
 """Default token budget on CUDA: a forward pass there has a fixed cost in Python and kernel
 launches, so passes must be large for the GPU to be kept busy (bench/README.md)."""
 MAX_TOKENIZER_WORKERS = 16
-CPU_MAX_PADDING = 0.1
-"""On the CPU a forward pass pads each text by at most 10% of its batch's longest: small
-batches of mixed lengths then run as a few tight passes (bench/README.md). On CUDA, where a
-pass has a fixed cost of its own, batches are bounded by the token budget alone."""
+CPU_PASS_TOKENS = 36.0
+"""What a CPU forward pass costs beside its padded tokens, in tokens: ONNX Runtime int8, 2
+threads, ~1.2 ms a pass and ~0.033 ms a padded token (bench/README.md). The CPU plan
+(:func:`encoders.batching.plan_by_cost`) weighs passes against padding with it; on CUDA
+batches fill the token budget."""
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,7 @@ class BertEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         tokens = self._fast(texts)
         lengths = tokens.lengths.tolist()
-        batches = plan_batches(lengths, self.max_tokens, CPU_MAX_PADDING)
+        batches = plan_by_cost(lengths, self.max_tokens, CPU_PASS_TOKENS)
         with torch.inference_mode():
             for batch in batches:
                 ids, batch_lengths = pack(tokens, batch, self._pad_id)
