@@ -12,7 +12,7 @@ validation shoppers are split in two halves, each half is ranked with the weight
 the other (cross-fitting), and the best weights replace the given ones, then the best model
 setting of the grid replaces the given one, only where that unseen-shopper NDCG@10 gains on
 what it would replace by more than :data:`EVIDENCE_SE` standard errors of the mean
-per-shopper gain. The best of some 2,700 trials on a few hundred shoppers wins by chance
+per-shopper gain. The best of thousands of trials on a few hundred shoppers wins by chance
 alone: judged on the shoppers it was picked on, on Online Retail, the grid's choice raised
 NDCG@10 on the validation window and lowered it on the period after (bench/README.md).
 """
