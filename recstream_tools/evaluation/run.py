@@ -33,7 +33,7 @@ from recstream_tools.evaluation.harness import build, item_points, recommend, re
 from recstream_tools.evaluation.interactions import Dataset
 from recstream_tools.evaluation.metrics import Metric, hit_rate, mean_over_users, ndcg, recall
 from recstream_tools.evaluation.split import history_before, temporal_split
-from recstream_tools.evaluation.tune import tune, validation_cutoff, validation_split
+from recstream_tools.evaluation.tune import Decision, tune, validation_cutoff, validation_split
 from stream.ranking.blend import COMPONENTS, Weights
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -259,6 +259,9 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"{result['validation_cutoff']}; model {result['encoder']} on {result['device']}; "
         f"{result['timings_s']['total']:.1f} s"
     )
+    for d in result["tuning"].get("decisions", ()):
+        decision = Decision(d["change"], d["ndcg@10_gain"], d["se"], d["taken"])
+        lines.append(f"  {decision.line()}")
     return "\n".join(lines)
 
 

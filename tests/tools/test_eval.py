@@ -52,6 +52,12 @@ def test_eval_prints_every_method_and_writes_the_json(
     assert result["users"] == 40
     assert result["cutoff"] == "2010-12-10T00:00:00+00:00"
     assert result["weights"]["popular"]["popularity"] == 1.0
+    # each change the tuner weighed, with its evidence, in the JSON and on the screen
+    decisions = result["tuning"]["decisions"]
+    assert [d["change"].split(" ")[0] for d in decisions] == ["weights", "model"]
+    for d in decisions:
+        assert d["taken"] == (d["ndcg@10_gain"] > 2 * d["se"])
+        assert f"{d['change']}: NDCG@10 {d['ndcg@10_gain']:+.4f}" in printed
 
 
 def test_eval_without_the_data_file_exits_2(

@@ -104,6 +104,7 @@ def test_tune_stores_settings_the_recommender_ranks_with(
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "ndcg@10" in printed and "before" in printed and "after" in printed
+    assert "  weights: NDCG@10 " in printed and "  model (learned_l2 " in printed
     store = EdgeStore(settings.qdrant_path)
     try:
         ensure_collections(store, encoder.dim)
