@@ -58,9 +58,10 @@ launches, so passes must be large for the GPU to be kept busy (bench/README.md).
 MAX_TOKENIZER_WORKERS = 16
 CPU_PASS_TOKENS = 36.0
 """What a CPU forward pass costs beside its padded tokens, in tokens: ONNX Runtime int8, 2
-threads, ~1.2 ms a pass and ~0.033 ms a padded token (bench/README.md). The CPU plan
-(:func:`encoders.batching.plan_by_cost`) weighs passes against padding with it; on CUDA
-batches fill the token budget."""
+threads, fitted from 1 to 64 texts at 8, 16 and 32 tokens, 0.9-1.7 ms a pass and 0.032-0.038
+ms a padded token, 24-54 tokens' worth; 36 is the middle, and 20 to 100 gave the same times a
+text (bench/README.md). The CPU plan (:func:`encoders.batching.plan_by_cost`) weighs passes
+against padding with it; on CUDA batches fill the token budget."""
 
 
 @dataclass(frozen=True)

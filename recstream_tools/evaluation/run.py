@@ -260,7 +260,7 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"{result['timings_s']['total']:.1f} s"
     )
     for d in result["tuning"].get("decisions", ()):
-        decision = Decision(d["change"], d["ndcg@10_gain"], d["se"], d["taken"])
+        decision = Decision(d["change"], d["ndcg@10_gain"], d["se"], d["taken"], d["needed_se"])
         lines.append(f"  {decision.line()}")
     return "\n".join(lines)
 

@@ -114,8 +114,9 @@ def test_cost_plan_is_the_cheapest_split(
 
 
 def test_cost_plan_joins_short_texts_and_splits_long_ones() -> None:
-    """Product names of 9-20 tokens run as one pass at 36 tokens a pass; texts of 100 and 40
-    tokens as two (one pass would pad 3 x 60 tokens); a text over the budget alone."""
+    """Product names of 9-20 tokens run as one pass at 36 tokens a pass; texts of 100 and ~40
+    tokens as two (one pass: 36 + 5 x 100 = 536; two: 36 + 100 + 36 + 4 x 41 = 336); a text
+    over the budget alone."""
     names = [12, 20, 9, 15, 17, 11, 14, 10]
     assert plan_by_cost(names, 1_024, 36.0) == [[1, 4, 3, 6, 0, 5, 7, 2]]
     assert plan_by_cost([100, 40, 41, 39, 40], 1_024, 36.0) == [[0], [2, 1, 4, 3]]

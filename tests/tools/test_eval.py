@@ -56,8 +56,9 @@ def test_eval_prints_every_method_and_writes_the_json(
     decisions = result["tuning"]["decisions"]
     assert [d["change"].split(" ")[0] for d in decisions] == ["weights", "model"]
     for d in decisions:
-        assert d["taken"] == (d["ndcg@10_gain"] > 2 * d["se"])
+        assert d["taken"] == (d["ndcg@10_gain"] > d["needed_se"] * d["se"])
         assert f"{d['change']}: NDCG@10 {d['ndcg@10_gain']:+.4f}" in printed
+    assert [d["needed_se"] for d in decisions] == [2.0, pytest.approx(2.77, abs=0.01)]
 
 
 def test_eval_without_the_data_file_exits_2(
