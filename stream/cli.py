@@ -299,6 +299,10 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
 
     add_backfill_parser(sub, _add_settings_options)
 
+    from stream.migration.command import add_migrate_parser
+
+    add_migrate_parser(sub, _add_settings_options)
+
     if bench:
         from recstream_tools.bench.cli import add_bench_parser
 
@@ -367,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-_USES_BROKER = frozenset({"run", "replay-dlq", "backfill"})
-_USES_STORE = frozenset({"run", "serve", "train", "tune"})
+_USES_BROKER = frozenset({"run", "replay-dlq", "backfill", "migrate"})
+_USES_STORE = frozenset({"run", "serve", "train", "tune", "migrate"})
 
 
 def _before_start(settings: Settings, command: str) -> None:
@@ -414,6 +418,11 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return run_backfill(settings, args, _stop_on_signals())
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "migrate":
+        from stream.migration.command import run_migrate
+
+        _before_start(settings, "migrate")
+        return run_migrate(settings, args)
     return _run(settings, args.which)
 
 
@@ -429,12 +438,13 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(settings: Settings, which: str) -> int:
+    """``recstream run WHICH``, or ``serve`` (the HTTP API without consumers)."""
     from encoders import EncoderError
     from stream.errors import Refused
     from stream.http.server import HttpUnavailable
     from stream.runner import run_consumers
 
-    _before_start(settings, "run")
+    _before_start(settings, "serve" if which == "serve" else "run")
     stop = _stop_on_signals()
     try:
         return run_consumers(settings, which, stop)
@@ -444,43 +454,13 @@ def _run(settings: Settings, which: str) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    """The HTTP API alone until SIGTERM/SIGINT, against the configured store (refused, exit 2,
-    when the store's items were embedded by another model than the one it would encode queries
-    with)."""
-    from stream.errors import Refused
-    from stream.http.server import HttpServer, HttpUnavailable, api_server
-    from stream.runner import check_store_model
-    from stream.store import StoreLocked, open_store
-
+    """The HTTP API alone until SIGTERM/SIGINT, against the configured store's served
+    generation (refused, exit 2, when its items were embedded by another model than the one it
+    would encode queries with)."""
     if not settings.http_port:
         print("recstream: serve needs an HTTP port: set RECSTREAM_HTTP_PORT", file=sys.stderr)
         return 2
-    _before_start(settings, "serve")
-    stop = _stop_on_signals()
-    server = HttpServer(settings.http_host, settings.http_port)
-    try:
-        server.bind()
-    except HttpUnavailable as exc:
-        print(f"recstream: {exc}", file=sys.stderr)
-        return 2
-    try:
-        store = open_store(settings)
-    except StoreLocked as exc:
-        server.stop()
-        print(f"recstream: {exc}", file=sys.stderr)
-        return 2
-    try:
-        try:
-            check_store_model(settings, store)
-        except Refused as exc:
-            print(f"recstream: {exc}", file=sys.stderr)
-            return 2
-        api_server(settings, store, server=server, stopping=stop)
-        stop.wait()
-    finally:
-        server.stop()
-        store.close()
-    return 0
+    return _run(settings, "serve")
 
 
 def _eval_recommendations(settings: Settings, args: argparse.Namespace) -> int:
@@ -597,11 +577,11 @@ def _train_encoder(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train_recommender(settings: Settings) -> int:
+    from stream.generations import open_served
     from stream.ranking.learned import train_from_store
-    from stream.store import open_store
 
     _before_start(settings, "train")
-    store = open_store(settings)
+    settings, store = open_served(settings)
     try:
         from encoders.hybrid import vector_dimension
         from stream.collections import ensure_collections
@@ -624,10 +604,10 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
     from encoders.hybrid import vector_dimension
     from recstream_tools.evaluation.tune import tune_store
     from stream.collections import ensure_collections
-    from stream.store import open_store
+    from stream.generations import open_served
 
     _before_start(settings, "tune")
-    store = open_store(settings)
+    settings, store = open_served(settings)
     try:
         ensure_collections(store, vector_dimension(settings))
         workers = args.workers or os.cpu_count() or 1

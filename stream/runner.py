@@ -12,7 +12,7 @@ them, on a thread of its own, from the same store, and stopped with them.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -20,6 +20,10 @@ from encoders import Encoder
 from stream.loop import BatchConsumer
 from stream.settings import Settings
 from stream.store import VectorStore, open_store
+
+if TYPE_CHECKING:
+    from stream.generations import Generation, GenerationStore
+    from stream.http.server import HttpServer
 
 log = structlog.get_logger(__name__)
 
@@ -57,15 +61,18 @@ def build_consumers(
 
 def check_store_model(settings: Settings, store: VectorStore) -> None:
     """Record the settings' model for the items' vectors, or raise
-    :class:`~stream.store.model_record.ModelChanged` when the store holds another model's."""
+    :class:`~stream.store.model_record.ModelChanged` when the store holds another model's.
+    Through a :class:`~stream.generations.GenerationStore`, that generation's items."""
     from encoders.hybrid import vector_dimension, vector_fingerprint
     from stream.collections import ITEMS, ensure_collections
+    from stream.generations import GenerationStore
     from stream.store.model_record import ModelRecord, check_model
 
     dim = vector_dimension(settings)
     ensure_collections(store, dim)
     name, digest = vector_fingerprint(settings)
-    check_model(store, ITEMS, ModelRecord(name, digest, dim))
+    items = store.generation.collection(ITEMS) if isinstance(store, GenerationStore) else ITEMS
+    check_model(store, items, ModelRecord(name, digest, dim))
 
 
 def adopt_catalog_records(settings: Settings, store: VectorStore) -> None:
@@ -80,54 +87,102 @@ def adopt_catalog_records(settings: Settings, store: VectorStore) -> None:
     adopt_records(store, settings, ITEMS)
 
 
-def run_consumers(settings: Settings, which: str, stop: threading.Event) -> int:
-    """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1). Raises
+def run_consumers(
+    settings: Settings, which: str, stop: threading.Event, store: VectorStore | None = None
+) -> int:
+    """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1), on the
+    generation the store's pointer names; when ``recstream migrate`` switches it, the consumers
+    finish their batches and start again on the new one. Raises
     :class:`stream.http.server.HttpUnavailable`, before anything is loaded, when the HTTP API
-    cannot listen where the settings say."""
-    from stream.http.server import HttpServer, api_server
+    cannot listen where the settings say. ``store``: an open store to use (left open) instead
+    of the settings' (the embedded store has one process: a migration beside the consumers
+    needs the same object)."""
+    from stream.generations import GenerationStore, served
+    from stream.http.server import HttpServer
 
     http = None
     if settings.http_port:
         http = HttpServer(settings.http_host, settings.http_port)
         http.bind()
+    given = store is not None
     try:
-        store = open_store(settings)
+        store = store if store is not None else open_store(settings)
     except BaseException:
         if http is not None:
             http.stop()
         raise
+    try:
+        generation = served(store, settings)
+        while True:
+            view = GenerationStore(store, generation)
+            if generation.number:
+                log.info(
+                    "generation.serving",
+                    generation=generation.number,
+                    model=generation.model,
+                    configured_model=settings.model,
+                )
+            code, switched = _run_generation(generation.settings(settings), which, view, http, stop)
+            if switched is None:
+                return code
+            log.info("generation.switched", old=generation.number, new=switched.number)
+            generation = switched
+            if http is not None:  # the API starts again on the new generation, same port
+                http.stop()
+                http = HttpServer(settings.http_host, settings.http_port)
+                http.bind()
+    finally:
+        if http is not None:
+            http.stop()
+        if not given:
+            store.close()
+
+
+def _run_generation(
+    settings: Settings,
+    which: str,
+    store: GenerationStore,
+    http: HttpServer | None,
+    stop: threading.Event,
+) -> tuple[int, Generation | None]:
+    """The consumers of one generation until ``stop``, a failure, or a switch of the pointer:
+    (exit code, the generation switched to or None)."""
+    from stream.generations import PointerWatch
+    from stream.http.server import api_server
+
     failed: list[BaseException] = []
+    halt = threading.Event()  # stop, a failure or a switch: the consumers finish and return
 
     def guarded(consumer: BatchConsumer[Any, Any]) -> None:
         try:
-            consumer.run(stop)
+            consumer.run(halt)
         except BaseException as exc:
             log.exception("consumer.failed", topic=consumer.topic)
             failed.append(exc)
             stop.set()
+            halt.set()
 
-    try:
-        encoder = None
-        # every consumer reads the items' vectors (behaviour: profiles and the HTTP search)
-        check_store_model(settings, store)
-        if which in ("catalog", "all"):
-            from encoders import load_encoder
+    encoder = None
+    # every consumer reads the items' vectors (behaviour: profiles and the HTTP search)
+    check_store_model(settings, store)
+    if which in ("catalog", "all"):
+        from encoders import load_encoder
 
-            adopt_catalog_records(settings, store)
-            encoder = load_encoder(settings)
-        consumers = build_consumers(settings, which, store, encoder)
-        if http is not None:
-            api_server(settings, store, consumers, encoder, server=http, stopping=stop)
-        threads = [
-            threading.Thread(target=guarded, args=(c,), name=c.topic, daemon=True)
-            for c in consumers
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        if http is not None:
-            http.stop()
-        store.close()
-    return 1 if failed else 0
+        adopt_catalog_records(settings, store)
+        encoder = load_encoder(settings)
+    consumers = build_consumers(settings, which, store, encoder)
+    if http is not None:
+        api_server(settings, store, consumers, encoder, server=http, stopping=stop)
+    threads = [
+        threading.Thread(target=guarded, args=(c,), name=c.topic, daemon=True) for c in consumers
+    ]
+    for t in threads:
+        t.start()
+    watch = PointerWatch(store.inner, store.generation.number, settings.generation_check_s)
+    switched = watch.wait_for_switch(stop)
+    halt.set()
+    for t in threads:
+        t.join()
+    if failed:
+        return 1, None
+    return 0, switched if not stop.is_set() else None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encoders.base import DEFAULT_MODEL
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RECSTREAM_", frozen=True, extra="ignore", use_attribute_docstrings=True
     )
+    _generation: int = PrivateAttr(default=0)
+    """The store generation served (set from the store's pointer, never by a user)."""
 
     # Kafka
     kafka_bootstrap: str = "localhost:9092"
@@ -334,6 +336,12 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="on SIGTERM, abandon an unfinished batch after this"
     )
+    generation_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often a running process looks whether `recstream migrate` switched "
+        "the store to another generation (it then starts its consumers again on it)",
+    )
     startup_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -434,21 +442,33 @@ class Settings(BaseSettings):
         """The dead-letter topic of an input topic."""
         return f"{topic}.dlq"
 
+    def at_generation(self, number: int) -> Settings:
+        """These settings for the consumers of the store's generation ``number``
+        (:mod:`stream.generations`): its catalog, behaviour and lists consumer groups and its
+        list-work topic are its own."""
+        copy = self.model_copy()
+        copy._generation = number
+        return copy
+
+    def _generation_suffix(self) -> str:
+        return f".g{self._generation}" if self._generation else ""
+
     def catalog_group(self) -> str:
-        return f"{self.group_id}.catalog"
+        return f"{self.group_id}.catalog{self._generation_suffix()}"
 
     def behaviour_group(self) -> str:
-        return f"{self.group_id}.behaviour"
+        return f"{self.group_id}.behaviour{self._generation_suffix()}"
 
     def stats_group(self) -> str:
         return f"{self.group_id}.item-stats"
 
     def lists_group(self) -> str:
-        return f"{self.group_id}.lists"
+        return f"{self.group_id}.lists{self._generation_suffix()}"
 
     def topic_list_work(self) -> str:
-        """Internal topic: list work of catalogue changes, keyed by the list's owner item."""
-        return f"{self.group_id}.list-work"
+        """Internal topic: list work of catalogue changes, keyed by the list's owner item (each
+        generation its own: the work names the generation's vectors)."""
+        return f"{self.group_id}.list-work{self._generation_suffix()}"
 
     def topic_item_activity(self) -> str:
         """Internal topic: behaviour repartitioned by item id (like a Kafka Streams repartition)."""

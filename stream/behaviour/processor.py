@@ -96,8 +96,6 @@ class BehaviourProcessor:
         self.dim = dim
         ensure_collections(store, dim)
         self.recommender = Recommender(settings, store)
-        self._placeholder = np.zeros(dim, dtype=np.float32)
-        self._placeholder[0] = 1.0  # a shopper without a usable profile (cosine needs a norm)
 
     def receive(self, msg: Message) -> tuple[UserReceived | DeadLetter, int]:
         value = msg.value()
@@ -180,7 +178,7 @@ class BehaviourProcessor:
                     "last_at": max(i.at for i in merged).isoformat(),
                     "has_profile": rec.profile is not None,
                 },
-                self._stored(rec.profile),
+                stored_profile(rec.profile, self.dim),
             )
         dlq = s.dlq_topic(s.topic_user_events)
         outputs.extend(Output(dlq, d.key, d.value, d.headers()) for d in dead)
@@ -193,16 +191,6 @@ class BehaviourProcessor:
         }
         log.info("behaviour.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
         return BatchResult(outputs=outputs, counts=counts, confirm=list(updates.values()))
-
-    def _stored(self, profile: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
-        """The profile as the users collection holds it: its vectors are as long as the items',
-        so a profile of their model's part only is padded with zeros (its cosine with an item
-        is then the model part's, scaled by one factor)."""
-        if profile is None:
-            return self._placeholder
-        if len(profile) >= self.dim:
-            return profile
-        return np.concatenate([profile, np.zeros(self.dim - len(profile), dtype=np.float32)])
 
     def close(self) -> None:
         self.recommender.close()
@@ -222,3 +210,17 @@ class BehaviourConsumer(BatchConsumer[UserReceived | DeadLetter, list[StoredPoin
         wait = {"batch_max_wait_ms": settings.behaviour_batch_max_wait_ms}
         batching = settings.model_copy(update=wait)
         super().__init__(batching, processor, settings.topic_user_events, group, topics)
+
+
+def stored_profile(profile: npt.NDArray[np.float32] | None, dim: int) -> npt.NDArray[np.float32]:
+    """A profile as the users collection holds it: its vectors are as long as the items', so a
+    profile of their model's part only is padded with zeros (its cosine with an item is then
+    the model part's, scaled by one factor); a shopper without a usable profile gets a
+    placeholder (a cosine needs a norm)."""
+    if profile is None:
+        placeholder = np.zeros(dim, dtype=np.float32)
+        placeholder[0] = 1.0
+        return placeholder
+    if len(profile) >= dim:
+        return profile
+    return np.concatenate([profile, np.zeros(dim - len(profile), dtype=np.float32)])

@@ -147,5 +147,6 @@ def item_payload(r: Received, model: str) -> dict[str, Any]:
         "currency": item.currency,
         "in_stock": item.in_stock,
         "content_hash": r.content_hash,
+        "text": r.text,  # what was embedded: `recstream migrate` embeds it again
         "model": model,
     }

@@ -77,6 +77,10 @@ class CatalogProcessor:
         # the batches it left behind may not hold: honoured by the first batch
         self._owed_at_start = set(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
 
+    def owes_work(self) -> bool:
+        """Lists are owed from before this process started (:class:`stream.loop.Owing`)."""
+        return bool(self._owed_at_start)
+
     def receive(self, msg: Message) -> tuple[Entry, int]:
         """Validate one message: a Received event with its token count, or a dead letter."""
         value = msg.value()
@@ -160,7 +164,6 @@ class CatalogProcessor:
         # vector: the lists it entered or left were never sent.
         owed = {k for k, p in stored.items() if p.get(PENDING) and k not in gone}
         owed |= self._owed_at_start - set(gone) - set(stored)
-        self._owed_at_start = set()
         replays = owed | {
             r.item_id for r in plan.refresh if r.stamp == Stamp.from_payload(stored[r.item_id])
         }
@@ -229,6 +232,7 @@ class CatalogProcessor:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
             self.effects.record(result.confirm or Published({}, []))
+            self._owed_at_start = set()  # delivered: only now (a batch retried owes them still)
         except Exception:
             # the items were written and the finder told in ``process``; a record that failed
             # is written again by the redo, or read from the journal at the next load

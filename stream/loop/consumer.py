@@ -37,7 +37,7 @@ from stream.kafka.config import consumer_config, producer_config
 from stream.kafka.topics import ensure_topics
 from stream.loop.batching import MicroBatcher
 from stream.loop.progress import STAGES, Progress
-from stream.loop.protocol import BatchResult, C, E, Preparing, Processor
+from stream.loop.protocol import BatchResult, C, E, Owing, Preparing, Processor
 from stream.loop.publish import DeliveryFailed, OutputRejected, publish
 from stream.settings import Settings
 
@@ -139,6 +139,8 @@ class BatchConsumer(Generic[E, C]):
         _settle_heap()
         log.info("consumer.started", topic=self.topic, group=self.group)
         try:
+            if isinstance(self.processor, Owing) and self.processor.owes_work():
+                self._run_batch([], [], time.monotonic(), self._revocations)
             while not stop.is_set():
                 self._poll_once()
             self._stopping_since = time.monotonic()
@@ -308,6 +310,7 @@ class BatchConsumer(Generic[E, C]):
         self, batch: list[tuple[E, Message]], entries: list[E], started: float, since: int
     ) -> None:
         attempt = 0
+        eventless = not batch  # the owed work at start (Owing): retried like any batch
         while True:
             try:
                 with self._batch_lock:
@@ -325,7 +328,7 @@ class BatchConsumer(Generic[E, C]):
                 self._wait_before_retry(exc, attempt, started)
             # ownership is checked before every attempt: a rebalance is served inside the wait
             batch, entries = self._still_owned(batch, entries, since)
-            if not batch:
+            if not batch and not eventless:
                 self._resume()
                 return
         self._resume()

@@ -66,3 +66,13 @@ class Preparing(Protocol[E]):
     def wait_prepared(self, batch: list[E], timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) for the work ``prepare(batch)`` started; True if there
         was some and it is done."""
+
+
+@runtime_checkable
+class Owing(Protocol):
+    """A processor that can start owing work no event asks for (the catalog's lists owed by a
+    process that stopped before publishing them, or by a generation switched to): the loop
+    runs one batch without events at its start when it does, rather than waiting for the
+    first event."""
+
+    def owes_work(self) -> bool: ...

@@ -1,0 +1,150 @@
+"""Building a generation from the served one: every item embedded again from the text stored
+beside its vector, every shopper's profile computed again from the new vectors.
+
+The copy is a snapshot taken while the consumers keep writing the served generation: what they
+change after the consumer groups' offsets read before it began is applied again to the new
+generation by its own consumers (:mod:`stream.generations`). Items are copied with their lists
+owed, so the new generation's catalog consumer publishes every item's list at its start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import structlog
+
+from encoders import Encoder
+from encoders.hybrid import vector_fingerprint
+from stream.catalog.effects import PENDING
+from stream.catalog.lists import NO_FLOOR
+from stream.collections import ITEMS, USERS, WRITTEN_AT, ensure_collections
+from stream.errors import Refused
+from stream.generations import Generation, GenerationStore
+from stream.ranking.profile import history_from_payload, profile_vector
+from stream.settings import Settings
+from stream.store import StoredPoint, VectorStore
+from stream.store.model_record import MODELS, ModelRecord, check_model
+
+log = structlog.get_logger(__name__)
+
+PAGE = 256
+"""Items embedded (shoppers recomputed) per store write."""
+_LISTS = ("nb_ids", "nb_scores")
+"""The served generation's last published lists: the other model's, so not copied."""
+
+
+class NoText(Refused):
+    """Items were stored before their text was (recstream before 2026-12-05)."""
+
+
+@dataclass(frozen=True)
+class Built:
+    items: int
+    shoppers: int
+    seconds: float
+
+
+def build(
+    settings: Settings,
+    store: VectorStore,
+    source: Generation,
+    target: Generation,
+    encoder: Encoder,
+    progress: Callable[[str, int], None] = lambda stage, n: None,
+) -> Built:
+    """Fill ``target``'s collections from ``source``'s with ``encoder`` (``target``'s model);
+    whatever ``target``'s collections held (an earlier attempt) is removed first. Raises
+    :class:`NoText` when a served item has no stored text."""
+    started = time.perf_counter()
+    old = GenerationStore(store, source)
+    new = GenerationStore(store, target)
+    missing = sum(1 for p in old.scroll(ITEMS, fields=("text",)) if not p.payload.get("text"))
+    if missing:
+        raise NoText(
+            f"{missing} items of the served generation were stored without their text "
+            "(recstream before 2026-12-05): publish the catalogue again (`recstream backfill "
+            "items`, or replay the catalog topic) before migrating"
+        )
+    target_settings = target.settings(settings)
+    _reset(store, target)
+    ensure_collections(new, encoder.dim)
+    name, digest = vector_fingerprint(target_settings)
+    check_model(new, target.collection(ITEMS), ModelRecord(name, digest, encoder.dim))
+    items = 0
+    for page in _pages(old.scroll(ITEMS)):
+        vectors = encoder.encode([str(p.payload["text"]) for p in page])
+        new.upsert(ITEMS, [_item(p, v, encoder.name) for p, v in zip(page, vectors, strict=True)])
+        items += len(page)
+        progress("items", items)
+    shoppers = 0
+    for page in _pages(old.scroll(USERS)):
+        new.upsert(USERS, _shoppers(target_settings, new, page, encoder.dim))
+        shoppers += len(page)
+        progress("shoppers", shoppers)
+    new.flush()
+    seconds = time.perf_counter() - started
+    log.info("migrate.built", generation=target.number, items=items, shoppers=shoppers)
+    return Built(items, shoppers, seconds)
+
+
+def owe_every_list(store: VectorStore, generation: Generation) -> int:
+    """Mark every item of ``generation`` as owing its lists (its catalog consumer publishes
+    them all at its next start): for a generation served again after a rollback."""
+    view = GenerationStore(store, generation)
+    n = 0
+    for page in _pages(view.scroll(ITEMS, fields=("item_id",))):
+        view.set_payload(ITEMS, {p.key: {PENDING: True} for p in page})
+        n += len(page)
+    view.flush()
+    return n
+
+
+def _reset(store: VectorStore, target: Generation) -> None:
+    from stream.generations import MODEL_MADE
+
+    for name in MODEL_MADE:
+        physical = target.collection(name)
+        if physical == name:
+            raise ValueError("generation 0 is never rebuilt")
+        try:
+            keys = [p.key for p in store.scroll(physical, fields=())]
+        except Exception:  # not created yet
+            continue
+        for start in range(0, len(keys), 1_000):
+            store.delete(physical, keys[start : start + 1_000])
+    store.ensure_collection(MODELS, 1)
+    store.delete(MODELS, [target.collection(ITEMS)])
+
+
+def _pages(points: Iterator[StoredPoint], size: int = PAGE) -> Iterator[list[StoredPoint]]:
+    while page := list(itertools.islice(points, size)):
+        yield page
+
+
+def _item(point: StoredPoint, vector: np.ndarray, model: str) -> StoredPoint:
+    payload = {k: v for k, v in point.payload.items() if k not in _LISTS}
+    payload.update({"model": model, PENDING: True, WRITTEN_AT: time.time(), "nb_floor": NO_FLOOR})
+    return StoredPoint(point.key, payload, vector)
+
+
+def _shoppers(
+    settings: Settings, items: GenerationStore, page: list[StoredPoint], dim: int
+) -> list[StoredPoint]:
+    from stream.behaviour.processor import stored_profile
+
+    histories = {p.key: history_from_payload(p.payload.get("history")) for p in page}
+    touched = sorted({i.item_id for h in histories.values() for i in h})
+    found = items.retrieve(ITEMS, touched, with_vectors=True)
+    vectors = {k: p.vector for k, p in found.items() if p.vector is not None}
+    weights = settings.behaviour_weights()
+    half_life = settings.profile_half_life_hours
+    points = []
+    for p in page:
+        profile = profile_vector(histories[p.key], vectors, weights, half_life)
+        payload = {**p.payload, "has_profile": profile is not None}
+        points.append(StoredPoint(p.key, payload, stored_profile(profile, dim)))
+    return points

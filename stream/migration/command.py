@@ -1,0 +1,135 @@
+"""The ``recstream migrate`` command line: build, verify and switch to another model's
+generation, or roll back to the one served before."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stream.settings import Settings
+
+HELP = "embed the catalogue with another model beside the served one, then switch to it"
+_EPILOG = """\
+The consumers keep serving the current generation while the new one is built. --model (and
+--lexical-weight, --lexical-dim) say the new vectors' settings, as for `recstream run`. After
+the build is verified (every item and shopper copied, the model recorded) the store's pointer
+is switched: running consumers follow it within RECSTREAM_GENERATION_CHECK_S, apply again what
+changed during the build, and publish every item's list made with the new model.
+
+  recstream migrate --model ./models/tuned
+  recstream migrate --rollback      # serve the generation before again
+  recstream migrate --status
+
+With the embedded store (no RECSTREAM_QDRANT_URL), only one process can open it: stop
+`recstream run` first, or use a Qdrant server to migrate while the consumers run.
+Exit codes: 0 done, 1 failed (the served generation is untouched), 2 cannot work as asked.
+"""
+
+
+def add_migrate_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "migrate",
+        help=HELP,
+        description=HELP + ".",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--rollback", action="store_true", help="serve the generation before")
+    what.add_argument("--status", action="store_true", help="say what is served, change nothing")
+    parser.add_argument(
+        "--from-model",
+        default=None,
+        metavar="DIR",
+        help="for a store never migrated: the model directory its vectors were made by "
+        "[the packaged model]",
+    )
+    add_settings(parser)
+    return parser
+
+
+def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the command; the exit code (see the epilog)."""
+    from stream.errors import Refused
+    from stream.store import open_store
+
+    try:
+        store = open_store(settings)
+    except Refused as exc:
+        return _fail(str(exc))
+    try:
+        if args.status:
+            return _status(settings, store)
+        if args.rollback:
+            return _rollback(settings, store)
+        return _migrate(settings, store, args.from_model)
+    except Refused as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+
+
+def _status(settings: Settings, store: Any) -> int:
+    from stream.generations import read_pointer
+
+    found = read_pointer(store)
+    if found is None:
+        print("generation 0 (never migrated): the configured model's")
+        return 0
+    print(
+        f"generation {found.number}: {found.model} (lexical weight {found.lexical_weight:g}, "
+        f"{found.lexical_dim} dimensions), switched {_when(found.switched_at)}; "
+        f"before it: {'none' if found.previous is None else found.previous}"
+    )
+    return 0
+
+
+def _migrate(settings: Settings, store: Any, from_model: str | None) -> int:
+    from stream.migration.switch import NotVerified, migrate
+
+    print(f"building a generation with {settings.model} ...", flush=True)
+    try:
+        done = migrate(settings, store, from_model, _progress())
+    except NotVerified as exc:
+        print()
+        return _fail(str(exc), 1)
+    print()
+    built = done.built
+    print(
+        f"generation {done.generation.number} served from {_when(done.generation.switched_at)}: "
+        f"{built.items} items and {built.shoppers} shoppers embedded again in "
+        f"{built.seconds:.1f} s; running consumers follow within "
+        f"{settings.generation_check_s:g} s and publish every list again. Roll back: "
+        "recstream migrate --rollback"
+    )
+    return 0
+
+
+def _rollback(settings: Settings, store: Any) -> int:
+    from stream.migration.switch import rollback
+
+    back, owed = rollback(store)
+    print(
+        f"generation {back.number} served again ({back.model}); its consumers apply what "
+        f"happened since they stopped and publish the {owed} items' lists again"
+    )
+    return 0
+
+
+def _progress() -> Callable[[str, int], None]:
+    def show(stage: str, n: int) -> None:
+        print(f"\r  {stage}: {n}", end="", flush=True)
+
+    return show
+
+
+def _when(at: float | None) -> str:
+    return "never" if at is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+def _fail(text: str, code: int = 2) -> int:
+    print(f"recstream: {text}", file=sys.stderr)
+    return code

@@ -1,0 +1,134 @@
+"""A migration's steps around the build: where the served consumers stand, the checks, the
+switch of the pointer, and the way back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from encoders.base import DEFAULT_MODEL
+from stream.collections import ITEMS, USERS
+from stream.errors import Refused
+from stream.generations import Generation, GenerationStore, read_pointer, write_pointer
+from stream.migration.build import Built, build, owe_every_list
+from stream.settings import Settings
+from stream.store import VectorStore
+from stream.store.model_record import MODELS
+
+_MIX = re.compile(r"\+chargrams(\d+)@([0-9.e+-]+)$")
+
+
+class NotVerified(Exception):
+    """The built generation is not whole; nothing was switched."""
+
+
+@dataclass(frozen=True)
+class Migrated:
+    generation: Generation
+    built: Built
+
+
+def migrate(
+    settings: Settings,
+    store: VectorStore,
+    from_model: str | None = None,
+    progress: Callable[[str, int], None] = lambda stage, n: None,
+) -> Migrated:
+    """Build the generation of the settings' model (and lexical mix) from the served one,
+    verify it, start its consumer groups where the served ones stood before the copy, and
+    switch the pointer to it. Raises :class:`~stream.errors.Refused` when it cannot work as
+    asked, :class:`NotVerified` when the build is not whole (nothing switched)."""
+    from encoders import load_encoder
+    from stream.kafka import offsets
+    from stream.runner import check_store_model
+
+    source = read_pointer(store) or _never_migrated(settings, store, from_model)
+    check_store_model(source.settings(settings), GenerationStore(store, source))
+    number = max(source.highest, source.number) + 1
+    target = Generation(
+        number,
+        settings.model,
+        settings.lexical_weight,
+        settings.lexical_dim,
+        previous=source.number,
+        highest=number,
+        earlier=_earlier(source),
+    )
+    if target.same_model(source):
+        raise Refused(f"generation {source.number} is served with these model settings already")
+    old, new = source.settings(settings), target.settings(settings)
+    # where the served consumers stand, read before the copy: the new generation's consumers
+    # start from there, so whatever the copy misses they apply again
+    starts = [
+        (old.catalog_group(), new.catalog_group(), settings.topic_items),
+        (old.behaviour_group(), new.behaviour_group(), settings.topic_user_events),
+    ]
+    marks = [(to, offsets.committed(settings, frm, topic)) for frm, to, topic in starts]
+    encoder = load_encoder(new)
+    built = build(settings, store, source, target, encoder, progress)
+    wrong = _unverified(store, target, built)
+    if wrong is not None:
+        raise NotVerified(wrong)
+    for group, marked in marks:
+        offsets.commit(settings, group, marked)
+    return Migrated(write_pointer(store, target), built)
+
+
+def rollback(store: VectorStore) -> tuple[Generation, int]:
+    """Serve the generation served before the current one again, every item's list owed; it
+    and how many items owe their lists."""
+    current = read_pointer(store)
+    if current is None or current.previous is None:
+        raise Refused("nothing to roll back to: the store was never migrated")
+    earlier = current.earlier.get(str(current.previous))
+    if earlier is None:
+        raise Refused(f"generation {current.previous}'s model settings were not recorded")
+    back = Generation(
+        current.previous,
+        str(earlier["model"]),
+        float(earlier["lexical_weight"]),
+        int(earlier["lexical_dim"]),
+        previous=current.number,
+        highest=current.highest,
+        earlier=_earlier(current),
+    )
+    owed = owe_every_list(store, back)
+    return write_pointer(store, back), owed
+
+
+def _never_migrated(settings: Settings, store: VectorStore, from_model: str | None) -> Generation:
+    """Generation 0 of a store without a pointer: the model given (the packaged one by
+    default) with the lexical mix its record names."""
+    store.ensure_collection(MODELS, 1)
+    record = store.retrieve(MODELS, [ITEMS]).get(ITEMS)
+    weight, dim = settings.lexical_weight, settings.lexical_dim
+    if record is not None:
+        found = _MIX.search(str(record.payload.get("name", "")))
+        weight, dim = (float(found.group(2)), int(found.group(1))) if found else (0.0, dim)
+    return Generation(0, from_model or DEFAULT_MODEL, weight, dim)
+
+
+def _earlier(generation: Generation) -> dict[str, dict[str, Any]]:
+    entry = {
+        "model": generation.model,
+        "lexical_weight": generation.lexical_weight,
+        "lexical_dim": generation.lexical_dim,
+    }
+    return {**generation.earlier, str(generation.number): entry}
+
+
+def _unverified(store: VectorStore, target: Generation, built: Built) -> str | None:
+    """Why the new generation is not whole (every copied item and shopper in it, under its
+    model's record), or None."""
+    items = store.count(target.collection(ITEMS))
+    shoppers = store.count(target.collection(USERS))
+    record = store.retrieve(MODELS, [target.collection(ITEMS)]).get(target.collection(ITEMS))
+    if items == built.items and shoppers == built.shoppers and record is not None:
+        return None
+    return (
+        f"generation {target.number} holds {items} items and {shoppers} shoppers "
+        f"({built.items} and {built.shoppers} written, model recorded: {record is not None}); "
+        "not switched: the served generation is untouched"
+    )

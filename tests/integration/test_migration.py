@@ -1,0 +1,178 @@
+"""``recstream migrate``: another model's generation built beside the served one while the
+consumers run, then switched to (and back) without losing an event or mixing two models' vectors.
+
+Everything is real: the embedded broker, Qdrant Edge, the packaged model and a changed copy of it
+(one weight tensor scaled: other vectors, as a fine-tune makes), ``run_consumers`` as ``recstream
+run all`` runs it. The embedded store is one process's, so the migration runs in this process
+on the consumers' store object, as it would beside them on a Qdrant server.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from encoders import load_encoder
+from encoders.text import item_text
+from recstream_tools.sample_catalog import sample_items
+from schemas.catalog import Item
+from stream.collections import ITEMS, USERS
+from stream.generations import Generation, GenerationStore, read_pointer
+from stream.migration.switch import migrate, rollback
+from stream.runner import run_consumers
+from stream.settings import Settings
+from stream.store.edge import EdgeStore
+from tests.support.kit import (
+    assert_lists_match_brute_force,
+    delete_event,
+    event_bytes,
+    final_lists,
+    publish,
+    upsert_event,
+    wait_for,
+)
+from tests.support.models import copy_model, scale_tensor
+
+
+class Catalogue:
+    """The items as the events published so far leave them (what every list must reflect)."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, dict[str, Any]] = {}
+        self.deleted: set[str] = set()
+        self.version: dict[str, int] = {}
+
+    def events(self, items: list[dict[str, Any]], rng: random.Random) -> list[Any]:
+        """Creates of ``items``, then an update and a delete of earlier ones."""
+        out = []
+        for item in items:
+            self.version[item["item_id"]] = 1
+            self.live[item["item_id"]] = item
+            out.append(upsert_event(item, 1, "item.created"))
+        earlier = sorted(k for k in self.live if k not in {i["item_id"] for i in items})
+        if earlier:
+            changed = rng.choice(earlier)
+            item = {**self.live[changed], "title": self.live[changed]["title"] + " Pro"}
+            self.version[changed] += 1
+            self.live[changed] = item
+            out.append(upsert_event(item, self.version[changed]))
+            gone = rng.choice([k for k in earlier if k != changed])
+            self.version[gone] += 1
+            del self.live[gone]
+            self.deleted.add(gone)
+            out.append(delete_event(gone, self.version[gone]))
+        return out
+
+
+def _send(settings: Settings, events: list[Any]) -> None:
+    assert publish(settings, settings.topic_items, [event_bytes(e) for e in events]) == len(events)
+
+
+def _published(settings: Settings, catalogue: Catalogue) -> Callable[[], bool]:
+    def done() -> bool:
+        lists = final_lists(settings)
+        return all(lists.get(k) is not None for k in catalogue.live) and all(
+            lists.get(k, None) is None for k in catalogue.deleted
+        )
+
+    return done
+
+
+def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Events published while the new generation is copied and right after the switch all reach
+    it; every vector it holds is the new model's encoding of the item's latest text; every list
+    on the topic at the end is the exact top k of those vectors; a rollback serves the first
+    generation again, caught up with what happened meanwhile."""
+    settings = make_settings(generation_check_s=0.5)
+    rng = random.Random(5)
+    items = sample_items(48, seed=3)
+    catalogue = Catalogue()
+    _send(settings, catalogue.events(items[:24], rng))
+    store = EdgeStore(settings.qdrant_path)
+    stop = threading.Event()
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(run_consumers(settings, "all", stop, store)), daemon=True
+    )
+    runner.start()
+    try:
+        wait_for(_published(settings, catalogue), what="the first lists")
+        tuned = copy_model(tmp_path / "tuned")
+        scale_tensor(tuned, by=0.25)  # vectors far from the first model's (cosine < 0.8)
+        during = catalogue.events(items[24:32], rng)
+        sent: list[bool] = []
+
+        def copying(stage: str, n: int) -> None:  # offsets were read: the copy may miss these
+            if not sent:
+                sent.append(True)
+                _send(settings, during)
+
+        new_settings = settings.model_copy(update={"model": str(tuned)})
+        done = migrate(new_settings, store, progress=copying)
+        assert sent
+        _send(settings, catalogue.events(items[32:40], rng))  # the old consumers may take these
+        pointer = read_pointer(store)
+        assert pointer is not None and pointer.number == 1 and pointer.model == str(tuned)
+        assert done.generation.number == 1
+
+        wait_for(_published(settings, catalogue), what="lists after the switch")
+        new = GenerationStore(store, pointer)
+        _wait_for_vectors(new, new_settings, catalogue)
+        wait_for(
+            lambda: _lists_exact(settings, new), timeout_s=60, what="exact lists of the new model"
+        )
+        assert store.count(pointer.collection(USERS)) == store.count(USERS)
+
+        rollback(store)
+        _send(settings, catalogue.events(items[40:], rng))
+        first = GenerationStore(store, Generation.configured(settings))
+        _wait_for_vectors(first, settings, catalogue)
+        wait_for(lambda: _lists_exact(settings, first), timeout_s=60, what="lists after rollback")
+    finally:
+        stop.set()
+        runner.join(60)
+        store.close()
+    assert codes == [0]
+
+
+def _wait_for_vectors(view: GenerationStore, settings: Settings, catalogue: Catalogue) -> None:
+    """The generation holds exactly the live items, each with its latest title, its vector the
+    generation's model's encoding of the item's text (computed here, apart)."""
+    encoder = load_encoder(settings)
+    keys = sorted(catalogue.live)
+    expected = encoder.encode([item_text(Item.model_validate(catalogue.live[k])) for k in keys])
+
+    differs: list[str] = []
+
+    def matches() -> bool:
+        points = {p.key: p for p in view.scroll(ITEMS, with_vectors=True)}
+        differs[:] = sorted(set(points) ^ set(keys))
+        differs.extend(
+            k
+            for k in keys
+            if k in points and points[k].payload["title"] != catalogue.live[k]["title"]
+        )
+        differs.extend(
+            f"{k} vector {float(points[k].vector @ expected[n]):.4f}"
+            for n, k in enumerate(keys)
+            if k in points and float(points[k].vector @ expected[n]) < 0.99
+        )
+        return not differs
+
+    try:
+        wait_for(matches, timeout_s=60, what=f"generation {view.generation.number}'s vectors")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: differing {differs[:8]}") from None
+
+
+def _lists_exact(settings: Settings, view: GenerationStore) -> bool:
+    try:
+        assert_lists_match_brute_force(final_lists(settings), view, settings.neighbours_k)
+    except AssertionError:
+        return False
+    return True
