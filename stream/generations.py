@@ -38,6 +38,8 @@ from stream.store.model_record import MODELS
 MODEL_MADE = (ITEMS, USERS, ITEM_LISTS)
 """The collections each generation has its own of."""
 POINTER = "active"
+NUMBERS = "generations"
+"""The point of ``vector_models`` with the highest generation number given out."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,6 @@ class Generation:
     lexical_dim: int
     previous: int | None = None
     """The generation served before this one (what ``--rollback`` returns to)."""
-    highest: int = 0
-    """The highest generation number ever built in this store (rolled back ones included)."""
     switched_at: float | None = None
     earlier: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The model settings of the generations served before, by number (for a rollback)."""
@@ -122,6 +122,18 @@ def write_pointer(store: VectorStore, generation: Generation) -> Generation:
     store.upsert(MODELS, [StoredPoint(POINTER, asdict(stamped), np.ones(1, dtype=np.float32))])
     store.flush()
     return stamped
+
+
+def reserve(store: VectorStore, served: Generation) -> int:
+    """A generation number never given out in this store (so its collections are new, whatever
+    an earlier, failed build left)."""
+    store.ensure_collection(MODELS, 1)
+    found = store.retrieve(MODELS, [NUMBERS]).get(NUMBERS)
+    given = int(found.payload["highest"]) if found is not None else 0
+    number = max(given, served.number) + 1
+    placeholder = np.ones(1, dtype=np.float32)
+    store.upsert(MODELS, [StoredPoint(NUMBERS, {"highest": number}, placeholder)])
+    return number
 
 
 class PointerWatch:

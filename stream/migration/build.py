@@ -27,7 +27,7 @@ from stream.generations import Generation, GenerationStore
 from stream.ranking.profile import history_from_payload, profile_vector
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
-from stream.store.model_record import MODELS, ModelRecord, check_model
+from stream.store.model_record import ModelRecord, check_model
 
 log = structlog.get_logger(__name__)
 
@@ -56,9 +56,9 @@ def build(
     encoder: Encoder,
     progress: Callable[[str, int], None] = lambda stage, n: None,
 ) -> Built:
-    """Fill ``target``'s collections from ``source``'s with ``encoder`` (``target``'s model);
-    whatever ``target``'s collections held (an earlier attempt) is removed first. Raises
-    :class:`NoText` when a served item has no stored text."""
+    """Fill ``target``'s collections (new ones: see :func:`stream.generations.reserve`) from
+    ``source``'s with ``encoder`` (``target``'s model). Raises :class:`NoText` when a served
+    item has no stored text."""
     started = time.perf_counter()
     old = GenerationStore(store, source)
     new = GenerationStore(store, target)
@@ -70,7 +70,6 @@ def build(
             "items`, or replay the catalog topic) before migrating"
         )
     target_settings = target.settings(settings)
-    _reset(store, target)
     ensure_collections(new, encoder.dim)
     name, digest = vector_fingerprint(target_settings)
     check_model(new, target.collection(ITEMS), ModelRecord(name, digest, encoder.dim))
@@ -91,33 +90,19 @@ def build(
     return Built(items, shoppers, seconds)
 
 
-def owe_every_list(store: VectorStore, generation: Generation) -> int:
+def owe_every_list(settings: Settings, store: VectorStore, generation: Generation) -> int:
     """Mark every item of ``generation`` as owing its lists (its catalog consumer publishes
     them all at its next start): for a generation served again after a rollback."""
+    from encoders.hybrid import vector_dimension
+
     view = GenerationStore(store, generation)
+    ensure_collections(view, vector_dimension(generation.settings(settings)))
     n = 0
     for page in _pages(view.scroll(ITEMS, fields=("item_id",))):
         view.set_payload(ITEMS, {p.key: {PENDING: True} for p in page})
         n += len(page)
     view.flush()
     return n
-
-
-def _reset(store: VectorStore, target: Generation) -> None:
-    from stream.generations import MODEL_MADE
-
-    for name in MODEL_MADE:
-        physical = target.collection(name)
-        if physical == name:
-            raise ValueError("generation 0 is never rebuilt")
-        try:
-            keys = [p.key for p in store.scroll(physical, fields=())]
-        except Exception:  # not created yet
-            continue
-        for start in range(0, len(keys), 1_000):
-            store.delete(physical, keys[start : start + 1_000])
-    store.ensure_collection(MODELS, 1)
-    store.delete(MODELS, [target.collection(ITEMS)])
 
 
 def _pages(points: Iterator[StoredPoint], size: int = PAGE) -> Iterator[list[StoredPoint]]:

@@ -111,7 +111,7 @@ def _migrate(settings: Settings, store: Any, from_model: str | None) -> int:
 def _rollback(settings: Settings, store: Any) -> int:
     from stream.migration.switch import rollback
 
-    back, owed = rollback(store)
+    back, owed = rollback(settings, store)
     print(
         f"generation {back.number} served again ({back.model}); its consumers apply what "
         f"happened since they stopped and publish the {owed} items' lists again"

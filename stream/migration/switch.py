@@ -11,7 +11,13 @@ from typing import Any
 from encoders.base import DEFAULT_MODEL
 from stream.collections import ITEMS, USERS
 from stream.errors import Refused
-from stream.generations import Generation, GenerationStore, read_pointer, write_pointer
+from stream.generations import (
+    Generation,
+    GenerationStore,
+    read_pointer,
+    reserve,
+    write_pointer,
+)
 from stream.migration.build import Built, build, owe_every_list
 from stream.settings import Settings
 from stream.store import VectorStore
@@ -46,14 +52,13 @@ def migrate(
 
     source = read_pointer(store) or _never_migrated(settings, store, from_model)
     check_store_model(source.settings(settings), GenerationStore(store, source))
-    number = max(source.highest, source.number) + 1
+    number = reserve(store, source)
     target = Generation(
         number,
         settings.model,
         settings.lexical_weight,
         settings.lexical_dim,
         previous=source.number,
-        highest=number,
         earlier=_earlier(source),
     )
     if target.same_model(source):
@@ -76,7 +81,7 @@ def migrate(
     return Migrated(write_pointer(store, target), built)
 
 
-def rollback(store: VectorStore) -> tuple[Generation, int]:
+def rollback(settings: Settings, store: VectorStore) -> tuple[Generation, int]:
     """Serve the generation served before the current one again, every item's list owed; it
     and how many items owe their lists."""
     current = read_pointer(store)
@@ -91,10 +96,9 @@ def rollback(store: VectorStore) -> tuple[Generation, int]:
         float(earlier["lexical_weight"]),
         int(earlier["lexical_dim"]),
         previous=current.number,
-        highest=current.highest,
         earlier=_earlier(current),
     )
-    owed = owe_every_list(store, back)
+    owed = owe_every_list(settings, store, back)
     return write_pointer(store, back), owed
 
 

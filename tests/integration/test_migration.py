@@ -15,6 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kit import (
+    assert_lists_match_brute_force,
+    delete_event,
+    event_bytes,
+    final_lists,
+    publish,
+    upsert_event,
+    wait_for,
+)
+from models import copy_model, scale_tensor
+
 from encoders import load_encoder
 from encoders.text import item_text
 from recstream_tools.sample_catalog import sample_items
@@ -25,16 +36,6 @@ from stream.migration.switch import migrate, rollback
 from stream.runner import run_consumers
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
-from tests.support.kit import (
-    assert_lists_match_brute_force,
-    delete_event,
-    event_bytes,
-    final_lists,
-    publish,
-    upsert_event,
-    wait_for,
-)
-from tests.support.models import copy_model, scale_tensor
 
 
 class Catalogue:
@@ -128,7 +129,7 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
         )
         assert store.count(pointer.collection(USERS)) == store.count(USERS)
 
-        rollback(store)
+        rollback(settings, store)
         _send(settings, catalogue.events(items[40:], rng))
         first = GenerationStore(store, Generation.configured(settings))
         _wait_for_vectors(first, settings, catalogue)

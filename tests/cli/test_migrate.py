@@ -1,0 +1,147 @@
+"""``recstream migrate`` as a user runs it against the embedded store (whose one process is then
+the migration: the consumers are stopped), and what the consumers do at their next start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from kit import (
+    assert_lists_match_brute_force,
+    created,
+    final_lists,
+    publish,
+    settings_env,
+    wait_for,
+)
+from models import copy_model, scale_tensor
+
+from encoders.hybrid import vector_dimension
+from recstream_tools.sample_catalog import sample_items
+from stream.collections import ITEMS, ensure_collections
+from stream.generations import Generation, GenerationStore, read_pointer
+from stream.runner import run_consumers
+from stream.settings import Settings
+from stream.store import StoredPoint, VectorStore
+from stream.store.edge import EdgeStore
+
+
+def _recstream(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", "migrate", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+Done = Callable[[VectorStore], bool]
+
+
+def _lists_exact(settings: Settings, generation: Generation) -> Done:
+    def exact(store: VectorStore) -> bool:
+        view = GenerationStore(store, generation)
+        try:
+            assert_lists_match_brute_force(final_lists(settings), view, settings.neighbours_k)
+        except AssertionError:
+            return False
+        return True
+
+    return exact
+
+
+def _run_until(settings: Settings, done: Done, what: str) -> None:
+    """``recstream run catalog`` (in this process, on a store it shares with ``done``) until
+    ``done``, then stopped."""
+    store = EdgeStore(settings.qdrant_path)
+    stop = threading.Event()
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(run_consumers(settings, "catalog", stop, store)),
+        daemon=True,
+    )
+    runner.start()
+    try:
+        wait_for(lambda: bool(final_lists(settings)) and done(store), timeout_s=90, what=what)
+    finally:
+        stop.set()
+        runner.join(60)
+        store.close()
+    assert codes == [0]
+
+
+def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """``migrate`` (exit 0) switches the store to generation 1; the next ``run`` publishes
+    every item's list made of the new model's vectors although no event arrives; ``--status``
+    names the generation; ``--rollback`` serves generation 0 again and its lists come back."""
+    settings = make_settings()
+    items = sample_items(20, seed=11)
+    publish(settings, settings.topic_items, created(items))
+    first = Generation.configured(settings)
+
+    def all_listed(store: VectorStore) -> bool:
+        lists = final_lists(settings)
+        return all(lists.get(i["item_id"]) for i in items)
+
+    _run_until(settings, all_listed, "the first lists")
+    before = final_lists(settings)
+
+    tuned = copy_model(tmp_path / "tuned")
+    scale_tensor(tuned, by=0.25)
+    done = _recstream(settings, "--model", str(tuned))
+    assert done.returncode == 0, done.stderr
+    assert "generation 1 served" in done.stdout
+    status = _recstream(settings, "--status")
+    assert status.returncode == 0 and status.stdout.startswith(f"generation 1: {tuned}")
+
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        pointer = read_pointer(store)
+    finally:
+        store.close()
+    assert pointer is not None
+    _run_until(settings, _lists_exact(settings, pointer), "the new model's lists")
+    after = final_lists(settings)
+    assert after != before  # other vectors, other scores: every list was published again
+
+    back = _recstream(settings, "--rollback")
+    assert back.returncode == 0, back.stderr
+    _run_until(settings, _lists_exact(settings, first), "generation 0's lists again")
+
+
+def test_migrate_refuses_items_stored_without_their_text(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A store whose items have no stored text (written before it was kept) cannot be embedded
+    again from the store: exit 2, a message saying how to publish the catalogue again, and the
+    store still served by generation 0."""
+    settings = make_settings()
+    items = sample_items(6, seed=2)
+    publish(settings, settings.topic_items, created(items))
+    _run_until(settings, lambda store: len(final_lists(settings)) == 6, "the lists")
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        ensure_collections(store, vector_dimension(settings))
+        old = [
+            StoredPoint(p.key, {k: v for k, v in p.payload.items() if k != "text"}, p.vector)
+            for p in store.scroll(ITEMS, with_vectors=True)
+        ]
+        store.upsert(ITEMS, old)
+    finally:
+        store.close()
+    tuned = copy_model(tmp_path / "tuned")
+    scale_tensor(tuned, by=0.25)
+    refused = _recstream(settings, "--model", str(tuned))
+    assert refused.returncode == 2
+    assert "6 items" in refused.stderr and "recstream backfill items" in refused.stderr
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        assert read_pointer(store) is None
+    finally:
+        store.close()
