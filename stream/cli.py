@@ -56,7 +56,7 @@ class _SecretRefused(argparse.Action):
 
 SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka_", "group_id", "topic_", "max_message_bytes"),
-    "store": ("qdrant_",),
+    "store": ("qdrant_", "generation_"),
     "encoder": ("model", "device", "encoder_", "max_seq_length", "lexical_"),
     "batching": ("batch_", "behaviour_batch_", "stats_batch_"),
     "lists": (

@@ -17,6 +17,8 @@
   stored as JSON texts: the engine writes and reads them several times faster than objects.
 - ``item_model``: per item, the row of the learned collaborative model (the items it predicts
   and their weights), written by ``recstream train recommender``. Placeholder vectors.
+- ``items``, ``users`` and ``item_lists`` hold one model's vectors: ``recstream migrate`` builds
+  another model's beside them (``items_g1``, ...) and switches to them (:mod:`stream.generations`).
 - ``ranking``: the point ``tuned`` (the ranking settings ``recstream tune`` chose) and the point
   ``model`` (when the stored model was trained: written after its rows, it tells the consumers
   to read them again). Placeholder vectors.

@@ -7,6 +7,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from stream.settings import Settings
@@ -41,6 +42,17 @@ def add_migrate_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.
     what.add_argument("--rollback", action="store_true", help="serve the generation before")
     what.add_argument("--status", action="store_true", help="say what is served, change nothing")
     parser.add_argument(
+        "--pairs",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="held-out pairs of item ids that should be near each other (two columns, a "
+        "header): switch only if the new vectors find them at least as often (recall@1, @10)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="switch even if the pairs are found less often"
+    )
+    parser.add_argument(
         "--from-model",
         default=None,
         metavar="DIR",
@@ -65,7 +77,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
             return _status(settings, store)
         if args.rollback:
             return _rollback(settings, store)
-        return _migrate(settings, store, args.from_model)
+        return _migrate(settings, store, args)
     except Refused as exc:
         return _fail(str(exc))
     finally:
@@ -87,16 +99,19 @@ def _status(settings: Settings, store: Any) -> int:
     return 0
 
 
-def _migrate(settings: Settings, store: Any, from_model: str | None) -> int:
-    from stream.migration.switch import NotVerified, migrate
+def _migrate(settings: Settings, store: Any, args: argparse.Namespace) -> int:
+    from stream.migration.switch import NotVerified, migrate, read_pairs, recall_text
 
+    pairs = read_pairs(args.pairs) if args.pairs is not None else None
     print(f"building a generation with {settings.model} ...", flush=True)
     try:
-        done = migrate(settings, store, from_model, _progress())
+        done = migrate(settings, store, args.from_model, _progress(), pairs, args.force)
     except NotVerified as exc:
         print()
         return _fail(str(exc), 1)
     print()
+    if done.recall is not None:
+        print(f"held-out pairs, served -> new: {recall_text(done.recall)}")
     built = done.built
     print(
         f"generation {done.generation.number} served from {_when(done.generation.switched_at)}: "

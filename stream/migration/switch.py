@@ -3,10 +3,14 @@ switch of the pointer, and the way back."""
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from encoders.base import DEFAULT_MODEL
 from stream.collections import ITEMS, USERS
@@ -34,6 +38,45 @@ class NotVerified(Exception):
 class Migrated:
     generation: Generation
     built: Built
+    recall: dict[str, dict[str, float]] | None = None
+    """With pairs given: twin recall of the served (``before``) and new (``after``) vectors."""
+
+
+Pairs = list[tuple[str, str]]
+RECALL_AT = (1, 10)
+
+
+def read_pairs(path: Path) -> Pairs:
+    """The item id pairs of a CSV file (the first two columns; a header row is skipped);
+    raises :class:`~stream.errors.Refused` when there are none."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = [r[:2] for r in csv.reader(handle) if len(r) >= 2]
+    pairs = [(a.strip(), b.strip()) for a, b in rows[1:]]
+    if not pairs:
+        raise Refused(f"no item id pairs in {path}: a CSV of two columns, with a header")
+    return pairs
+
+
+def pair_recall(view: VectorStore, pairs: Pairs) -> dict[str, float]:
+    """For each pair of stored items, whether the second is among the first's k most similar
+    items of the whole catalogue (exact cosine, itself left out): recall at each k of
+    :data:`RECALL_AT`, and how many pairs counted."""
+    points = [p for p in view.scroll(ITEMS, with_vectors=True) if p.vector is not None]
+    index = {p.key: n for n, p in enumerate(points)}
+    usable = [(index[a], index[b]) for a, b in pairs if a in index and b in index and a != b]
+    if not usable:
+        return {"pairs": 0.0}
+    matrix = np.stack([p.vector for p in points if p.vector is not None]).astype(np.float32)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    ranks = []
+    for start in range(0, len(usable), 256):
+        chunk = np.array(usable[start : start + 256])
+        sims = matrix[chunk[:, 0]] @ matrix.T
+        rows = np.arange(len(chunk))
+        sims[rows, chunk[:, 0]] = -np.inf
+        ranks.append((sims > sims[rows, chunk[:, 1]][:, None]).sum(axis=1))
+    rank = np.concatenate(ranks)
+    return {"pairs": float(len(usable))} | {f"R@{k}": float((rank < k).mean()) for k in RECALL_AT}
 
 
 def migrate(
@@ -41,11 +84,15 @@ def migrate(
     store: VectorStore,
     from_model: str | None = None,
     progress: Callable[[str, int], None] = lambda stage, n: None,
+    pairs: Pairs | None = None,
+    force: bool = False,
 ) -> Migrated:
     """Build the generation of the settings' model (and lexical mix) from the served one,
     verify it, start its consumer groups where the served ones stood before the copy, and
     switch the pointer to it. Raises :class:`~stream.errors.Refused` when it cannot work as
-    asked, :class:`NotVerified` when the build is not whole (nothing switched)."""
+    asked, :class:`NotVerified` when the build is not whole, or (with ``pairs``, unless
+    ``force``) finds the pairs' twins less often at any k than the served vectors: nothing
+    is switched then."""
     from encoders import load_encoder
     from stream.kafka import offsets
     from stream.runner import check_store_model
@@ -76,9 +123,29 @@ def migrate(
     wrong = _unverified(store, target, built)
     if wrong is not None:
         raise NotVerified(wrong)
+    recall = None
+    if pairs:
+        recall = {
+            "before": pair_recall(GenerationStore(store, source), pairs),
+            "after": pair_recall(GenerationStore(store, target), pairs),
+        }
+        worse = [k for k, v in recall["after"].items() if k != "pairs" and v < recall["before"][k]]
+        if worse and not force:
+            raise NotVerified(
+                f"generation {number} finds the pairs' twins less often ({recall_text(recall)}); "
+                "not switched: the served generation is untouched (--force switches anyway)"
+            )
     for group, marked in marks:
         offsets.commit(settings, group, marked)
-    return Migrated(write_pointer(store, target), built)
+    return Migrated(write_pointer(store, target), built, recall)
+
+
+def recall_text(recall: dict[str, dict[str, float]]) -> str:
+    before, after = recall["before"], recall["after"]
+    shown = ", ".join(
+        f"R@{k} {before.get(f'R@{k}', 0):.3f} -> {after.get(f'R@{k}', 0):.3f}" for k in RECALL_AT
+    )
+    return f"{int(after['pairs'])} pairs: {shown}"
 
 
 def rollback(settings: Settings, store: VectorStore) -> tuple[Generation, int]:
