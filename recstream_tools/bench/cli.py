@@ -209,6 +209,24 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     scaling.add_argument("--out", **out)
     add_settings_options(scaling)
 
+    mig = which.add_parser(
+        "migrate", help="how fast recstream migrate embeds a catalogue again into a generation"
+    )
+    mig.add_argument("--items", type=int, default=10_000, help="catalogue size [10000]")
+    mig.add_argument("--shoppers", type=int, default=2_000, help="shopper histories [2000]")
+    mig.add_argument(
+        "--to-model", default=None, metavar="DIR", help="the new model [the settings' model]"
+    )
+    mig.add_argument(
+        "--to-lexical-weight",
+        type=float,
+        default=None,
+        help="the new lexical weight [0.4, or 0.5 when the settings' is 0.4]",
+    )
+    mig.add_argument("--data", type=Path, default=_DATA, help=f"shared data folder [{_DATA}]")
+    mig.add_argument("--out", **out)
+    add_settings_options(mig)
+
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     """Run the benchmark ``args.bench_command`` names; print its table and where results went."""
@@ -239,6 +257,16 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.out,
         )
         print(store.summary(result))
+    elif args.bench_command == "migrate":
+        from recstream_tools.bench import migrate
+
+        weight = args.to_lexical_weight
+        if weight is None:
+            weight = 0.5 if settings.lexical_weight == 0.4 else 0.4
+        change = {"model": args.to_model or settings.model, "lexical_weight": weight}
+        target = settings.model_copy(update=change)
+        result = migrate.run(settings, args.items, args.shoppers, target, args.out, args.data)
+        print(migrate.summary(result))
     elif args.bench_command == "e2e":
         from recstream_tools.bench import e2e
 

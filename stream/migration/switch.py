@@ -120,7 +120,7 @@ def migrate(
     marks = [(to, offsets.committed(settings, frm, topic)) for frm, to, topic in starts]
     encoder = load_encoder(new)
     built = build(settings, store, source, target, encoder, progress)
-    wrong = _unverified(store, target, built)
+    wrong = unverified(store, target, built)
     if wrong is not None:
         raise NotVerified(wrong)
     recall = None
@@ -190,7 +190,7 @@ def _earlier(generation: Generation) -> dict[str, dict[str, Any]]:
     return {**generation.earlier, str(generation.number): entry}
 
 
-def _unverified(store: VectorStore, target: Generation, built: Built) -> str | None:
+def unverified(store: VectorStore, target: Generation, built: Built) -> str | None:
     """Why the new generation is not whole (every copied item and shopper in it, under its
     model's record), or None."""
     items = store.count(target.collection(ITEMS))

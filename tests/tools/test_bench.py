@@ -41,6 +41,8 @@ def test_bench_commands_parse_with_their_options() -> None:
     assert (args.bench_command, args.items, args.batch, args.events) == ("batches", 500, 64, 8192)
     args = parser.parse_args(["bench", "serve", "--sizes", "2000", "--rate", "20"])
     assert (args.bench_command, args.sizes, args.rate, args.seconds) == ("serve", [2000], 20.0, 20)
+    args = parser.parse_args(["bench", "migrate", "--items", "500", "--to-lexical-weight", "0.3"])
+    assert (args.bench_command, args.items, args.to_lexical_weight) == ("migrate", 500, 0.3)
 
 
 def test_paced_requests_count_latency_from_when_they_were_due() -> None:
@@ -273,3 +275,19 @@ def test_batches_bench_times_both_processors(
     assert written["batches"] == result["batches"] == 2
     assert all(b["behaviour_ms"] > 0 and b["activities"] > 0 for b in written["batch_ms"])
     assert written["per_batch"]["stats_ms"]["p50"] > 0
+
+
+def test_migrate_bench_times_a_verified_build(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """`recstream bench migrate` on a tiny catalogue: the build it times was verified whole
+    (it raises otherwise), into another lexical mix, and the JSON holds both rates."""
+    from recstream_tools.bench import migrate
+
+    settings = make_settings()
+    target = settings.model_copy(update={"lexical_weight": 0.4})
+    result = migrate.run(settings, 120, 30, target, tmp_path, tmp_path / "no-data")
+    written = json.loads((tmp_path / "migrate.json").read_text())
+    assert written["items"] == result["items"] == 120 and written["shoppers"] == 30
+    assert written["target"]["lexical_weight"] == 0.4
+    assert written["build_items_per_s"] > 0 and written["encode_only_items_per_s"] > 0

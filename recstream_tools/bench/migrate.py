@@ -1,0 +1,150 @@
+"""``recstream bench migrate``: how fast ``recstream migrate`` builds a new generation.
+
+A store of ``items`` product texts (the benchmark corpus) and ``shoppers`` histories of five
+items each is filled first with the settings' model, as the consumers would have (not timed).
+Then the build of generation 1 (every item embedded again from its stored text, every
+shopper's profile computed again, the counts verified) is timed with the target model settings
+(by default the same model at another lexical weight: every vector changes, as with a
+fine-tune), beside that encoder's encode-only rate on the same texts in the same process. No
+broker: the offsets a migration reads and commits cost a few round trips.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recstream_tools.bench.corpus import product_texts
+from recstream_tools.bench.report import LoadMonitor, figure, new_result, write_outputs
+from stream.settings import Settings
+
+NAME = "migrate"
+_PAGE = 256
+
+
+def run(
+    settings: Settings,
+    items: int,
+    shoppers: int,
+    target: Settings,
+    out_dir: Path,
+    data: Path | None = None,
+) -> dict[str, Any]:
+    from encoders import load_encoder
+    from stream.generations import Generation, GenerationStore, reserve
+    from stream.migration.build import build
+    from stream.migration.switch import unverified
+    from stream.runner import check_store_model
+    from stream.store.edge import EdgeStore
+
+    corpus = product_texts(items, data) if data is not None else product_texts(items)
+    texts = corpus.texts
+    with tempfile.TemporaryDirectory(prefix="recstream-bench-migrate-") as tmp:
+        store = EdgeStore(str(Path(tmp) / "qdrant"))
+        try:
+            source = Generation.configured(settings)
+            check_store_model(settings, GenerationStore(store, source))
+            fill_s = _fill(settings, store, texts, shoppers)
+            encoder = load_encoder(target)
+            encoder.encode(texts[:_PAGE])  # warm: the ONNX export of a new model is not timed
+            started = time.perf_counter()
+            encoder.encode(texts)
+            encode_s = time.perf_counter() - started
+            number = reserve(store, source)
+            generation = Generation(number, target.model, target.lexical_weight, target.lexical_dim)
+            with LoadMonitor() as load:
+                started = time.perf_counter()
+                built = build(settings, store, source, generation, encoder)
+                wrong = unverified(store, generation, built)
+                build_s = time.perf_counter() - started
+        finally:
+            store.close()
+    if wrong is not None:
+        raise RuntimeError(wrong)
+    result = new_result(
+        NAME,
+        model=settings.model,
+        device="cpu",
+        items=len(texts),
+        shoppers=shoppers,
+        corpus=corpus.sources,
+        source_mix=[settings.lexical_weight, settings.lexical_dim],
+        target={
+            "model": target.model,
+            "lexical_weight": target.lexical_weight,
+            "lexical_dim": target.lexical_dim,
+        },
+        fill_s=round(fill_s, 1),
+        build_s=round(build_s, 2),
+        build_items_per_s=round(len(texts) / build_s, 1),
+        encode_only_s=round(encode_s, 2),
+        encode_only_items_per_s=round(len(texts) / encode_s, 1),
+        load=load.summary,
+    )
+    result["paths"] = [str(p) for p in write_outputs(result, NAME, out_dir, lambda: _plot(result))]
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    return (
+        f"migrate build of {result['items']} items and {result['shoppers']} shoppers: "
+        f"{result['build_s']:.1f} s ({result['build_items_per_s']:.1f} items/s), the encoder "
+        f"alone {result['encode_only_items_per_s']:.1f} texts/s; others' CPU share "
+        f"{result['load'].get('others_cpu_share', '?')}"
+    )
+
+
+def _fill(settings: Settings, store: Any, texts: list[str], shoppers: int) -> float:
+    """The served generation as the consumers leave it: items with their text, shoppers with
+    histories."""
+    from encoders import load_encoder
+    from stream.collections import ITEMS, USERS
+    from stream.ranking.profile import Interaction, history_to_payload
+    from stream.store import StoredPoint
+
+    started = time.perf_counter()
+    encoder = load_encoder(settings)
+    keys = [f"sku-{n:06d}" for n in range(len(texts))]
+    for start in range(0, len(texts), _PAGE):
+        page = texts[start : start + _PAGE]
+        vectors = encoder.encode(page)
+        store.upsert(
+            ITEMS,
+            [
+                StoredPoint(k, {"item_id": k, "title": t[:60], "text": t, "model": encoder.name}, v)
+                for k, t, v in zip(keys[start : start + _PAGE], page, vectors, strict=True)
+            ],
+        )
+    rng = random.Random(0)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    points = []
+    for n in range(shoppers):
+        history = [
+            Interaction(f"e{n}-{m}", rng.choice(keys), "view", t0 + timedelta(minutes=m))
+            for m in range(5)
+        ]
+        payload = {"user_id": f"u{n}", "history": history_to_payload(history)}
+        points.append(StoredPoint(f"u{n}", payload, np.ones(encoder.dim, dtype=np.float32)))
+    for start in range(0, len(points), _PAGE):
+        store.upsert(USERS, points[start : start + _PAGE])
+    return time.perf_counter() - started
+
+
+def _plot(result: dict[str, Any]) -> Any:
+    fig, axes = figure(width=6.0, height=3.2)
+    ax = axes[0][0]
+    labels = ["encoder alone", "migrate build"]
+    values = [result["encode_only_items_per_s"], result["build_items_per_s"]]
+    ax.barh(labels, values, color=["0.6", "tab:blue"])
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.0f}", va="center")
+    ax.set_xlabel("items per second")
+    ax.set_title(f"recstream migrate: {result['items']:,} items, {result['shoppers']:,} shoppers")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
