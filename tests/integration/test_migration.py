@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+from api import free_port
 from kit import (
     assert_lists_match_brute_force,
     delete_event,
@@ -89,7 +91,7 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
     it; every vector it holds is the new model's encoding of the item's latest text; every list
     on the topic at the end is the exact top k of those vectors; a rollback serves the first
     generation again, caught up with what happened meanwhile."""
-    settings = make_settings(generation_check_s=0.5)
+    settings = make_settings(generation_check_s=0.5, http_host="127.0.0.1", http_port=free_port())
     rng = random.Random(5)
     items = sample_items(48, seed=3)
     catalogue = Catalogue()
@@ -128,12 +130,14 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
             lambda: _lists_exact(settings, new), timeout_s=60, what="exact lists of the new model"
         )
         assert store.count(pointer.collection(USERS)) == store.count(USERS)
+        _api_serves(settings, catalogue, load_encoder(new_settings).name)
 
         rollback(settings, store)
         _send(settings, catalogue.events(items[40:], rng))
         first = GenerationStore(store, Generation.configured(settings))
         _wait_for_vectors(first, settings, catalogue)
         wait_for(lambda: _lists_exact(settings, first), timeout_s=60, what="lists after rollback")
+        _api_serves(settings, catalogue, load_encoder(settings).name)
     finally:
         stop.set()
         runner.join(60)
@@ -169,6 +173,29 @@ def _wait_for_vectors(view: GenerationStore, settings: Settings, catalogue: Cata
         wait_for(matches, timeout_s=60, what=f"generation {view.generation.number}'s vectors")
     except AssertionError as exc:
         raise AssertionError(f"{exc}: differing {differs[:8]}") from None
+
+
+def _api_serves(settings: Settings, catalogue: Catalogue, model: str) -> None:
+    """The HTTP API of the running process answers from the served generation: each live
+    item's similar items are the list on the topic, made by ``model``."""
+    lists = final_lists(settings)
+    with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=30) as client:
+
+        def answers() -> bool:
+            try:
+                found = client.get(f"/v1/items/{sorted(catalogue.live)[0]}/similar")
+            except httpx.TransportError:  # the API starting again on the new generation
+                return False
+            return found.status_code == 200 and found.json()["model"] == model
+
+        wait_for(answers, timeout_s=30, what=f"the API on {model}")
+        for key in sorted(catalogue.live):
+            body = client.get(f"/v1/items/{key}/similar").json()
+            assert body["model"] == model
+            got = [(n["item_id"], n["score"]) for n in body["neighbours"]]
+            expected = lists[key]
+            assert expected is not None
+            assert {k for k, _ in got} == {k for k, _ in expected}, key
 
 
 def _lists_exact(settings: Settings, view: GenerationStore) -> bool:
