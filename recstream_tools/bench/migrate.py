@@ -1,12 +1,13 @@
 """``recstream bench migrate``: how fast ``recstream migrate`` builds a new generation.
 
-A store of ``items`` product texts (the benchmark corpus) and ``shoppers`` histories of five
-items each is filled first with the settings' model, as the consumers would have (not timed).
-Then the build of generation 1 (every item embedded again from its stored text, every
-shopper's profile computed again, the counts verified) is timed with the target model settings
-(by default the same model at another lexical weight: every vector changes, as with a
-fine-tune), beside that encoder's encode-only rate on the same texts in the same process. No
-broker: the offsets a migration reads and commits cost a few round trips.
+A store of ``items`` products (named like the shared data's, as ``bench e2e`` makes them) and
+``shoppers`` histories of five items each is filled first with the settings' model, as the
+consumers would have (not timed). Then the build of generation 1 (every item embedded again
+from its stored text, every shopper's profile computed again, the counts verified) is timed
+with the target model settings (by default the same model at another lexical weight: every
+vector changes, as with a fine-tune), beside that encoder's encode-only rate on the same texts
+in the same process. No broker: the offsets a migration reads and commits cost a few round
+trips.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from recstream_tools.bench.corpus import product_texts
+from recstream_tools.bench.corpus import product_items
 from recstream_tools.bench.report import LoadMonitor, figure, new_result, write_outputs
 from stream.settings import Settings
 
@@ -37,14 +38,16 @@ def run(
     data: Path | None = None,
 ) -> dict[str, Any]:
     from encoders import load_encoder
+    from encoders.text import item_text
+    from schemas.catalog import Item
     from stream.generations import Generation, GenerationStore, reserve
     from stream.migration.build import build
     from stream.migration.switch import unverified
     from stream.runner import check_store_model
     from stream.store.edge import EdgeStore
 
-    corpus = product_texts(items, data) if data is not None else product_texts(items)
-    texts = corpus.texts
+    catalogue, sources = product_items(items, data) if data is not None else product_items(items)
+    texts = [item_text(Item.model_validate(i)) for i in catalogue]
     with tempfile.TemporaryDirectory(prefix="recstream-bench-migrate-") as tmp:
         store = EdgeStore(str(Path(tmp) / "qdrant"))
         try:
@@ -73,7 +76,7 @@ def run(
         device="cpu",
         items=len(texts),
         shoppers=shoppers,
-        corpus=corpus.sources,
+        corpus=sources,
         source_mix=[settings.lexical_weight, settings.lexical_dim],
         target={
             "model": target.model,
