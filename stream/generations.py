@@ -28,12 +28,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import structlog
 
 from stream.collections import ITEM_LISTS, ITEMS, USERS
 from stream.settings import Settings
 from stream.store import FieldKind, StoredPoint, VectorStore, Where
 from stream.store.base import Hit, Payload, SearchQuery, Vector
 from stream.store.model_record import MODELS
+
+log = structlog.get_logger(__name__)
 
 MODEL_MADE = (ITEMS, USERS, ITEM_LISTS)
 """The collections each generation has its own of."""
@@ -106,8 +109,11 @@ def open_served(settings: Settings) -> tuple[Settings, GenerationStore]:
     return generation.settings(settings), GenerationStore(store, generation)
 
 
-def read_pointer(store: VectorStore) -> Generation | None:
-    store.ensure_collection(MODELS, 1)
+def read_pointer(store: VectorStore, opened: bool = False) -> Generation | None:
+    """The generation the store's pointer names (None: never migrated); ``opened``: the
+    collection of records is open in this process already (one call fewer)."""
+    if not opened:
+        store.ensure_collection(MODELS, 1)
     point = store.retrieve(MODELS, [POINTER]).get(POINTER)
     if point is None:
         return None
@@ -147,11 +153,15 @@ class PointerWatch:
     def wait_for_switch(self, stop: threading.Event) -> Generation | None:
         """Block until ``stop`` is set (None) or the pointer names another generation (it).
         A store error while reading the pointer is tried again at the next check."""
+        failures = 0
         while not stop.wait(self.every_s):
             try:
                 found = read_pointer(self.store)
-            except Exception:
+            except Exception as exc:  # a store outage, or a pointer this version cannot read
+                failures += 1
+                log.warning("generation.pointer_unread", error=str(exc)[:300], times=failures)
                 continue
+            failures = 0
             if found is not None and found.number != self.number:
                 return found
         return None
@@ -165,6 +175,14 @@ class GenerationStore:
         self.generation = generation
         self.exclusive = inner.exclusive
         self._name = generation.collection
+
+    def superseded(self) -> str | None:
+        """Why work done on this generation no longer counts: the store serves another one
+        (checked before each batch is published, :attr:`stream.loop.BatchConsumer.superseded`)."""
+        found = read_pointer(self.inner, opened=True)
+        if found is None or found.number == self.generation.number:
+            return None
+        return f"the store serves generation {found.number} now, not {self.generation.number}"
 
     def ensure_collection(
         self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None

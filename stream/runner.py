@@ -91,13 +91,15 @@ def run_consumers(
     settings: Settings, which: str, stop: threading.Event, store: VectorStore | None = None
 ) -> int:
     """Run until ``stop`` is set (exit code 0) or a consumer fails (exit code 1), on the
-    generation the store's pointer names; when ``recstream migrate`` switches it, the consumers
-    finish their batches and start again on the new one. Raises
+    generation the store's pointer names. When ``recstream migrate`` switches it, the new
+    generation's encoder and consumers are made ready while the old ones run, then the old ones
+    finish their batches, the API serves the new generation on the same socket and the new
+    consumers start. Raises
     :class:`stream.http.server.HttpUnavailable`, before anything is loaded, when the HTTP API
     cannot listen where the settings say. ``store``: an open store to use (left open) instead
     of the settings' (the embedded store has one process: a migration beside the consumers
     needs the same object)."""
-    from stream.generations import GenerationStore, served
+    from stream.generations import PointerWatch, served
     from stream.http.server import HttpServer
 
     http = None
@@ -112,25 +114,23 @@ def run_consumers(
             http.stop()
         raise
     try:
-        generation = served(store, settings)
+        running = _Generation.prepare(settings, which, served(store, settings), store)
         while True:
-            view = GenerationStore(store, generation)
-            if generation.number:
-                log.info(
-                    "generation.serving",
-                    generation=generation.number,
-                    model=generation.model,
-                    configured_model=settings.model,
-                )
-            code, switched = _run_generation(generation.settings(settings), which, view, http, stop)
+            running.start(http, stop)
+            watch = PointerWatch(store, running.generation.number, settings.generation_check_s)
+            switched = watch.wait_for_switch(stop)
             if switched is None:
-                return code
-            log.info("generation.switched", old=generation.number, new=switched.number)
-            generation = switched
-            if http is not None:  # the API starts again on the new generation, same port
-                http.stop()
-                http = HttpServer(settings.http_host, settings.http_port)
-                http.bind()
+                return running.finish()
+            log.info("generation.switching", old=running.generation.number, new=switched.number)
+            # the new generation's model and consumers are made ready while the old ones serve
+            try:
+                following = _Generation.prepare(settings, which, switched, store)
+            except BaseException:  # its model cannot load here, say: stop, with the reason
+                running.finish()
+                raise
+            if running.finish():
+                return 1
+            running = following
     finally:
         if http is not None:
             http.stop()
@@ -138,51 +138,83 @@ def run_consumers(
             store.close()
 
 
-def _run_generation(
-    settings: Settings,
-    which: str,
-    store: GenerationStore,
-    http: HttpServer | None,
-    stop: threading.Event,
-) -> tuple[int, Generation | None]:
-    """The consumers of one generation until ``stop``, a failure, or a switch of the pointer:
-    (exit code, the generation switched to or None)."""
-    from stream.generations import PointerWatch
-    from stream.http.server import api_server
+class _Generation:
+    """The consumers (and the encoder) of one generation, made ready, then run until halted."""
 
-    failed: list[BaseException] = []
-    halt = threading.Event()  # stop, a failure or a switch: the consumers finish and return
+    def __init__(
+        self,
+        generation: Generation,
+        settings: Settings,
+        view: GenerationStore,
+        consumers: list[BatchConsumer[Any, Any]],
+        encoder: Encoder | None,
+    ) -> None:
+        self.generation = generation
+        self.settings = settings
+        self.view = view
+        self.consumers = consumers
+        self.encoder = encoder
+        self.halt = threading.Event()
+        self.failed: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
 
-    def guarded(consumer: BatchConsumer[Any, Any]) -> None:
-        try:
-            consumer.run(halt)
-        except BaseException as exc:
-            log.exception("consumer.failed", topic=consumer.topic)
-            failed.append(exc)
-            stop.set()
-            halt.set()
+    @classmethod
+    def prepare(
+        cls, base: Settings, which: str, generation: Generation, store: VectorStore
+    ) -> _Generation:
+        """Check the generation's model record, load its encoder and build its consumers."""
+        from stream.generations import GenerationStore
 
-    encoder = None
-    # every consumer reads the items' vectors (behaviour: profiles and the HTTP search)
-    check_store_model(settings, store)
-    if which in ("catalog", "all"):
-        from encoders import load_encoder
+        settings = generation.settings(base)
+        view = GenerationStore(store, generation)
+        if generation.number:
+            log.info(
+                "generation.serving",
+                generation=generation.number,
+                model=generation.model,
+                configured_model=base.model,
+            )
+        encoder = None
+        # every consumer reads the items' vectors (behaviour: profiles and the HTTP search)
+        check_store_model(settings, view)
+        if which in ("catalog", "all"):
+            from encoders import load_encoder
 
-        adopt_catalog_records(settings, store)
-        encoder = load_encoder(settings)
-    consumers = build_consumers(settings, which, store, encoder)
-    if http is not None:
-        api_server(settings, store, consumers, encoder, server=http, stopping=stop)
-    threads = [
-        threading.Thread(target=guarded, args=(c,), name=c.topic, daemon=True) for c in consumers
-    ]
-    for t in threads:
-        t.start()
-    watch = PointerWatch(store.inner, store.generation.number, settings.generation_check_s)
-    switched = watch.wait_for_switch(stop)
-    halt.set()
-    for t in threads:
-        t.join()
-    if failed:
-        return 1, None
-    return 0, switched if not stop.is_set() else None
+            adopt_catalog_records(settings, view)
+            encoder = load_encoder(settings)
+        consumers = build_consumers(settings, which, view, encoder)
+        for consumer in consumers:
+            consumer.superseded = view.superseded
+        return cls(generation, settings, view, consumers, encoder)
+
+    def start(self, http: HttpServer | None, stop: threading.Event) -> None:
+        """Serve the API from this generation (in place of the one before, on the same socket)
+        and start the consumers, each on a thread of its own."""
+        from stream.http.server import api_server
+
+        def guarded(consumer: BatchConsumer[Any, Any]) -> None:
+            try:
+                consumer.run(self.halt)
+            except BaseException as exc:
+                log.exception("consumer.failed", topic=consumer.topic)
+                self.failed.append(exc)
+                stop.set()
+                self.halt.set()
+
+        if http is not None:
+            api_server(
+                self.settings, self.view, self.consumers, self.encoder, server=http, stopping=stop
+            )
+        self._threads = [
+            threading.Thread(target=guarded, args=(c,), name=c.topic, daemon=True)
+            for c in self.consumers
+        ]
+        for t in self._threads:
+            t.start()
+
+    def finish(self) -> int:
+        """Halt the consumers (each finishes its batches) and wait for them: 1 if one failed."""
+        self.halt.set()
+        for t in self._threads:
+            t.join()
+        return 1 if self.failed else 0

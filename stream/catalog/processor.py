@@ -7,6 +7,7 @@ what was published) and commits offsets.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -75,11 +76,17 @@ class CatalogProcessor:
         self.effects = BatchEffects(store, self.finder, encoder.name, self.by_topic)
         # lists owed by a process that died between a store write and its publish, for items
         # the batches it left behind may not hold: honoured by the first batch
-        self._owed_at_start = set(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
+        self._owed_at_start = dict.fromkeys(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
+        """In the store's order; each batch takes a share (the first BATCH_MAX_ITEMS): after a
+        generation switch it is the whole catalogue."""
+        self._taken: set[str] = set()
 
     def owes_work(self) -> bool:
         """Lists are owed from before this process started (:class:`stream.loop.Owing`)."""
         return bool(self._owed_at_start)
+
+    def _owed_share(self) -> set[str]:
+        return set(itertools.islice(self._owed_at_start, self.settings.batch_max_items))
 
     def receive(self, msg: Message) -> tuple[Entry, int]:
         """Validate one message: a Received event with its token count, or a dead letter."""
@@ -163,7 +170,8 @@ class CatalogProcessor:
         # stored) may come from such a batch too. Search around it again, with the stored
         # vector: the lists it entered or left were never sent.
         owed = {k for k, p in stored.items() if p.get(PENDING) and k not in gone}
-        owed |= self._owed_at_start - set(gone) - set(stored)
+        self._taken = self._owed_share()
+        owed |= self._taken - set(gone) - set(stored)
         replays = owed | {
             r.item_id for r in plan.refresh if r.stamp == Stamp.from_payload(stored[r.item_id])
         }
@@ -232,7 +240,9 @@ class CatalogProcessor:
         """Record the lists as published (call after the outputs were delivered)."""
         try:
             self.effects.record(result.confirm or Published({}, []))
-            self._owed_at_start = set()  # delivered: only now (a batch retried owes them still)
+            for key in self._taken:  # delivered (or gone): only now, a retried batch owes them
+                self._owed_at_start.pop(key, None)
+            self._taken = set()
         except Exception:
             # the items were written and the finder told in ``process``; a record that failed
             # is written again by the redo, or read from the journal at the next load

@@ -73,10 +73,13 @@ class HttpServer:
         self._socket = sock
 
     def start(self, app: FastAPI, queries: Queries | None = None) -> None:
-        """Serve ``app`` until :meth:`stop` (``queries`` is closed then)."""
+        """Serve ``app`` until :meth:`stop` (``queries`` is closed then). When an app is served
+        already, ``app`` replaces it on the same listening socket: a connection made meanwhile
+        waits in the socket's queue instead of being refused."""
         if self._socket is None:
             self.bind()
         assert self._socket is not None
+        self._stop_serving()
         if queries is not None:
             self._on_stop.append(queries)
         config = uvicorn.Config(
@@ -84,7 +87,11 @@ class HttpServer:
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name="http", daemon=True
+            # a duplicate: uvicorn closes the sockets it served at its end, the listening one stays
+            target=server.run,
+            kwargs={"sockets": [self._socket.dup()]},
+            name="http",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -97,15 +104,19 @@ class HttpServer:
 
     def stop(self) -> None:
         """Stop serving (requests under way get a few seconds to finish) and release the port."""
+        self._stop_serving()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.close()
+            self._socket = None
+
+    def _stop_serving(self) -> None:
+        """Stop the app served (requests under way get a few seconds), keeping the socket."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(_STOP_TIMEOUT_S)
             log.info("http.stopped", host=self.host)
         self._server = self._thread = None
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.close()
-            self._socket = None
         for queries in self._on_stop:
             queries.close()
         self._on_stop.clear()

@@ -52,7 +52,8 @@ _STATISTICS_INTERVAL_MS = 5_000  # librdkafka's reports, for the lag metric
 
 
 class BatchAbandoned(RuntimeError):
-    """Shutting down while a batch still fails: it is left uncommitted for the next owner."""
+    """Shutting down while a batch still fails, or the batch's work is superseded (the store
+    serves another generation): it is left uncommitted for the next owner."""
 
 
 RETRIABLE: tuple[type[Exception], ...] = (Transient, KafkaException)
@@ -96,6 +97,10 @@ class BatchConsumer(Generic[E, C]):
         self._pending: tuple[list[tuple[E, Message]], list[E]] | None = None
         """A closed batch, prepared, not finished yet: the next one is closed first."""
         self._sync_commits = False
+        self.superseded: Callable[[], str | None] | None = None
+        """Checked before each batch's outputs are published: a reason when the work no longer
+        counts (the store switched generation: :mod:`stream.generations`). The consumer then
+        stops without publishing or committing the batch."""
         """Wait for each commit's answer: while partitions are revoked, and when stopping."""
         self._finishing = False
         """A batch is being finished (a revoke fired inside its retries must not commit)."""
@@ -139,8 +144,6 @@ class BatchConsumer(Generic[E, C]):
         _settle_heap()
         log.info("consumer.started", topic=self.topic, group=self.group)
         try:
-            if isinstance(self.processor, Owing) and self.processor.owes_work():
-                self._run_batch([], [], time.monotonic(), self._revocations)
             while not stop.is_set():
                 self._poll_once()
             self._stopping_since = time.monotonic()
@@ -182,6 +185,11 @@ class BatchConsumer(Generic[E, C]):
                 timeout = self._batcher.time_left()
                 if timeout > 0:
                     fetched = self._consumer.consume(room, timeout)
+            elif isinstance(self.processor, Owing) and self.processor.owes_work():
+                # idle, with work owed from before this process (lists after a crash or a
+                # generation switch): a batch of it without events, a share at a time
+                self._run_batch([], [], time.monotonic(), self._revocations)
+                return
             else:
                 # idle: wake at the first message, not at the end of the wait, and take what
                 # came with it (an idle consumer's first event waits for nothing)
@@ -310,13 +318,15 @@ class BatchConsumer(Generic[E, C]):
         self, batch: list[tuple[E, Message]], entries: list[E], started: float, since: int
     ) -> None:
         attempt = 0
-        eventless = not batch  # the owed work at start (Owing): retried like any batch
+        eventless = not batch  # owed work (Owing): retried like any batch
         while True:
             try:
                 with self._batch_lock:
                     t0 = time.perf_counter()
                     result = self.processor.process(entries)
                     t1 = time.perf_counter()
+                    if self.superseded is not None and (why := self.superseded()):
+                        raise BatchAbandoned(why)
                     self._publish(result)
                     t2 = time.perf_counter()
                     self.processor.confirm(result)

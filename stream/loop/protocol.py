@@ -71,8 +71,8 @@ class Preparing(Protocol[E]):
 @runtime_checkable
 class Owing(Protocol):
     """A processor that can start owing work no event asks for (the catalog's lists owed by a
-    process that stopped before publishing them, or by a generation switched to): the loop
-    runs one batch without events at its start when it does, rather than waiting for the
-    first event."""
+    process that stopped before publishing them, or by a generation switched to): when no
+    event is waiting, the loop runs batches without events until it owes none, rather than
+    waiting for the next event (each batch, with events or not, takes a share of it)."""
 
     def owes_work(self) -> bool: ...

@@ -33,8 +33,9 @@ log = structlog.get_logger(__name__)
 
 PAGE = 256
 """Items embedded (shoppers recomputed) per store write."""
-_LISTS = ("nb_ids", "nb_scores")
-"""The served generation's last published lists: the other model's, so not copied."""
+_LISTS = ("nb_ids", "nb_scores", "nb_pending")
+"""The served generation's last published lists and list work still owed: the other model's,
+so not copied."""
 
 
 class NoText(Refused):

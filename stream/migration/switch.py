@@ -99,10 +99,14 @@ def migrate(
 
     source = read_pointer(store) or _never_migrated(settings, store, from_model)
     check_store_model(source.settings(settings), GenerationStore(store, source))
+    model = settings.model
+    if Path(model).is_dir():  # the pointer names it for every process: not relative to here
+        model = str(Path(model).resolve())
+        settings = settings.model_copy(update={"model": model})
     number = reserve(store, source)
     target = Generation(
         number,
-        settings.model,
+        model,
         settings.lexical_weight,
         settings.lexical_dim,
         previous=source.number,
@@ -129,12 +133,26 @@ def migrate(
             "before": pair_recall(GenerationStore(store, source), pairs),
             "after": pair_recall(GenerationStore(store, target), pairs),
         }
-        worse = [k for k, v in recall["after"].items() if k != "pairs" and v < recall["before"][k]]
+        if not recall["before"]["pairs"] or recall["before"]["pairs"] != recall["after"]["pairs"]:
+            raise NotVerified(
+                f"the pairs name {int(recall['before']['pairs'])} pairs of items stored in the "
+                f"served generation and {int(recall['after']['pairs'])} in the new one: nothing "
+                "to compare; not switched"
+            )
+        worse = [
+            f"R@{k}" for k in RECALL_AT if recall["after"][f"R@{k}"] < recall["before"][f"R@{k}"]
+        ]
         if worse and not force:
             raise NotVerified(
                 f"generation {number} finds the pairs' twins less often ({recall_text(recall)}); "
                 "not switched: the served generation is untouched (--force switches anyway)"
             )
+    now = read_pointer(store)
+    if (now.number if now is not None else 0) != source.number:
+        raise NotVerified(
+            f"the store was switched to generation {now.number if now else 0} during the build "
+            f"(from {source.number}): not switched; run one migration at a time"
+        )
     for group, marked in marks:
         offsets.commit(settings, group, marked)
     return Migrated(write_pointer(store, target), built, recall)
@@ -165,6 +183,10 @@ def rollback(settings: Settings, store: VectorStore) -> tuple[Generation, int]:
         previous=current.number,
         earlier=_earlier(current),
     )
+    from stream.runner import check_store_model
+
+    # its model must still load (every process follows the pointer to it)
+    check_store_model(back.settings(settings), GenerationStore(store, back))
     owed = owe_every_list(settings, store, back)
     return write_pointer(store, back), owed
 

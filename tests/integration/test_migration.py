@@ -12,13 +12,16 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from api import free_port
 from kit import (
+    T0,
     assert_lists_match_brute_force,
+    committed_count,
     delete_event,
     event_bytes,
     final_lists,
@@ -35,6 +38,7 @@ from schemas.catalog import Item
 from stream.collections import ITEMS, USERS
 from stream.generations import Generation, GenerationStore, read_pointer
 from stream.migration.switch import migrate, rollback
+from stream.ranking.profile import history_from_payload
 from stream.runner import run_consumers
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -70,6 +74,46 @@ class Catalogue:
         return out
 
 
+class Shoppers:
+    """Views by a few shoppers, each event once: what every generation's histories must hold."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sent: dict[str, list[str]] = {}
+
+    def view(self, items: list[str], rng: random.Random) -> None:
+        events = []
+        for item in items:
+            user = f"u{rng.randrange(5)}"
+            event_id = f"v-{self.count()}"
+            self.sent.setdefault(user, []).append(event_id)
+            at = T0 + timedelta(minutes=len(self.sent[user]))
+            events.append(
+                {
+                    "type": "view",
+                    "event_id": event_id,
+                    "occurred_at": at.isoformat().replace("+00:00", "Z"),
+                    "user_id": user,
+                    "item_id": item,
+                }
+            )
+        topic = self.settings.topic_user_events
+        assert publish(self.settings, topic, [event_bytes(e) for e in events]) == len(events)
+
+    def count(self) -> int:
+        return sum(map(len, self.sent.values()))
+
+    def held(self, view: GenerationStore) -> bool:
+        """Every shopper's stored history holds each event sent, once."""
+        stored = view.retrieve(USERS, sorted(self.sent))
+        return all(
+            k in stored
+            and sorted(i.event_id for i in history_from_payload(stored[k].payload["history"]))
+            == sorted(ids)
+            for k, ids in self.sent.items()
+        )
+
+
 def _send(settings: Settings, events: list[Any]) -> None:
     assert publish(settings, settings.topic_items, [event_bytes(e) for e in events]) == len(events)
 
@@ -96,6 +140,8 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
     items = sample_items(48, seed=3)
     catalogue = Catalogue()
     _send(settings, catalogue.events(items[:24], rng))
+    shoppers = Shoppers(settings)
+    shoppers.view([i["item_id"] for i in items[:24]], rng)
     store = EdgeStore(settings.qdrant_path)
     stop = threading.Event()
     codes: list[int] = []
@@ -105,15 +151,31 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
     runner.start()
     try:
         wait_for(_published(settings, catalogue), what="the first lists")
+        first = GenerationStore(store, Generation.configured(settings))
+        wait_for(lambda: shoppers.held(first), what="the first histories")
         tuned = copy_model(tmp_path / "tuned")
         scale_tensor(tuned, by=0.25)  # vectors far from the first model's (cosine < 0.8)
         during = catalogue.events(items[24:32], rng)
         sent: list[bool] = []
 
-        def copying(stage: str, n: int) -> None:  # offsets were read: the copy may miss these
-            if not sent:
-                sent.append(True)
-                _send(settings, during)
+        def copying(stage: str, n: int) -> None:
+            """The served groups' offsets were read and the copy has begun: these events are
+            applied to the old generation (and committed there) but not copied."""
+            if sent:
+                return
+            sent.append(True)
+            _send(settings, during)
+            shoppers.view([e["item"]["item_id"] for e in during if "item" in e], rng)
+            wait_for(
+                lambda: all(
+                    committed_count(settings, group, topic) == count
+                    for group, topic, count in (
+                        (settings.catalog_group(), settings.topic_items, 24 + len(during)),
+                        (settings.behaviour_group(), settings.topic_user_events, shoppers.count()),
+                    )
+                ),
+                what="the old generation's commits of the events sent during the copy",
+            )
 
         new_settings = settings.model_copy(update={"model": str(tuned)})
         done = migrate(new_settings, store, progress=copying)
@@ -129,13 +191,14 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
         wait_for(
             lambda: _lists_exact(settings, new), timeout_s=60, what="exact lists of the new model"
         )
-        assert store.count(pointer.collection(USERS)) == store.count(USERS)
+        shoppers.view([e["item"]["item_id"] for e in during if "item" in e], rng)
+        wait_for(lambda: shoppers.held(new), what="every shopper event in the new generation")
         _api_serves(settings, catalogue, load_encoder(new_settings).name)
 
         rollback(settings, store)
         _send(settings, catalogue.events(items[40:], rng))
-        first = GenerationStore(store, Generation.configured(settings))
         _wait_for_vectors(first, settings, catalogue)
+        wait_for(lambda: shoppers.held(first), what="every shopper event after the rollback")
         wait_for(lambda: _lists_exact(settings, first), timeout_s=60, what="lists after rollback")
         _api_serves(settings, catalogue, load_encoder(settings).name)
     finally:
