@@ -80,7 +80,7 @@ def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event
     """``migrate`` (exit 0) switches the store to generation 1; the next ``run`` publishes
     every item's list made of the new model's vectors although no event arrives; ``--status``
     names the generation; ``--rollback`` serves generation 0 again and its lists come back."""
-    settings = make_settings()
+    settings = make_settings(batch_max_items=8)  # the owed lists in shares of 8
     items = sample_items(20, seed=11)
     publish(settings, settings.topic_items, created(items))
     first = Generation.configured(settings)
