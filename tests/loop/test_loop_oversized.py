@@ -3,11 +3,10 @@ saying so), and the consumer goes on."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
-from kit import RunningConsumers, publish
+from kit import RunningConsumers, publish, view_message
 
 from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 from stream.collections import USERS
@@ -20,17 +19,6 @@ from stream.store.edge import EdgeStore
 pytestmark = pytest.mark.integration
 
 
-def view(user: str, n: int) -> tuple[bytes, bytes]:
-    event = {
-        "type": "view",
-        "event_id": f"{user}-{n}",
-        "occurred_at": f"2026-11-22T10:{n:02d}:00Z",
-        "user_id": user,
-        "item_id": f"item-{n}",
-    }
-    return user.encode(), json.dumps(event).encode()
-
-
 def test_a_message_over_the_producers_limit_is_dead_lettered_cut_and_later_ones_processed(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -41,10 +29,10 @@ def test_a_message_over_the_producers_limit_is_dead_lettered_cut_and_later_ones_
     original size; the consumer keeps running and every later event is processed."""
     settings = make_settings(max_message_bytes=1_024, retry_budget_s=5.0, retry_backoff_ms=50)
     limit = producer_config(settings)["message.max.bytes"]
-    huge = view("u-huge", 0)[1][:-1] + b', "pad": "' + b"x" * 1_500_000 + b'"}'
+    huge = view_message("u-huge", 0)[1][:-1] + b', "pad": "' + b"x" * 1_500_000 + b'"}'
     assert len(huge) > limit
-    before = [view(f"u-{n}", n) for n in range(1, 6)]
-    after = [view(f"u-{n}", n) for n in range(6, 11)]
+    before = [view_message(f"u-{n}", n) for n in range(1, 6)]
+    after = [view_message(f"u-{n}", n) for n in range(6, 11)]
     # published by a producer that accepts it (the broker does)
     roomy = settings.model_copy(update={"max_message_bytes": 1_000_000})
     publish(roomy, settings.topic_user_events, [*before, (b"u-huge", huge), *after])

@@ -3,30 +3,17 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 
 import pytest
-from kit import committed_count, final_recommendations, publish, wait_for
+from kit import committed_count, final_recommendations, publish, view_message, wait_for
 
 from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
 
 pytestmark = pytest.mark.integration
-
-
-def _view(n: int) -> tuple[bytes, bytes]:
-    user = f"u-{n}"
-    event = {
-        "type": "view",
-        "event_id": f"v-{n}",
-        "occurred_at": f"2026-11-22T10:{n:02d}:00Z",
-        "user_id": user,
-        "item_id": f"item-{n}",
-    }
-    return user.encode(), json.dumps(event).encode()
 
 
 def test_a_superseded_batch_is_neither_published_nor_committed_and_the_consumer_stops(
@@ -37,7 +24,7 @@ def test_a_superseded_batch_is_neither_published_nor_committed_and_the_consumer_
     the generation that superseded this one, and the consumer's loop ends by itself."""
     settings = make_settings()
     topic = settings.topic_user_events
-    publish(settings, topic, [_view(n) for n in range(1, 6)])
+    publish(settings, topic, [view_message(f"u-{n}", n) for n in range(1, 6)])
     store = EdgeStore(settings.qdrant_path)
     reason: list[str] = []
     stop = threading.Event()
@@ -49,7 +36,7 @@ def test_a_superseded_batch_is_neither_published_nor_committed_and_the_consumer_
         group = settings.behaviour_group()
         wait_for(lambda: committed_count(settings, group, topic) == 5, what="the first commits")
         reason.append("the store serves generation 1 now, not 0")
-        publish(settings, topic, [_view(n) for n in range(6, 9)])
+        publish(settings, topic, [view_message(f"u-{n}", n) for n in range(6, 9)])
         runner.join(60)
         assert not runner.is_alive(), "the consumer went on after its work was superseded"
     finally:

@@ -85,6 +85,18 @@ def event_bytes(event: dict[str, Any]) -> tuple[bytes, bytes]:
     return key.encode(), json.dumps(event).encode()
 
 
+def view_message(user: str, n: int) -> tuple[bytes, bytes]:
+    """(key, value) of ``user`` viewing ``item-<n>`` at minute ``n`` (event id ``<user>-<n>``)."""
+    event = {
+        "type": "view",
+        "event_id": f"{user}-{n}",
+        "occurred_at": f"2026-11-22T10:{n:02d}:00Z",
+        "user_id": user,
+        "item_id": f"item-{n}",
+    }
+    return user.encode(), json.dumps(event).encode()
+
+
 def upsert_event(
     item: dict[str, Any], version: int, kind: str = "item.updated", minutes: int = 0
 ) -> dict[str, Any]:
