@@ -8,8 +8,10 @@ the ranking settings) holds no model's vectors and is shared by all generations.
 
 A pointer record, the point ``active`` of the ``vector_models`` collection, names the generation
 served and the model settings that made it. Each process reads it at start and, while it runs,
-every ``RECSTREAM_GENERATION_CHECK_S`` seconds: when it changes, the process finishes its
-batches and starts its consumers again on the new generation, with that generation's model. A
+every ``RECSTREAM_GENERATION_CHECK_S`` seconds: when it changes, the process makes the new
+generation's model and consumers ready, then the old consumers finish their batches and the new
+ones start (:func:`stream.runner.run_consumers`); and each consumer reads it again before it
+publishes a batch, dropping the batch when it moved (:meth:`GenerationStore.superseded`). A
 store without a pointer serves generation 0 with the configured model.
 
 Each generation has its own consumer groups for the catalog and behaviour topics (``.g<n>``
