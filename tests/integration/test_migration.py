@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -206,6 +207,76 @@ def test_a_switch_during_a_stream_of_events_loses_nothing_and_never_mixes_models
         runner.join(60)
         store.close()
     assert codes == [0]
+
+
+class Shared:
+    """One instance's view of a store other processes write too (as a Qdrant server is): the
+    embedded engine underneath, the consumers set up as for a server (store search, list work
+    through the topic)."""
+
+    def __init__(self, inner: EdgeStore) -> None:
+        self.inner = inner
+        self.exclusive = False
+
+    def close(self) -> None:  # the test closes the engine once, at the end
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_two_instances_on_a_shared_store_switch_each_on_its_own_clock(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Two ``run catalog`` instances over one shared store (store search, lists written by the
+    lists consumers through the list-work topic), their pointer checks 0.7 and 1.9 s apart:
+    events published through the switch reach the new generation, and at the end every list on
+    the topic is the exact top k of the new model's vectors (an instance still on the old
+    generation publishes nothing once the pointer moved)."""
+    rng = random.Random(8)
+    items = sample_items(40, seed=9)
+    catalogue = Catalogue()
+    base = make_settings(neighbour_search="store", list_stage="topic")
+    _send(base, catalogue.events(items[:20], rng))
+    engine = EdgeStore(base.qdrant_path)
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def instance(settings: Settings) -> None:
+        codes.append(run_consumers(settings, "catalog", stop, Shared(engine)))  # type: ignore[arg-type]
+
+    load_encoder(base)  # its imports done once: two threads importing transformers at once fail
+    runners = [
+        threading.Thread(
+            target=instance,
+            args=(base.model_copy(update={"generation_check_s": every}),),
+            daemon=True,
+        )
+        for every in (0.7, 1.9)
+    ]
+    for runner in runners:
+        runner.start()
+    try:
+        wait_for(_published(base, catalogue), timeout_s=120, what="the first lists")
+        tuned = copy_model(tmp_path / "tuned")
+        scale_tensor(tuned, by=0.25)
+        new_settings = base.model_copy(update={"model": str(tuned)})
+        migrate(new_settings, Shared(engine))  # type: ignore[arg-type]
+        for start in range(20, 40, 5):  # through both instances' switches
+            _send(base, catalogue.events(items[start : start + 5], rng))
+            time.sleep(0.5)
+        pointer = read_pointer(engine)
+        assert pointer is not None and pointer.number == 1
+        new = GenerationStore(engine, pointer)
+        wait_for(_published(base, catalogue), timeout_s=120, what="lists after the switch")
+        _wait_for_vectors(new, new_settings, catalogue)
+        wait_for(lambda: _lists_exact(base, new), timeout_s=90, what="exact lists, new model")
+    finally:
+        stop.set()
+        for runner in runners:
+            runner.join(60)
+        engine.close()
+    assert codes == [0, 0]
 
 
 def _wait_for_vectors(view: GenerationStore, settings: Settings, catalogue: Catalogue) -> None:
