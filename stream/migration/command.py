@@ -50,7 +50,10 @@ def add_migrate_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.
         "header): switch only if the new vectors find them at least as often (recall@1, @10)",
     )
     parser.add_argument(
-        "--force", action="store_true", help="switch even if the pairs are found less often"
+        "--force",
+        action="store_true",
+        help="switch even if the pairs are found less often; roll back even if the broker "
+        "lost events the earlier generation has not read",
     )
     parser.add_argument(
         "--from-model",
@@ -76,7 +79,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
         if args.status:
             return _status(settings, store)
         if args.rollback:
-            return _rollback(settings, store)
+            return _rollback(settings, store, args)
         return _migrate(settings, store, args)
     except Refused as exc:
         return _fail(str(exc))
@@ -123,10 +126,10 @@ def _migrate(settings: Settings, store: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rollback(settings: Settings, store: Any) -> int:
+def _rollback(settings: Settings, store: Any, args: argparse.Namespace) -> int:
     from stream.migration.switch import rollback
 
-    back, owed = rollback(settings, store)
+    back, owed = rollback(settings, store, args.force)
     print(
         f"generation {back.number} served again ({back.model}); its consumers apply what "
         f"happened since they stopped and publish the {owed} items' lists again"

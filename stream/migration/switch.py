@@ -166,9 +166,10 @@ def recall_text(recall: dict[str, dict[str, float]]) -> str:
     return f"{int(after['pairs'])} pairs: {shown}"
 
 
-def rollback(settings: Settings, store: VectorStore) -> tuple[Generation, int]:
+def rollback(settings: Settings, store: VectorStore, force: bool = False) -> tuple[Generation, int]:
     """Serve the generation served before the current one again, every item's list owed; it
-    and how many items owe their lists."""
+    and how many items owe their lists. Refused when its model no longer loads, or (unless
+    ``force``) when the broker lost events its consumer groups have not read."""
     current = read_pointer(store)
     if current is None or current.previous is None:
         raise Refused("nothing to roll back to: the store was never migrated")
@@ -183,10 +184,25 @@ def rollback(settings: Settings, store: VectorStore) -> tuple[Generation, int]:
         previous=current.number,
         earlier=_earlier(current),
     )
+    from stream.kafka import offsets
     from stream.runner import check_store_model
 
     # its model must still load (every process follows the pointer to it)
-    check_store_model(back.settings(settings), GenerationStore(store, back))
+    old = back.settings(settings)
+    check_store_model(old, GenerationStore(store, back))
+    # its groups resume where they stopped: the broker must still hold every event since
+    for group, topic in (
+        (old.catalog_group(), settings.topic_items),
+        (old.behaviour_group(), settings.topic_user_events),
+    ):
+        lost = offsets.unkept(settings, group, topic)
+        if lost and not force:
+            raise Refused(
+                f"the broker no longer holds all of {topic} since generation {back.number}'s "
+                f"consumers stopped (partitions {lost}: retention, or their commits expired): "
+                "rolling back would lose those events; migrate to its model again instead, or "
+                "--force"
+            )
     owed = owe_every_list(settings, store, back)
     return write_pointer(store, back), owed
 
