@@ -17,6 +17,7 @@ histories: nothing is added, nothing is published twice.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from stream.ranking.profile import (
 from stream.ranking.recommender import Recommender
 from stream.ranking.stats import activities_for
 from stream.settings import Settings
-from stream.store import StoredPoint, VectorStore
+from stream.store import StoredPoint, VectorStore, Where
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,11 @@ def _rounded(ranked: Sequence[Ranked]) -> list[tuple[str, float, dict[str, float
     ]
 
 
+OWED = "recs_pending"
+"""Shoppers' payload field: their recommendations are to be published again without an event
+(set by ``recstream migrate`` for every shopper of a generation switched to)."""
+
+
 class BehaviourProcessor:
     """Turns ``user.events`` into item activities, recommendations and stored histories."""
 
@@ -96,6 +102,13 @@ class BehaviourProcessor:
         self.dim = dim
         ensure_collections(store, dim)
         self.recommender = Recommender(settings, store)
+        self._owed = dict.fromkeys(store.keys_where(USERS, Where(flag=(OWED, True))))
+        """Shoppers owed their recommendations, in the store's order; a batch takes a share."""
+        self._taken: list[str] = []
+
+    def owes_work(self) -> bool:
+        """Recommendations are owed from before this process (:class:`stream.loop.Owing`)."""
+        return bool(self._owed)
 
     def receive(self, msg: Message) -> tuple[UserReceived | DeadLetter, int]:
         value = msg.value()
@@ -162,9 +175,25 @@ class BehaviourProcessor:
         item_outputs.sort(key=lambda pair: pair[0])
         outputs.extend(output for _, output in item_outputs)
         activities = len(item_outputs)
+        self._taken = [
+            u for u in itertools.islice(self._owed, s.batch_max_items) if u not in by_user
+        ]
+        owed = {
+            k: history_from_payload(p.payload.get("history"))
+            for k, p in self.store.retrieve(USERS, self._taken, fields=("history",)).items()
+        }
         recommendations = self.recommender.recommend_many(
-            {user_id: merged for user_id, (merged, _) in changed.items()}
+            {**owed, **{user_id: merged for user_id, (merged, _) in changed.items()}}
         )
+        for user_id in owed:  # their histories, profiles and offsets are stored already
+            ranked = recommendations[user_id].ranked
+            outputs.append(
+                Output(
+                    s.topic_recommendations,
+                    user_id.encode(),
+                    recommendations_value(user_id, ranked, now),
+                )
+            )
         for user_id, (merged, upto) in changed.items():
             rec = recommendations[user_id]
             value = recommendations_value(user_id, rec.ranked, now)
@@ -186,7 +215,7 @@ class BehaviourProcessor:
             "events": len(batch),
             "users": len(updates),
             "activities": activities,
-            "recommendations": len(updates),
+            "recommendations": len(updates) + len(owed),
             "dead_letters": len(dead),
         }
         log.info("behaviour.batch", **counts, ms=round((time.perf_counter() - started) * 1000, 1))
@@ -199,6 +228,11 @@ class BehaviourProcessor:
         """Record the histories once their activities and recommendations were delivered."""
         points = result.confirm or []
         self.store.upsert(USERS, points)
+        if self._taken:
+            self.store.set_payload(USERS, {u: {OWED: False} for u in self._taken})
+        for user_id in [*self._taken, *(p.key for p in points)]:  # all published afresh
+            self._owed.pop(user_id, None)
+        self._taken = []
 
 
 class BehaviourConsumer(BatchConsumer[UserReceived | DeadLetter, list[StoredPoint]]):

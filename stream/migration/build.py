@@ -4,7 +4,8 @@ beside its vector, every shopper's profile computed again from the new vectors.
 The copy is a snapshot taken while the consumers keep writing the served generation: what they
 change after the consumer groups' offsets read before it began is applied again to the new
 generation by its own consumers (:mod:`stream.generations`). Items are copied with their lists
-owed, so the new generation's catalog consumer publishes every item's list at its start.
+owed and shoppers with their recommendations owed, so the new generation's consumers publish
+every item's list and every shopper's recommendations at their start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import structlog
 
 from encoders import Encoder
 from encoders.hybrid import vector_fingerprint
+from stream.behaviour.processor import OWED, stored_profile
 from stream.catalog.effects import PENDING
 from stream.catalog.lists import NO_FLOOR
 from stream.collections import ITEMS, USERS, WRITTEN_AT, ensure_collections
@@ -92,8 +94,9 @@ def build(
 
 
 def owe_every_list(settings: Settings, store: VectorStore, generation: Generation) -> int:
-    """Mark every item of ``generation`` as owing its lists (its catalog consumer publishes
-    them all at its next start): for a generation served again after a rollback."""
+    """Mark every item of ``generation`` as owing its lists and every shopper their
+    recommendations (its consumers publish them all at their next start): for a generation
+    served again after a rollback. How many items."""
     from encoders.hybrid import vector_dimension
 
     view = GenerationStore(store, generation)
@@ -102,6 +105,8 @@ def owe_every_list(settings: Settings, store: VectorStore, generation: Generatio
     for page in _pages(view.scroll(ITEMS, fields=("item_id",))):
         view.set_payload(ITEMS, {p.key: {PENDING: True} for p in page})
         n += len(page)
+    for page in _pages(view.scroll(USERS, fields=("user_id",))):
+        view.set_payload(USERS, {p.key: {OWED: True} for p in page})
     view.flush()
     return n
 
@@ -120,8 +125,6 @@ def _item(point: StoredPoint, vector: np.ndarray, model: str) -> StoredPoint:
 def _shoppers(
     settings: Settings, items: GenerationStore, page: list[StoredPoint], dim: int
 ) -> list[StoredPoint]:
-    from stream.behaviour.processor import stored_profile
-
     histories = {p.key: history_from_payload(p.payload.get("history")) for p in page}
     touched = sorted({i.item_id for h in histories.values() for i in h})
     found = items.retrieve(ITEMS, touched, with_vectors=True)
@@ -131,6 +134,7 @@ def _shoppers(
     points = []
     for p in page:
         profile = profile_vector(histories[p.key], vectors, weights, half_life)
-        payload = {**p.payload, "has_profile": profile is not None}
+        # owed: the behaviour consumer publishes their recommendations from the new profiles
+        payload = {**p.payload, "has_profile": profile is not None, OWED: True}
         points.append(StoredPoint(p.key, payload, stored_profile(profile, dim)))
     return points

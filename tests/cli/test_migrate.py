@@ -6,15 +6,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from kit import (
     assert_lists_match_brute_force,
+    committed_count,
     created,
     final_lists,
     publish,
     settings_env,
+    view_message,
     wait_for,
 )
 from models import copy_model, scale_tensor
@@ -23,6 +26,7 @@ from encoders.hybrid import vector_dimension
 from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS, ensure_collections
 from stream.generations import Generation, GenerationStore, read_pointer
+from stream.kafka.inspect import read_topic
 from stream.runner import run_consumers
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
@@ -54,14 +58,14 @@ def _lists_exact(settings: Settings, generation: Generation) -> Done:
     return exact
 
 
-def _run_until(settings: Settings, done: Done, what: str) -> None:
-    """``recstream run catalog`` (in this process, on a store it shares with ``done``) until
+def _run_until(settings: Settings, done: Done, what: str, which: str = "catalog") -> None:
+    """``recstream run WHICH`` (in this process, on a store it shares with ``done``) until
     ``done``, then stopped."""
     store = EdgeStore(settings.qdrant_path)
     stop = threading.Event()
     codes: list[int] = []
     runner = threading.Thread(
-        target=lambda: codes.append(run_consumers(settings, "catalog", stop, store)),
+        target=lambda: codes.append(run_consumers(settings, which, stop, store)),
         daemon=True,
     )
     runner.start()
@@ -74,23 +78,49 @@ def _run_until(settings: Settings, done: Done, what: str) -> None:
     assert codes == [0]
 
 
+def recommendations_sent(settings: Settings) -> Counter[bytes | None]:
+    """Messages on the recommendations topic, by shopper."""
+    return Counter(r.key for r in read_topic(settings, settings.topic_recommendations))
+
+
+def recommended_again(settings: Settings, before: Counter[bytes | None]) -> Callable[[], bool]:
+    """Whether each shopper in ``before`` got exactly one more recommendations message (none
+    of them acted since)."""
+
+    def done() -> bool:
+        return recommendations_sent(settings) == Counter({k: n + 1 for k, n in before.items()})
+
+    return done
+
+
 def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """``migrate`` (exit 0) switches the store to generation 1; the next ``run`` publishes
-    every item's list made of the new model's vectors although no event arrives; ``--status``
-    names the generation; ``--rollback`` serves generation 0 again and its lists come back."""
+    every item's list made of the new model's vectors and every shopper's recommendations
+    although no event arrives; ``--status`` names the generation; ``--rollback`` serves
+    generation 0 again and its lists and recommendations come back."""
     settings = make_settings(batch_max_items=8)  # the owed lists in shares of 8
     items = sample_items(20, seed=11)
     publish(settings, settings.topic_items, created(items))
+    shoppers = ["u-1", "u-2", "u-3"]
+    views = [view_message(u, n) for n, u in enumerate(shoppers * 2)]
+    publish(settings, settings.topic_user_events, views)
     first = Generation.configured(settings)
 
     def all_listed(store: VectorStore) -> bool:
         lists = final_lists(settings)
         return all(lists.get(i["item_id"]) for i in items)
 
-    _run_until(settings, all_listed, "the first lists")
+    group, topic = settings.behaviour_group(), settings.topic_user_events
+
+    def first_done(store: VectorStore) -> bool:
+        return all_listed(store) and committed_count(settings, group, topic) == len(views)
+
+    _run_until(settings, first_done, "the first lists and recommendations", "all")
     before = final_lists(settings)
+    first_count = recommendations_sent(settings)
+    assert set(first_count) == {u.encode() for u in shoppers}
 
     tuned = copy_model(tmp_path / "tuned")
     scale_tensor(tuned, by=0.25)
@@ -106,13 +136,17 @@ def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event
     finally:
         store.close()
     assert pointer is not None
-    _run_until(settings, _lists_exact(settings, pointer), "the new model's lists")
+    listed = _lists_exact(settings, pointer)
+    again = recommended_again(settings, first_count)
+    _run_until(settings, lambda s: listed(s) and again(), "the new model's lists", "all")
     after = final_lists(settings)
     assert after != before  # other vectors, other scores: every list was published again
 
     back = _recstream(settings, "--rollback")
     assert back.returncode == 0, back.stderr
-    _run_until(settings, _lists_exact(settings, first), "generation 0's lists again")
+    listed = _lists_exact(settings, first)
+    again = recommended_again(settings, first_count + Counter(first_count.keys()))
+    _run_until(settings, lambda s: listed(s) and again(), "generation 0's lists again", "all")
 
 
 def test_migrate_refuses_items_stored_without_their_text(
