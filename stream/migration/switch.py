@@ -23,6 +23,7 @@ from stream.generations import (
     write_pointer,
 )
 from stream.migration.build import Built, build, owe_every_list
+from stream.migration.claim import claimed
 from stream.settings import Settings
 from stream.store import VectorStore
 from stream.store.model_record import MODELS
@@ -92,7 +93,25 @@ def migrate(
     switch the pointer to it. Raises :class:`~stream.errors.Refused` when it cannot work as
     asked, :class:`NotVerified` when the build is not whole, or (with ``pairs``, unless
     ``force``) finds the pairs' twins less often at any k than the served vectors: nothing
-    is switched then."""
+    is switched then; :class:`~stream.migration.claim.Claimed` while another migration or
+    rollback runs."""
+    with claimed(store, f"building {settings.model}") as renew:
+
+        def progressing(stage: str, n: int) -> None:
+            renew()
+            progress(stage, n)
+
+        return _migrate(settings, store, from_model, progressing, pairs, force)
+
+
+def _migrate(
+    settings: Settings,
+    store: VectorStore,
+    from_model: str | None,
+    progress: Callable[[str, int], None],
+    pairs: Pairs | None,
+    force: bool,
+) -> Migrated:
     from encoders import load_encoder
     from stream.kafka import offsets
     from stream.runner import check_store_model
@@ -167,9 +186,15 @@ def recall_text(recall: dict[str, dict[str, float]]) -> str:
 
 
 def rollback(settings: Settings, store: VectorStore, force: bool = False) -> tuple[Generation, int]:
-    """Serve the generation served before the current one again, every item's list owed; it
-    and how many items owe their lists. Refused when its model no longer loads, or (unless
-    ``force``) when the broker lost events its consumer groups have not read."""
+    """Serve the generation served before the current one again, every item's list and every
+    shopper's recommendations owed; it and how many items owe their lists. Refused when its
+    model no longer loads, or (unless ``force``) when the broker lost events its consumer
+    groups have not read, or while another migration or rollback runs."""
+    with claimed(store, "rolling back"):
+        return _rollback(settings, store, force)
+
+
+def _rollback(settings: Settings, store: VectorStore, force: bool) -> tuple[Generation, int]:
     current = read_pointer(store)
     if current is None or current.previous is None:
         raise Refused("nothing to roll back to: the store was never migrated")
