@@ -360,6 +360,12 @@ class Settings(BaseSettings):
         description="port of the HTTP API (/healthz, /readyz, /metrics, /v1/...); 0 turns it "
         "off for `run` (`serve` needs one)",
     )
+    http_admin: bool = Field(
+        default=False,
+        description="also serve /v1/admin/migrate and /v1/admin/rollback: `recstream migrate "
+        "--via URL` runs inside this process (the embedded store's one process) while it "
+        "serves; anyone who reaches the port can start one",
+    )
 
     log_format: Literal["json", "console"] = "json"
     """json (one object per line) or console, on stderr"""

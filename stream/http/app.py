@@ -166,6 +166,10 @@ def build_app(
         filters = _filters(body.in_stock, body.min_price, body.max_price, body.category)
         return queries.search(body.query, body.k, filters)
 
+    if settings.http_admin:
+        from stream.http.admin import add_admin_routes
+
+        add_admin_routes(app, settings, store)
     return app
 
 

@@ -56,6 +56,13 @@ def add_migrate_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.
         "lost events the earlier generation has not read",
     )
     parser.add_argument(
+        "--via",
+        default=None,
+        metavar="URL",
+        help="run it inside the `recstream run` process serving this API (started with "
+        "RECSTREAM_HTTP_ADMIN=true): the embedded store's way to migrate without a stop",
+    )
+    parser.add_argument(
         "--from-model",
         default=None,
         metavar="DIR",
@@ -71,6 +78,8 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from stream.errors import Refused
     from stream.store import open_store
 
+    if args.via is not None:
+        return _via(settings, args)
     try:
         store = open_store(settings)
     except Refused as exc:
@@ -135,6 +144,57 @@ def _rollback(settings: Settings, store: Any, args: argparse.Namespace) -> int:
         f"happened since they stopped and publish the {owed} items' lists again"
     )
     return 0
+
+
+def _via(settings: Settings, args: argparse.Namespace) -> int:
+    """Ask a running process's admin API to migrate (or roll back), and follow it."""
+    base = args.via.rstrip("/")
+    if args.rollback:
+        answer = _call(f"{base}/v1/admin/rollback?force={str(args.force).lower()}", {})
+        if "generation" not in answer:
+            return _fail(str(answer.get("message") or answer))
+        print(f"generation {answer['generation']} served again ({answer['model']})")
+        return 0
+    if args.status or args.pairs is not None:
+        return _fail("--via runs a migration or a rollback; --status and --pairs need the store")
+    body = {
+        "model": settings.model,
+        "lexical_weight": settings.lexical_weight,
+        "lexical_dim": settings.lexical_dim,
+    }
+    state = _call(f"{base}/v1/admin/migrate", body)
+    while state.get("state") == "building":
+        done = ", ".join(f"{k} {v}" for k, v in state.get("progress", {}).items())
+        print(f"\r  building with {state.get('model')}: {done}", end="", flush=True)
+        time.sleep(1.0)
+        state = _call(f"{base}/v1/admin/migration")
+    print()
+    if state.get("state") != "switched":
+        return _fail(str(state.get("message") or state.get("error") or state), 1)
+    print(
+        f"generation {state['generation']} served: {state['items']} items and "
+        f"{state['shoppers']} shoppers embedded again in {state['seconds']} s"
+    )
+    return 0
+
+
+def _call(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON answer of a GET (or, with ``body``, a POST), error answers included."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            parsed: dict[str, Any] = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        parsed = json.loads(exc.read() or b"{}")
+        parsed.setdefault("message", f"HTTP {exc.code}")
+    except (urllib.error.URLError, OSError) as exc:
+        parsed = {"message": f"cannot reach {url}: {getattr(exc, 'reason', exc)}"}
+    return parsed
 
 
 def _progress() -> Callable[[str, int], None]:

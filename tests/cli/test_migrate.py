@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from api import free_port
 from kit import (
     assert_lists_match_brute_force,
     committed_count,
@@ -51,7 +52,7 @@ def _lists_exact(settings: Settings, generation: Generation) -> Done:
         view = GenerationStore(store, generation)
         try:
             assert_lists_match_brute_force(final_lists(settings), view, settings.neighbours_k)
-        except AssertionError:
+        except (AssertionError, KeyError, ValueError):  # not opened yet, or empty
             return False
         return True
 
@@ -179,3 +180,78 @@ def test_migrate_refuses_items_stored_without_their_text(
         assert read_pointer(store) is None
     finally:
         store.close()
+
+
+def test_migrate_via_the_admin_api_switches_a_running_embedded_process(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """With the embedded store held by a running ``run catalog`` (RECSTREAM_HTTP_ADMIN on),
+    ``recstream migrate --via URL`` (exit 0) builds and switches inside that process while it
+    serves: its lists become the new model's; ``--rollback --via`` brings generation 0's
+    back."""
+    port = free_port()
+    settings = make_settings(http_host="127.0.0.1", http_port=port, http_admin=True)
+    items = sample_items(12, seed=5)
+    publish(settings, settings.topic_items, created(items))
+    tuned = copy_model(tmp_path / "tuned")
+    scale_tensor(tuned, by=0.25)
+    url = f"http://127.0.0.1:{port}"
+    store = EdgeStore(settings.qdrant_path)
+    stop = threading.Event()
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(run_consumers(settings, "catalog", stop, store)),
+        daemon=True,
+    )
+    runner.start()
+    try:
+        first = Generation.configured(settings)
+        wait_for(lambda: _lists_exact(settings, first)(store), timeout_s=90, what="first lists")
+        done = _recstream(settings, "--via", url, "--model", str(tuned))
+        assert done.returncode == 0, done.stderr
+        assert "generation 1 served" in done.stdout
+        pointer = read_pointer(store)
+        assert pointer is not None and pointer.number == 1
+        wait_for(lambda: _lists_exact(settings, pointer)(store), timeout_s=90, what="new lists")
+        back = _recstream(settings, "--via", url, "--rollback")
+        assert back.returncode == 0, back.stderr
+        wait_for(lambda: _lists_exact(settings, first)(store), timeout_s=90, what="lists back")
+    finally:
+        stop.set()
+        runner.join(60)
+        store.close()
+    assert codes == [0]
+
+
+def test_the_admin_routes_exist_only_when_asked_for(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """``migrate --via`` against an API served without RECSTREAM_HTTP_ADMIN: exit 1 with the
+    API's answer (not found), nothing built."""
+    port = free_port()
+    settings = make_settings(http_host="127.0.0.1", http_port=port)
+    store = EdgeStore(settings.qdrant_path)
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=lambda: run_consumers(settings, "serve", stop, store), daemon=True
+    )
+    runner.start()
+    try:
+        wait_for(lambda: _answers(port), what="the API")
+        refused = _recstream(settings, "--via", f"http://127.0.0.1:{port}", "--model", "/x")
+        assert refused.returncode == 1 and "not found" in refused.stderr.lower()
+        assert read_pointer(store) is None
+    finally:
+        stop.set()
+        runner.join(60)
+        store.close()
+
+
+def _answers(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
