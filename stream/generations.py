@@ -123,9 +123,12 @@ def read_pointer(store: VectorStore, opened: bool = False) -> Generation | None:
     return Generation(**{k: v for k, v in point.payload.items() if k in fields})
 
 
-def write_pointer(store: VectorStore, generation: Generation) -> Generation:
-    """Make ``generation`` the served one (stamped now); what was written."""
-    stamped = Generation(**{**asdict(generation), "switched_at": time.time()})
+def write_pointer(store: VectorStore, generation: Generation, stamp: bool = True) -> Generation:
+    """Make ``generation`` the served one (stamped now, unless ``stamp`` is False: the same one
+    described anew); what was written."""
+    stamped = generation
+    if stamp:
+        stamped = Generation(**{**asdict(generation), "switched_at": time.time()})
     store.ensure_collection(MODELS, 1)
     store.upsert(MODELS, [StoredPoint(POINTER, asdict(stamped), np.ones(1, dtype=np.float32))])
     store.flush()
@@ -232,6 +235,9 @@ class GenerationStore:
 
     def count(self, collection: str) -> int:
         return self.inner.count(self._name(collection))
+
+    def drop_collection(self, name: str) -> None:
+        self.inner.drop_collection(self._name(name))
 
     def flush(self) -> None:
         self.inner.flush()

@@ -41,6 +41,13 @@ def add_migrate_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--rollback", action="store_true", help="serve the generation before")
     what.add_argument("--status", action="store_true", help="say what is served, change nothing")
+    what.add_argument(
+        "--drop",
+        type=int,
+        default=None,
+        metavar="N",
+        help="remove generation N's collections (not the served one's; no rollback to it after)",
+    )
     parser.add_argument(
         "--pairs",
         type=Path,
@@ -89,6 +96,12 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
             return _status(settings, store)
         if args.rollback:
             return _rollback(settings, store, args)
+        if args.drop is not None:
+            from stream.migration.switch import drop
+
+            names = drop(store, args.drop)
+            print(f"generation {args.drop} dropped: {', '.join(names)}")
+            return 0
         return _migrate(settings, store, args)
     except Refused as exc:
         return _fail(str(exc))
@@ -155,8 +168,10 @@ def _via(settings: Settings, args: argparse.Namespace) -> int:
             return _fail(str(answer.get("message") or answer))
         print(f"generation {answer['generation']} served again ({answer['model']})")
         return 0
-    if args.status or args.pairs is not None:
-        return _fail("--via runs a migration or a rollback; --status and --pairs need the store")
+    if args.status or args.pairs is not None or args.drop is not None:
+        return _fail(
+            "--via runs a migration or a rollback; --status, --pairs and --drop need the store"
+        )
     body = {
         "model": settings.model,
         "lexical_weight": settings.lexical_weight,

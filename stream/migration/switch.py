@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from encoders.base import DEFAULT_MODEL
 from stream.collections import ITEMS, USERS
 from stream.errors import Refused
 from stream.generations import (
+    MODEL_MADE,
     Generation,
     GenerationStore,
     read_pointer,
@@ -197,7 +198,10 @@ def rollback(settings: Settings, store: VectorStore, force: bool = False) -> tup
 def _rollback(settings: Settings, store: VectorStore, force: bool) -> tuple[Generation, int]:
     current = read_pointer(store)
     if current is None or current.previous is None:
-        raise Refused("nothing to roll back to: the store was never migrated")
+        raise Refused(
+            "nothing to roll back to: the store was never migrated, or the generation "
+            "before was dropped"
+        )
     earlier = current.earlier.get(str(current.previous))
     if earlier is None:
         raise Refused(f"generation {current.previous}'s model settings were not recorded")
@@ -230,6 +234,27 @@ def _rollback(settings: Settings, store: VectorStore, force: bool) -> tuple[Gene
             )
     owed = owe_every_list(settings, store, back)
     return write_pointer(store, back), owed
+
+
+def drop(store: VectorStore, number: int) -> list[str]:
+    """Remove generation ``number``'s collections and model record (not the served one's); it
+    can no longer be rolled back to. The collections removed."""
+    with claimed(store, f"dropping generation {number}"):
+        current = read_pointer(store)
+        if current is None:
+            raise Refused("the store was never migrated: it holds one generation, the served one")
+        if number == current.number:
+            raise Refused(f"generation {number} is the one served: it cannot be dropped")
+        gone = Generation(number, "", 0.0, 0)
+        names = [gone.collection(name) for name in MODEL_MADE]
+        for name in names:
+            store.drop_collection(name)
+        store.delete(MODELS, [gone.collection(ITEMS)])
+        earlier = {k: v for k, v in current.earlier.items() if k != str(number)}
+        previous = None if current.previous == number else current.previous
+        kept = Generation(**{**asdict(current), "earlier": earlier, "previous": previous})
+        write_pointer(store, kept, stamp=False)
+        return names
 
 
 def _never_migrated(settings: Settings, store: VectorStore, from_model: str | None) -> Generation:

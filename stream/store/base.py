@@ -142,6 +142,9 @@ class VectorStore(Protocol):
 
     def count(self, collection: str) -> int: ...
 
+    def drop_collection(self, name: str) -> None:
+        """Remove the collection with every point in it; nothing when it does not exist."""
+
     def flush(self) -> None:
         """Make every write so far durable on disk."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -315,6 +316,15 @@ class EdgeStore:
         with self._engine():
             for shard in self._shards.values():
                 shard.flush()
+
+    def drop_collection(self, name: str) -> None:
+        with self._engine():
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            path = self.root / name
+            if path.is_dir() and path.parent == self.root:
+                shutil.rmtree(path)
 
     def close(self) -> None:
         with self._engine():

@@ -297,6 +297,11 @@ class ServerStore:
     def flush(self) -> None:
         """Writes use ``wait=True``: nothing is pending."""
 
+    def drop_collection(self, name: str) -> None:
+        with self._engine():
+            if self.client.collection_exists(name):
+                self.client.delete_collection(name)
+
     def close(self) -> None:
         with self._engine():
             self.client.close()

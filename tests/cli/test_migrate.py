@@ -100,7 +100,8 @@ def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event
     """``migrate`` (exit 0) switches the store to generation 1; the next ``run`` publishes
     every item's list made of the new model's vectors and every shopper's recommendations
     although no event arrives; ``--status`` names the generation; ``--rollback`` serves
-    generation 0 again and its lists and recommendations come back."""
+    generation 0 again and its lists and recommendations come back; ``--drop 1`` then removes
+    generation 1's collections (the served one's it refuses), and no rollback goes to it."""
     settings = make_settings(batch_max_items=8)  # the owed lists in shares of 8
     items = sample_items(20, seed=11)
     publish(settings, settings.topic_items, created(items))
@@ -148,6 +149,15 @@ def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event
     listed = _lists_exact(settings, first)
     again = recommended_again(settings, first_count + Counter(first_count.keys()))
     _run_until(settings, lambda s: listed(s) and again(), "generation 0's lists again", "all")
+
+    served = _recstream(settings, "--drop", "0")
+    assert served.returncode == 2 and "served" in served.stderr
+    dropped = _recstream(settings, "--drop", "1")
+    assert dropped.returncode == 0, dropped.stderr
+    assert not any(Path(settings.qdrant_path).glob("*_g1"))
+    assert (Path(settings.qdrant_path) / "items").is_dir()
+    gone = _recstream(settings, "--rollback")
+    assert gone.returncode == 2 and "dropped" in gone.stderr
 
 
 def test_migrate_refuses_items_stored_without_their_text(

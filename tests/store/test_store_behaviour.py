@@ -238,3 +238,17 @@ def test_scroll_where_yields_only_matching_points_with_their_fields(store: Vecto
     assert sorted(p.payload["n"] for p in got) == list(range(200, 1_500))
     assert {p.key for p in got} == {f"sku-{i}" for i in range(200, 1_500)}
     assert all(not {"floor", "tags"} & set(p.payload) for p in got)
+
+
+def test_a_dropped_collection_is_gone_with_its_points(store: VectorStore) -> None:
+    """Dropped, then made again (even of another size): empty; the others untouched; dropping
+    one that does not exist is no error."""
+    vectors = _unit(np.random.default_rng(3), 4)
+    store.upsert("items", _points(vectors))
+    store.ensure_collection("other", DIM)
+    store.upsert("other", _points(vectors))
+    store.drop_collection("items")
+    store.drop_collection("never-made")
+    store.ensure_collection("items", DIM + 1)
+    assert store.count("items") == 0
+    assert store.count("other") == 4
