@@ -41,14 +41,21 @@ def mix_name(weight: float, lexical_dim: int) -> str:
     return f"+chargrams{lexical_dim}@{weight:g}"
 
 
-_MIX = re.compile(r"\+chargrams(\d+)@[0-9.e+-]+$")
+_MIX = re.compile(r"\+chargrams(\d+)@([0-9.e+-]+)$")
+
+
+def parse_mix(name: object) -> tuple[float, int] | None:
+    """The (weight, lexical dimensions) that :func:`mix_name` put in the encoder ``name`` (as
+    the store records it); None for a model's own vectors."""
+    found = _MIX.search(name) if isinstance(name, str) else None
+    return (float(found.group(2)), int(found.group(1))) if found else None
 
 
 def lexical_width(name: object) -> int:
     """How many of the last floats of a vector made by the encoder ``name`` (as the store
     records it beside each item) are its lexical part: 0 for a model's own vectors."""
-    found = _MIX.search(name) if isinstance(name, str) else None
-    return int(found.group(1)) if found else 0
+    mix = parse_mix(name)
+    return mix[1] if mix else 0
 
 
 def vector_dimension(settings: EncoderSettings) -> int:

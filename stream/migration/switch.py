@@ -4,7 +4,6 @@ switch of the pointer, and the way back."""
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from encoders.base import DEFAULT_MODEL
+from encoders.hybrid import parse_mix
 from stream.collections import ITEMS, USERS
 from stream.errors import Refused
 from stream.generations import (
@@ -28,8 +28,6 @@ from stream.migration.claim import claimed
 from stream.settings import Settings
 from stream.store import VectorStore
 from stream.store.model_record import MODELS
-
-_MIX = re.compile(r"\+chargrams(\d+)@([0-9.e+-]+)$")
 
 
 class NotVerified(Exception):
@@ -159,10 +157,8 @@ def _migrate(
                 f"served generation and {int(recall['after']['pairs'])} in the new one: nothing "
                 "to compare; not switched"
             )
-        worse = [
-            f"R@{k}" for k in RECALL_AT if recall["after"][f"R@{k}"] < recall["before"][f"R@{k}"]
-        ]
-        if worse and not force:
+        before, after = recall["before"], recall["after"]
+        if not force and any(after[f"R@{k}"] < before[f"R@{k}"] for k in RECALL_AT):
             raise NotVerified(
                 f"generation {number} finds the pairs' twins less often ({recall_text(recall)}); "
                 "not switched: the served generation is untouched (--force switches anyway)"
@@ -264,8 +260,7 @@ def _never_migrated(settings: Settings, store: VectorStore, from_model: str | No
     record = store.retrieve(MODELS, [ITEMS]).get(ITEMS)
     weight, dim = settings.lexical_weight, settings.lexical_dim
     if record is not None:
-        found = _MIX.search(str(record.payload.get("name", "")))
-        weight, dim = (float(found.group(2)), int(found.group(1))) if found else (0.0, dim)
+        weight, dim = parse_mix(record.payload.get("name")) or (0.0, dim)
     return Generation(0, from_model or DEFAULT_MODEL, weight, dim)
 
 
