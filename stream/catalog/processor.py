@@ -74,8 +74,9 @@ class CatalogProcessor:
         self.ahead = EncodeAhead(encoder)
         self.sweep = RepairSweep(store, ITEMS, settings.repair_sweep_per_s)
         self.effects = BatchEffects(store, self.finder, encoder.name, self.by_topic)
-        # lists owed by a process that died between a store write and its publish, for items
-        # the batches it left behind may not hold: honoured by the first batch
+        # lists owed by a process that died between a store write and its publish (or by a
+        # generation switched to), for items the batches left behind may not hold: each batch,
+        # with events or without (stream.loop.Owing), honours a share of them
         self._owed_at_start = dict.fromkeys(store.keys_where(ITEMS, Where(flag=(PENDING, True))))
         """In the store's order; each batch takes a share (the first BATCH_MAX_ITEMS): after a
         generation switch it is the whole catalogue."""

@@ -97,11 +97,11 @@ class BatchConsumer(Generic[E, C]):
         self._pending: tuple[list[tuple[E, Message]], list[E]] | None = None
         """A closed batch, prepared, not finished yet: the next one is closed first."""
         self._sync_commits = False
+        """Wait for each commit's answer: while partitions are revoked, and when stopping."""
         self.superseded: Callable[[], str | None] | None = None
         """Checked before each batch's outputs are published: a reason when the work no longer
         counts (the store switched generation: :mod:`stream.generations`). The consumer then
         stops without publishing or committing the batch."""
-        """Wait for each commit's answer: while partitions are revoked, and when stopping."""
         self._finishing = False
         """A batch is being finished (a revoke fired inside its retries must not commit)."""
         self._in_flight: list[Message] = []
