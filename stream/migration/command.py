@@ -82,6 +82,7 @@ def add_migrate_parser(sub: Any, add_settings: Callable[..., None]) -> argparse.
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Run the command; the exit code (see the epilog)."""
+    from encoders import EncoderError
     from stream.errors import Refused
     from stream.store import open_store
 
@@ -103,7 +104,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"generation {args.drop} dropped: {', '.join(names)}")
             return 0
         return _migrate(settings, store, args)
-    except Refused as exc:
+    except (Refused, EncoderError) as exc:  # EncoderError: the new model cannot load
         return _fail(str(exc))
     finally:
         store.close()

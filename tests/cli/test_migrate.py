@@ -160,6 +160,24 @@ def test_migrate_then_run_publishes_every_list_of_the_new_model_without_an_event
     assert gone.returncode == 2 and "dropped" in gone.stderr
 
 
+def test_a_model_that_cannot_load_is_refused_with_its_reason(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """``--model`` naming no model directory: exit 2 and one line saying why, no traceback,
+    nothing switched."""
+    settings = make_settings()
+    refused = _recstream(settings, "--model", str(tmp_path / "no-such-model"))
+    assert refused.returncode == 2, refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("recstream: ") and "no-such-model" in last, refused.stderr
+    assert "Traceback" not in refused.stderr
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        assert read_pointer(store) is None
+    finally:
+        store.close()
+
+
 def test_migrate_refuses_items_stored_without_their_text(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
