@@ -66,6 +66,12 @@ def vector_dimension(settings: EncoderSettings) -> int:
     return dim + settings.lexical_dim if settings.lexical_weight > 0 else dim
 
 
+def vector_layout(settings: EncoderSettings) -> tuple[int, int]:
+    """The length of the vectors :func:`encoders.load_encoder` makes for ``settings``, and how
+    many of their last numbers are the lexical part (0: the model's vectors alone)."""
+    return vector_dimension(settings), settings.lexical_dim if settings.lexical_weight > 0 else 0
+
+
 def vector_fingerprint(settings: EncoderSettings) -> tuple[str, str]:
     """The name and SHA-256 of what makes the vectors: the model's files, and the lexical mix."""
     from encoders.bert import model_fingerprint

@@ -583,10 +583,10 @@ def _train_recommender(settings: Settings) -> int:
     _before_start(settings, "train")
     settings, store = open_served(settings)
     try:
-        from encoders.hybrid import vector_dimension
+        from encoders.hybrid import vector_layout
         from stream.collections import ensure_collections
 
-        ensure_collections(store, vector_dimension(settings))
+        ensure_collections(store, *vector_layout(settings))
         training = train_from_store(settings, store)
     finally:
         store.close()
@@ -601,7 +601,7 @@ def _train_recommender(settings: Settings) -> int:
 def _tune(settings: Settings, args: argparse.Namespace) -> int:
     import os
 
-    from encoders.hybrid import vector_dimension
+    from encoders.hybrid import vector_layout
     from recstream_tools.evaluation.tune import tune_store
     from stream.collections import ensure_collections
     from stream.generations import open_served
@@ -609,7 +609,7 @@ def _tune(settings: Settings, args: argparse.Namespace) -> int:
     _before_start(settings, "tune")
     settings, store = open_served(settings)
     try:
-        ensure_collections(store, vector_dimension(settings))
+        ensure_collections(store, *vector_layout(settings))
         workers = args.workers or os.cpu_count() or 1
         tuning = tune_store(settings, store, args.validation_fraction, args.samples, workers)
     except ValueError as exc:  # too little history

@@ -56,10 +56,11 @@ _INDEXES = {
 }
 
 
-def ensure_collections(store: VectorStore, dim: int) -> None:
-    """Create (or open) every collection; ``dim`` is the text model's embedding size."""
-    store.ensure_collection(ITEMS, dim, _INDEXES[ITEMS])
-    store.ensure_collection(USERS, dim)
+def ensure_collections(store: VectorStore, dim: int, lexical: int = 0) -> None:
+    """Create (or open) every collection; ``dim`` is the length of the encoder's vectors, of
+    which the last ``lexical`` are a hybrid vector's lexical part (kept sparse)."""
+    store.ensure_collection(ITEMS, dim, _INDEXES[ITEMS], lexical)
+    store.ensure_collection(USERS, dim, None, lexical)
     store.ensure_collection(DELETED_ITEMS, 1)
     store.ensure_collection(ITEM_LISTS, 1)
     store.ensure_collection(ITEM_STATS, 1, _INDEXES[ITEM_STATS])

@@ -190,9 +190,13 @@ class GenerationStore:
         return f"the store serves generation {found.number} now, not {self.generation.number}"
 
     def ensure_collection(
-        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+        self,
+        name: str,
+        dim: int,
+        indexes: Mapping[str, FieldKind] | None = None,
+        lexical: int = 0,
     ) -> None:
-        self.inner.ensure_collection(self._name(name), dim, indexes)
+        self.inner.ensure_collection(self._name(name), dim, indexes, lexical)
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         self.inner.upsert(self._name(collection), points)

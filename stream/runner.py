@@ -34,7 +34,6 @@ def build_consumers(
     """The consumers ``which`` names (catalog, behaviour or all), wired to ``store``, in that
     order: catalog (and lists, with RECSTREAM_LIST_STAGE=topic), behaviour, item stats. The
     catalog consumer loads the settings' encoder unless one is given."""
-    from encoders.hybrid import vector_dimension
 
     consumers: list[BatchConsumer[Any, Any]] = []
     if which in ("catalog", "all"):
@@ -50,12 +49,15 @@ def build_consumers(
 
             consumers.append(ListConsumer(settings, ListProcessor(settings, store)))
     if which in ("behaviour", "all"):
+        from encoders.hybrid import vector_layout
         from stream.behaviour.item_stats import ItemStatsConsumer, ItemStatsProcessor
         from stream.behaviour.processor import BehaviourConsumer, BehaviourProcessor
 
-        dim = vector_dimension(settings)
-        consumers.append(BehaviourConsumer(settings, BehaviourProcessor(settings, store, dim)))
-        consumers.append(ItemStatsConsumer(settings, ItemStatsProcessor(settings, store, dim)))
+        dim, lexical = vector_layout(settings)
+        behaviour = BehaviourProcessor(settings, store, dim, lexical)
+        stats = ItemStatsProcessor(settings, store, dim, lexical)
+        consumers.append(BehaviourConsumer(settings, behaviour))
+        consumers.append(ItemStatsConsumer(settings, stats))
     return consumers
 
 
@@ -63,13 +65,13 @@ def check_store_model(settings: Settings, store: VectorStore) -> None:
     """Record the settings' model for the items' vectors, or raise
     :class:`~stream.store.model_record.ModelChanged` when the store holds another model's.
     Through a :class:`~stream.generations.GenerationStore`, that generation's items."""
-    from encoders.hybrid import vector_dimension, vector_fingerprint
+    from encoders.hybrid import vector_fingerprint, vector_layout
     from stream.collections import ITEMS, ensure_collections
     from stream.generations import GenerationStore
     from stream.store.model_record import ModelRecord, check_model
 
-    dim = vector_dimension(settings)
-    ensure_collections(store, dim)
+    dim, lexical = vector_layout(settings)
+    ensure_collections(store, dim, lexical)
     name, digest = vector_fingerprint(settings)
     items = store.generation.collection(ITEMS) if isinstance(store, GenerationStore) else ITEMS
     check_model(store, items, ModelRecord(name, digest, dim))
@@ -79,11 +81,11 @@ def adopt_catalog_records(settings: Settings, store: VectorStore) -> None:
     """With store search, move the list records a memory-search consumer left on this store
     into the items' payloads (:func:`stream.catalog.neighbours.adopt_records`): one migration
     step at start-up, before any catalog consumer reads a record."""
-    from encoders.hybrid import vector_dimension
+    from encoders.hybrid import vector_layout
     from stream.catalog.neighbours import adopt_records
     from stream.collections import ITEMS, ensure_collections
 
-    ensure_collections(store, vector_dimension(settings))
+    ensure_collections(store, *vector_layout(settings))
     adopt_records(store, settings, ITEMS)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from encoders import load_encoder
+from encoders.hybrid import lexical_width
 from recstream_tools.bench.arrivals import Arrivals, topic_reader
 from recstream_tools.bench.e2e import _throughput
 from recstream_tools.bench.report import (
@@ -259,7 +260,7 @@ def run(
             s = s.model_copy(update={"history_max_future_s": 1e12})
             encoder = load_encoder(s)
             store = EdgeStore(s.qdrant_path)
-            ensure_collections(store, encoder.dim)
+            ensure_collections(store, encoder.dim, lexical_width(encoder.name))
             producer = Producer(producer_config(s))
             try:
                 # 1. the catalog path's drain

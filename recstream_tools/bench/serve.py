@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 
 from encoders import Encoder, load_encoder
+from encoders.hybrid import lexical_width
 from encoders.text import item_text
 from recstream_tools.bench.behaviour import preload_items
 from recstream_tools.bench.report import (
@@ -79,7 +80,7 @@ def _fill(
     catalogue = sample_items(items)
     texts = [item_text(Item.model_validate(i)) for i in catalogue[:base_items]]
     base = encoder.encode(texts)
-    ensure_collections(store, encoder.dim)
+    ensure_collections(store, encoder.dim, lexical_width(encoder.name))
     preload_items(store, catalogue, base, encoder.name)
     history = _histories(sample_behaviour(catalogue, users=users, start=_START))
     store_item_stats(store, history, s, workers=1)

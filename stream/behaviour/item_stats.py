@@ -64,10 +64,10 @@ class ActivityReceived:
 
 
 class ItemStatsProcessor:
-    def __init__(self, settings: Settings, store: VectorStore, dim: int) -> None:
+    def __init__(self, settings: Settings, store: VectorStore, dim: int, lexical: int = 0) -> None:
         self.settings = settings
         self.store = store
-        ensure_collections(store, dim)
+        ensure_collections(store, dim, lexical)
 
     def receive(self, msg: Message) -> tuple[ActivityReceived | DeadLetter, int]:
         """The activity, or a dead letter: nothing a message holds escapes (a poison pill on

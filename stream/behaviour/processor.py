@@ -96,11 +96,13 @@ OWED = "recs_pending"
 class BehaviourProcessor:
     """Turns ``user.events`` into item activities, recommendations and stored histories."""
 
-    def __init__(self, settings: Settings, store: VectorStore, dim: int) -> None:
+    def __init__(self, settings: Settings, store: VectorStore, dim: int, lexical: int = 0) -> None:
+        """``dim``: the length of the items' vectors, of which the last ``lexical`` are a
+        hybrid vector's lexical part (:func:`stream.collections.ensure_collections`)."""
         self.settings = settings
         self.store = store
         self.dim = dim
-        ensure_collections(store, dim)
+        ensure_collections(store, dim, lexical)
         self.recommender = Recommender(settings, store)
         self._owed = dict.fromkeys(store.keys_where(USERS, Where(flag=(OWED, True))))
         """Shoppers owed their recommendations, in the store's order; a batch takes a share."""

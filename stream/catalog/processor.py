@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from encoders import Encoder, EncoderError
+from encoders.hybrid import lexical_width
 from encoders.text import content_hash, item_text
 from schemas.catalog import ItemDeleted, parse_catalog_event
 from schemas.errors import ENCODER_REJECTED, TOO_LARGE, InvalidEvent, require_key
@@ -58,7 +59,7 @@ class CatalogProcessor:
         self.encoder = encoder
         self.store = store
         self.k = settings.neighbours_k
-        ensure_collections(store, encoder.dim)
+        ensure_collections(store, encoder.dim, lexical_width(encoder.name))
         if encoder.device == "cpu":
             # an encoder without a runtime attribute may be running on torch: leave torch be
             leave_cores_to_encoder(torch_threads=encoder.runtime != "torch")

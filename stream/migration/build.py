@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from encoders import Encoder
-from encoders.hybrid import vector_fingerprint
+from encoders.hybrid import lexical_width, vector_fingerprint
 from stream.behaviour.processor import OWED, stored_profile
 from stream.catalog.effects import PENDING
 from stream.catalog.lists import NO_FLOOR
@@ -73,7 +73,7 @@ def build(
             "items`, or replay the catalog topic) before migrating"
         )
     target_settings = target.settings(settings)
-    ensure_collections(new, encoder.dim)
+    ensure_collections(new, encoder.dim, lexical_width(encoder.name))
     name, digest = vector_fingerprint(target_settings)
     check_model(new, target.collection(ITEMS), ModelRecord(name, digest, encoder.dim))
     items = 0
@@ -97,10 +97,10 @@ def owe_every_list(settings: Settings, store: VectorStore, generation: Generatio
     """Mark every item of ``generation`` as owing its lists and every shopper their
     recommendations (its consumers publish them all at their next start): for a generation
     served again after a rollback. How many items."""
-    from encoders.hybrid import vector_dimension
+    from encoders.hybrid import vector_layout
 
     view = GenerationStore(store, generation)
-    ensure_collections(view, vector_dimension(generation.settings(settings)))
+    ensure_collections(view, *vector_layout(generation.settings(settings)))
     n = 0
     for page in _pages(view.scroll(ITEMS, fields=("item_id",))):
         view.set_payload(ITEMS, {p.key: {PENDING: True} for p in page})

@@ -88,15 +88,23 @@ class Hit:
 
 
 class VectorStore(Protocol):
-    """What recstream needs from a vector database. Collections hold one dense cosine vector."""
+    """What recstream needs from a vector database. Collections hold one vector per point, by
+    cosine similarity: one dense vector, or a hybrid one as a dense and a sparse part."""
 
     exclusive: bool
     """True when no other process can write this store (so a process may cache what it holds)."""
 
     def ensure_collection(
-        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+        self,
+        name: str,
+        dim: int,
+        indexes: Mapping[str, FieldKind] | None = None,
+        lexical: int = 0,
     ) -> None:
-        """Create the collection (and payload indexes) unless it exists; check its dimension."""
+        """Create the collection (and payload indexes) unless it exists; check its dimension.
+        ``lexical`` > 0: the vectors are hybrid, their last ``lexical`` numbers kept as a sparse
+        vector (:mod:`stream.store.hybrid`); a collection made before with one dense vector of
+        ``dim`` is used as it is."""
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         """Insert or replace whole points (vector and payload); durable when it returns."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import os
 import shutil
 import threading
@@ -29,6 +31,7 @@ from stream.store.base import (
     payload_fields,
     point_id,
 )
+from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split
 
 _VECTOR = "text"
 _SCHEMA = {
@@ -65,6 +68,29 @@ def _filter(where: Where) -> qe.Filter | None:
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _config(dim: int, lexical: int) -> qe.EdgeConfig:
+    """A shard's vectors: one dense cosine vector of ``dim``; for hybrid vectors (``lexical`` >
+    0) the first ``dim - lexical`` numbers by dot product and the rest sparse
+    (:mod:`stream.store.hybrid`)."""
+    if not lexical:
+        return qe.EdgeConfig(
+            vectors={_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+        )
+    return qe.EdgeConfig(
+        vectors={_VECTOR: qe.EdgeVectorParams(size=dim - lexical, distance=qe.Distance.Dot)},
+        sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams()},
+    )
+
+
+def _mismatch(path: Path, dim: int) -> DimensionMismatch:
+    return DimensionMismatch(
+        f"{path} holds vectors of another size than {dim}: point RECSTREAM_QDRANT_PATH "
+        "elsewhere or use the model and lexical mix it was built with (RECSTREAM_MODEL, "
+        "RECSTREAM_LEXICAL_WEIGHT, _DIM; a store from before the hybrid default holds the "
+        "model's vectors alone: weight 0)"
+    )
 
 
 def lock_directory(root: Path) -> IO[str]:
@@ -106,14 +132,31 @@ def _stored(record: Any, vector: Vector | None = None) -> StoredPoint:
     return StoredPoint(key=_key(payload), payload=payload, vector=vector)
 
 
-def _dense(vector: qe.Vector | None) -> Vector | None:
-    """The collection's dense vector out of a record's named vectors; None when not fetched."""
+def _whole(vector: qe.Vector | None, lexical: int) -> Vector | None:
+    """The point's whole vector out of a record's named vectors (a hybrid collection's two parts
+    joined); None when not fetched."""
     if not vector:
         return None
     if not isinstance(vector, dict):
         raise TypeError(f"expected named vectors from the engine, got {type(vector).__name__}")
-    # ensure_collection configures exactly one dense vector, named _VECTOR.
-    return as_vector(cast("list[float]", vector[_VECTOR]))
+    dense = cast("list[float]", vector[_VECTOR])
+    if not lexical:
+        return as_vector(dense)
+    sparse = vector.get(LEXICAL)
+    if not isinstance(sparse, qe.SparseVector):  # none stored: no lexical part
+        return joined(dense, [], [], lexical)
+    return joined(dense, sparse.indices, sparse.values, lexical)
+
+
+def _layout(path: Path) -> tuple[int, bool] | None:
+    """An existing shard's dense vector size and whether it has the lexical sparse vector."""
+    try:
+        config = json.loads((path / "edge_config.json").read_text())
+        return int(config["vectors"][_VECTOR]["size"]), LEXICAL in (
+            config.get("sparse_vectors") or {}
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class EdgeStore:
@@ -129,6 +172,8 @@ class EdgeStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._held = lock_directory(self.root)
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._lexical: dict[str, int] = {}
+        """Per open collection: the length of the vectors' part kept sparse (0: none)."""
         self.exclusive = True  # the directory lock keeps every other process out
         self._lock = threading.RLock()
 
@@ -144,33 +189,49 @@ class EdgeStore:
             ) from None
 
     def ensure_collection(
-        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+        self,
+        name: str,
+        dim: int,
+        indexes: Mapping[str, FieldKind] | None = None,
+        lexical: int = 0,
     ) -> None:
         with self._engine():
             if name in self._shards:
                 return
             path = self.root / name
-            config = qe.EdgeConfig(
-                vectors={_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
-            )
+            found = _layout(path)
+            if found is not None and not found[1]:
+                lexical = 0  # made before (or without) sparse vectors: the whole vector dense
+            if found is not None and found[1] and not lexical:
+                raise DimensionMismatch(
+                    f"{path} holds hybrid vectors (a dense and a sparse part), not vectors of "
+                    f"the model alone: use the lexical mix it was built with "
+                    "(RECSTREAM_LEXICAL_WEIGHT, _DIM) or point RECSTREAM_QDRANT_PATH elsewhere"
+                )
+            config = _config(dim, lexical)
+            if found is not None and found[0] != dim - lexical:
+                raise _mismatch(path, dim)
             if (path / "edge_config.json").exists():
                 try:
                     shard = qe.EdgeShard.load(str(path), config)
                 except Exception as exc:
                     if "dimension" in str(exc).lower() or "size" in str(exc).lower():
-                        raise DimensionMismatch(
-                            f"{path} holds vectors of another size than {dim}: "
-                            "point RECSTREAM_QDRANT_PATH elsewhere or use the model and "
-                            "lexical mix it was built with (RECSTREAM_MODEL, "
-                            "RECSTREAM_LEXICAL_WEIGHT, _DIM; a store from before the "
-                            "hybrid default holds the model's vectors alone: weight 0)"
-                        ) from exc
+                        raise _mismatch(path, dim) from exc
                     raise
             else:
                 shard = qe.EdgeShard.create(str(path), config)
             for field_name, kind in (indexes or {}).items():
                 shard.update(qe.UpdateOperation.create_field_index(field_name, _SCHEMA[kind]))
             self._shards[name] = shard
+            self._lexical[name] = lexical
+
+    def _vectors(self, collection: str, vector: Vector) -> dict[str, Any]:
+        """A whole vector as the collection's named vectors."""
+        lexical = self._lexical.get(collection, 0)
+        if not lexical:
+            return {_VECTOR: as_vector(vector).tolist()}
+        parts = split(vector, lexical)
+        return {_VECTOR: parts.dense, LEXICAL: qe.SparseVector(parts.indices, parts.values)}
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         if not points:
@@ -182,7 +243,7 @@ class EdgeStore:
             edge_points.append(
                 qe.Point(
                     id=point_id(p.key),
-                    vector={_VECTOR: as_vector(p.vector).tolist()},
+                    vector=self._vectors(collection, p.vector),
                     payload={**p.payload, "key": p.key},
                 )
             )
@@ -209,7 +270,7 @@ class EdgeStore:
             shard = self._shard(collection)
             found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
             update = [
-                qe.PointVectors(str(r.id), {_VECTOR: as_vector(vectors[ids[str(r.id)]]).tolist()})
+                qe.PointVectors(str(r.id), self._vectors(collection, vectors[ids[str(r.id)]]))
                 for r in found
             ]
             if update:
@@ -237,15 +298,21 @@ class EdgeStore:
                 with_payload=payload_fields(fields),
                 with_vector=with_vectors,
             )
+        lexical = self._lexical.get(collection, 0)
         out: dict[str, StoredPoint] = {}
         for r in records:
-            point = _stored(r, _dense(r.vector) if with_vectors else None)
+            point = _stored(r, _whole(r.vector, lexical) if with_vectors else None)
             out[point.key] = point
         return out
 
     def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         if not queries:
             return []
+        lexical = self._lexical.get(collection, 0)
+        if lexical:
+            wholes = functools.partial(self._wholes, collection)
+            rankings = functools.partial(self._rankings, collection)
+            return [fused_search(q, lexical, rankings, wholes) for q in queries]
         requests = [
             qe.QueryRequest(
                 limit=q.limit,
@@ -259,6 +326,39 @@ class EdgeStore:
         with self._engine():
             results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
         return [[_hit(p) for p in r] for r in results]
+
+    def _rankings(
+        self, collection: str, parts: Split, n: int, where: Where, exact: bool
+    ) -> tuple[list[Hit], list[Hit]]:
+        """A hybrid collection's best ``n`` by each part (:data:`stream.store.hybrid.Rankings`)."""
+        params = qe.SearchParams(exact=True) if exact else None
+        requests = [
+            qe.QueryRequest(
+                limit=n,
+                query=qe.Query.Nearest(parts.dense, using=_VECTOR),
+                filter=_filter(where),
+                with_payload=True,
+                params=params,
+            )
+        ]
+        if parts.indices:
+            sparse = qe.SparseVector(parts.indices, parts.values)
+            requests.append(
+                qe.QueryRequest(
+                    limit=n,
+                    query=qe.Query.Nearest(sparse, using=LEXICAL),
+                    filter=_filter(where),
+                    with_payload=True,
+                )
+            )
+        with self._engine():
+            results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
+        dense = [_hit(p) for p in results[0]]
+        return dense, [_hit(p) for p in results[1]] if len(results) > 1 else []
+
+    def _wholes(self, collection: str, keys: list[str]) -> dict[str, Vector]:
+        points = self.retrieve(collection, keys, with_vectors=True, fields=())
+        return {k: p.vector for k, p in points.items() if p.vector is not None}
 
     def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
         keys: list[str] = []
@@ -303,8 +403,9 @@ class EdgeStore:
                         with_vector=with_vectors,
                     )
                 )
+            lexical = self._lexical.get(collection, 0)
             for r in records:
-                yield _stored(r, _dense(r.vector) if with_vectors else None)
+                yield _stored(r, _whole(r.vector, lexical) if with_vectors else None)
             if offset is None:
                 return
 
@@ -320,6 +421,7 @@ class EdgeStore:
     def drop_collection(self, name: str) -> None:
         with self._engine():
             shard = self._shards.pop(name, None)
+            self._lexical.pop(name, None)
             if shard is not None:
                 shard.close()
             path = self.root / name

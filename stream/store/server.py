@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +18,7 @@ from stream.store.base import (
     Payload,
     SearchQuery,
     StoredPoint,
+    StoreError,
     Vector,
     Where,
     as_vector,
@@ -24,6 +26,7 @@ from stream.store.base import (
     payload_fields,
     point_id,
 )
+from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split
 
 _VECTOR = "text"
 _SCHEMA = {
@@ -66,9 +69,20 @@ def _key(payload: Mapping[str, Any] | None) -> str:
     return str((payload or {})["key"])
 
 
-def _vector(record: Any) -> Any:
+def _whole(record: Any, lexical: int) -> Vector | None:
+    """The point's whole vector (a hybrid collection's two parts joined); None when absent."""
     vec = record.vector
-    return as_vector(vec[_VECTOR]) if isinstance(vec, dict) else None
+    if not isinstance(vec, dict):
+        return None
+    if not lexical:
+        return as_vector(vec[_VECTOR])
+    sparse = vec.get(LEXICAL)
+    indices, values = (sparse.indices, sparse.values) if sparse is not None else ([], [])
+    return joined(vec[_VECTOR], indices, values, lexical)
+
+
+def _hit(point: Any) -> Hit:
+    return Hit(key=_key(point.payload), score=float(point.score), payload=dict(point.payload or {}))
 
 
 class ServerStore:
@@ -92,37 +106,89 @@ class ServerStore:
         # qdrant-client's local mode is not thread-safe; the remote client is, but one lock
         # keeps both adapters alike.
         self._lock = threading.RLock()
+        self._lexical: dict[str, int] = {}
+        """Per collection ensured: the length of the vectors' part kept sparse (0: none)."""
 
     def _engine(self) -> AbstractContextManager[None]:
         return engine_calls(self._lock, "Qdrant server")
 
     def ensure_collection(
-        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+        self,
+        name: str,
+        dim: int,
+        indexes: Mapping[str, FieldKind] | None = None,
+        lexical: int = 0,
     ) -> None:
         with self._engine():
             if self.client.collection_exists(name):
                 info = self.client.get_collection(name)
                 vectors = info.config.params.vectors
                 size = vectors[_VECTOR].size if isinstance(vectors, dict) else None
-                if size != dim:
+                sparse = LEXICAL in (info.config.params.sparse_vectors or {})
+                if not sparse:
+                    lexical = 0  # made before (or without) sparse vectors: the whole vector dense
+                if size != dim - lexical or (sparse and not lexical):
                     raise DimensionMismatch(
-                        f"collection {name!r} holds vectors of size {size}, not {dim}: "
-                        "use another collection or the model and lexical mix it was built "
-                        "with (RECSTREAM_MODEL, RECSTREAM_LEXICAL_WEIGHT, _DIM; a store from "
-                        "before the hybrid default holds the model's vectors alone: weight 0)"
+                        f"collection {name!r} holds vectors of size {size}"
+                        + (" and a sparse part" if sparse else "")
+                        + f", not {dim}: use another collection or the model and lexical mix "
+                        "it was built with (RECSTREAM_MODEL, RECSTREAM_LEXICAL_WEIGHT, _DIM; a "
+                        "store from before the hybrid default holds the model's vectors alone: "
+                        "weight 0)"
                     )
                 # indexes added since the collection was made (the embedded engine makes them
                 # at every open)
                 indexed = set(info.payload_schema or {})
                 self._index(name, {f: k for f, k in (indexes or {}).items() if f not in indexed})
+                self._lexical[name] = lexical
                 return
-            self.client.create_collection(
-                name,
-                vectors_config={
-                    _VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                },
-            )
+            if lexical:  # hybrid vectors: the model's part by dot product, the rest sparse
+                self.client.create_collection(
+                    name,
+                    vectors_config={
+                        _VECTOR: models.VectorParams(
+                            size=dim - lexical, distance=models.Distance.DOT
+                        )
+                    },
+                    sparse_vectors_config={LEXICAL: models.SparseVectorParams()},
+                )
+            else:
+                self.client.create_collection(
+                    name,
+                    vectors_config={
+                        _VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                    },
+                )
             self._index(name, indexes or {})
+            self._lexical[name] = lexical
+
+    def _lexical_of(self, collection: str) -> int:
+        """The collection's sparse part's length (a collection this client did not ensure is
+        looked up once: one made with sparse vectors cannot be read without its width)."""
+        known = self._lexical.get(collection)
+        if known is not None:
+            return known
+        with self._engine():
+            info = self.client.get_collection(collection)
+        if LEXICAL in (info.config.params.sparse_vectors or {}):
+            raise StoreError(
+                f"collection {collection!r} holds hybrid vectors: ensure_collection it with its "
+                "lexical width first"
+            )
+        self._lexical[collection] = 0
+        return 0
+
+    def _vectors(self, collection: str, vector: Vector) -> dict[str, Any]:
+        """A whole vector as the collection's named vectors."""
+        lexical = self._lexical_of(collection)
+        if not lexical:
+            return {_VECTOR: as_vector(vector).tolist()}
+        parts = split(vector, lexical)
+        sparse = models.SparseVector(indices=parts.indices, values=parts.values)
+        return {_VECTOR: parts.dense, LEXICAL: sparse}
+
+    def _named(self, collection: str) -> list[str]:
+        return [_VECTOR, LEXICAL] if self._lexical_of(collection) else [_VECTOR]
 
     def _index(self, name: str, indexes: Mapping[str, FieldKind]) -> None:
         with warnings.catch_warnings():
@@ -141,7 +207,7 @@ class ServerStore:
             structs.append(
                 models.PointStruct(
                     id=point_id(p.key),
-                    vector={_VECTOR: as_vector(p.vector).tolist()},
+                    vector=self._vectors(collection, p.vector),
                     payload={**p.payload, "key": p.key},
                 )
             )
@@ -170,7 +236,7 @@ class ServerStore:
             return
         existing = self.retrieve(collection, list(vectors))
         points = [
-            models.PointVectors(id=point_id(k), vector={_VECTOR: as_vector(v).tolist()})
+            models.PointVectors(id=point_id(k), vector=self._vectors(collection, v))
             for k, v in vectors.items()
             if k in existing  # like the embedded engine: missing points are not created
         ]
@@ -202,19 +268,25 @@ class ServerStore:
                 collection,
                 ids=[point_id(k) for k in keys],
                 with_payload=payload_fields(fields),
-                with_vectors=[_VECTOR] if with_vectors else False,
+                with_vectors=self._named(collection) if with_vectors else False,
                 consistency=_READ,
             )
+        lexical = self._lexical_of(collection)
         out = {}
         for r in records:
             key = _key(r.payload)
-            vec = _vector(r) if with_vectors else None
+            vec = _whole(r, lexical) if with_vectors else None
             out[key] = StoredPoint(key=key, payload=dict(r.payload or {}), vector=vec)
         return out
 
     def search(self, collection: str, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         if not queries:
             return []
+        lexical = self._lexical_of(collection)
+        if lexical:
+            wholes = functools.partial(self._wholes, collection)
+            rankings = functools.partial(self._rankings, collection)
+            return [fused_search(q, lexical, rankings, wholes) for q in queries]
         requests = [
             models.QueryRequest(
                 query=as_vector(q.vector).tolist(),
@@ -230,13 +302,39 @@ class ServerStore:
             responses = self.client.query_batch_points(
                 collection, requests=requests, consistency=_READ
             )
-        return [
-            [
-                Hit(key=_key(p.payload), score=float(p.score), payload=dict(p.payload or {}))
-                for p in r.points
-            ]
-            for r in responses
+        return [[_hit(p) for p in r.points] for r in responses]
+
+    def _rankings(
+        self, collection: str, parts: Split, n: int, where: Where, exact: bool
+    ) -> tuple[list[Hit], list[Hit]]:
+        """A hybrid collection's best ``n`` by each part (:data:`stream.store.hybrid.Rankings`)."""
+        requests = [
+            models.QueryRequest(
+                query=parts.dense,
+                using=_VECTOR,
+                limit=n,
+                filter=_filter(where),
+                with_payload=True,
+                params=models.SearchParams(exact=True) if exact else None,
+            )
         ]
+        if parts.indices:
+            sparse = models.SparseVector(indices=parts.indices, values=parts.values)
+            requests.append(
+                models.QueryRequest(
+                    query=sparse, using=LEXICAL, limit=n, filter=_filter(where), with_payload=True
+                )
+            )
+        with self._engine():
+            responses = self.client.query_batch_points(
+                collection, requests=requests, consistency=_READ
+            )
+        dense = [_hit(p) for p in responses[0].points]
+        return dense, [_hit(p) for p in responses[1].points] if len(responses) > 1 else []
+
+    def _wholes(self, collection: str, keys: list[str]) -> dict[str, Vector]:
+        points = self.retrieve(collection, keys, with_vectors=True, fields=())
+        return {k: p.vector for k, p in points.items() if p.vector is not None}
 
     def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
         keys: list[str] = []
@@ -281,11 +379,12 @@ class ServerStore:
                     offset=offset,
                     limit=_SCROLL_PAGE,
                     with_payload=payload_fields(fields),
-                    with_vectors=[_VECTOR] if with_vectors else False,
+                    with_vectors=self._named(collection) if with_vectors else False,
                     consistency=_READ,
                 )
+            lexical = self._lexical_of(collection)
             for r in records:
-                vec = _vector(r) if with_vectors else None
+                vec = _whole(r, lexical) if with_vectors else None
                 yield StoredPoint(key=_key(r.payload), payload=dict(r.payload or {}), vector=vec)
             if offset is None:
                 return
@@ -299,6 +398,7 @@ class ServerStore:
 
     def drop_collection(self, name: str) -> None:
         with self._engine():
+            self._lexical.pop(name, None)
             if self.client.collection_exists(name):
                 self.client.delete_collection(name)
 

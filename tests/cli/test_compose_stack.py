@@ -24,7 +24,7 @@ from api import serving
 from kit import behaviour_consumers
 from scrape import sample_names
 
-from encoders.hybrid import vector_dimension
+from encoders.hybrid import vector_dimension, vector_layout
 from stream.collections import ensure_collections
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -161,7 +161,7 @@ def test_the_health_check_one_liner_passes_when_ready_and_fails_when_not(tmp_pat
     check = _services()["api"]["healthcheck"]["test"]
     settings = Settings(qdrant_path=str(tmp_path / "q"))
     store = EdgeStore(settings.qdrant_path)
-    ensure_collections(store, vector_dimension(settings))
+    ensure_collections(store, *vector_layout(settings))
     stopping = threading.Event()
     try:
         with serving(settings, store, stopping=stopping) as client:

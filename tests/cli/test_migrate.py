@@ -23,7 +23,7 @@ from kit import (
 )
 from models import copy_model, scale_tensor
 
-from encoders.hybrid import vector_dimension
+from encoders.hybrid import vector_layout
 from recstream_tools.sample_catalog import sample_items
 from stream.collections import ITEMS, ensure_collections
 from stream.generations import Generation, GenerationStore, read_pointer
@@ -190,7 +190,7 @@ def test_migrate_refuses_items_stored_without_their_text(
     _run_until(settings, lambda store: len(final_lists(settings)) == 6, "the lists")
     store = EdgeStore(settings.qdrant_path)
     try:
-        ensure_collections(store, vector_dimension(settings))
+        ensure_collections(store, *vector_layout(settings))
         old = [
             StoredPoint(p.key, {k: v for k, v in p.payload.items() if k != "text"}, p.vector)
             for p in store.scroll(ITEMS, with_vectors=True)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 from kit import RunningConsumer, event_bytes, final_lists, publish, upsert_event
 
 from encoders import BertEncoder, Encoder, load_encoder
@@ -15,8 +16,11 @@ from encoders.hybrid import HybridEncoder, dense_part, vector_dimension
 from encoders.lexical import DIGIT_WEIGHT, MAX_CHARS, lexical_vectors
 from encoders.text import item_text
 from schemas.catalog import Item
+from stream.collections import ITEMS
 from stream.settings import Settings
+from stream.store.base import point_id
 from stream.store.edge import EdgeStore
+from stream.store.hybrid import LEXICAL
 
 TEXTS = [
     "Sony BRAVIA KDL-40V4100 40in LCD HDTV",
@@ -93,17 +97,22 @@ def test_weight_zero_is_the_model_alone() -> None:
 
 
 @pytest.mark.integration
-def test_lists_on_the_topic_rank_by_the_fused_score(make_settings: Callable[..., Settings]) -> None:
-    """Through the broker and the catalog consumer: every score on items.neighbours is the fused
-    score computed here from the model and the lexical vectors apart, and the list of the
-    first TV starts with its twin (same model number written another way), which the model
-    alone ranks below the sibling model. (float32: a text's vector does not depend on the
-    texts batched with it, so the scores can be recomputed here to 1e-4.)"""
+@pytest.mark.parametrize("search", ["memory", "store"])
+def test_lists_on_the_topic_rank_by_the_fused_score(
+    make_settings: Callable[..., Settings], search: str
+) -> None:
+    """Through the broker and the catalog consumer, in both search modes: every score on
+    items.neighbours is the fused score computed here from the model and the lexical vectors
+    apart, lists are in its order, and the list of the first TV starts with its twin (same
+    model number written another way), which the model alone ranks below the sibling model.
+    The store holds each item's lexical part as a sparse vector. (float32: a text's vector
+    does not depend on the texts batched with it, so the scores can be recomputed here to
+    1e-4.)"""
     items = [
         {"item_id": f"tv-{n}", "title": title, "price": 499.0} for n, title in enumerate(TEXTS[:4])
     ]
     items += [{"item_id": "mat", "title": TEXTS[-1], "price": 20.0}]
-    settings = make_settings()
+    settings = make_settings(neighbour_search=search)
     model = BertEncoder(quantize="none", device="cpu")
     encoder = HybridEncoder(model, settings.lexical_weight, settings.lexical_dim)
     publish(settings, settings.topic_items, (event_bytes(upsert_event(i, 1)) for i in items))
@@ -111,6 +120,11 @@ def test_lists_on_the_topic_rank_by_the_fused_score(make_settings: Callable[...,
     try:
         with RunningConsumer(settings, encoder, store) as running:
             running.wait_caught_up()
+        [record] = store._shard(ITEMS).retrieve([point_id("mat")], False, True)
+        assert isinstance(record.vector, dict)
+        sparse = record.vector[LEXICAL]
+        assert isinstance(sparse, qe.SparseVector) and 0 < len(sparse.indices) < 300
+        assert len(record.vector["text"]) == model.dim  # type: ignore[arg-type]
     finally:
         store.close()
     lists = final_lists(settings)
@@ -124,6 +138,8 @@ def test_lists_on_the_topic_rank_by_the_fused_score(make_settings: Callable[...,
         assert neighbours is not None
         for other, score in neighbours:
             assert score == pytest.approx(fused[row[key], row[other]], abs=1e-4), (key, other)
+        ranked = sorted((o for o in row if o != key), key=lambda o: -fused[row[key], row[o]])
+        assert [o for o, _ in neighbours] == ranked
     assert lists["tv-0"] is not None and lists["tv-0"][0][0] == "tv-1"
     assert (dense @ dense.T)[0, 2] > (dense @ dense.T)[0, 1]  # the model alone: the sibling
 

@@ -27,9 +27,13 @@ class FlakyStore:
             raise StoreUnavailable("injected: store down")
 
     def ensure_collection(
-        self, name: str, dim: int, indexes: Mapping[str, FieldKind] | None = None
+        self,
+        name: str,
+        dim: int,
+        indexes: Mapping[str, FieldKind] | None = None,
+        lexical: int = 0,
     ) -> None:
-        self.inner.ensure_collection(name, dim, indexes)
+        self.inner.ensure_collection(name, dim, indexes, lexical)
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         self._check()
