@@ -203,7 +203,7 @@ def preload_items(
     """Store ``catalogue`` as the catalog consumer would, with the rows of ``base`` in turn as
     vectors, each with fresh noise; the seconds it took."""
     started = time.perf_counter()
-    vectors = jittered(base, len(catalogue), seed=5)
+    vectors = jittered(base, len(catalogue), seed=5, lexical=lexical_width(model))
     for start in range(0, len(catalogue), _CHUNK):
         store.upsert(
             ITEMS,

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from encoders import Encoder, load_encoder
+from encoders.hybrid import lexical_width
 from encoders.text import item_text
 from recstream_tools.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from recstream_tools.sample_catalog import catalog_events, sample_items
@@ -69,17 +70,23 @@ class TimedEncoder:
         return self.inner.count_tokens(texts)
 
 
-def jittered(base: Vectors, n: int, seed: int) -> Vectors:
-    """``n`` unit vectors: the rows of ``base`` in turn, each with fresh noise of norm ~JITTER
-    (made a chunk at a time: the noise is float64, 3 GB at once for 1,000,000 x 384)."""
+def jittered(base: Vectors, n: int, seed: int, lexical: int = 0) -> Vectors:
+    """``n`` unit vectors: the rows of ``base`` (unit) in turn, each with fresh noise of norm
+    ~JITTER (made a chunk at a time: the noise is float64, 3 GB at once for 1,000,000 x 384).
+    With ``lexical`` > 0 (hybrid vectors) the noise goes into the model's part only, scaled back
+    to its length, and the last ``lexical`` numbers stay the row's own: a text's character
+    n-grams, sparse as the store keeps them (noise there would make every item share every
+    n-gram with every other)."""
     rng = np.random.default_rng(seed)
-    dim = base.shape[1]
-    out = np.empty((n, dim), dtype=np.float32)
+    dim = base.shape[1] - lexical
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
-        noise = rng.normal(0, JITTER / np.sqrt(dim), (stop - start, dim))
-        rows = base[np.arange(start, stop) % len(base)] + noise
-        out[start:stop] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        rows = base[np.arange(start, stop) % len(base)]
+        dense = rows[:, :dim] + rng.normal(0, JITTER / np.sqrt(dim), (stop - start, dim))
+        length = np.linalg.norm(rows[:, :dim], axis=1, keepdims=True) if lexical else 1.0
+        out[start:stop, :dim] = dense * (length / np.linalg.norm(dense, axis=1, keepdims=True))
+        out[start:stop, dim:] = rows[:, dim:]
     return out
 
 
@@ -171,7 +178,7 @@ def measure_size(
         try:
             processor = CatalogProcessor(settings, timed, store)
             started = time.perf_counter()
-            vectors = jittered(base, size, seed=size)
+            vectors = jittered(base, size, seed=size, lexical=lexical_width(timed.name))
             upsert_s = preload(store, vectors, settings.neighbours_k, timed.name)
             preload_s = time.perf_counter() - started
             del vectors  # the store holds them now
@@ -281,8 +288,8 @@ def run(
                 if copies is None
                 else f"encoder vectors of size/{copies} sample items (the first of {base_items})"
             )
-            + f", repeated with jitter of norm {JITTER}; exact top-{settings.neighbours_k} lists "
-            "as payload",
+            + f", repeated with jitter of norm {JITTER} (in the model's part of hybrid vectors; "
+            f"the n-grams kept); exact top-{settings.neighbours_k} lists as payload",
             "timed": f"{batches} batches of {batch} new sample items through receive, process "
             "and confirm, after one untimed batch; medians over batches",
             "excludes": "model load, preloading, the copy's load and first clusters",

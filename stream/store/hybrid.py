@@ -79,7 +79,7 @@ def fused_search(query: SearchQuery, lexical: int, rankings: Rankings, wholes: W
     parts = split(query.vector, lexical)
     whole = joined(parts.dense, parts.indices, parts.values, lexical)
     limit = query.limit
-    n = max(limit, 1)
+    n = GROWTH * max(limit, 1)  # a scan costs about the same for n as for limit: fewer rounds
     while True:
         dense, sparse = rankings(parts, n, query.where, query.exact)
         payloads = {h.key: h.payload for h in (*dense, *sparse)}

@@ -83,6 +83,21 @@ def test_variant_spec() -> None:
         Variant.parse("bf16")
 
 
+def test_jitter_leaves_a_hybrid_vectors_n_grams_as_they_are() -> None:
+    """Preloaded copies of hybrid vectors keep their sparse n-gram part (noise there would make
+    it dense) and unit length; the model's part moves."""
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((3, 8)).astype(np.float32)
+    lexical = np.zeros((3, 32), dtype=np.float32)
+    lexical[:, [1, 5, 9]] = 1.0
+    parts = [0.6 * dense / np.linalg.norm(dense, axis=1, keepdims=True), 0.8 / 3**0.5 * lexical]
+    base = np.hstack(parts).astype(np.float32)
+    vectors = jittered(base, 7, seed=1, lexical=32)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors[:, 8:], base[np.arange(7) % 3, 8:])
+    assert not np.allclose(vectors[:, :8], base[np.arange(7) % 3, :8])
+
+
 @pytest.mark.parametrize("n", [3_000, 24_000])
 def test_exact_lists_match_brute_force(n: int) -> None:
     """Preloaded lists are each row's k best other rows, best first, never the row itself:
