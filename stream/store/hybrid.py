@@ -83,11 +83,11 @@ def fused_search(query: SearchQuery, lexical: int, rankings: Rankings, wholes: W
     while True:
         dense, sparse = rankings(parts, n, query.where, query.exact)
         payloads = {h.key: h.payload for h in (*dense, *sparse)}
-        vectors = wholes(list(payloads))
-        scored = sorted(
-            ((float(vectors[k] @ whole), k) for k in payloads if k in vectors),
-            key=lambda pair: (-pair[0], pair[1]),
-        )
+        # a candidate in both rankings has both parts' scores; the others are read whole
+        fused = _summed(dense, sparse) if parts.indices else {h.key: h.score for h in dense}
+        vectors = wholes([k for k in payloads if k not in fused])
+        fused.update((k, float(v @ whole)) for k, v in vectors.items())
+        scored = sorted(((s, k) for k, s in fused.items()), key=lambda pair: (-pair[0], pair[1]))
         if len(dense) < n:  # every point the filter lets through is a candidate
             break
         sparse_bound = max(sparse[-1].score, 0.0) if len(sparse) >= n and parts.indices else 0.0
@@ -96,3 +96,9 @@ def fused_search(query: SearchQuery, lexical: int, rankings: Rankings, wholes: W
             break
         n *= GROWTH
     return [Hit(k, score, payloads[k]) for score, k in scored[:limit]]
+
+
+def _summed(dense: list[Hit], sparse: list[Hit]) -> dict[str, float]:
+    """The fused scores of the candidates both rankings hold."""
+    by_sparse = {h.key: h.score for h in sparse}
+    return {h.key: h.score + by_sparse[h.key] for h in dense if h.key in by_sparse}
