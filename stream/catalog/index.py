@@ -32,6 +32,10 @@ from stream.store.base import Vector
 log = structlog.get_logger(__name__)
 
 _NO_LIST = -1
+SKIP_CLUSTERS = 8
+"""Searches of one kind (top k only, or with entries) that go straight to the full product
+after the clusters of such a search failed to prune: their first round is scored for
+nothing when the queries are spread (shoppers' profiles), and tried again after this many."""
 
 
 class MemoryIndex:
@@ -80,6 +84,9 @@ class MemoryIndex:
         self._rebuild: Rebuild | None = None
         self._background = background
         self._members: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
+        self._skip_clusters = {True: 0, False: 0}
+        """Per kind of search (entries wanted or not): full products still to run without
+        trying the clusters (:data:`SKIP_CLUSTERS`)."""
         self.reserve(1_024)
 
     def __len__(self) -> int:
@@ -239,17 +246,25 @@ class MemoryIndex:
 
         A row with no recorded list is never reported as entered: every query enters it (its
         floor is the lowest), and after a loss of records that is queries x catalogue entries;
-        :meth:`unrecorded` names those rows instead."""
+        :meth:`unrecorded` names those rows instead. After the clusters failed to prune a
+        search, the next :data:`SKIP_CLUSTERS` of its kind run the full product at once."""
         clusters = self._clusters()
+        kind = no_entry is not None
+        if clusters is not None and self._skip_clusters[kind] > 0:
+            self._skip_clusters[kind] -= 1
+            clusters = None
         if no_entry is not None:
             unrecorded = np.flatnonzero(self._lengths[: len(self.keys)] < 0)
             no_entry = np.concatenate([no_entry, unrecorded])
         screen = None
         if self._rough is not None:
             screen = Screen(self._rough[: len(self.keys)], screen_slack(self.dim))
-        return search(
+        found = search(
             self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden, screen
         )
+        if found.clustered is False:
+            self._skip_clusters[kind] = SKIP_CLUSTERS
+        return found
 
     def settle(self) -> None:
         """Make the clusters that are due (or being made), wait for them and put them to use."""

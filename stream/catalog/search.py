@@ -93,6 +93,9 @@ class Found:
     """(query, row, score)"""
     scored_rows: int = 0
     """Scores computed, summed over queries: how much of the catalogue the search read."""
+    clustered: bool | None = None
+    """Whether the clusters answered (False: they were tried, and the full product ran after
+    their first round; None: not tried)."""
 
 
 def search(
@@ -115,13 +118,13 @@ def search(
     if clusters is not None:
         blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden)  # blocks of rows
         if _pruned(blocks, clusters):
-            return blocks.found()
+            return blocks.found(clustered=True)
     # a fresh one: the pruned attempt's first round would be scored twice
     blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden, screen)
     step = max(1, _CHUNK_CELLS // max(1, len(matrix)))
     for start in range(0, len(queries), step):
         blocks.score(np.arange(start, min(start + step, len(queries))), None)
-    return blocks.found()
+    return blocks.found(clustered=False if clusters is not None else None)
 
 
 def _pair_products(queries: Vector, matrix: Vector, q: Ints, rows: Ints) -> Vector:
@@ -328,7 +331,7 @@ class _Blocks:
         out[full] = scores[starts[full] + self.k - 1]
         return out
 
-    def found(self) -> Found:
+    def found(self, clustered: bool | None = None) -> Found:
         q, rows, scores = self._ranked()
         bounds = np.searchsorted(q, np.arange(len(self.queries) + 1))
         top_rows, top_scores = [], []
@@ -337,4 +340,4 @@ class _Blocks:
             end = min(bounds[query + 1], start + self.k)
             top_rows.append(rows[start:end])
             top_scores.append(scores[start:end])
-        return Found(top_rows, top_scores, self.entries, self.scored)
+        return Found(top_rows, top_scores, self.entries, self.scored, clustered)

@@ -131,3 +131,31 @@ def test_a_new_row_does_not_inherit_a_removed_items_list() -> None:
     index.put({"y": vec(1, 1)})
     assert index.recorded(["y"])["y"] is None
     assert index.listing(["a"]) == set()
+
+
+def test_searches_skip_clusters_that_just_failed_to_prune_and_try_them_again() -> None:
+    """Spread queries (random directions: near no cluster) make the clusters fail: the
+    next SKIP_CLUSTERS searches of that kind go straight to the full product, then the clusters
+    are tried again; searches with entries keep trying theirs. Answers are the full scan's."""
+    from stream.catalog.index import SKIP_CLUSTERS
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(40, 64))
+    m = (centres[np.arange(3_000) % 40] + 0.1 * rng.normal(size=(3_000, 64))).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    index = MemoryIndex(64, K, min_rows=1_000, background=False)
+    index.put({f"k{i}": m[i] for i in range(3_000)})
+    index.settle()
+    spread = rng.normal(size=(64, 64)).astype(np.float32)
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    none = np.full(64, -1, dtype=np.intp)
+    want = np.sort(spread @ m.T, axis=1)[:, ::-1][:, :K]
+    kinds = []
+    for _ in range(SKIP_CLUSTERS + 2):
+        found = index.search(spread, none, None)
+        kinds.append(found.clustered)
+        assert np.allclose(np.vstack(found.top_scores), want, atol=1e-6)
+    assert kinds == [False] + [None] * SKIP_CLUSTERS + [False]
+    own = np.arange(5, dtype=np.intp)  # rows' own vectors: their clusters answer
+    with_entries = index.search(m[:5], own, own)
+    assert with_entries.clustered is True
