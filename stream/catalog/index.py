@@ -33,9 +33,11 @@ log = structlog.get_logger(__name__)
 
 _NO_LIST = -1
 SKIP_CLUSTERS = 8
-"""Searches of one kind (top k only, or with entries) that go straight to the full product
-after the clusters of such a search failed to prune: their first round is scored for
-nothing when the queries are spread (shoppers' profiles), and tried again after this many."""
+"""For an index whose queries are spread (shoppers' profiles: ``skip_failed_clusters``), the
+searches of one kind (top k only, or with entries) that go straight to the full product after
+the clusters of such a search failed to prune (their first round was scored for nothing),
+before the clusters are tried again. Not for the catalog's index: one spread batch there would
+make the next single-item searches read the whole catalogue."""
 
 
 class MemoryIndex:
@@ -60,9 +62,11 @@ class MemoryIndex:
         min_rows: int = MIN_ROWS,
         background: bool = True,
         screen: bool = False,
+        skip_failed_clusters: bool = False,
     ) -> None:
         """``screen``: keep a bfloat16 copy of the rows too (2 bytes a number beside the 4 of
-        float32), which searches score roughly first (:class:`stream.catalog.search.Screen`)."""
+        float32), which searches score roughly first (:class:`stream.catalog.search.Screen`).
+        ``skip_failed_clusters``: see :data:`SKIP_CLUSTERS`."""
         self.dim = dim
         self.k = k
         self.keys: list[str] = []
@@ -84,6 +88,7 @@ class MemoryIndex:
         self._rebuild: Rebuild | None = None
         self._background = background
         self._members: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
+        self._skip_after_failure = SKIP_CLUSTERS if skip_failed_clusters else 0
         self._skip_clusters = {True: 0, False: 0}
         """Per kind of search (entries wanted or not): full products still to run without
         trying the clusters (:data:`SKIP_CLUSTERS`)."""
@@ -246,8 +251,9 @@ class MemoryIndex:
 
         A row with no recorded list is never reported as entered: every query enters it (its
         floor is the lowest), and after a loss of records that is queries x catalogue entries;
-        :meth:`unrecorded` names those rows instead. After the clusters failed to prune a
-        search, the next :data:`SKIP_CLUSTERS` of its kind run the full product at once."""
+        :meth:`unrecorded` names those rows instead. With ``skip_failed_clusters``, after the
+        clusters failed to prune a search, the next :data:`SKIP_CLUSTERS` of its kind run the
+        full product at once."""
         clusters = self._clusters()
         kind = no_entry is not None
         if clusters is not None and self._skip_clusters[kind] > 0:
@@ -263,7 +269,7 @@ class MemoryIndex:
             self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden, screen
         )
         if found.clustered is False:
-            self._skip_clusters[kind] = SKIP_CLUSTERS
+            self._skip_clusters[kind] = self._skip_after_failure
         return found
 
     def settle(self) -> None:
@@ -310,6 +316,7 @@ class MemoryIndex:
         self._cluster[:kept] = nearest[:kept]
         self._cluster[again] = nearest_again
         self._partition, self._members = partition, None
+        self._skip_clusters = {True: 0, False: 0}  # new clusters: tried at once
         log.info(
             "neighbours.clusters_built",
             items=rows,

@@ -103,7 +103,9 @@ class _Copy:
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
         vectors = self.parts(list(points))
         if self.index is None and vectors:
-            self.index = MemoryIndex(len(next(iter(vectors.values()))), k)
+            # profiles are spread: clusters that failed to prune are not tried at every batch
+            dim = len(next(iter(vectors.values())))
+            self.index = MemoryIndex(dim, k, skip_failed_clusters=True)
         if self.index is not None:
             self.index.put(vectors)
 

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.store.base import Hit, SearchQuery, Vector, Where, as_vector
+from stream.store.base import DimensionMismatch, Hit, SearchQuery, Vector, Where, as_vector
 
 LEXICAL = "lexical"
 """The sparse vector's name in a hybrid collection."""
 GROWTH = 4
 """How much more of each ranking the next round of :func:`fused_search` reads."""
+TIE = 1e-6
+"""Scores closer than this are a tie, ordered by key (lists publish scores to 6 decimals; a
+candidate's score is the engine's sum of its two parts, or a product computed here)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,18 @@ def split(vector: Vector | Sequence[float], lexical: int) -> Split:
 def joined(
     dense: Sequence[float], indices: Sequence[int], values: Sequence[float], lexical: int
 ) -> Vector:
-    """The whole vector of a hybrid collection's point."""
+    """The whole vector of a hybrid collection's point; :class:`DimensionMismatch` when its
+    sparse part does not fit ``lexical`` (the store was embedded with another width)."""
     out = np.zeros(len(dense) + lexical, dtype=np.float32)
     out[: len(dense)] = dense
     if len(indices):
-        out[len(dense) + np.asarray(indices, dtype=np.intp)] = values
+        at = np.asarray(indices, dtype=np.intp)
+        if at.max() >= lexical:
+            raise DimensionMismatch(
+                f"the store holds n-gram vectors wider than {lexical}: it was embedded with "
+                "another lexical width (RECSTREAM_LEXICAL_DIM)"
+            )
+        out[len(dense) + at] = values
     return out
 
 
@@ -74,8 +84,12 @@ Wholes = Callable[[list[str]], Mapping[str, Vector]]
 
 
 def fused_search(query: SearchQuery, lexical: int, rankings: Rankings, wholes: Wholes) -> list[Hit]:
-    """The ``query.limit`` points of highest cosine with ``query.vector``, best first (ties by
-    key), read through the two parts' rankings (see the module's notes)."""
+    """The ``query.limit`` points of highest cosine with ``query.vector``, best first (scores
+    equal to 6 decimals by key), read through the two parts' rankings (see the module's
+    notes): a round ends the search when its ``limit``-th candidate beats the bound by more
+    than :data:`TIE`, so no unseen point can tie with it."""
+    if query.limit <= 0:
+        return []
     parts = split(query.vector, lexical)
     whole = joined(parts.dense, parts.indices, parts.values, lexical)
     limit = query.limit
@@ -87,15 +101,19 @@ def fused_search(query: SearchQuery, lexical: int, rankings: Rankings, wholes: W
         fused = _summed(dense, sparse) if parts.indices else {h.key: h.score for h in dense}
         vectors = wholes([k for k in payloads if k not in fused])
         fused.update((k, float(v @ whole)) for k, v in vectors.items())
-        scored = sorted(((s, k) for k, s in fused.items()), key=lambda pair: (-pair[0], pair[1]))
+        scored = sorted(((s, k) for k, s in fused.items()), key=_order)
         if len(dense) < n:  # every point the filter lets through is a candidate
             break
         sparse_bound = max(sparse[-1].score, 0.0) if len(sparse) >= n and parts.indices else 0.0
         bound = dense[-1].score + sparse_bound
-        if len(scored) >= limit and scored[limit - 1][0] >= bound:
+        if len(scored) >= limit and scored[limit - 1][0] > bound + TIE:
             break
         n *= GROWTH
     return [Hit(k, score, payloads[k]) for score, k in scored[:limit]]
+
+
+def _order(pair: tuple[float, str]) -> tuple[float, str]:
+    return -round(pair[0], 6), pair[1]
 
 
 def _summed(dense: list[Hit], sparse: list[Hit]) -> dict[str, float]:

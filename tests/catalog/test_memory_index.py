@@ -136,14 +136,15 @@ def test_a_new_row_does_not_inherit_a_removed_items_list() -> None:
 def test_searches_skip_clusters_that_just_failed_to_prune_and_try_them_again() -> None:
     """Spread queries (random directions: near no cluster) make the clusters fail: the
     next SKIP_CLUSTERS searches of that kind go straight to the full product, then the clusters
-    are tried again; searches with entries keep trying theirs. Answers are the full scan's."""
+    are tried again; searches with entries keep trying theirs. Answers are the full scan's. Only
+    an index made to skip does (the shoppers' copy)."""
     from stream.catalog.index import SKIP_CLUSTERS
 
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(40, 64))
     m = (centres[np.arange(3_000) % 40] + 0.1 * rng.normal(size=(3_000, 64))).astype(np.float32)
     m /= np.linalg.norm(m, axis=1, keepdims=True)
-    index = MemoryIndex(64, K, min_rows=1_000, background=False)
+    index = MemoryIndex(64, K, min_rows=1_000, background=False, skip_failed_clusters=True)
     index.put({f"k{i}": m[i] for i in range(3_000)})
     index.settle()
     spread = rng.normal(size=(64, 64)).astype(np.float32)
@@ -159,3 +160,8 @@ def test_searches_skip_clusters_that_just_failed_to_prune_and_try_them_again() -
     own = np.arange(5, dtype=np.intp)  # rows' own vectors: their clusters answer
     with_entries = index.search(m[:5], own, own)
     assert with_entries.clustered is True
+    # the catalog's index (no skipping): a failed attempt leaves the next search clustered
+    catalog = MemoryIndex(64, K, min_rows=1_000, background=False)
+    catalog.put({f"k{i}": m[i] for i in range(3_000)})
+    catalog.settle()
+    assert [catalog.search(spread, none, None).clustered for _ in range(2)] == [False, False]

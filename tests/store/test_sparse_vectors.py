@@ -170,3 +170,35 @@ def test_a_collection_made_with_one_dense_vector_is_used_as_it_is(
     got = store.retrieve("items", ["sku-2"], with_vectors=True)["sku-2"].vector
     np.testing.assert_allclose(got, vectors[2], atol=1e-6)  # type: ignore[arg-type]
     store.close()
+
+
+def test_equal_scores_are_ordered_by_key_and_a_zero_limit_reads_nothing(
+    store: VectorStore,
+) -> None:
+    """Items with the same text and embedding tie: the lowest keys come first, whatever the
+    engine's order or how each candidate was scored."""
+    _, vectors = _hybrid(np.random.default_rng(7), 60)
+    twins = [StoredPoint(f"dup-{i:03d}", {}, vectors[0]) for i in range(40)]
+    store.upsert("items", [*_points(vectors[1:]), *twins])
+    [hits] = store.search("items", [SearchQuery(vectors[0], 5, exact=True)])
+    assert [h.key for h in hits] == [f"dup-{i:03d}" for i in range(5)]
+    assert store.search("items", [SearchQuery(vectors[0], 0, exact=True)]) == [[]]
+
+
+@pytest.mark.parametrize("kind", ["edge", "server-local"])
+def test_a_store_read_with_a_narrower_lexical_width_is_refused(tmp_path: Path, kind: str) -> None:
+    _, vectors = _hybrid(np.random.default_rng(8), 20)
+    make = (
+        (lambda: EdgeStore(tmp_path / "e"))
+        if kind == "edge"
+        else (lambda: ServerStore(location=str(tmp_path / "l")))
+    )
+    first = make()
+    first.ensure_collection("items", DIM, None, lexical=LEX)
+    first.upsert("items", _points(vectors))
+    first.close()
+    store = make()
+    store.ensure_collection("items", DENSE + 16, None, lexical=16)  # the dense part fits
+    with pytest.raises(DimensionMismatch, match="lexical width"):
+        store.retrieve("items", [f"sku-{i}" for i in range(20)], with_vectors=True)
+    store.close()
