@@ -103,7 +103,9 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     shutdown deadline, having committed only what it finished; a restart completes the rest
     and every list is right."""
     settings = make_settings(batch_max_items=16, shutdown_timeout_s=20)
-    events = _items_events(1_000, seed=53)  # enough that SIGTERM lands mid-stream
+    # enough that SIGTERM lands mid-stream: reading the topic to see the first lists takes
+    # seconds, and 1,000 were once all done by then
+    events = _items_events(3_000, seed=53)
     publish(settings, settings.topic_items, events)
     command = [sys.executable, "-m", "stream.cli", "run", "catalog"]
     proc = subprocess.Popen(command, env=settings_env(settings), stderr=subprocess.PIPE, text=True)
