@@ -60,16 +60,16 @@ def lexical_width(name: object) -> int:
 
 def vector_dimension(settings: EncoderSettings) -> int:
     """The length of the vectors :func:`encoders.load_encoder` makes for ``settings``."""
-    from encoders.bert import model_dimension
-
-    dim = model_dimension(settings.model)
-    return dim + settings.lexical_dim if settings.lexical_weight > 0 else dim
+    return vector_layout(settings)[0]
 
 
 def vector_layout(settings: EncoderSettings) -> tuple[int, int]:
     """The length of the vectors :func:`encoders.load_encoder` makes for ``settings``, and how
     many of their last numbers are the lexical part (0: the model's vectors alone)."""
-    return vector_dimension(settings), settings.lexical_dim if settings.lexical_weight > 0 else 0
+    from encoders.bert import model_dimension
+
+    lexical = settings.lexical_dim if settings.lexical_weight > 0 else 0
+    return model_dimension(settings.model) + lexical, lexical
 
 
 def vector_fingerprint(settings: EncoderSettings) -> tuple[str, str]:

@@ -31,7 +31,7 @@ from stream.store.base import (
     payload_fields,
     point_id,
 )
-from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split
+from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split, whole_vectors
 
 _VECTOR = "text"
 _SCHEMA = {
@@ -74,13 +74,10 @@ def _config(dim: int, lexical: int) -> qe.EdgeConfig:
     """A shard's vectors: one dense cosine vector of ``dim``; for hybrid vectors (``lexical`` >
     0) the first ``dim - lexical`` numbers by dot product and the rest sparse
     (:mod:`stream.store.hybrid`)."""
-    if not lexical:
-        return qe.EdgeConfig(
-            vectors={_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
-        )
+    distance = qe.Distance.Dot if lexical else qe.Distance.Cosine
     return qe.EdgeConfig(
-        vectors={_VECTOR: qe.EdgeVectorParams(size=dim - lexical, distance=qe.Distance.Dot)},
-        sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams()},
+        vectors={_VECTOR: qe.EdgeVectorParams(size=dim - lexical, distance=distance)},
+        sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams()} if lexical else None,
     )
 
 
@@ -310,7 +307,7 @@ class EdgeStore:
             return []
         lexical = self._lexical.get(collection, 0)
         if lexical:
-            wholes = functools.partial(self._wholes, collection)
+            wholes = whole_vectors(self, collection)
             rankings = functools.partial(self._rankings, collection)
             return [fused_search(q, lexical, rankings, wholes) for q in queries]
         requests = [
@@ -355,10 +352,6 @@ class EdgeStore:
             results = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
         dense = [_hit(p) for p in results[0]]
         return dense, [_hit(p) for p in results[1]] if len(results) > 1 else []
-
-    def _wholes(self, collection: str, keys: list[str]) -> dict[str, Vector]:
-        points = self.retrieve(collection, keys, with_vectors=True, fields=())
-        return {k: p.vector for k, p in points.items() if p.vector is not None}
 
     def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
         keys: list[str] = []

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.store.base import DimensionMismatch, Hit, SearchQuery, Vector, Where, as_vector
+from stream.store.base import (
+    DimensionMismatch,
+    Hit,
+    SearchQuery,
+    Vector,
+    VectorStore,
+    Where,
+    as_vector,
+)
 
 LEXICAL = "lexical"
 """The sparse vector's name in a hybrid collection."""
@@ -81,6 +89,16 @@ Rankings = Callable[[Split, int, Where, bool], tuple[list[Hit], list[Hit]]]
 by the sparse part (each best first, filtered by the ``Where``; exact when asked)."""
 Wholes = Callable[[list[str]], Mapping[str, Vector]]
 """The engine's whole vectors of stored points by key."""
+
+
+def whole_vectors(store: VectorStore, collection: str) -> Wholes:
+    """What :func:`fused_search` reads candidates with: ``store``'s whole vectors by key."""
+
+    def read(keys: list[str]) -> dict[str, Vector]:
+        points = store.retrieve(collection, keys, with_vectors=True, fields=())
+        return {k: p.vector for k, p in points.items() if p.vector is not None}
+
+    return read
 
 
 def fused_search(query: SearchQuery, lexical: int, rankings: Rankings, wholes: Wholes) -> list[Hit]:

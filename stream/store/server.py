@@ -26,7 +26,7 @@ from stream.store.base import (
     payload_fields,
     point_id,
 )
-from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split
+from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split, whole_vectors
 
 _VECTOR = "text"
 _SCHEMA = {
@@ -142,23 +142,15 @@ class ServerStore:
                 self._index(name, {f: k for f, k in (indexes or {}).items() if f not in indexed})
                 self._lexical[name] = lexical
                 return
-            if lexical:  # hybrid vectors: the model's part by dot product, the rest sparse
-                self.client.create_collection(
-                    name,
-                    vectors_config={
-                        _VECTOR: models.VectorParams(
-                            size=dim - lexical, distance=models.Distance.DOT
-                        )
-                    },
-                    sparse_vectors_config={LEXICAL: models.SparseVectorParams()},
-                )
-            else:
-                self.client.create_collection(
-                    name,
-                    vectors_config={
-                        _VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                    },
-                )
+            # hybrid vectors: the model's part by dot product, the rest sparse
+            distance = models.Distance.DOT if lexical else models.Distance.COSINE
+            self.client.create_collection(
+                name,
+                vectors_config={
+                    _VECTOR: models.VectorParams(size=dim - lexical, distance=distance)
+                },
+                sparse_vectors_config={LEXICAL: models.SparseVectorParams()} if lexical else None,
+            )
             self._index(name, indexes or {})
             self._lexical[name] = lexical
 
@@ -284,7 +276,7 @@ class ServerStore:
             return []
         lexical = self._lexical_of(collection)
         if lexical:
-            wholes = functools.partial(self._wholes, collection)
+            wholes = whole_vectors(self, collection)
             rankings = functools.partial(self._rankings, collection)
             return [fused_search(q, lexical, rankings, wholes) for q in queries]
         requests = [
@@ -331,10 +323,6 @@ class ServerStore:
             )
         dense = [_hit(p) for p in responses[0].points]
         return dense, [_hit(p) for p in responses[1].points] if len(responses) > 1 else []
-
-    def _wholes(self, collection: str, keys: list[str]) -> dict[str, Vector]:
-        points = self.retrieve(collection, keys, with_vectors=True, fields=())
-        return {k: p.vector for k, p in points.items() if p.vector is not None}
 
     def keys_where(self, collection: str, where: Where, limit: int | None = None) -> list[str]:
         keys: list[str] = []

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import qdrant_edge as qe
+from kit import store_adapter
 
 from encoders.lexical import lexical_vectors
 from stream.store import DimensionMismatch, SearchQuery, StoredPoint, VectorStore, Where
@@ -38,11 +39,7 @@ def _hybrid(rng: np.random.Generator, n: int) -> tuple[list[str], npt.NDArray[np
 
 @pytest.fixture(params=["edge", "server-local"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    s: VectorStore
-    if request.param == "edge":
-        s = EdgeStore(tmp_path / "edge")
-    else:
-        s = ServerStore(location=str(tmp_path / "local"))
+    s = store_adapter(request.param, tmp_path)
     s.ensure_collection("items", DIM, None, lexical=LEX)
     yield s
     s.close()
@@ -153,11 +150,10 @@ def test_a_collection_made_with_one_dense_vector_is_used_as_it_is(
     """A store made before sparse vectors (the whole hybrid vector dense, cosine) keeps
     working when opened with the lexical width."""
     _, vectors = _hybrid(np.random.default_rng(6), 40)
-    make = (
-        (lambda: EdgeStore(tmp_path / "e"))
-        if kind == "edge"
-        else (lambda: ServerStore(location=str(tmp_path / "l")))
-    )
+
+    def make() -> VectorStore:
+        return store_adapter(kind, tmp_path)
+
     old = make()
     old.ensure_collection("items", DIM)
     old.upsert("items", _points(vectors))
@@ -188,11 +184,10 @@ def test_equal_scores_are_ordered_by_key_and_a_zero_limit_reads_nothing(
 @pytest.mark.parametrize("kind", ["edge", "server-local"])
 def test_a_store_read_with_a_narrower_lexical_width_is_refused(tmp_path: Path, kind: str) -> None:
     _, vectors = _hybrid(np.random.default_rng(8), 20)
-    make = (
-        (lambda: EdgeStore(tmp_path / "e"))
-        if kind == "edge"
-        else (lambda: ServerStore(location=str(tmp_path / "l")))
-    )
+
+    def make() -> VectorStore:
+        return store_adapter(kind, tmp_path)
+
     first = make()
     first.ensure_collection("items", DIM, None, lexical=LEX)
     first.upsert("items", _points(vectors))

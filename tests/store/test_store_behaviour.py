@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from kit import store_adapter
 
 from stream.store import FieldKind, SearchQuery, StoredPoint, VectorStore, Where
 from stream.store.edge import EdgeStore
-from stream.store.server import ServerStore
 
 DIM = 16
 
@@ -25,11 +25,7 @@ def _unit(rng: np.random.Generator, n: int) -> npt.NDArray[np.float32]:
 
 @pytest.fixture(params=["edge", "server-local"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    s: VectorStore
-    if request.param == "edge":
-        s = EdgeStore(tmp_path / "edge")
-    else:
-        s = ServerStore(location=str(tmp_path / "local"))
+    s = store_adapter(request.param, tmp_path)
     s.ensure_collection("items", DIM, {"tags": FieldKind.KEYWORD, "floor": FieldKind.FLOAT})
     yield s
     s.close()

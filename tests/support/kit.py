@@ -274,6 +274,17 @@ def flipkart_items(n: int) -> list[dict[str, Any]] | None:
     return items
 
 
+def store_adapter(kind: str, root: Path) -> VectorStore:
+    """A store of one adapter under ``root``: ``edge`` (Qdrant Edge, embedded) or
+    ``server-local`` (qdrant-client's local mode); the same paths whenever it is opened again."""
+    from stream.store.edge import EdgeStore
+    from stream.store.server import ServerStore
+
+    if kind == "edge":
+        return EdgeStore(root / "edge")
+    return ServerStore(location=str(root / "local"))
+
+
 def wait_for(
     predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition"
 ) -> None:
