@@ -198,6 +198,9 @@ class GenerationStore:
     ) -> None:
         self.inner.ensure_collection(self._name(name), dim, indexes, lexical)
 
+    def sparse_width(self, collection: str) -> int:
+        return self.inner.sparse_width(self._name(collection))
+
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         self.inner.upsert(self._name(collection), points)
 

@@ -130,7 +130,10 @@ def _migrate(
         previous=source.number,
         earlier=_earlier(source),
     )
-    if target.same_model(source):
+    # a hybrid generation stored whole (one dense vector, as before sparse vectors) moves to
+    # the sparse layout with the same settings
+    whole = source.lexical_weight > 0 and not GenerationStore(store, source).sparse_width(ITEMS)
+    if target.same_model(source) and not whole:
         raise Refused(f"generation {source.number} is served with these model settings already")
     old, new = source.settings(settings), target.settings(settings)
     # where the served consumers stand, read before the copy: the new generation's consumers

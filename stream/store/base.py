@@ -106,6 +106,11 @@ class VectorStore(Protocol):
         vector (:mod:`stream.store.hybrid`); a collection made before with one dense vector of
         ``dim`` is used as it is."""
 
+    def sparse_width(self, collection: str) -> int:
+        """The length of the sparse part of the (ensured) collection's vectors: 0 where they are
+        stored whole, as one dense vector (collections made before sparse vectors too)."""
+        ...
+
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         """Insert or replace whole points (vector and payload); durable when it returns."""
 

@@ -174,6 +174,10 @@ class EdgeStore:
         self.exclusive = True  # the directory lock keeps every other process out
         self._lock = threading.RLock()
 
+    def sparse_width(self, collection: str) -> int:
+        self._shard(collection)  # ensured: else a clear error
+        return self._lexical.get(collection, 0)
+
     def _engine(self) -> AbstractContextManager[None]:
         return engine_calls(self._lock, "Qdrant Edge")
 

@@ -154,6 +154,9 @@ class ServerStore:
             self._index(name, indexes or {})
             self._lexical[name] = lexical
 
+    def sparse_width(self, collection: str) -> int:
+        return self._lexical_of(collection)
+
     def _lexical_of(self, collection: str) -> int:
         """The collection's sparse part's length (a collection this client did not ensure is
         looked up once: one made with sparse vectors cannot be read without its width)."""

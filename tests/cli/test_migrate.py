@@ -178,6 +178,55 @@ def test_a_model_that_cannot_load_is_refused_with_its_reason(
         store.close()
 
 
+def test_migrate_moves_a_store_of_whole_hybrid_vectors_to_sparse_vectors(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A store made before sparse vectors (hybrid vectors kept whole, one dense vector) is
+    served as it is; ``migrate`` with the same settings builds generation 1 with the n-grams
+    as a sparse vector, the same vectors (the same model, the same texts), and the next ``run``
+    publishes lists equal to a brute-force top-k of them; a second ``migrate`` is refused."""
+    settings = make_settings()
+    dim, lexical = vector_layout(settings)
+    assert lexical > 0  # the hybrid default
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        ensure_collections(store, dim)  # the layout before sparse vectors
+    finally:
+        store.close()
+    items = sample_items(12, seed=4)
+    publish(settings, settings.topic_items, created(items))
+    _run_until(settings, _lists_exact(settings, Generation.configured(settings)), "the lists")
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        ensure_collections(store, dim, lexical)
+        assert store.sparse_width(ITEMS) == 0  # still stored whole
+        before = {p.key: p.vector for p in store.scroll(ITEMS, with_vectors=True)}
+    finally:
+        store.close()
+
+    done = _recstream(settings)
+    assert done.returncode == 0, done.stderr
+    assert "generation 1 served" in done.stdout
+    store = EdgeStore(settings.qdrant_path)
+    try:
+        pointer = read_pointer(store)
+        assert pointer is not None and pointer.number == 1
+        view = GenerationStore(store, pointer)
+        ensure_collections(view, dim, lexical)
+        assert view.sparse_width(ITEMS) == lexical
+        after = {p.key: p.vector for p in view.scroll(ITEMS, with_vectors=True)}
+    finally:
+        store.close()
+    assert after.keys() == before.keys()
+    for key, vector in before.items():
+        assert vector is not None and after[key] is not None
+        # embedded again by the same model (its int8 batches round a little differently)
+        assert float(vector @ after[key]) / float(vector @ vector) > 0.99, key
+    _run_until(settings, _lists_exact(settings, pointer), "generation 1's lists")
+    again = _recstream(settings)
+    assert again.returncode == 2 and "already" in again.stderr
+
+
 def test_migrate_refuses_items_stored_without_their_text(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:

@@ -71,6 +71,7 @@ def _engine_sparse(store: VectorStore, key: str) -> tuple[list[float], list[int]
 def test_the_engine_holds_the_lexical_part_as_a_sparse_vector(store: VectorStore) -> None:
     _, vectors = _hybrid(np.random.default_rng(1), 20)
     store.upsert("items", _points(vectors))
+    assert store.sparse_width("items") == LEX
     dense, indices, values = _engine_sparse(store, "sku-3")
     assert len(dense) == DENSE
     lexical = vectors[3, DENSE:]
@@ -160,6 +161,7 @@ def test_a_collection_made_with_one_dense_vector_is_used_as_it_is(
     old.close()
     store = make()
     store.ensure_collection("items", DIM, None, lexical=LEX)
+    assert store.sparse_width("items") == 0  # as it was made (recstream migrate moves it)
     [hits] = store.search("items", [SearchQuery(vectors[2], 4, exact=True)])
     expected = np.argsort(-(vectors @ vectors[2]), kind="stable")[:4]
     assert [h.key for h in hits] == [f"sku-{i}" for i in expected]

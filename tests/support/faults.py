@@ -35,6 +35,9 @@ class FlakyStore:
     ) -> None:
         self.inner.ensure_collection(name, dim, indexes, lexical)
 
+    def sparse_width(self, collection: str) -> int:
+        return self.inner.sparse_width(collection)
+
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         self._check()
         self.inner.upsert(collection, points)
