@@ -141,26 +141,40 @@ def _pair_products(queries: Vector, matrix: Vector, q: Ints, rows: Ints) -> Vect
 
 def _pruned(blocks: _Blocks, clusters: Clusters) -> bool:
     """Score ``blocks`` cluster by cluster; False (stopped after the first round) when the
-    clusters that can matter hold more than :data:`FULL_SCAN_SHARE` of the pairs."""
+    clusters that can matter hold more than :data:`FULL_SCAN_SHARE` of the pairs.
+
+    In the second round a cluster whose bound reaches a query's k-th best so far is scored
+    whole for it; one that can only hold lists the query enters (its bound is below that k-th
+    best, above the lowest floor among its rows) is scored only at the rows whose floor is below
+    the largest bound of the queries that need it: no other row's list can be entered (a
+    query's score with any of the cluster's rows is at most its bound). Those are few: one low
+    floor (a short list, a new item's) made the whole cluster count before."""
     bounds = clusters.partition.bounds(blocks.queries)
     order, starts = clusters.order, clusters.starts
     sizes = np.diff(starts)
     first = _nearest(bounds, sizes, blocks.k)
     for cluster, qs in _by_cluster(first):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
-    need = bounds >= blocks.kth()[:, np.newaxis]
+    whole = (bounds >= blocks.kth()[:, np.newaxis]) & ~first
+    cost = int((whole * sizes[np.newaxis, :]).sum())
+    entering: list[tuple[Ints, Ints]] = []
     if blocks.no_entry is not None:
         lowest = blocks.floors.copy()
         lowest[blocks.no_entry] = np.inf
         cluster_floor = np.full(len(sizes), np.inf)
         np.minimum.at(cluster_floor, clusters.of_row, lowest)
-        need |= bounds > cluster_floor[np.newaxis, :]
-    need &= ~first
-    pairs = len(blocks.queries) * len(blocks.matrix)
-    if (need * sizes[np.newaxis, :]).sum() > FULL_SCAN_SHARE * pairs:
+        only_entries = (bounds > cluster_floor[np.newaxis, :]) & ~first & ~whole
+        for cluster, qs in _by_cluster(only_entries):
+            members = order[starts[cluster] : starts[cluster + 1]]
+            rows = members[lowest[members] < bounds[qs, cluster].max()]
+            entering.append((qs, rows))
+            cost += len(qs) * len(rows)
+    if cost > FULL_SCAN_SHARE * len(blocks.queries) * len(blocks.matrix):
         return False
-    for cluster, qs in _by_cluster(need):
+    for cluster, qs in _by_cluster(whole):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
+    for qs, rows in entering:
+        blocks.score(qs, rows)
     return True
 
 

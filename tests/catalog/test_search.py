@@ -320,3 +320,32 @@ def test_a_bfloat16_screen_gives_the_float32_answers_at_the_rounding_bound(
     assert len(want) > 100  # the floors' gaps made both entries and near misses
     tops = [i.search(i.matrix[:64], np.arange(64, dtype=np.intp), None) for i in indexes]
     assert [r.tolist() for r in tops[1].top_rows] == [r.tolist() for r in tops[0].top_rows]
+
+
+def test_clusters_that_only_hold_entered_lists_are_read_at_their_low_floors() -> None:
+    """Lists with low floors (short of good neighbours) scattered among full ones: a cluster far
+    from a query is read only at its rows whose floor its bound passes, and the entries equal
+    brute force's, each row's once, with far fewer pairs scored than whole clusters hold."""
+    rng = np.random.default_rng(5)
+    m = clustered(rng, 4_000, groups=16)
+    index = MemoryIndex(DIM, K, min_rows=500, background=False)
+    index.put({f"k{i}": m[i] for i in range(3_960)})
+    record_true_lists(index)
+    # every 9th item's list as if its neighbours were poor: its floor anywhere from -0.5 to 0.9
+    low = {}
+    for n, key in enumerate(index.keys[::9]):
+        floor = -0.5 + 1.4 * (n % 15) / 14
+        low[key] = NeighbourState(
+            tuple(index.keys[(n + j) % 100] for j in range(K)),
+            tuple(floor + 0.01 * (K - j) for j in range(K)),
+        )
+    index.set_lists(low)
+    new = {f"n{i}": m[3_960 + i] for i in range(40)}
+    index.put(new)
+    index.settle()
+    own = np.asarray([index.rows[k] for k in new], dtype=np.intp)
+    scored = check(index, index.matrix[own], own)
+    found = index.search(index.matrix[own], own, own)
+    assert found.clustered is True
+    assert len(found.entries) > 40  # the low floors are entered from far away too
+    assert scored < 40 * len(index) / 4
