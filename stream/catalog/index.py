@@ -25,7 +25,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
-from stream.catalog.partition import MIN_ROWS, Partition, Rebuild, members
+from stream.catalog.partition import MIN_ROWS, Partition, Rebuild, Sorted, members
 from stream.catalog.search import Clusters, Found, Screen, screen_slack, search
 from stream.store.base import Vector
 
@@ -286,7 +286,8 @@ class MemoryIndex:
             self._partition = self._members = self._rebuild = None
             return None
         if self._rebuild is None and (self._partition is None or self._partition.stale(rows)):
-            self._rebuild = Rebuild(self.matrix, self._background)
+            rough = None if self._rough is None else self._rough[:rows]
+            self._rebuild = Rebuild(self.matrix, self._background, len(self._floors), rough)
         if self._rebuild is not None and self._rebuild.done():  # at once unless background
             rebuild, self._rebuild = self._rebuild, None
             self._install(rebuild)
@@ -317,6 +318,8 @@ class MemoryIndex:
         self._cluster[again] = nearest_again
         self._partition, self._members = partition, None
         self._skip_clusters = {True: 0, False: 0}  # new clusters: tried at once
+        if rebuild.sorted is not None:
+            self._adopt(rebuild.sorted, rebuild.changed)
         log.info(
             "neighbours.clusters_built",
             items=rows,
@@ -324,6 +327,33 @@ class MemoryIndex:
             assigned_again=len(again),
             build_s=round(rebuild.seconds, 2),
         )
+
+    def _adopt(self, layout: Sorted, changed: set[int]) -> None:
+        """Take over the matrix (and bfloat16 copy) the rebuild copied in cluster order, and put
+        every other per-row array and the keys in that order too; rows written since it read
+        them are copied again from the arrays in use, rows added since go after. Nothing is
+        taken over when rows were dropped below what it read, or the arrays grew meanwhile
+        (the next rebuild sorts). Rows are this index's own numbers, never kept outside a call."""
+        order = layout.order
+        read, used = len(order), len(self.keys)
+        if used < read or len(layout.matrix) != len(self._floors):
+            return
+        position = np.empty(read, dtype=np.intp)
+        position[order] = np.arange(read)
+        mend = np.fromiter((r for r in changed if r < read), dtype=np.intp)
+        layout.matrix[position[mend]] = self._matrix[mend]
+        layout.matrix[read:used] = self._matrix[read:used]
+        if layout.rough is not None and self._rough is not None:
+            layout.rough[torch.from_numpy(position[mend])] = self._rough[torch.from_numpy(mend)]
+            layout.rough[read:used] = self._rough[read:used]
+            self._rough = layout.rough
+        self._matrix = layout.matrix
+        for array in self._columns()[1:]:  # the matrix's done
+            array[:read] = array[order]
+        head = [self.keys[row] for row in order.tolist()]
+        self.keys[:read] = head
+        self.rows.update((key, row) for row, key in enumerate(head))
+        self._members = None
 
     def _serial(self, key: str) -> int:
         serial = self._serials.get(key)

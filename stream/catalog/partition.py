@@ -22,11 +22,16 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import structlog
+import torch
 
 from stream.store.base import Vector
+
+log = structlog.get_logger(__name__)
 
 MIN_ROWS = 20_000
 """Below this a full scan costs a few milliseconds: no clusters."""
@@ -115,18 +120,33 @@ class Rebuild:
     event queued behind it) each time the catalogue grew by half. Meanwhile the index searches
     with the clusters it has (still exact) or, before the first, the full product.
 
-    The worker reads the index's matrix while the index writes it, with no copy: ``changed``
-    collects the rows written since the start (which the worker may have read before, after or
-    half-way through the write), and those are assigned again, from what they hold then, when
-    the result is installed. A row read half-written can only make a centroid a little off,
-    never a radius too small. No copy: copying the matrix (fresh pages, all of them written)
-    stalls the loop's thread, and the events waiting on it were the slowest (bench/README.md).
+    The worker reads the index's matrix while the index writes it: ``changed`` collects the
+    rows written since the start (which the worker may have read before, after or half-way
+    through the write), and those are assigned again, from what they hold then, when the result
+    is installed. A row read half-written can only make a centroid a little off, never a radius
+    too small.
+
+    With ``capacity``, the worker then also copies the rows it read into new arrays of that
+    many rows in cluster order (:class:`Sorted`; ``rough``, the index's bfloat16 copy, too),
+    for the index to take over at install, mending the rows written since. On the worker, not
+    the loop's thread: copying the matrix (fresh pages, all of them written) stalled the loop
+    1.1 s at 100,000 items of 1,408 numbers, and the events waiting on it were the slowest
+    (bench/README.md). Until the index takes them over, the matrix is held twice.
     """
 
-    def __init__(self, matrix: Vector, background: bool = True) -> None:
+    def __init__(
+        self,
+        matrix: Vector,
+        background: bool = True,
+        capacity: int | None = None,
+        rough: torch.Tensor | None = None,
+    ) -> None:
         self.rows = len(matrix)
         self.changed: set[int] = set()
         self.seconds = 0.0
+        self.capacity = capacity
+        self._rough = rough
+        self.sorted: Sorted | None = None
         self._result: tuple[Partition, Ints] | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -146,6 +166,12 @@ class Rebuild:
             self._result = Partition.build(matrix)
         except BaseException as exc:  # handed to the index's thread by result()
             self._error = exc
+        if self._result is not None and self.capacity is not None:
+            try:
+                self.sorted = Sorted.of(matrix, self._rough, self._result[1], self.capacity)
+            except MemoryError:  # the clusters are still of use: rows stay where they are
+                log.warning("neighbours.sort_failed", rows=self.rows, capacity=self.capacity)
+        self._rough = None
         self.seconds = time.perf_counter() - started
 
     def done(self) -> bool:
@@ -162,6 +188,39 @@ class Rebuild:
             raise self._error
         assert self._result is not None
         return self._result
+
+
+_SORT_CHUNK = 65_536
+"""Rows copied at once into the arrays in cluster order."""
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """Copies of an index's rows in cluster order, so that each cluster's rows are one run of
+    the matrix, which a search reads in place instead of gathering it (the gathers took about
+    as long as the products at 100,000 items: bench/README.md). Row ``order[i]`` of the
+    original is row ``i`` here; the arrays have room for ``capacity`` rows."""
+
+    order: Ints
+    matrix: Vector
+    rough: torch.Tensor | None
+
+    @classmethod
+    def of(
+        cls, matrix: Vector, rough: torch.Tensor | None, clusters: Ints, capacity: int
+    ) -> Sorted:
+        rows = len(matrix)
+        order = np.argsort(clusters[:rows], kind="stable")
+        out = np.zeros((capacity, matrix.shape[1]), dtype=matrix.dtype)
+        copy = (
+            None if rough is None else torch.empty((capacity, matrix.shape[1]), dtype=rough.dtype)
+        )
+        for start in range(0, rows, _SORT_CHUNK):
+            chunk = order[start : start + _SORT_CHUNK]
+            np.take(matrix, chunk, axis=0, out=out[start : start + len(chunk)])
+            if copy is not None and rough is not None:
+                copy[start : start + len(chunk)] = rough[torch.from_numpy(chunk)]
+        return cls(order, out, copy)
 
 
 def _sums(rows: Vector, groups: Ints, count: int) -> Floats:

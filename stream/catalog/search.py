@@ -76,6 +76,9 @@ def screen_slack(dim: int) -> float:
     return 2 * e + e * e + 2 * dim * 2.0**-24 + 2.0**-7
 
 
+_MIN_RUN = 32
+"""Runs of consecutive rows shorter than this are gathered with the rest of a block."""
+
 SCREEN_MIN_CELLS = 16_384
 """Full products smaller than this (queries x rows) are taken in float32 at once: the
 screen's second pass costs more than it saves there. So is one query's: numpy's float32
@@ -204,6 +207,27 @@ def _product(queries: Vector, block: Vector) -> Vector:
     return (torch.from_numpy(queries) @ torch.from_numpy(block).T).numpy()
 
 
+def _rows_product(queries: Vector, matrix: Vector, rows: Ints | None) -> Vector:
+    """``queries @ matrix[rows].T`` (``rows`` ascending; None: every row). The longest run of
+    consecutive rows is read in place (a cluster's rows are one run once the index put them in
+    cluster order, with a few written since elsewhere); only the rest is gathered."""
+    if rows is None:
+        return _product(queries, matrix)
+    edges = [0, *(np.flatnonzero(np.diff(rows) != 1) + 1).tolist(), len(rows)]
+    longest = int(np.argmax(np.diff(edges)))
+    start, end = edges[longest], edges[longest + 1]
+    if end - start < _MIN_RUN:
+        return _product(queries, matrix[rows])
+    first = int(rows[start])
+    parts = [
+        _product(queries, matrix[rows[:start]]) if start else None,
+        _product(queries, matrix[first : first + end - start]),
+        _product(queries, matrix[rows[end:]]) if end < len(rows) else None,
+    ]
+    found = [p for p in parts if p is not None]
+    return found[0] if len(found) == 1 else np.concatenate(found, axis=1)
+
+
 class _Blocks:
     """Scores blocks of (queries x rows) and keeps what each query found."""
 
@@ -248,8 +272,7 @@ class _Blocks:
         ):
             self._screened(qs)
             return
-        block = self.matrix if rows is None else self.matrix[rows]
-        scores = _product(self.queries[qs], block)
+        scores = _rows_product(self.queries[qs], self.matrix, rows)
         self.scored += scores.size
         scores[self._own_cells(qs, rows)] = -np.inf  # never its own neighbour
         if self.no_entry is not None:

@@ -157,7 +157,8 @@ def test_searches_skip_clusters_that_just_failed_to_prune_and_try_them_again() -
         kinds.append(found.clustered)
         assert np.allclose(np.vstack(found.top_scores), want, atol=1e-6)
     assert kinds == [False] + [None] * SKIP_CLUSTERS + [False]
-    own = np.arange(5, dtype=np.intp)  # rows' own vectors: their clusters answer
+    own = np.asarray([index.rows[f"k{i}"] for i in range(5)], dtype=np.intp)
+    # rows' own vectors: their clusters answer
     with_entries = index.search(m[:5], own, own)
     assert with_entries.clustered is True
     # the catalog's index (no skipping): a failed attempt leaves the next search clustered
@@ -165,3 +166,46 @@ def test_searches_skip_clusters_that_just_failed_to_prune_and_try_them_again() -
     catalog.put({f"k{i}": m[i] for i in range(3_000)})
     catalog.settle()
     assert [catalog.search(spread, none, None).clustered for _ in range(2)] == [False, False]
+
+
+@pytest.mark.parametrize("screen", [False, True])
+def test_rows_put_in_cluster_order_keep_each_keys_vector_list_version_and_flag(
+    screen: bool,
+) -> None:
+    """When clusters are put to use, the rows are in cluster order (a cluster's rows one run
+    of the matrix); every key keeps its vector, recorded list, floor, version and hidden flag,
+    and a search (spread queries: the full product, through the bfloat16 copy with ``screen``)
+    still names the right keys."""
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(1_200, 16)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    keys = [f"k{i}" for i in range(1_200)]
+    index = MemoryIndex(16, K, min_rows=1_000, background=False, screen=screen)
+    index.put(dict(zip(keys, m, strict=True)), versions={k: i for i, k in enumerate(keys)})
+    lists = {
+        k: state(*((keys[(i + n) % 1_200], 1 - n / 10 - i / 10_000) for n in range(1, K + 1)))
+        for i, k in enumerate(keys)
+        if i % 11  # every 11th with no list recorded
+    }
+    index.set_lists(lists)
+    index.hide({k: True for k in keys[::7]})
+    index.settle()
+    clusters = index._cluster[: len(index)]
+    assert index._partition is not None and (np.diff(clusters) >= 0).all()
+    assert index.keys != keys  # the rows did move
+    rows = [index.rows[k] for k in keys]
+    assert [index.keys[r] for r in rows] == keys
+    assert np.allclose(index.matrix[rows], m, atol=1e-6)
+    assert index.recorded(keys) == {k: lists.get(k) for k in keys}
+    floors = [lists[k].scores[-1] if k in lists else NO_FLOOR for k in keys]
+    assert np.array_equal(index.floors[rows], floors)
+    assert index.versions == {k: i for i, k in enumerate(keys)}
+    hidden = index.hidden
+    assert hidden is not None and hidden[rows].tolist() == [i % 7 == 0 for i in range(1_200)]
+    found = index.search(m[:20], np.asarray(rows[:20], dtype=np.intp), None)
+    scores = m[:20] @ m.T
+    scores[np.arange(20), np.arange(20)] = -np.inf
+    scores[:, ::7] = -np.inf  # hidden
+    for q in range(20):
+        want = [keys[c] for c in np.argsort(-scores[q])[:K]]
+        assert [index.keys[r] for r in found.top_rows[q].tolist()] == want

@@ -5,6 +5,7 @@ catalogue changed since its clusters were made."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +14,7 @@ import pytest
 from stream.catalog import search as search_module
 from stream.catalog.index import MemoryIndex
 from stream.catalog.lists import NeighbourState
-from stream.catalog.partition import Partition, _sums
+from stream.catalog.partition import Partition, Sorted, _sums
 
 K = 5
 DIM = 16
@@ -254,6 +255,65 @@ def test_writes_while_clusters_are_made_are_assigned_when_they_are_put_to_use(
     check(index, index.matrix[moved], moved)
 
 
+@pytest.mark.parametrize("screen", [False, True])
+def test_rows_written_while_the_sorted_copy_is_made_are_mended_when_it_is_taken_over(
+    monkeypatch: pytest.MonkeyPatch, screen: bool
+) -> None:
+    """The worker copies the rows in cluster order as the index writes them (here the copy is
+    made before the writes, and held until they are done; the arrays have room, so it is taken
+    over): rows removed, moved far and added meanwhile hold their latest vectors afterwards,
+    and every answer is exact, also through the bfloat16 copy."""
+    rng = np.random.default_rng(6)
+    m = clustered(rng, 3_000)
+    index = MemoryIndex(DIM, K, min_rows=500, screen=screen)
+    index.reserve(4_000)  # no reallocation below
+    index.put({f"k{i}": m[i] for i in range(1_000)})
+    index.settle()
+    gate = threading.Event()
+    copied = threading.Event()
+    made = Sorted.of
+
+    def held(*args: Any) -> Sorted:
+        out = made(*args)
+        copied.set()
+        assert gate.wait(30)
+        return out
+
+    monkeypatch.setattr(Sorted, "of", held)
+    latest = {f"k{i}": m[i] for i in range(1_000)}
+    latest.update({f"g{i}": m[1_000 + i] for i in range(600)})
+    index.put({k: v for k, v in latest.items() if k.startswith("g")})  # due again
+    index.search(m[:2], np.full(2, -1, dtype=np.intp), None)  # starts the new clusters, held
+    assert index._rebuild is not None and copied.wait(30)
+    gone = [f"k{i}" for i in range(0, 1_000, 4)]
+    index.remove(gone)
+    for key in gone:
+        del latest[key]
+    far = rng.normal(size=(5, DIM)).astype(np.float32)
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    moved = {f"k{i}": far[n] for n, i in enumerate((1, 5, 9, 13, 17))}
+    added = {f"n{i}": m[2_000 + i] for i in range(300)}
+    index.put(moved)
+    index.put(added)
+    latest.update(moved)
+    latest.update(added)
+    matrix = index._matrix
+    gate.set()
+    index.settle()
+    assert index._matrix is not matrix  # the copy in cluster order was taken over
+    assert sorted(index.keys) == sorted(latest)
+    for key, vector in latest.items():
+        assert np.allclose(index.matrix[index.rows[key]], vector, atol=1e-6), key
+    record_true_lists(index, 0.1)
+    probe = clustered(rng, 10)
+    check(index, probe, np.full(10, -1, dtype=np.intp))
+    spread = rng.normal(size=(20, DIM)).astype(np.float32)  # near no cluster: the full product
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    check(index, spread, np.full(20, -1, dtype=np.intp), entries=False)
+    own = np.asarray([index.rows[k] for k in moved], dtype=np.intp)
+    check(index, index.matrix[own], own)
+
+
 def test_group_sums_equal_a_loop_also_for_empty_groups() -> None:
     """k-means' sums per cluster (by one sort) against adding row by row; a cluster with no
     row sums to zero."""
@@ -320,6 +380,24 @@ def test_a_bfloat16_screen_gives_the_float32_answers_at_the_rounding_bound(
     assert len(want) > 100  # the floors' gaps made both entries and near misses
     tops = [i.search(i.matrix[:64], np.arange(64, dtype=np.intp), None) for i in indexes]
     assert [r.tolist() for r in tops[1].top_rows] == [r.tolist() for r in tops[0].top_rows]
+
+
+def test_a_block_read_as_runs_of_rows_equals_the_gathered_product() -> None:
+    """Rows of a cluster are read as their longest run in place and the rest gathered: the
+    scores are the gathered block's, column for column, whatever runs the rows make."""
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(500, DIM)).astype(np.float32)
+    queries = rng.normal(size=(3, DIM)).astype(np.float32)
+    for rows in (
+        np.arange(100, 200),  # one run
+        np.concatenate([[3, 40], np.arange(100, 200), [250, 499]]),  # a run in the middle
+        np.concatenate([np.arange(0, 80), [90]]),
+        np.arange(0, 500, 2),  # no run: gathered
+    ):
+        for q in (queries, queries[:1]):
+            got = search_module._rows_product(q, matrix, rows)
+            assert got.shape == (len(q), len(rows))
+            assert np.allclose(got, q @ matrix[rows].T, atol=1e-5)
 
 
 def test_clusters_that_only_hold_entered_lists_are_read_at_their_low_floors() -> None:
