@@ -63,10 +63,13 @@ class MemoryIndex:
         background: bool = True,
         screen: bool = False,
         skip_failed_clusters: bool = False,
+        cluster_order: bool = True,
     ) -> None:
         """``screen``: keep a bfloat16 copy of the rows too (2 bytes a number beside the 4 of
         float32), which searches score roughly first (:class:`stream.catalog.search.Screen`).
-        ``skip_failed_clusters``: see :data:`SKIP_CLUSTERS`."""
+        ``skip_failed_clusters``: see :data:`SKIP_CLUSTERS`. ``cluster_order``: keep the rows in
+        cluster order (copied so whenever clusters are made; for a moment the matrix is held
+        twice), so that a search reads each cluster's rows in place."""
         self.dim = dim
         self.k = k
         self.keys: list[str] = []
@@ -89,6 +92,9 @@ class MemoryIndex:
         self._background = background
         self._members: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
         self._skip_after_failure = SKIP_CLUSTERS if skip_failed_clusters else 0
+        self._cluster_order = cluster_order
+        self._renumbered: npt.NDArray[np.intp] | None = None
+        """Each row's new number, when the search under way put the rows in cluster order."""
         self._skip_clusters = {True: 0, False: 0}
         """Per kind of search (entries wanted or not): full products still to run without
         trying the clusters (:data:`SKIP_CLUSTERS`)."""
@@ -253,8 +259,16 @@ class MemoryIndex:
         floor is the lowest), and after a loss of records that is queries x catalogue entries;
         :meth:`unrecorded` names those rows instead. With ``skip_failed_clusters``, after the
         clusters failed to prune a search, the next :data:`SKIP_CLUSTERS` of its kind run the
-        full product at once."""
+        full product at once.
+
+        New clusters are put to use here, and with them the rows put in cluster order: ``own``
+        and ``no_entry``, named before the call, are read in the order they were named in."""
+        self._renumbered = None
         clusters = self._clusters()
+        if self._renumbered is not None:
+            own = _renumber(own, self._renumbered)
+            if no_entry is not None:
+                no_entry = _renumber(no_entry, self._renumbered)
         kind = no_entry is not None
         if clusters is not None and self._skip_clusters[kind] > 0:
             self._skip_clusters[kind] -= 1
@@ -286,8 +300,11 @@ class MemoryIndex:
             self._partition = self._members = self._rebuild = None
             return None
         if self._rebuild is None and (self._partition is None or self._partition.stale(rows)):
-            rough = None if self._rough is None else self._rough[:rows]
-            self._rebuild = Rebuild(self.matrix, self._background, len(self._floors), rough)
+            capacity, rough = None, None
+            if self._cluster_order:
+                capacity = len(self._floors)
+                rough = None if self._rough is None else self._rough[:rows]
+            self._rebuild = Rebuild(self.matrix, self._background, capacity, rough)
         if self._rebuild is not None and self._rebuild.done():  # at once unless background
             rebuild, self._rebuild = self._rebuild, None
             self._install(rebuild)
@@ -333,10 +350,14 @@ class MemoryIndex:
         every other per-row array and the keys in that order too; rows written since it read
         them are copied again from the arrays in use, rows added since go after. Nothing is
         taken over when rows were dropped below what it read, or the arrays grew meanwhile
-        (the next rebuild sorts). Rows are this index's own numbers, never kept outside a call."""
+        (the next rebuild sorts). Rows are this index's own numbers, never kept outside a call:
+        the search that puts the clusters to use reads the rows its caller named through
+        :attr:`_renumbered`. Everything is made before anything is replaced."""
         order = layout.order
         read, used = len(order), len(self.keys)
         if used < read or len(layout.matrix) != len(self._floors):
+            return
+        if (layout.rough is None) != (self._rough is None):
             return
         position = np.empty(read, dtype=np.intp)
         position[order] = np.arange(read)
@@ -346,14 +367,22 @@ class MemoryIndex:
         if layout.rough is not None and self._rough is not None:
             layout.rough[torch.from_numpy(position[mend])] = self._rough[torch.from_numpy(mend)]
             layout.rough[read:used] = self._rough[read:used]
-            self._rough = layout.rough
-        self._matrix = layout.matrix
-        for array in self._columns()[1:]:  # the matrix's done
-            array[:read] = array[order]
+        columns = [np.concatenate([a[order], a[read:]]) for a in self._columns()[1:]]
         head = [self.keys[row] for row in order.tolist()]
+        # nothing below can fail: every array and key is replaced together
+        self._matrix, self._rough = layout.matrix, layout.rough
+        (
+            self._floors,
+            self._ids,
+            self._scores,
+            self._lengths,
+            self._cluster,
+            self._hidden,
+        ) = columns
         self.keys[:read] = head
         self.rows.update((key, row) for row, key in enumerate(head))
         self._members = None
+        self._renumbered = position
 
     def _serial(self, key: str) -> int:
         serial = self._serials.get(key)
@@ -406,6 +435,16 @@ class MemoryIndex:
             self._cluster,
             self._hidden,
         )
+
+
+def _renumber(rows: npt.NDArray[np.intp], position: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """Rows named before they were put in cluster order, as numbered now (``position``: each
+    old row's new one, for the rows that moved; -1 stays -1)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    moved = (rows >= 0) & (rows < len(position))
+    out = rows.copy()
+    out[moved] = position[rows[moved]]
+    return out
 
 
 def unit(vectors: Vector) -> Vector:

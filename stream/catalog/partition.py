@@ -166,13 +166,15 @@ class Rebuild:
             self._result = Partition.build(matrix)
         except BaseException as exc:  # handed to the index's thread by result()
             self._error = exc
-        if self._result is not None and self.capacity is not None:
-            try:
+        try:
+            if self._result is not None and self.capacity is not None:
                 self.sorted = Sorted.of(matrix, self._rough, self._result[1], self.capacity)
-            except MemoryError:  # the clusters are still of use: rows stay where they are
-                log.warning("neighbours.sort_failed", rows=self.rows, capacity=self.capacity)
-        self._rough = None
-        self.seconds = time.perf_counter() - started
+        except (MemoryError, RuntimeError) as exc:  # torch's allocations raise RuntimeError
+            # the clusters are still of use: the rows stay where they are
+            log.warning("neighbours.sort_failed", rows=self.rows, error=str(exc)[:200])
+        finally:
+            self._rough = None
+            self.seconds = time.perf_counter() - started
 
     def done(self) -> bool:
         return self._thread is None or not self._thread.is_alive()
@@ -217,9 +219,12 @@ class Sorted:
         )
         for start in range(0, rows, _SORT_CHUNK):
             chunk = order[start : start + _SORT_CHUNK]
-            np.take(matrix, chunk, axis=0, out=out[start : start + len(chunk)])
+            # "clip" (the rows are in range): with "raise" numpy fills a buffer of the chunk
+            # first and copies it
+            np.take(matrix, chunk, axis=0, out=out[start : start + len(chunk)], mode="clip")
             if copy is not None and rough is not None:
-                copy[start : start + len(chunk)] = rough[torch.from_numpy(chunk)]
+                at = torch.from_numpy(chunk)
+                torch.index_select(rough, 0, at, out=copy[start : start + len(chunk)])
         return cls(order, out, copy)
 
 

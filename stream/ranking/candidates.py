@@ -103,9 +103,10 @@ class _Copy:
     def put(self, points: Iterable[StoredPoint], k: int) -> None:
         vectors = self.parts(list(points))
         if self.index is None and vectors:
-            # profiles are spread: clusters that failed to prune are not tried at every batch
+            # profiles are spread: clusters that failed to prune are not tried at every batch,
+            # and the full product they take gains nothing from rows in cluster order
             dim = len(next(iter(vectors.values())))
-            self.index = MemoryIndex(dim, k, skip_failed_clusters=True)
+            self.index = MemoryIndex(dim, k, skip_failed_clusters=True, cluster_order=False)
         if self.index is not None:
             self.index.put(vectors)
 

@@ -209,3 +209,40 @@ def test_rows_put_in_cluster_order_keep_each_keys_vector_list_version_and_flag(
     for q in range(20):
         want = [keys[c] for c in np.argsort(-scores[q])[:K]]
         assert [index.keys[r] for r in found.top_rows[q].tolist()] == want
+
+
+@pytest.mark.parametrize("entries", [False, True])
+def test_a_search_that_puts_rows_in_cluster_order_reads_the_rows_its_caller_named(
+    entries: bool,
+) -> None:
+    """The search that puts new clusters to use (and the rows in cluster order) is given rows
+    named before: each query's own row is still left out of its list, the queries' own lists
+    (``no_entry``) are the ones not entered (every list's floor is below any score), and the
+    answers are brute force's, by key."""
+    rng = np.random.default_rng(8)
+    m = rng.normal(size=(1_200, 16)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    keys = [f"k{i}" for i in range(1_200)]
+    index = MemoryIndex(16, K, min_rows=1_000, background=False)
+    index.put(dict(zip(keys, m, strict=True)))
+    # every other list's floor below any score: every query enters it, but for its own
+    lists = {
+        key: state(*((keys[(i + n) % 1_200], -1.5 - n / 10) for n in range(1, K + 1)))
+        for i, key in enumerate(keys)
+    }
+    index.set_lists(lists)
+    asked = [3, 10, 500, 1_100]
+    own = np.asarray([index.rows[keys[i]] for i in asked], dtype=np.intp)
+    before = list(index.keys)
+    found = index.search(m[asked], own, own if entries else None)
+    assert index.keys != before  # this search sorted the rows
+    scores = m[asked] @ m.T
+    scores[np.arange(len(asked)), asked] = -np.inf
+    for q in range(len(asked)):
+        want = [keys[c] for c in np.argsort(-scores[q])[:K]]
+        assert [index.keys[r] for r in found.top_rows[q].tolist()] == want
+    if entries:
+        got = sorted((q, index.keys[r]) for q, r, _ in found.entries)
+        named = {keys[i] for i in asked}  # no_entry: the queries' own lists are not entered
+        want_entries = sorted((q, k) for q in range(len(asked)) for k in keys if k not in named)
+        assert got == want_entries

@@ -314,6 +314,28 @@ def test_rows_written_while_the_sorted_copy_is_made_are_mended_when_it_is_taken_
     check(index, index.matrix[own], own)
 
 
+def test_a_sorted_copy_that_cannot_be_made_leaves_the_clusters_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of memory while copying the rows in cluster order (torch raises RuntimeError): the
+    new clusters are put to use all the same, the rows stay where they were, answers exact."""
+
+    def fails(*args: Any) -> Sorted:
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(Sorted, "of", fails)
+    rng = np.random.default_rng(9)
+    m = clustered(rng, 1_500)
+    index = MemoryIndex(DIM, K, min_rows=500, background=False, screen=True)
+    index.put({f"k{i}": m[i] for i in range(1_500)})
+    record_true_lists(index)
+    before = list(index.keys)
+    index.settle()
+    assert index._partition is not None and index.keys == before
+    own = np.arange(0, 1_500, 50, dtype=np.intp)
+    check(index, index.matrix[own], own)
+
+
 def test_group_sums_equal_a_loop_also_for_empty_groups() -> None:
     """k-means' sums per cluster (by one sort) against adding row by row; a cluster with no
     row sums to zero."""
