@@ -99,14 +99,15 @@ def exact_lists(vectors: Vectors, k: int) -> tuple[npt.NDArray[np.int64], Vector
     index.reserve(n)
     for start in range(0, n, _CHUNK):
         index.put({str(i): vectors[i] for i in range(start, min(start + _CHUNK, n))})
-    index.settle()
+    index.settle()  # the rows are in cluster order from here: keys name the vectors
+    item = np.fromiter(map(int, index.keys), dtype=np.int64, count=n)  # each row's vector
     ids = np.empty((n, k), dtype=np.int64)
     scores = np.empty((n, k), dtype=np.float32)
     for start in range(0, n, _CHUNK):
-        own = np.arange(start, min(start + _CHUNK, n), dtype=np.intp)  # rows in key order
+        own = np.arange(start, min(start + _CHUNK, n), dtype=np.intp)
         found = index.search(index.matrix[own], own, None)
-        ids[own] = np.stack(found.top_rows)
-        scores[own] = np.stack(found.top_scores)
+        ids[item[own]] = item[np.stack(found.top_rows)]
+        scores[item[own]] = np.stack(found.top_scores)
     return ids, scores
 
 
