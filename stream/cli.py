@@ -64,6 +64,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
         "recommendations_n",
         "neighbour_search",
         "neighbour_precision",
+        "neighbour_cluster_order",
         "list_stage",
         "single_writer",
         "reverse_",

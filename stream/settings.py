@@ -207,6 +207,15 @@ class Settings(BaseSettings):
         "float32 scores every pair exactly, auto: bfloat16 on CPUs that multiply it natively "
         "(AVX512_BF16, AMX), else float32",
     )
+    neighbour_cluster_order: bool = Field(
+        default=True,
+        description="memory search keeps the vectors in cluster order, so that a search reads "
+        "each cluster in place (at 100,000 items the rest of a new item's cost fell from 2.9-3.0 "
+        "to 2.3-2.5 ms); "
+        "each time the clusters are made again (the catalogue grew by half) the vectors are "
+        "copied so on a worker thread and held twice for that moment (+560 MB per 100,000 items "
+        "at 1,408 dimensions, +280 MB with the bfloat16 copy). false: no copy",
+    )
     list_stage: Literal["auto", "inline", "topic"] = Field(
         default="auto",
         description="who writes and publishes the similar-item lists: inline (the catalog "

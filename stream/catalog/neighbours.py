@@ -256,12 +256,15 @@ class MemoryFinder(NeighbourFinder):
         repair: int = REPAIR_CHUNK,
         state: CatalogState | None = None,
         screen: bool = False,
+        cluster_order: bool = True,
     ) -> None:
         """``screen``: the copy keeps its vectors in bfloat16 too, to search roughly first
-        (:class:`stream.catalog.search.Screen`)."""
+        (:class:`stream.catalog.search.Screen`). ``cluster_order``: its rows are kept in
+        cluster order (:class:`stream.catalog.index.MemoryIndex`)."""
         super().__init__(store, collection, k, in_stock_only)
         self.state = state or CatalogState()
         self.screen = screen
+        self.cluster_order = cluster_order
         self.dim = dim
         self.lists = lists
         self.load_chunk = load_chunk
@@ -325,7 +328,7 @@ class MemoryFinder(NeighbourFinder):
         The items go into the index's matrix, reserved past the catalogue's size, a chunk of
         :data:`LOAD_CHUNK` at a time: the load holds one copy of the catalogue, not the several
         that gathering every vector first took (bench/README.md)."""
-        index = MemoryIndex(self.dim, self.k, screen=self.screen)
+        index = MemoryIndex(self.dim, self.k, screen=self.screen, cluster_order=self.cluster_order)
         # room to grow by a quarter, and for RESERVED_ROWS at least: each growth copies the
         # matrix on the loop's thread (0.5 s at 100,000 items), and pages never written cost
         # no memory
@@ -471,6 +474,7 @@ def finder_for(
             in_stock_only=settings.lists_in_stock_only,
             state=state,
             screen=screened(settings.neighbour_precision),
+            cluster_order=settings.neighbour_cluster_order,
         )
     return StoreFinder(
         store,

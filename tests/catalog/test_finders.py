@@ -421,3 +421,15 @@ def test_a_catalogue_growing_from_empty_keeps_its_copy_in_place() -> None:
             finder.written({f"n{i}": m[i] for i in range(start, start + 2_000)}, [], {})
         assert finder.index._matrix is loaded and len(finder.index) == len(m)
         store.close()
+
+
+@pytest.mark.parametrize("order", [True, False])
+def test_the_memory_finder_keeps_rows_in_cluster_order_as_the_settings_say(
+    small: tuple[EdgeStore, Matrix], order: bool
+) -> None:
+    """RECSTREAM_NEIGHBOUR_CLUSTER_ORDER reaches the finder's in-memory index."""
+    store, _ = small
+    settings = Settings(neighbour_search="memory", neighbour_cluster_order=order)
+    finder = finder_for(store, settings, COLLECTION, DIM)
+    assert isinstance(finder, MemoryFinder)
+    assert finder.index._cluster_order is order

@@ -246,3 +246,21 @@ def test_a_search_that_puts_rows_in_cluster_order_reads_the_rows_its_caller_name
         named = {keys[i] for i in asked}  # no_entry: the queries' own lists are not entered
         want_entries = sorted((q, k) for q in range(len(asked)) for k in keys if k not in named)
         assert got == want_entries
+
+
+def test_an_index_asked_not_to_sort_keeps_its_rows_where_they_are() -> None:
+    """``cluster_order=False`` (RECSTREAM_NEIGHBOUR_CLUSTER_ORDER=false): the clusters are put
+    to use, no copy is made, the rows stay in the order they were written; answers exact."""
+    rng = np.random.default_rng(10)
+    m = rng.normal(size=(1_200, 16)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    keys = [f"k{i}" for i in range(1_200)]
+    index = MemoryIndex(16, K, min_rows=1_000, background=False, cluster_order=False)
+    index.put(dict(zip(keys, m, strict=True)))
+    index.settle()
+    assert index._partition is not None and index.keys == keys
+    found = index.search(m[:5], np.arange(5, dtype=np.intp), None)
+    scores = m[:5] @ m.T
+    scores[np.arange(5), np.arange(5)] = -np.inf
+    for q in range(5):
+        assert found.top_rows[q].tolist() == np.argsort(-scores[q])[:K].tolist()
