@@ -32,6 +32,8 @@ from stream.store.base import Vector
 log = structlog.get_logger(__name__)
 
 _NO_LIST = -1
+_ROW_ARRAYS = ("_floors", "_ids", "_scores", "_lengths", "_cluster", "_hidden")
+"""A :class:`MemoryIndex`'s per-row arrays beside its matrix (and bfloat16 copy), by name."""
 SKIP_CLUSTERS = 8
 """For an index whose queries are spread (shoppers' profiles: ``skip_failed_clusters``), the
 searches of one kind (top k only, or with entries) that go straight to the full product after
@@ -357,8 +359,6 @@ class MemoryIndex:
         read, used = len(order), len(self.keys)
         if used < read or len(layout.matrix) != len(self._floors):
             return
-        if (layout.rough is None) != (self._rough is None):
-            return
         position = np.empty(read, dtype=np.intp)
         position[order] = np.arange(read)
         mend = np.fromiter((r for r in changed if r < read), dtype=np.intp)
@@ -367,18 +367,15 @@ class MemoryIndex:
         if layout.rough is not None and self._rough is not None:
             layout.rough[torch.from_numpy(position[mend])] = self._rough[torch.from_numpy(mend)]
             layout.rough[read:used] = self._rough[read:used]
-        columns = [np.concatenate([a[order], a[read:]]) for a in self._columns()[1:]]
+        columns = {}
+        for name in _ROW_ARRAYS:
+            array = getattr(self, name)
+            columns[name] = np.concatenate([array[order], array[read:]])
         head = [self.keys[row] for row in order.tolist()]
         # nothing below can fail: every array and key is replaced together
         self._matrix, self._rough = layout.matrix, layout.rough
-        (
-            self._floors,
-            self._ids,
-            self._scores,
-            self._lengths,
-            self._cluster,
-            self._hidden,
-        ) = columns
+        for name, array in columns.items():
+            setattr(self, name, array)
         self.keys[:read] = head
         self.rows.update((key, row) for row, key in enumerate(head))
         self._members = None
@@ -426,15 +423,7 @@ class MemoryIndex:
 
     def _columns(self) -> tuple[npt.NDArray[Any], ...]:
         """Every per-row array."""
-        return (
-            self._matrix,
-            self._floors,
-            self._ids,
-            self._scores,
-            self._lengths,
-            self._cluster,
-            self._hidden,
-        )
+        return (self._matrix, *(getattr(self, name) for name in _ROW_ARRAYS))
 
 
 def _renumber(rows: npt.NDArray[np.intp], position: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
