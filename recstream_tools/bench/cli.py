@@ -223,6 +223,12 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
         default=None,
         help="the new lexical weight [0.4, or 0.5 when the settings' is 0.4]",
     )
+    mig.add_argument(
+        "--layout",
+        action="store_true",
+        help="the move of hybrid vectors kept whole to the sparse layout (same settings: "
+        "vectors copied), against embedding every item again",
+    )
     mig.add_argument("--data", type=Path, default=_DATA, help=f"shared data folder [{_DATA}]")
     mig.add_argument("--out", **out)
     add_settings_options(mig)
@@ -265,7 +271,9 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             weight = 0.5 if settings.lexical_weight == 0.4 else 0.4
         change = {"model": args.to_model or settings.model, "lexical_weight": weight}
         target = settings.model_copy(update=change)
-        result = migrate.run(settings, args.items, args.shoppers, target, args.out, args.data)
+        result = migrate.run(
+            settings, args.items, args.shoppers, target, args.out, args.data, args.layout
+        )
         print(migrate.summary(result))
     elif args.bench_command == "e2e":
         from recstream_tools.bench import e2e

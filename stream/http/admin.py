@@ -35,6 +35,11 @@ class MigrationState(BaseModel):
     items: int | None = None
     shoppers: int | None = None
     seconds: float | None = None
+    copied: bool | None = Field(
+        default=None,
+        description="the items' vectors copied as they were (a move to the sparse layout), "
+        "not embedded again",
+    )
     error: str | None = None
     progress: dict[str, int] = Field(default_factory=dict)
 
@@ -84,6 +89,7 @@ class _Migrations:
                 generation=done.generation.number,
                 items=done.built.items,
                 shoppers=done.built.shoppers,
+                copied=done.built.copied,
                 seconds=round(time.perf_counter() - started, 1),
             )
 

@@ -1,5 +1,6 @@
 """Building a generation from the served one: every item embedded again from the text stored
-beside its vector, every shopper's profile computed again from the new vectors.
+beside its vector (or, moving to the sparse layout with the same model and mix, its vector
+copied as it is), every shopper's profile computed again from the new vectors.
 
 The copy is a snapshot taken while the consumers keep writing the served generation: what they
 change after the consumer groups' offsets read before it began is applied again to the new
@@ -19,7 +20,7 @@ import numpy as np
 import structlog
 
 from encoders import Encoder
-from encoders.hybrid import lexical_width, vector_fingerprint
+from encoders.hybrid import vector_fingerprint, vector_layout
 from stream.behaviour.processor import OWED, stored_profile
 from stream.catalog.effects import PENDING
 from stream.catalog.lists import NO_FLOOR
@@ -49,6 +50,8 @@ class Built:
     items: int
     shoppers: int
     seconds: float
+    copied: bool = False
+    """The items' vectors copied as they were, none embedded."""
 
 
 def build(
@@ -56,41 +59,56 @@ def build(
     store: VectorStore,
     source: Generation,
     target: Generation,
-    encoder: Encoder,
+    encoder: Encoder | None,
     progress: Callable[[str, int], None] = lambda stage, n: None,
 ) -> Built:
     """Fill ``target``'s collections (new ones: see :func:`stream.generations.reserve`) from
     ``source``'s with ``encoder`` (``target``'s model). Raises :class:`NoText` when a served
-    item has no stored text."""
+    item has no stored text. Without ``encoder`` (``target`` makes the vectors ``source``'s
+    settings make, in the sparse layout) every item's vector is copied as it is: nothing is
+    embedded, and no text is needed."""
     started = time.perf_counter()
     old = GenerationStore(store, source)
     new = GenerationStore(store, target)
-    missing = sum(1 for p in old.scroll(ITEMS, fields=("text",)) if not p.payload.get("text"))
-    if missing:
-        raise NoText(
-            f"{missing} items of the served generation were stored without their text "
-            "(recstream before 2026-12-05): publish the catalogue again (`recstream backfill "
-            "items`, or replay the catalog topic) before migrating"
-        )
+    if encoder is not None:
+        missing = sum(1 for p in old.scroll(ITEMS, fields=("text",)) if not p.payload.get("text"))
+        if missing:
+            raise NoText(
+                f"{missing} items of the served generation were stored without their text "
+                "(recstream before 2026-12-05): publish the catalogue again (`recstream "
+                "backfill items`, or replay the catalog topic) before migrating"
+            )
     target_settings = target.settings(settings)
-    ensure_collections(new, encoder.dim, lexical_width(encoder.name))
+    dim, lexical = vector_layout(target_settings)
+    ensure_collections(new, dim, lexical)
     name, digest = vector_fingerprint(target_settings)
-    check_model(new, target.collection(ITEMS), ModelRecord(name, digest, encoder.dim))
+    check_model(new, target.collection(ITEMS), ModelRecord(name, digest, dim))
     items = 0
-    for page in _pages(old.scroll(ITEMS)):
-        vectors = encoder.encode([str(p.payload["text"]) for p in page])
-        new.upsert(ITEMS, [_item(p, v, encoder.name) for p, v in zip(page, vectors, strict=True)])
+    for page in _pages(old.scroll(ITEMS, with_vectors=encoder is None)):
+        if encoder is None:
+            new.upsert(ITEMS, [_copied(p, dim) for p in page])
+        else:
+            vectors = encoder.encode([str(p.payload["text"]) for p in page])
+            new.upsert(
+                ITEMS, [_item(p, v, encoder.name) for p, v in zip(page, vectors, strict=True)]
+            )
         items += len(page)
         progress("items", items)
     shoppers = 0
     for page in _pages(old.scroll(USERS)):
-        new.upsert(USERS, _shoppers(target_settings, new, page, encoder.dim))
+        new.upsert(USERS, _shoppers(target_settings, new, page, dim))
         shoppers += len(page)
         progress("shoppers", shoppers)
     new.flush()
     seconds = time.perf_counter() - started
-    log.info("migrate.built", generation=target.number, items=items, shoppers=shoppers)
-    return Built(items, shoppers, seconds)
+    log.info(
+        "migrate.built",
+        generation=target.number,
+        items=items,
+        shoppers=shoppers,
+        copied=encoder is None,
+    )
+    return Built(items, shoppers, seconds, copied=encoder is None)
 
 
 def owe_every_list(settings: Settings, store: VectorStore, generation: Generation) -> int:
@@ -120,6 +138,17 @@ def _item(point: StoredPoint, vector: np.ndarray, model: str) -> StoredPoint:
     payload = {k: v for k, v in point.payload.items() if k not in _LISTS}
     payload.update({"model": model, PENDING: True, WRITTEN_AT: time.time(), "nb_floor": NO_FLOOR})
     return StoredPoint(point.key, payload, vector)
+
+
+def _copied(point: StoredPoint, dim: int) -> StoredPoint:
+    """:func:`_item` with the item's own vector and model (the same settings made it)."""
+    if point.vector is None or len(point.vector) != dim:
+        length = None if point.vector is None else len(point.vector)
+        raise Refused(
+            f"item {point.key!r} of the served generation has a vector of length {length}, not "
+            f"{dim}: it cannot be copied; migrate to another model or mix to embed every item"
+        )
+    return _item(point, point.vector, str(point.payload.get("model")))
 
 
 def _shoppers(

@@ -141,7 +141,7 @@ def _migrate(settings: Settings, store: Any, args: argparse.Namespace) -> int:
     built = done.built
     print(
         f"generation {done.generation.number} served from {_when(done.generation.switched_at)}: "
-        f"{built.items} items and {built.shoppers} shoppers embedded again in "
+        f"{built.items} items and {built.shoppers} shoppers {_made(built.copied)} in "
         f"{built.seconds:.1f} s; running consumers follow within "
         f"{settings.generation_check_s:g} s and publish every list again. Roll back: "
         "recstream migrate --rollback"
@@ -189,9 +189,16 @@ def _via(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(str(state.get("message") or state.get("error") or state), 1)
     print(
         f"generation {state['generation']} served: {state['items']} items and "
-        f"{state['shoppers']} shoppers embedded again in {state['seconds']} s"
+        f"{state['shoppers']} shoppers {_made(bool(state.get('copied')))} in {state['seconds']} s"
     )
     return 0
+
+
+def _made(copied: bool) -> str:
+    """How a generation's items got their vectors."""
+    return (
+        "moved to the sparse layout (vectors copied as they were)" if copied else "embedded again"
+    )
 
 
 def _call(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

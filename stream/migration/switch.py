@@ -143,7 +143,8 @@ def _migrate(
         (old.behaviour_group(), new.behaviour_group(), settings.topic_user_events),
     ]
     marks = [(to, offsets.committed(settings, frm, topic)) for frm, to, topic in starts]
-    encoder = load_encoder(new)
+    # the same vectors, only laid out anew: copied, not embedded again
+    encoder = None if whole and target.same_model(source) else load_encoder(new)
     built = build(settings, store, source, target, encoder, progress)
     wrong = unverified(store, target, built)
     if wrong is not None:

@@ -43,6 +43,7 @@ def test_bench_commands_parse_with_their_options() -> None:
     assert (args.bench_command, args.sizes, args.rate, args.seconds) == ("serve", [2000], 20.0, 20)
     args = parser.parse_args(["bench", "migrate", "--items", "500", "--to-lexical-weight", "0.3"])
     assert (args.bench_command, args.items, args.to_lexical_weight) == ("migrate", 500, 0.3)
+    assert not args.layout and parser.parse_args(["bench", "migrate", "--layout"]).layout
 
 
 def test_paced_requests_count_latency_from_when_they_were_due() -> None:
@@ -306,3 +307,18 @@ def test_migrate_bench_times_a_verified_build(
     assert written["items"] == result["items"] == 120 and written["shoppers"] == 30
     assert written["target"]["lexical_weight"] == 0.4
     assert written["build_items_per_s"] > 0 and written["encode_only_items_per_s"] > 0
+
+
+def test_migrate_bench_times_the_move_to_the_sparse_layout_against_embedding_again(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """`recstream bench migrate --layout`: from hybrid vectors kept whole, the move with the
+    same settings copies the vectors (both builds verified whole), and the JSON holds its time
+    and that of embedding every item again."""
+    from recstream_tools.bench import migrate
+
+    settings = make_settings()
+    result = migrate.run(settings, 120, 30, settings, tmp_path, tmp_path / "no-data", layout=True)
+    written = json.loads((tmp_path / "migrate.json").read_text())
+    assert written["copied"] is True and result["items"] == 120
+    assert written["build_s"] > 0 and written["embedded_again_s"] > 0
