@@ -266,6 +266,9 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     elif args.bench_command == "migrate":
         from recstream_tools.bench import migrate
 
+        if args.layout and (args.to_model or args.to_lexical_weight is not None):
+            print("recstream: --layout keeps the settings' model and mix: no --to-*")
+            return 2
         weight = args.to_lexical_weight
         if weight is None:
             weight = 0.5 if settings.lexical_weight == 0.4 else 0.4

@@ -47,7 +47,7 @@ def run(
     from encoders.hybrid import vector_layout
     from encoders.text import item_text
     from schemas.catalog import Item
-    from stream.collections import ensure_collections
+    from stream.collections import ITEMS, ensure_collections
     from stream.generations import Generation, GenerationStore, reserve
     from stream.migration.build import build
     from stream.migration.switch import unverified
@@ -61,6 +61,8 @@ def run(
         try:
             source = Generation.configured(settings)
             if layout:
+                if settings.lexical_weight <= 0:
+                    raise ValueError("--layout moves hybrid vectors: a lexical weight above 0")
                 target = settings
                 ensure_collections(store, vector_layout(settings)[0])  # whole: no sparse part
             check_store_model(settings, GenerationStore(store, source))
@@ -81,6 +83,8 @@ def run(
                     made = encoder if with_encoder else None
                     built = build(settings, store, source, generation, made)
                     wrong = unverified(store, generation, built)
+                    if layout and not GenerationStore(store, generation).sparse_width(ITEMS):
+                        wrong = f"generation {number} was not built in the sparse layout"
                     generations.append((time.perf_counter() - started, built.copied))
                     if wrong is not None:
                         break

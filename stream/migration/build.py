@@ -86,7 +86,7 @@ def build(
     items = 0
     for page in _pages(old.scroll(ITEMS, with_vectors=encoder is None)):
         if encoder is None:
-            new.upsert(ITEMS, [_copied(p, dim) for p in page])
+            new.upsert(ITEMS, [_copied(p, dim, name) for p in page])
         else:
             vectors = encoder.encode([str(p.payload["text"]) for p in page])
             new.upsert(
@@ -140,15 +140,16 @@ def _item(point: StoredPoint, vector: np.ndarray, model: str) -> StoredPoint:
     return StoredPoint(point.key, payload, vector)
 
 
-def _copied(point: StoredPoint, dim: int) -> StoredPoint:
-    """:func:`_item` with the item's own vector and model (the same settings made it)."""
+def _copied(point: StoredPoint, dim: int, model: str) -> StoredPoint:
+    """:func:`_item` with the item's own vector and model name (``model``, the settings' name,
+    where it has none): the same settings made it."""
     if point.vector is None or len(point.vector) != dim:
         length = None if point.vector is None else len(point.vector)
         raise Refused(
             f"item {point.key!r} of the served generation has a vector of length {length}, not "
             f"{dim}: it cannot be copied; migrate to another model or mix to embed every item"
         )
-    return _item(point, point.vector, str(point.payload.get("model")))
+    return _item(point, point.vector, str(point.payload.get("model") or model))
 
 
 def _shoppers(

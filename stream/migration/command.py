@@ -141,8 +141,8 @@ def _migrate(settings: Settings, store: Any, args: argparse.Namespace) -> int:
     built = done.built
     print(
         f"generation {done.generation.number} served from {_when(done.generation.switched_at)}: "
-        f"{built.items} items and {built.shoppers} shoppers {_made(built.copied)} in "
-        f"{built.seconds:.1f} s; running consumers follow within "
+        f"{built.items} items {_made(built.copied)} and {built.shoppers} shoppers' profiles "
+        f"computed again in {built.seconds:.1f} s; running consumers follow within "
         f"{settings.generation_check_s:g} s and publish every list again. Roll back: "
         "recstream migrate --rollback"
     )
@@ -188,17 +188,16 @@ def _via(settings: Settings, args: argparse.Namespace) -> int:
     if state.get("state") != "switched":
         return _fail(str(state.get("message") or state.get("error") or state), 1)
     print(
-        f"generation {state['generation']} served: {state['items']} items and "
-        f"{state['shoppers']} shoppers {_made(bool(state.get('copied')))} in {state['seconds']} s"
+        f"generation {state['generation']} served: {state['items']} items "
+        f"{_made(bool(state.get('copied')))} and {state['shoppers']} shoppers' profiles computed "
+        f"again in {state['seconds']} s"
     )
     return 0
 
 
 def _made(copied: bool) -> str:
     """How a generation's items got their vectors."""
-    return (
-        "moved to the sparse layout (vectors copied as they were)" if copied else "embedded again"
-    )
+    return "copied to the sparse layout as they were" if copied else "embedded again"
 
 
 def _call(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -259,13 +259,17 @@ def drop(store: VectorStore, number: int) -> list[str]:
 
 def _never_migrated(settings: Settings, store: VectorStore, from_model: str | None) -> Generation:
     """Generation 0 of a store without a pointer: the model given (the packaged one by
-    default) with the lexical mix its record names."""
+    default; a directory by its absolute path, as a target's) with the lexical mix its record
+    names."""
     store.ensure_collection(MODELS, 1)
     record = store.retrieve(MODELS, [ITEMS]).get(ITEMS)
     weight, dim = settings.lexical_weight, settings.lexical_dim
     if record is not None:
         weight, dim = parse_mix(record.payload.get("name")) or (0.0, dim)
-    return Generation(0, from_model or DEFAULT_MODEL, weight, dim)
+    model = from_model or DEFAULT_MODEL
+    if Path(model).is_dir():  # else ./m and /abs/m would be two models (embedded again)
+        model = str(Path(model).resolve())
+    return Generation(0, model, weight, dim)
 
 
 def _earlier(generation: Generation) -> dict[str, dict[str, Any]]:

@@ -219,7 +219,7 @@ def test_migrate_moves_a_store_of_whole_hybrid_vectors_to_sparse_vectors(
     done = _recstream(settings)
     assert done.returncode == 0, done.stderr
     assert "generation 1 served" in done.stdout
-    assert "vectors copied as they were" in done.stdout
+    assert "items copied to the sparse layout as they were" in done.stdout
     store = EdgeStore(settings.qdrant_path)
     try:
         pointer = read_pointer(store)
