@@ -117,9 +117,8 @@ def _migrate(
 
     source = read_pointer(store) or _never_migrated(settings, store, from_model)
     check_store_model(source.settings(settings), GenerationStore(store, source))
-    model = settings.model
-    if Path(model).is_dir():  # the pointer names it for every process: not relative to here
-        model = str(Path(model).resolve())
+    model = _absolute(settings.model)
+    if model != settings.model:
         settings = settings.model_copy(update={"model": model})
     number = reserve(store, source)
     target = Generation(
@@ -266,10 +265,13 @@ def _never_migrated(settings: Settings, store: VectorStore, from_model: str | No
     weight, dim = settings.lexical_weight, settings.lexical_dim
     if record is not None:
         weight, dim = parse_mix(record.payload.get("name")) or (0.0, dim)
-    model = from_model or DEFAULT_MODEL
-    if Path(model).is_dir():  # else ./m and /abs/m would be two models (embedded again)
-        model = str(Path(model).resolve())
-    return Generation(0, model, weight, dim)
+    return Generation(0, _absolute(from_model or DEFAULT_MODEL), weight, dim)
+
+
+def _absolute(model: str) -> str:
+    """A model directory by its absolute path (a packaged or hub name as it is): the pointer
+    names it for every process, not relative to here, and ./m and /abs/m are one model."""
+    return str(Path(model).resolve()) if Path(model).is_dir() else model
 
 
 def _earlier(generation: Generation) -> dict[str, dict[str, Any]]:
