@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from stream.catalog.lists import NO_FLOOR, NeighbourState
 from stream.catalog.partition import MIN_ROWS, Partition, Rebuild, Sorted, members
+from stream.catalog.rough import rough_top
 from stream.catalog.search import Clusters, Found, Screen, screen_slack, search
 from stream.store.base import Vector
 
@@ -66,9 +67,13 @@ class MemoryIndex:
         screen: bool = False,
         skip_failed_clusters: bool = False,
         cluster_order: bool = True,
+        rough: bool = False,
     ) -> None:
         """``screen``: keep a bfloat16 copy of the rows too (2 bytes a number beside the 4 of
         float32), which searches score roughly first (:class:`stream.catalog.search.Screen`).
+        ``rough``: keep that copy for top k searches from ``min_rows`` rows on, which are then
+        near-exact (:mod:`stream.catalog.rough`: for shoppers' profiles) and make no clusters;
+        searches with entries stay exact.
         ``skip_failed_clusters``: see :data:`SKIP_CLUSTERS`. ``cluster_order``: keep the rows in
         cluster order (copied so whenever clusters are made; for a moment the matrix is held
         twice), so that a search reads each cluster's rows in place."""
@@ -86,7 +91,9 @@ class MemoryIndex:
         self._lengths = np.zeros(0, dtype=np.int16)
         self._cluster = np.zeros(0, dtype=np.int16)
         self._hidden = np.zeros(0, dtype=np.bool_)
-        self._rough = torch.empty((0, dim), dtype=torch.bfloat16) if screen else None
+        self._rough = torch.empty((0, dim), dtype=torch.bfloat16) if screen or rough else None
+        self._screen = screen
+        self._rough_top = rough
         self._any_hidden = False
         self.min_rows = min_rows
         self._partition: Partition | None = None
@@ -261,11 +268,19 @@ class MemoryIndex:
         floor is the lowest), and after a loss of records that is queries x catalogue entries;
         :meth:`unrecorded` names those rows instead. With ``skip_failed_clusters``, after the
         clusters failed to prune a search, the next :data:`SKIP_CLUSTERS` of its kind run the
-        full product at once.
+        full product at once. With ``rough``, a top k search from ``min_rows`` rows on is
+        :func:`stream.catalog.rough.rough_top`'s, near-exact.
 
         New clusters are put to use here, and with them the rows put in cluster order: ``own``
         and ``no_entry``, named before the call, are read in the order they were named in."""
         self._renumbered = None
+        rows = len(self.keys)
+        if self._rough_top and no_entry is None and rows >= self.min_rows:
+            assert self._rough is not None
+            tops, scores = rough_top(
+                self.matrix, self._rough[:rows], queries, own, self.k, self.hidden
+            )
+            return Found(tops, scores, scored_rows=len(queries) * rows)
         clusters = self._clusters()
         if self._renumbered is not None:
             own = _renumber(own, self._renumbered)
@@ -279,7 +294,7 @@ class MemoryIndex:
             unrecorded = np.flatnonzero(self._lengths[: len(self.keys)] < 0)
             no_entry = np.concatenate([no_entry, unrecorded])
         screen = None
-        if self._rough is not None:
+        if self._screen and self._rough is not None:
             screen = Screen(self._rough[: len(self.keys)], screen_slack(self.dim))
         found = search(
             self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden, screen

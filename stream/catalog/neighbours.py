@@ -487,7 +487,8 @@ def finder_for(
 
 
 def screened(precision: str) -> bool:
-    """Whether ``RECSTREAM_NEIGHBOUR_PRECISION`` asks for a bfloat16 first pass."""
+    """Whether a precision setting (``RECSTREAM_NEIGHBOUR_PRECISION``,
+    ``RECSTREAM_RANK_PRECISION``) asks for a bfloat16 first pass."""
     if precision == "auto":
         return native_bf16(cpu_capabilities())
     return precision == "bfloat16"

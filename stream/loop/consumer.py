@@ -13,8 +13,6 @@ same outputs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import gc
 import threading
 import time
@@ -35,6 +33,7 @@ from confluent_kafka import (
 from stream.errors import Transient
 from stream.kafka.config import consumer_config, producer_config
 from stream.kafka.topics import ensure_topics
+from stream.loop import heap
 from stream.loop.batching import MicroBatcher
 from stream.loop.progress import STAGES, Progress
 from stream.loop.protocol import BatchResult, C, E, Owing, Preparing, Processor
@@ -46,8 +45,6 @@ log = structlog.get_logger(__name__)
 _IDLE_POLL_S = 0.5
 _FLUSH_TIMEOUT_S = 30.0
 _PREPARED_WAIT_S = 10.0
-_GC_YOUNG = 50_000
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _STATISTICS_INTERVAL_MS = 5_000  # librdkafka's reports, for the lag metric
 
 
@@ -140,8 +137,8 @@ class BatchConsumer(Generic[E, C]):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        _keep_freed_memory()
-        _settle_heap()
+        heap.keep_freed_memory()
+        heap.settle()
         log.info("consumer.started", topic=self.topic, group=self.group)
         try:
             while not stop.is_set():
@@ -531,38 +528,6 @@ class BatchConsumer(Generic[E, C]):
                 self._pending = (kept, [e for e, _ in kept]) if kept else None
         self._batcher.discard(lambda entry: of_gone(entry[1]))
         self._held = [msg for msg in self._held if not of_gone(msg)]
-
-
-def _keep_freed_memory() -> None:
-    """Let the C allocator keep freed memory for reuse rather than hand blocks of more than
-    128 KB back to the system: batches allocate and free arrays of tens of MB, and the pages of
-    each fresh mapping cost more to fault in than the arithmetic done on them (bench/README.md).
-    The process keeps its peak size instead of shrinking between batches. glibc only; a no-op
-    elsewhere."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-
-
-def _settle_heap() -> None:
-    """Collect, then move every object still alive (modules, the model, whatever the process
-    built before consuming) out of the garbage collector's reach: a full collection then walks
-    only what was made since. A batch makes tens of thousands of short-lived objects, so full
-    collections come often, and each walked every object the process held, however old
-    (bench/README.md). Once frozen, an object is still freed when nothing refers to it; only a
-    reference cycle among frozen objects would stay, until the consumer stops (``run``
-    unfreezes then). The youngest generation is collected every :data:`_GC_YOUNG` allocations
-    instead of 700: a batch's objects mostly die young anyway, and collecting a few hundred
-    times a batch cost the behaviour consumer a tenth of its time (bench/README.md)."""
-    gc.collect()
-    gc.freeze()
-    young, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(_GC_YOUNG, young), older, oldest)
-    log.debug("consumer.heap_frozen", objects=gc.get_freeze_count())
 
 
 def _age_s(msg: Message) -> float:

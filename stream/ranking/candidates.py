@@ -1,7 +1,8 @@
 """Where shoppers' semantic candidates and items' fields come from: an in-memory copy of them.
 
-A batch's profiles are searched together with matrix products against the copy (exact, pruned
-by clusters from 20,000 items: :class:`stream.catalog.index.MemoryIndex`), where the store would
+A batch's profiles are searched together with matrix products against the copy (exact, or
+from 20,000 items near-exact from a bfloat16 copy with ``RECSTREAM_RANK_PRECISION``:
+:class:`stream.catalog.index.MemoryIndex`, :mod:`stream.catalog.rough`), where the store would
 scan the whole collection once per shopper. The copy holds every item's vector and the fields
 the ranking reads (price, stock, the text stamp). The behaviour consumers do not write items, so
 the copy follows the store, before every batch (:meth:`ItemIndex.catch_up`):
@@ -91,6 +92,8 @@ class _Copy:
     """The latest ``written_at`` taken in."""
     lexical: bool
     """Whether the copy holds hybrid vectors whole, else the model's part only."""
+    rough: bool
+    """Whether its index searches several profiles near-exactly (:mod:`stream.catalog.rough`)."""
     width: int | None = None
     """How many last floats of every stored vector the copy leaves out: the lexical part of
     hybrid vectors, as the model name of an item of the first read says (one collection holds
@@ -106,7 +109,9 @@ class _Copy:
             # profiles are spread: clusters that failed to prune are not tried at every batch,
             # and the full product they take gains nothing from rows in cluster order
             dim = len(next(iter(vectors.values())))
-            self.index = MemoryIndex(dim, k, skip_failed_clusters=True, cluster_order=False)
+            self.index = MemoryIndex(
+                dim, k, skip_failed_clusters=True, cluster_order=False, rough=self.rough
+            )
         if self.index is not None:
             self.index.put(vectors)
 
@@ -119,10 +124,10 @@ class _Copy:
         return {p.key: _cut(p.vector, self.width or 0) for p in points if p.vector is not None}
 
 
-def _load(store: VectorStore, k: int, lexical: bool) -> _Copy:
+def _load(store: VectorStore, k: int, lexical: bool, rough: bool) -> _Copy:
     """Every stored item's vector (the part ranking reads) and fields in a new index whose
     searches return ``k`` rows."""
-    copy = _Copy(None, {}, -np.inf, lexical)
+    copy = _Copy(None, {}, -np.inf, lexical, rough)
     batch: list[StoredPoint] = []
     for point in store.scroll(ITEMS, with_vectors=True, fields=_READ):
         if point.vector is None:
@@ -160,12 +165,22 @@ class ItemIndex:
     (the worker hands a fresh copy over, it never swaps one in), so the batch that called it
     ranks from one copy throughout."""
 
-    def __init__(self, store: VectorStore, k: int, refresh_s: float, lexical: bool = False) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        k: int,
+        refresh_s: float,
+        lexical: bool = False,
+        rough: bool = False,
+    ) -> None:
+        """``rough``: search several profiles near-exactly from 20,000 items
+        (``RECSTREAM_RANK_PRECISION``; :mod:`stream.catalog.rough`)."""
         self.store = store
         self.k = k
         self.refresh_s = refresh_s
         self.lexical = lexical
-        self._copy = _load(store, k, lexical)
+        self.rough = rough
+        self._copy = _load(store, k, lexical, rough)
         self._lock = threading.Lock()  # guards the hand-over of a copy the worker read
         self._pending: _Copy | None = None
         self._stop = threading.Event()
@@ -238,7 +253,7 @@ class ItemIndex:
             # copy handed over asks the change feed again from where the copy in use had got
             began = self._copy.seen
             try:
-                copy = _load(self.store, self.k, self.lexical)
+                copy = _load(self.store, self.k, self.lexical, self.rough)
             except StoreError as exc:  # keep the copy we have; the next round tries again
                 log.warning("item_index.refresh_failed", error=str(exc)[:300])
                 continue

@@ -29,6 +29,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import structlog
 
+from stream.catalog.neighbours import screened
 from stream.collections import ITEM_STATS
 from stream.ranking.blend import (
     COMPONENTS,
@@ -249,7 +250,11 @@ class Recommender:
         if self._index is None:
             k = self.base.rank_candidates + self.base.history_max
             self._index = ItemIndex(
-                self.store, k, self.base.rank_index_refresh_s, self.base.rank_lexical
+                self.store,
+                k,
+                self.base.rank_index_refresh_s,
+                self.base.rank_lexical,
+                rough=screened(self.base.rank_precision),
             )
         else:
             self._index.catch_up()

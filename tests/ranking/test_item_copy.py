@@ -88,8 +88,8 @@ def test_a_write_landing_while_the_copy_is_reread_is_not_lost(
     real: Callable[..., candidates._Copy] = candidates._load
     read = threading.Event()
 
-    def racing(s: EdgeStore, k: int, lexical: bool) -> candidates._Copy:
-        copy = real(s, k, lexical)  # the pages are read ...
+    def racing(s: EdgeStore, k: int, lexical: bool, rough: bool) -> candidates._Copy:
+        copy = real(s, k, lexical, rough)  # the pages are read ...
         s.set_payload(ITEMS, {"a": {"in_stock": False, WRITTEN_AT: base + 1}})
         s.set_payload(ITEMS, {"z": {"price": 30.0, WRITTEN_AT: base + 10}})
         copy.fields["z"] = {**copy.fields["z"], "price": 30.0}  # ... z's after its write
