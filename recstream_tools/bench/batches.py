@@ -37,6 +37,7 @@ from schemas.activity import parse_activity
 from schemas.behaviour import parse_behaviour_event
 from stream.behaviour.item_stats import ActivityReceived, ItemStatsProcessor
 from stream.behaviour.processor import BehaviourProcessor, UserReceived
+from stream.catalog.neighbours import screened
 from stream.collections import ensure_collections
 from stream.loop import heap
 from stream.ranking.learned import train_from_store
@@ -148,6 +149,7 @@ def run(
         users=users,
         events=events,
         batch=batch,
+        rank_search="bfloat16" if screened(s.rank_precision) else "float32",
         method={
             "what": "BehaviourProcessor.process + confirm, then ItemStatsProcessor.process of "
             "that batch's activities, in turn, one thread, embedded store, no broker",

@@ -50,6 +50,7 @@ from recstream_tools.bench.scaling import jittered
 from recstream_tools.broker import EmbeddedBroker, on_embedded
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import catalog_events, sample_items
+from stream.catalog.neighbours import screened
 from stream.collections import ITEMS, ensure_collections
 from stream.kafka.config import producer_config
 from stream.kafka.topics import ensure_topics
@@ -347,6 +348,8 @@ def run(
             "recommendations_n": s.recommendations_n,
             "rank_candidates": s.rank_candidates,
             "history_max": s.history_max,
+            "rank_precision": s.rank_precision,
+            "rank_search": "bfloat16" if screened(s.rank_precision) else "float32",
             "topic_partitions": s.topic_partitions,
         },
         method={

@@ -13,6 +13,7 @@ before any timing.
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import tempfile
@@ -36,6 +37,7 @@ from stream.catalog.neighbours import MemoryFinder
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEMS
 from stream.kafka.dlq import LocalMessage
+from stream.loop import heap
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -189,6 +191,8 @@ def measure_size(
                 store._shard(ITEMS).optimize()  # not exposed by EdgeStore; see store bench
                 optimize_s = round(time.perf_counter() - started, 1)
             print(f"  {size:,} items preloaded in {preload_s:.0f} s; timing ...", flush=True)
+            heap.keep_freed_memory()  # as the catalog consumer does when it starts
+            heap.settle()
             warm, rest = new_events[:batch], new_events[batch:]
             _time_batches(processor, timed, warm, batch)  # loads the in-memory copy
             finder = processor.finder
@@ -199,6 +203,7 @@ def measure_size(
             rows = _time_batches(processor, timed, rest, batch)
             resident = _resident_mb()
         finally:
+            gc.unfreeze()
             store.close()
     per_event = [r["ms_per_event"] for r in rows]
     encode = [r["encode_ms_per_event"] for r in rows]

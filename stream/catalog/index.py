@@ -56,6 +56,7 @@ class MemoryIndex:
     half as many items as it was made from were added or moved, or half are gone), so that
     searches read only the clusters that can matter. The clusters are made on a worker thread
     (``background``; :class:`Rebuild`) and put to use by the first search after they are done.
+    An index made with ``rough`` searches a bfloat16 copy instead and makes no clusters.
     """
 
     def __init__(

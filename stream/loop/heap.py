@@ -37,10 +37,11 @@ def settle() -> None:
     only what was made since. A batch makes tens of thousands of short-lived objects, so full
     collections come often, and each walked every object the process held, however old
     (bench/README.md). Once frozen, an object is still freed when nothing refers to it; only a
-    reference cycle among frozen objects would stay, until the consumer stops (``run``
-    unfreezes then). The youngest generation is collected every :data:`GC_YOUNG` allocations
-    instead of 700: a batch's objects mostly die young anyway, and collecting a few hundred
-    times a batch cost the behaviour consumer a tenth of its time (bench/README.md)."""
+    reference cycle among frozen objects would stay, until the consumer stops
+    (:meth:`stream.loop.consumer.BatchConsumer.run` unfreezes then). The youngest generation
+    is collected every :data:`GC_YOUNG` allocations instead of 700: a batch's objects mostly
+    die young anyway, and collecting a few hundred times a batch cost the behaviour consumer a
+    tenth of its time (bench/README.md)."""
     gc.collect()
     gc.freeze()
     young, older, oldest = gc.get_threshold()

@@ -93,7 +93,9 @@ class _Copy:
     lexical: bool
     """Whether the copy holds hybrid vectors whole, else the model's part only."""
     rough: bool
-    """Whether its index searches several profiles near-exactly (:mod:`stream.catalog.rough`)."""
+    """Whether its index searches profiles near-exactly (:mod:`stream.catalog.rough`)."""
+    capacity: int = 0
+    """Rows its index reserves when made: the store's item count when the copy was read."""
     width: int | None = None
     """How many last floats of every stored vector the copy leaves out: the lexical part of
     hybrid vectors, as the model name of an item of the first read says (one collection holds
@@ -112,6 +114,7 @@ class _Copy:
             self.index = MemoryIndex(
                 dim, k, skip_failed_clusters=True, cluster_order=False, rough=self.rough
             )
+            self.index.reserve(self.capacity)  # no copies of the matrix while it is read
         if self.index is not None:
             self.index.put(vectors)
 
@@ -127,7 +130,7 @@ class _Copy:
 def _load(store: VectorStore, k: int, lexical: bool, rough: bool) -> _Copy:
     """Every stored item's vector (the part ranking reads) and fields in a new index whose
     searches return ``k`` rows."""
-    copy = _Copy(None, {}, -np.inf, lexical, rough)
+    copy = _Copy(None, {}, -np.inf, lexical, rough, capacity=store.count(ITEMS))
     batch: list[StoredPoint] = []
     for point in store.scroll(ITEMS, with_vectors=True, fields=_READ):
         if point.vector is None:

@@ -16,6 +16,8 @@ from faults import FlakyStore
 from stream.collections import ITEMS, WRITTEN_AT, ensure_collections
 from stream.ranking import candidates
 from stream.ranking.candidates import ItemIndex
+from stream.ranking.recommender import Recommender
+from stream.settings import Settings
 from stream.store import StoredPoint, StoreUnavailable
 from stream.store.edge import EdgeStore
 
@@ -210,3 +212,19 @@ def test_a_copy_started_empty_cuts_by_the_first_model_name_it_meets(store: EdgeS
     for key, seed in (("a", 1), ("b", 2)):
         want = _vector(seed)[:4]
         np.testing.assert_allclose(got[key].vector, want / np.linalg.norm(want), atol=1e-6)
+
+
+@pytest.mark.parametrize(("precision", "rough"), [("float32", False), ("bfloat16", True)])
+def test_the_recommenders_copy_searches_profiles_as_the_precision_setting_says(
+    store: EdgeStore, precision: str, rough: bool
+) -> None:
+    """``RECSTREAM_RANK_PRECISION`` reaches the index the profiles are searched in (its rough
+    search: tests/catalog/test_rough.py)."""
+    store.upsert(ITEMS, [_item("a", 1, time.time())])
+    recommender = Recommender(Settings(rank_precision=precision), store)  # type: ignore[arg-type]
+    try:
+        index = recommender._items()
+        assert index.rough is rough
+        assert index._copy.index is not None and index._copy.index._rough_top is rough
+    finally:
+        recommender.close()
