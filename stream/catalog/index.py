@@ -69,12 +69,14 @@ class MemoryIndex:
         skip_failed_clusters: bool = False,
         cluster_order: bool = True,
         rough: bool = False,
+        records: bool = True,
     ) -> None:
         """``screen``: keep a bfloat16 copy of the rows too (2 bytes a number beside the 4 of
         float32), which searches score roughly first (:class:`stream.catalog.search.Screen`).
         ``rough``: keep that copy for top k searches from ``min_rows`` rows on, which are then
         near-exact (:mod:`stream.catalog.rough`: for shoppers' profiles) and make no clusters;
-        searches with entries stay exact.
+        searches with entries stay exact. Without ``records`` it keeps no recorded lists (no
+        room for them either: k numbers of 12 bytes per row).
         ``skip_failed_clusters``: see :data:`SKIP_CLUSTERS`. ``cluster_order``: keep the rows in
         cluster order (copied so whenever clusters are made; for a moment the matrix is held
         twice), so that a search reads each cluster's rows in place."""
@@ -87,8 +89,9 @@ class MemoryIndex:
         self._named: list[str] = []
         self._matrix = np.zeros((0, dim), dtype=np.float32)
         self._floors = np.zeros(0, dtype=np.float64)
-        self._ids = np.zeros((0, k), dtype=np.int32)
-        self._scores = np.zeros((0, k), dtype=np.float64)
+        width = k if records else 0
+        self._ids = np.zeros((0, width), dtype=np.int32)
+        self._scores = np.zeros((0, width), dtype=np.float64)
         self._lengths = np.zeros(0, dtype=np.int16)
         self._cluster = np.zeros(0, dtype=np.int16)
         self._hidden = np.zeros(0, dtype=np.bool_)
@@ -196,6 +199,8 @@ class MemoryIndex:
         lengths: list[int] = []
         floors: list[float] = []
         k = self.k
+        if lists and self._ids.shape[1] != k:
+            raise ValueError("this index keeps no recorded lists")
         serial = self._serials.get
         for key, state in lists.items():
             row = self.rows.get(key)

@@ -112,7 +112,12 @@ class _Copy:
             # and the full product they take gains nothing from rows in cluster order
             dim = len(next(iter(vectors.values())))
             self.index = MemoryIndex(
-                dim, k, skip_failed_clusters=True, cluster_order=False, rough=self.rough
+                dim,
+                k,
+                skip_failed_clusters=True,
+                cluster_order=False,
+                rough=self.rough,
+                records=False,
             )
             self.index.reserve(self.capacity)  # no copies of the matrix while it is read
         if self.index is not None:

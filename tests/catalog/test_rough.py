@@ -9,6 +9,7 @@ import torch
 
 from stream.catalog import rough as rough_module
 from stream.catalog.index import MemoryIndex
+from stream.catalog.lists import NeighbourState
 from stream.catalog.rough import rough_top
 from stream.catalog.search import Found, screen_slack
 
@@ -115,3 +116,23 @@ def test_an_index_keeping_a_rough_copy_searches_profiles_with_it_from_min_rows()
 
 def _found(found: Found) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return found.top_rows, found.top_scores
+
+
+def test_an_index_without_records_keeps_no_room_for_lists_and_searches_alike() -> None:
+    """The shoppers' copy records no lists: no k columns per row for them, the same answers,
+    and a list given to it is refused rather than dropped."""
+    rng = np.random.default_rng(9)
+    m = catalogue(rng)
+    queries = profiles(rng, m, 8)
+    own = np.full(len(queries), -1, dtype=np.intp)
+    keys = [f"k{i}" for i in range(len(m))]
+    indexes = [MemoryIndex(DIM, K, min_rows=500, rough=True, records=r) for r in (True, False)]
+    for index in indexes:
+        index.put({key: m[i] for i, key in enumerate(keys)})
+    kept, bare = indexes
+    assert kept._ids.nbytes > 0 and bare._ids.nbytes == 0 and bare._scores.nbytes == 0
+    assert [r.tolist() for r in bare.search(queries, own, None).top_rows] == [
+        r.tolist() for r in kept.search(queries, own, None).top_rows
+    ]
+    with pytest.raises(ValueError, match="no recorded lists"):
+        bare.set_lists({"k1": NeighbourState(("k2",), (0.5,))})

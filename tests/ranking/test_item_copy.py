@@ -226,5 +226,6 @@ def test_the_recommenders_copy_searches_profiles_as_the_precision_setting_says(
         index = recommender._items()
         assert index.rough is rough
         assert index._copy.index is not None and index._copy.index._rough_top is rough
+        assert index._copy.index._ids.nbytes == 0  # the copy records no lists
     finally:
         recommender.close()
