@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from encoders.hybrid import vector_dimension, vector_fingerprint
-from recstream_tools.bench.behaviour import _START, _events, preload_items
+from recstream_tools.bench.behaviour import _START, _events, preload_items, rank_search
 from recstream_tools.bench.report import figure, new_result, percentiles, write_outputs
 from recstream_tools.sample_behaviour import sample_behaviour
 from recstream_tools.sample_catalog import sample_items
@@ -37,7 +37,6 @@ from schemas.activity import parse_activity
 from schemas.behaviour import parse_behaviour_event
 from stream.behaviour.item_stats import ActivityReceived, ItemStatsProcessor
 from stream.behaviour.processor import BehaviourProcessor, UserReceived
-from stream.catalog.neighbours import screened
 from stream.collections import ensure_collections
 from stream.loop import heap
 from stream.ranking.learned import train_from_store
@@ -149,7 +148,7 @@ def run(
         users=users,
         events=events,
         batch=batch,
-        rank_search="bfloat16" if screened(s.rank_precision) else "float32",
+        rank_search=rank_search(s),
         method={
             "what": "BehaviourProcessor.process + confirm, then ItemStatsProcessor.process of "
             "that batch's activities, in turn, one thread, embedded store, no broker",

@@ -238,6 +238,11 @@ def _running(
     return stop, threads
 
 
+def rank_search(settings: Settings) -> str:
+    """The profiles' search ``RECSTREAM_RANK_PRECISION`` resolves to on this machine."""
+    return "bfloat16" if screened(settings.rank_precision) else "float32"
+
+
 def run(
     settings: Settings,
     items: int,
@@ -349,7 +354,7 @@ def run(
             "rank_candidates": s.rank_candidates,
             "history_max": s.history_max,
             "rank_precision": s.rank_precision,
-            "rank_search": "bfloat16" if screened(s.rank_precision) else "float32",
+            "rank_search": rank_search(s),
             "topic_partitions": s.topic_partitions,
         },
         method={

@@ -297,11 +297,11 @@ class MemoryIndex:
             self._skip_clusters[kind] -= 1
             clusters = None
         if no_entry is not None:
-            unrecorded = np.flatnonzero(self._lengths[: len(self.keys)] < 0)
+            unrecorded = np.flatnonzero(self._lengths[:rows] < 0)
             no_entry = np.concatenate([no_entry, unrecorded])
         screen = None
         if self._screen and self._rough is not None:
-            screen = Screen(self._rough[: len(self.keys)], screen_slack(self.dim))
+            screen = Screen(self._rough[:rows], screen_slack(self.dim))
         found = search(
             self.matrix, self.floors, queries, own, self.k, no_entry, clusters, self.hidden, screen
         )

@@ -59,9 +59,9 @@ def rough_top(
         candidates = torch.topk(product, wide, dim=1, sorted=False).indices.numpy()
         # a matrix-vector product per query: a third of one einsum over the gathered rows
         exact = np.stack([matrix[c] @ q for q, c in zip(block, candidates, strict=True)])
-        out = (candidates == own[start : start + step, np.newaxis]) | (
-            np.zeros_like(candidates, dtype=bool) if hidden is None else hidden[candidates]
-        )
+        out = candidates == own[start : start + step, np.newaxis]
+        if hidden is not None:
+            out |= hidden[candidates]
         exact[out] = -np.inf
         order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         best = np.take_along_axis(candidates, order, axis=1)

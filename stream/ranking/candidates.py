@@ -181,7 +181,7 @@ class ItemIndex:
         lexical: bool = False,
         rough: bool = False,
     ) -> None:
-        """``rough``: search several profiles near-exactly from 20,000 items
+        """``rough``: search profiles near-exactly from 20,000 items
         (``RECSTREAM_RANK_PRECISION``; :mod:`stream.catalog.rough`)."""
         self.store = store
         self.k = k
