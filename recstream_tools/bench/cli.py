@@ -64,6 +64,14 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
     store.add_argument("--out", **out)
     add_settings_options(store)  # only the log settings apply
 
+    threads = which.add_parser(
+        "threads", help="the embedded store's calls beside a thread running Python"
+    )
+    threads.add_argument("--seconds", type=float, default=3.0, help="per case [3]")
+    threads.add_argument("--name", default="threads", help="result file name [threads]")
+    threads.add_argument("--out", **out)
+    add_settings_options(threads)  # only the log settings apply
+
     e2e = which.add_parser(
         "e2e", help="events/s and latency, catalog.items to items.neighbours, embedded parts"
     )
@@ -263,6 +271,11 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.out,
         )
         print(store.summary(result))
+    elif args.bench_command == "threads":
+        from recstream_tools.bench import threads
+
+        result = threads.run(args.seconds, args.out, args.name)
+        print(threads.summary(result))
     elif args.bench_command == "migrate":
         from recstream_tools.bench import migrate
 
