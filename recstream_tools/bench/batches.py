@@ -38,8 +38,7 @@ from schemas.behaviour import parse_behaviour_event
 from stream.behaviour.item_stats import ActivityReceived, ItemStatsProcessor
 from stream.behaviour.processor import BehaviourProcessor, UserReceived
 from stream.collections import ensure_collections
-from stream.loop import process
-from stream.loop.process import SWITCH_INTERVAL_S
+from stream.loop import heap
 from stream.ranking.learned import train_from_store
 from stream.settings import Settings
 from stream.store.edge import EdgeStore
@@ -117,7 +116,7 @@ def run(
             progress(f"  storing {items:,} items ...")
             preload_items(store, catalogue, base, model)
             pair = _Pair(s, store, dim)
-            process.prepare(SWITCH_INTERVAL_S)  # as the behaviour consumers do when they start
+            heap.prepare()  # as a consumer does when it starts
             warm = sample_behaviour(catalogue, users=users, seed=3, events_per_user=(2, 8))
             progress(f"  warm-up: {len(warm):,} events of {users:,} shoppers ...")
             pair.run(warm, batch)
@@ -154,9 +153,8 @@ def run(
             "that batch's activities, in turn, one thread, embedded store, no broker",
             "items": "generated items stored with random vectors of the encoder's length",
             "model": "trained on the warm-up histories before the timed batches",
-            "process": "set up as the behaviour consumers' when they start "
-            "(stream/loop/process.py): the generated catalogue and the store's objects out of "
-            "the garbage collector's reach, a 1 ms switch interval",
+            "heap": "settled as a consumer's when it starts (stream/loop/heap.py): the "
+            "generated catalogue and the store's objects out of the garbage collector's reach",
         },
         learned_model={"kind": training.model.kind, "train_s": round(training.seconds, 2)},
         batches=len(full),

@@ -68,6 +68,9 @@ def add_bench_parser(sub: Any, add_settings_options: AddSettings, help_text: str
         "threads", help="the embedded store's calls beside a thread running Python"
     )
     threads.add_argument("--seconds", type=float, default=3.0, help="per case [3]")
+    threads.add_argument(
+        "--intervals", type=_shares, default=[5.0, 1.0], help="switch intervals, ms [5,1]"
+    )
     threads.add_argument("--name", default="threads", help="result file name [threads]")
     threads.add_argument("--out", **out)
     add_settings_options(threads)  # only the log settings apply
@@ -274,7 +277,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     elif args.bench_command == "threads":
         from recstream_tools.bench import threads
 
-        result = threads.run(args.seconds, args.out, args.name)
+        result = threads.run(args.seconds, args.out, args.intervals, args.name)
         print(threads.summary(result))
     elif args.bench_command == "migrate":
         from recstream_tools.bench import migrate

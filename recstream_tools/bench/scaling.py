@@ -37,7 +37,7 @@ from stream.catalog.neighbours import MemoryFinder
 from stream.catalog.processor import CatalogProcessor
 from stream.collections import ITEMS
 from stream.kafka.dlq import LocalMessage
-from stream.loop import process
+from stream.loop import heap
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -191,7 +191,7 @@ def measure_size(
                 store._shard(ITEMS).optimize()  # not exposed by EdgeStore; see store bench
                 optimize_s = round(time.perf_counter() - started, 1)
             print(f"  {size:,} items preloaded in {preload_s:.0f} s; timing ...", flush=True)
-            process.prepare()  # as the catalog consumer does when it starts
+            heap.prepare()  # as the catalog consumer does when it starts
             warm, rest = new_events[:batch], new_events[batch:]
             _time_batches(processor, timed, warm, batch)  # loads the in-memory copy
             finder = processor.finder

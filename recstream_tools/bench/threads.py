@@ -1,8 +1,11 @@
 """``recstream bench threads``: the embedded store's calls beside a thread running Python.
 
-A consumer process runs several threads (:mod:`stream.loop.process`). Each store call here runs
-alone, then while a second thread runs pure Python, at Python's default switch interval and at
-the one a consumer sets; the second thread's own rate says what the shorter interval costs it.
+A consumer process runs several threads: the consumers' loops, the catalog's encoder and the
+clusters' worker, the HTTP server. Qdrant Edge's binding lets go of the interpreter lock many
+times while it converts points, payloads and records; each time, a thread running Python takes
+the lock and may keep it for the whole switch interval. Each store call here runs alone, then
+while a second thread runs pure Python, at each of the switch intervals given (Python's own is
+5 ms); the second thread's own rate says what a shorter interval costs it.
 The calls are the pipeline's: an upsert of 256 item-stats points (the six stored fields, a
 co-occurrence text of 150 items among them), an upsert of 256 items (a catalogue item's payload,
 384-number vectors) and a read of the 256 item-stats points back.
@@ -15,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +26,12 @@ import numpy as np
 
 from recstream_tools.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from stream.collections import ITEM_STATS, ITEMS, ensure_collections
-from stream.loop.process import SWITCH_INTERVAL_S
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
 
 NAME = "threads"
 POINTS = 256
 DIM = 384
-PYTHON_DEFAULT_S = 0.005
 
 
 def _stats_points() -> list[StoredPoint]:
@@ -100,6 +101,7 @@ def _beside_busy(call: Callable[[], object], seconds: float) -> tuple[float, flo
 
 
 def _busy_alone(seconds: float) -> float:
+    """The busy thread's rate (M steps/s) with nothing beside it."""
     stop, counted = threading.Event(), list[int]()
     busy = threading.Thread(target=_spin, args=(stop, counted))
     started = time.perf_counter()
@@ -110,7 +112,9 @@ def _busy_alone(seconds: float) -> float:
     return counted[0] / (time.perf_counter() - started) / 1e6
 
 
-def run(seconds: float, out_dir: Path, name: str = NAME) -> dict[str, Any]:
+def run(
+    seconds: float, out_dir: Path, intervals_ms: Sequence[float] = (5.0, 1.0), name: str = NAME
+) -> dict[str, Any]:
     before = sys.getswitchinterval()
     rows: list[dict[str, Any]] = []
     prefix = "recstream-bench-threads-"
@@ -126,15 +130,15 @@ def run(seconds: float, out_dir: Path, name: str = NAME) -> dict[str, Any]:
                 f"upsert {POINTS} items": lambda: store.upsert(ITEMS, items),
                 f"retrieve {POINTS} item-stats points": lambda: store.retrieve(ITEM_STATS, keys),
             }
-            for interval in (PYTHON_DEFAULT_S, SWITCH_INTERVAL_S):
-                sys.setswitchinterval(interval)
+            for interval_ms in intervals_ms:
+                sys.setswitchinterval(interval_ms / 1000)
                 spin_alone = _busy_alone(seconds)
                 for call_name, call in calls.items():
                     alone, _ = _timed(call, seconds)
                     beside, spin = _beside_busy(call, seconds)
                     rows.append(
                         {
-                            "switch_interval_ms": interval * 1000,
+                            "switch_interval_ms": interval_ms,
                             "call": call_name,
                             "alone_ms": round(alone, 2),
                             "beside_busy_ms": round(beside, 2),

@@ -23,7 +23,6 @@ from stream.collections import ITEM_STATS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
 from stream.kafka.topics import item_stats_topics
 from stream.loop import BatchConsumer, BatchResult, Output
-from stream.loop.process import SWITCH_INTERVAL_S
 from stream.ranking.stats import (
     NO_POPULARITY,
     DamagedStats,
@@ -115,8 +114,6 @@ class ItemStatsProcessor:
 
 
 class ItemStatsConsumer(BatchConsumer[ActivityReceived | DeadLetter, None]):
-    switch_interval_s = SWITCH_INTERVAL_S  # beside the behaviour consumer: stream.loop.process
-
     def __init__(self, settings: Settings, processor: ItemStatsProcessor) -> None:
         topic = settings.topic_item_activity()
         topics = item_stats_topics(settings)

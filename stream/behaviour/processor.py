@@ -35,7 +35,6 @@ from stream.collections import USERS, ensure_collections
 from stream.kafka.dlq import DeadLetter, Message, dead_letter, split_batch
 from stream.kafka.topics import behaviour_topics
 from stream.loop import BatchConsumer, BatchResult, Output
-from stream.loop.process import SWITCH_INTERVAL_S
 from stream.ranking.blend import Ranked
 from stream.ranking.profile import (
     Interaction,
@@ -240,8 +239,6 @@ class BehaviourProcessor:
 
 class BehaviourConsumer(BatchConsumer[UserReceived | DeadLetter, list[StoredPoint]]):
     """``user.events`` in; recommendations, item activities and dead letters out."""
-
-    switch_interval_s = SWITCH_INTERVAL_S  # two threads of store calls: stream.loop.process
 
     def __init__(self, settings: Settings, processor: BehaviourProcessor) -> None:
         topics = behaviour_topics(settings)

@@ -33,7 +33,7 @@ from confluent_kafka import (
 from stream.errors import Transient
 from stream.kafka.config import consumer_config, producer_config
 from stream.kafka.topics import ensure_topics
-from stream.loop import process
+from stream.loop import heap
 from stream.loop.batching import MicroBatcher
 from stream.loop.progress import STAGES, Progress
 from stream.loop.protocol import BatchResult, C, E, Owing, Preparing, Processor
@@ -62,10 +62,6 @@ __all__ = ["RETRIABLE", "BatchAbandoned", "BatchConsumer", "DeliveryFailed", "Ou
 
 class BatchConsumer(Generic[E, C]):
     """Runs a :class:`Processor` over ``topic`` in consumer group ``group`` until stopped."""
-
-    switch_interval_s: float | None = None
-    """The interpreter's switch interval this consumer's process runs with (None: Python's
-    own), :func:`stream.loop.process.prepare`."""
 
     def __init__(
         self,
@@ -141,7 +137,7 @@ class BatchConsumer(Generic[E, C]):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        process.prepare(self.switch_interval_s)
+        heap.prepare()
         log.info("consumer.started", topic=self.topic, group=self.group)
         try:
             while not stop.is_set():

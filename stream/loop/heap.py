@@ -31,6 +31,13 @@ def keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
+def prepare() -> None:
+    """What a consumer process sets up when a consumer starts: :func:`keep_freed_memory`, then
+    :func:`settle`."""
+    keep_freed_memory()
+    settle()
+
+
 def settle() -> None:
     """Collect, then move every object still alive (modules, the model, whatever the process
     built before consuming) out of the garbage collector's reach: a full collection then walks

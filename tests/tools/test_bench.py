@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from recstream_tools.bench import threads
 from recstream_tools.bench.arrivals import item_version
 from recstream_tools.bench.encoder import Variant
 from recstream_tools.bench.report import LoadMonitor, new_result, percentiles, write_json
@@ -44,6 +46,8 @@ def test_bench_commands_parse_with_their_options() -> None:
     args = parser.parse_args(["bench", "migrate", "--items", "500", "--to-lexical-weight", "0.3"])
     assert (args.bench_command, args.items, args.to_lexical_weight) == ("migrate", 500, 0.3)
     assert not args.layout and parser.parse_args(["bench", "migrate", "--layout"]).layout
+    args = parser.parse_args(["bench", "threads", "--seconds", "0.5", "--intervals", "5,0.5"])
+    assert (args.bench_command, args.seconds, args.intervals) == ("threads", 0.5, [5.0, 0.5])
 
 
 def test_paced_requests_count_latency_from_when_they_were_due() -> None:
@@ -206,6 +210,20 @@ def test_gpu_bench_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
         assert (tmp_path / "gpu.png").stat().st_size > 0
     else:
         assert not (tmp_path / "gpu.png").exists()
+
+
+def test_threads_bench_times_each_call_alone_and_beside_a_busy_thread(tmp_path: Path) -> None:
+    """A tiny run: every call at both intervals, each timed alone and beside the busy thread,
+    the interval given back, the JSON written."""
+    before = sys.getswitchinterval()
+    result = threads.run(0.05, tmp_path, (5.0, 1.0))
+    assert sys.getswitchinterval() == before
+    rows = result["table"]
+    assert {r["switch_interval_ms"] for r in rows} == {5.0, 1.0}
+    assert len(rows) == 6 and all(r["alone_ms"] > 0 and r["beside_busy_ms"] > 0 for r in rows)
+    assert all(r["busy_thread_m_steps_per_s"] > 0 for r in rows)
+    assert json.loads((tmp_path / "threads.json").read_text())["table"] == rows
+    assert "upsert 256 items" in threads.summary(result)
 
 
 @pytest.mark.parametrize("version", [None, 0, 7, 123_456_789])
