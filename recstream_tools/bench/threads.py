@@ -13,6 +13,7 @@ co-occurrence text of 150 items among them), an upsert of 256 items (a catalogue
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
 
 NAME = "threads"
+T = TypeVar("T")
 POINTS = 256
 DIM = 384
 
@@ -75,41 +77,30 @@ def _spin(stop: threading.Event, counted: list[int]) -> None:
     counted.append(n)
 
 
-def _timed(call: Callable[[], object], seconds: float) -> tuple[float, int]:
-    """Median ms a call over ``seconds`` (at least 3 calls), and how many ran."""
+def _timed(call: Callable[[], object], seconds: float) -> float:
+    """Median ms a call over ``seconds`` (at least 3 calls)."""
     times: list[float] = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(times) < 3:
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
-    return median(times), len(times)
+    return median(times)
 
 
-def _beside_busy(call: Callable[[], object], seconds: float) -> tuple[float, float]:
-    """Median ms a call while another thread runs Python, and that thread's rate (M steps/s)."""
+def _with_busy_thread(body: Callable[[], T]) -> tuple[T, float]:
+    """What ``body`` returns, run while another thread runs Python, and that thread's rate
+    meanwhile (M steps/s)."""
     stop, counted = threading.Event(), list[int]()
     busy = threading.Thread(target=_spin, args=(stop, counted))
-    busy.start()
     started = time.perf_counter()
+    busy.start()
     try:
-        ms, _ = _timed(call, seconds)
+        out = body()
     finally:
         stop.set()
         busy.join()
-    return ms, counted[0] / (time.perf_counter() - started) / 1e6
-
-
-def _busy_alone(seconds: float) -> float:
-    """The busy thread's rate (M steps/s) with nothing beside it."""
-    stop, counted = threading.Event(), list[int]()
-    busy = threading.Thread(target=_spin, args=(stop, counted))
-    started = time.perf_counter()
-    busy.start()
-    time.sleep(seconds)
-    stop.set()
-    busy.join()
-    return counted[0] / (time.perf_counter() - started) / 1e6
+    return out, counted[0] / (time.perf_counter() - started) / 1e6
 
 
 def run(
@@ -132,10 +123,10 @@ def run(
             }
             for interval_ms in intervals_ms:
                 sys.setswitchinterval(interval_ms / 1000)
-                spin_alone = _busy_alone(seconds)
+                _, spin_alone = _with_busy_thread(lambda: time.sleep(seconds))
                 for call_name, call in calls.items():
-                    alone, _ = _timed(call, seconds)
-                    beside, spin = _beside_busy(call, seconds)
+                    alone = _timed(call, seconds)
+                    beside, spin = _with_busy_thread(functools.partial(_timed, call, seconds))
                     rows.append(
                         {
                             "switch_interval_ms": interval_ms,
