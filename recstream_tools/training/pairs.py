@@ -18,6 +18,7 @@ A row that cannot be read is skipped and counted (first reasons kept), as in
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +37,9 @@ from stream.ranking.profile import Interaction
 MIN_CO_PURCHASES = 2
 """A pair bought together once may be chance; twice is a signal."""
 MAX_ORDER_ITEMS = 50
+CO_PURCHASES_PER_ITEM = 20
+"""Co-purchase pairs an item may be in: chosen on Online Retail orders of the two months before
+the evaluated period, never on that period (bench/README.md)."""
 MIN_TRAIN_PAIRS = 16
 """Fewer training pairs than this are refused: in-batch negatives need full batches, and a
 handful of pairs teaches the model nothing it keeps."""
@@ -137,13 +141,22 @@ def co_purchase_pairs(
     texts: Mapping[str, str],
     limit: int,
     min_count: int = MIN_CO_PURCHASES,
+    per_item: int = CO_PURCHASES_PER_ITEM,
 ) -> list[Pair]:
     """Up to ``limit`` pairs of items bought together (by one shopper at one time: one order) in
-    at least ``min_count`` orders, the most frequent first; items without a text are left out.
+    at least ``min_count`` orders, the most strongly associated first, each item in at most
+    ``per_item`` pairs; items without a text are left out.
+
+    Association is the pair's orders over the geometric mean of each item's orders (the cosine
+    of the two items' order sets): ranked by raw counts, the best sellers would make most pairs
+    (in Online Retail one item was in 625 of the 20,000 most frequent), teaching the model that
+    everything goes with them, and since a text appears once per batch, their pairs would end
+    in batches of a pair or two with no negatives to learn from (bench/README.md).
 
     An order of more than :data:`MAX_ORDER_ITEMS` items (a reseller's restock) says little about
     what belongs together, and its pairs would outnumber everyone else's: it is skipped."""
     counts: Counter[tuple[str, str]] = Counter()
+    orders_of: Counter[str] = Counter()
     for history in histories.values():
         orders: dict[object, set[str]] = defaultdict(set)
         for interaction in history:
@@ -152,10 +165,21 @@ def co_purchase_pairs(
         for order in orders.values():
             if 2 <= len(order) <= MAX_ORDER_ITEMS:
                 counts.update(itertools.combinations(sorted(order), 2))
-    frequent = sorted(
-        (pair for pair, n in counts.items() if n >= min_count), key=lambda p: (-counts[p], p)
-    )
-    return [Pair(texts[a], texts[b]) for a, b in frequent[:limit]]
+                orders_of.update(order)
+    strength = {
+        pair: n / math.sqrt(orders_of[pair[0]] * orders_of[pair[1]])
+        for pair, n in counts.items()
+        if n >= min_count
+    }
+    taken: Counter[str] = Counter()
+    pairs: list[Pair] = []
+    for a, b in sorted(strength, key=lambda p: (-strength[p], p)):
+        if len(pairs) >= limit:
+            break
+        if taken[a] < per_item and taken[b] < per_item:
+            taken.update((a, b))
+            pairs.append(Pair(texts[a], texts[b]))
+    return pairs
 
 
 def abt_buy_pairs(data: AbtBuy, pairs: Sequence[tuple[str, str]]) -> list[Pair]:

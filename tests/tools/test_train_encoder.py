@@ -76,7 +76,7 @@ def test_category_pairs_pair_items_of_the_same_category_only(tmp_path: Path) -> 
 
 def test_co_purchase_pairs_are_items_bought_together_in_two_orders() -> None:
     """Orders are one shopper's purchases at one time: a and b together twice make a pair, a and
-    c once do not, views never count, and the most frequent pair comes first."""
+    c once do not, views never count, and the most strongly associated pair comes first."""
     t1, t2, t3 = (datetime(2011, 1, d, tzinfo=UTC) for d in (1, 2, 3))
 
     def bought(item: str, at: datetime, kind: str = "purchase") -> Interaction:
@@ -93,6 +93,38 @@ def test_co_purchase_pairs_are_items_bought_together_in_two_orders() -> None:
         Pair("item b", "item d"),
     ]
     assert co_purchase_pairs(histories, texts, limit=1) == [Pair("item a", "item b")]
+
+
+def test_co_purchase_pairs_rank_by_association_and_spread_over_items() -> None:
+    """A best seller h is bought with x three times and with w twice, in 14 orders in all;
+    y and z are bought together twice and never apart. By counts h-x would come first; by
+    association (orders together over the geometric mean of each item's orders) y-z does:
+    2 / sqrt(2 * 2) = 1.0 against h-x 3 / sqrt(14 * 3) = 0.46 and h-w 2 / sqrt(14 * 2) = 0.38.
+    With one pair per item, h keeps only its strongest."""
+    days = [datetime(2011, 1, d, tzinfo=UTC) for d in range(1, 29)]
+
+    def order(user: str, at: datetime, *items: str) -> list[Interaction]:
+        return [Interaction(f"{user}-{i}-{at.day}", i, "purchase", at) for i in items]
+
+    hub = [order("u1", days[n], "h", "x") for n in range(3)]
+    hub += [order("u1", days[3 + n], "h", "w") for n in range(2)]
+    hub += [order("u2", days[5 + n], "h", f"o{n}") for n in range(9)]  # one order each
+    pairs = [order("u3", days[n], "y", "z") for n in range(2)]
+    histories = {
+        "u1": [i for o in hub[:5] for i in o],
+        "u2": [i for o in hub[5:] for i in o],
+        "u3": [i for o in pairs for i in o],
+    }
+    texts = {i: f"item {i}" for i in ["h", "w", "x", "y", "z", *(f"o{n}" for n in range(9))]}
+    assert co_purchase_pairs(histories, texts, limit=10) == [
+        Pair("item y", "item z"),
+        Pair("item h", "item x"),
+        Pair("item h", "item w"),
+    ]
+    assert co_purchase_pairs(histories, texts, limit=10, per_item=1) == [
+        Pair("item y", "item z"),
+        Pair("item h", "item x"),
+    ]
 
 
 def test_batches_never_hold_a_text_twice_and_keep_every_pair() -> None:
