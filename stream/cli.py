@@ -216,6 +216,12 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
         help="Online Retail: co-purchases from this date on are the answer [2011-10-01]",
     )
     neighbours.add_argument(
+        "--until",
+        default=None,
+        help="Online Retail: only co-purchases before this date (with --cutoff, a validation "
+        "window before the test period, to choose a fine-tune on) [the data's end]",
+    )
+    neighbours.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="[bench/results]"
     )
     neighbours.add_argument(
@@ -507,8 +513,15 @@ def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         cutoff = parse_cutoff(args.cutoff)
+        until = parse_cutoff(args.until) if args.until is not None else None
     except ValueError as exc:
         print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    if until is not None and until <= cutoff:
+        print(
+            f"recstream: --until {args.until} must come after --cutoff {args.cutoff}",
+            file=sys.stderr,
+        )
         return 2
     missing = missing_data(args.data)
     if len(missing) == DATA_SETS:  # nothing to evaluate: say so before loading a model
@@ -521,7 +534,7 @@ def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
         from encoders import load_encoder
 
         encoder = load_encoder(settings)
-    result, skipped = evaluate_neighbours(args.data, encoder, args.out, cutoff)
+    result, skipped = evaluate_neighbours(args.data, encoder, args.out, cutoff, until)
     for reason in skipped:
         print(f"skipped {reason}")
     if "paths" not in result:

@@ -35,10 +35,13 @@ DATA_FILE = "online_retail.csv.gz"
 
 
 def later_partners(
-    histories: Mapping[str, Sequence[Interaction]], cutoff: datetime, known: set[str]
+    histories: Mapping[str, Sequence[Interaction]],
+    cutoff: datetime,
+    known: set[str],
+    until: datetime | None = None,
 ) -> dict[str, set[str]]:
     """Per item of ``known``, the other items of ``known`` bought in one order with it at or
-    after ``cutoff``."""
+    after ``cutoff`` (and before ``until``, when given)."""
     partners: dict[str, set[str]] = defaultdict(set)
     for history in histories.values():
         orders: dict[datetime, set[str]] = defaultdict(set)
@@ -46,6 +49,7 @@ def later_partners(
             if (
                 interaction.type == "purchase"
                 and interaction.at >= cutoff
+                and (until is None or interaction.at < until)
                 and interaction.item_id in known
             ):
                 orders[interaction.at].add(interaction.item_id)
@@ -64,8 +68,12 @@ def hits(ranked: Sequence[Sequence[int]], truth: Sequence[set[int]], k: int) -> 
     return sum(1 for n in found if n) / len(truth), sum(found) / (k * len(truth))
 
 
-def co_purchase_quality(path: Path, encoder: Encoder | None, cutoff: datetime) -> dict[str, Any]:
-    """Every method's HitRate@10 and Precision@10 on the test period's co-purchases."""
+def co_purchase_quality(
+    path: Path, encoder: Encoder | None, cutoff: datetime, until: datetime | None = None
+) -> dict[str, Any]:
+    """Every method's HitRate@10 and Precision@10 on the co-purchases from ``cutoff`` on (the
+    test period), or from ``cutoff`` to ``until``: a validation window before the test period,
+    to choose a fine-tune's recipe on (trained on pairs from before ``cutoff``)."""
     data = online_retail_dataset(path)
     items: list[Item] = []
     for item_id, row in sorted(data.items.items()):
@@ -74,7 +82,7 @@ def co_purchase_quality(path: Path, encoder: Encoder | None, cutoff: datetime) -
         except ValidationError:
             continue  # a description the consumers would dead-letter
     row_of = {item.item_id: row for row, item in enumerate(items)}
-    partners = later_partners(data.interactions, cutoff, set(row_of))
+    partners = later_partners(data.interactions, cutoff, set(row_of), until)
     queries = sorted(partners, key=row_of.__getitem__)
     ranked = rank_all(items, items, encoder, AT, same_items=True)
     truth = [{row_of[p] for p in partners[q]} for q in queries]
@@ -84,6 +92,7 @@ def co_purchase_quality(path: Path, encoder: Encoder | None, cutoff: datetime) -
         methods[method] = {f"HR@{AT}": round(hit_rate, 4), f"P@{AT}": round(precision, 4)}
     return {
         "cutoff": cutoff.isoformat(),
+        "until": until.isoformat() if until is not None else None,
         "items": len(items),
         "queries": len(queries),
         "methods": methods,

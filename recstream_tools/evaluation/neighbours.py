@@ -250,10 +250,11 @@ def evaluate_neighbours(
     encoder: Encoder | None,
     out_dir: Path | None,
     cutoff: datetime = CO_PURCHASE_CUTOFF,
+    until: datetime | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The result (written to ``<out_dir>/neighbours.json`` and ``.md``) and the reasons for
     each data set skipped. ``encoder`` None: the TF-IDF methods only. ``cutoff``: where Online
-    Retail's test period of co-purchases starts."""
+    Retail's period of co-purchases starts; ``until``: where it ends (None: the data's end)."""
     from recstream_tools.evaluation.copurchase import DATA_FILE, co_purchase_quality
 
     started = time.perf_counter()
@@ -280,7 +281,7 @@ def evaluate_neighbours(
         result["flipkart"] = {c.name: catalogue_precision(c, encoder) for c in loaded}
     retail = data_dir / "online_retail" / DATA_FILE
     if retail.is_file():
-        result["online_retail"] = co_purchase_quality(retail, encoder, cutoff)
+        result["online_retail"] = co_purchase_quality(retail, encoder, cutoff, until)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = {
         "platform": platform.platform(),
@@ -332,7 +333,9 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     if "online_retail" in result:
         retail = result["online_retail"]
         lines += [
-            f"Online Retail co-purchases after {retail['cutoff'][:10]}: {retail['queries']} "
+            f"Online Retail co-purchases after {retail['cutoff'][:10]}"
+            + (f" and before {retail['until'][:10]}" if retail.get("until") else "")
+            + f": {retail['queries']} "
             f"items bought with others, each searched among {retail['items']} items",
             "",
             "| method | HR@10 | P@10 |",

@@ -189,6 +189,24 @@ def test_eval_on_a_tiny_data_set_gives_the_hand_computed_figures(
     assert table in printed
 
 
+def test_eval_in_a_window_counts_only_its_orders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--until 2011-11-03``: of the tiny data's later orders only the teapot and its cup's
+    (11-02) count: 2 queries, each finding its partner among the other 3 items (P@10 1/10). An
+    end before the start is refused, exit 2."""
+    _tiny_data(tmp_path / "data")
+    out = tmp_path / "results"
+    args = ["eval", "neighbours", f"--data={tmp_path / 'data'}", f"--out={out}", "--lexical-only"]
+    assert cli.main([*args, "--until=2011-11-03", "--log-level=warning"]) == 0
+    retail = json.loads((out / "neighbours.json").read_text())["online_retail"]
+    assert (retail["queries"], retail["until"][:10]) == (2, "2011-11-03")
+    assert retail["methods"]["tfidf_char"] == {"HR@10": 1.0, "P@10": 0.1}
+    assert "co-purchases after 2011-10-01 and before 2011-11-03: 2 " in capsys.readouterr().out
+    assert cli.main([*args, "--until=2011-09-01"]) == 2
+    assert "--until 2011-09-01 must come after --cutoff 2011-10-01" in capsys.readouterr().err
+
+
 def test_eval_without_data_says_what_it_skipped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,6 +247,12 @@ def test_co_purchase_truth_and_figures_by_hand() -> None:
         "b": {"a", "c", "e"},
         "c": {"a", "b"},
         "e": {"b"},
+    }
+    # a window that ends on day 6 leaves out u2's order of that day
+    assert later_partners(histories, cut, known, until=cut + timedelta(days=6)) == {
+        "a": {"b", "c"},
+        "b": {"a", "c"},
+        "c": {"a", "b"},
     }
     # query 0 finds one of its two partners in its top 2, query 1 none: HR 1/2, P 1/4
     assert hits([[1, 2, 3], [0, 3, 2]], [{2, 4}, {5}], 2) == (0.5, 0.25)
