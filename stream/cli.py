@@ -218,8 +218,9 @@ def build_parser(bench: bool = True) -> argparse.ArgumentParser:
     neighbours.add_argument(
         "--until",
         default=None,
-        help="Online Retail: only co-purchases before this date (with --cutoff, a validation "
-        "window before the test period, to choose a fine-tune on) [the data's end]",
+        help="Online Retail: only co-purchases before this date or time (UTC unless it says; "
+        "with --cutoff, a validation window before the test period, to choose a fine-tune "
+        "on) [the data's end]",
     )
     neighbours.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="[bench/results]"
@@ -513,9 +514,13 @@ def _eval_neighbours(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         cutoff = parse_cutoff(args.cutoff)
-        until = parse_cutoff(args.until) if args.until is not None else None
     except ValueError as exc:
         print(f"recstream: {exc}", file=sys.stderr)
+        return 2
+    try:
+        until = parse_cutoff(args.until) if args.until is not None else None
+    except ValueError as exc:
+        print(f"recstream: --until: {exc}", file=sys.stderr)
         return 2
     if until is not None and until <= cutoff:
         print(

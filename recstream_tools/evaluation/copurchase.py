@@ -1,6 +1,7 @@
 """Similar-item lists against what shoppers bought together later (Online Retail).
 
-For each item bought in an order with another item after the cutoff (the test period; orders
+For each item bought in an order with another item from the cutoff on (the test period, or a
+window before it that ends at ``until``: a validation window; orders
 as :func:`recstream_tools.training.pairs.co_purchase_pairs` reads them: one shopper, one time,
 2 to :data:`MAX_ORDER_ITEMS` items), over the whole catalogue of the items' texts:
 

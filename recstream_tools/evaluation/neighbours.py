@@ -333,8 +333,8 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     if "online_retail" in result:
         retail = result["online_retail"]
         lines += [
-            f"Online Retail co-purchases after {retail['cutoff'][:10]}"
-            + (f" and before {retail['until'][:10]}" if retail.get("until") else "")
+            f"Online Retail co-purchases after {_when(retail['cutoff'])}"
+            + (f" and before {_when(retail['until'])}" if retail.get("until") else "")
             + f": {retail['queries']} "
             f"items bought with others, each searched among {retail['items']} items",
             "",
@@ -349,3 +349,8 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     model = result.get("model") or "none (TF-IDF only)"
     lines.append(f"model: {model} ({result.get('runtime')}, {result.get('device')})")
     return "\n".join(lines) + "\n"
+
+
+def _when(iso: str) -> str:
+    """An ISO time as its day, or with its time of day when that is not midnight."""
+    return iso[:10] if iso[10:19] in ("", "T00:00:00") else iso[:16]

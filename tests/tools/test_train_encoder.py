@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -97,33 +97,38 @@ def test_co_purchase_pairs_are_items_bought_together_in_two_orders() -> None:
 
 def test_co_purchase_pairs_rank_by_association_and_spread_over_items() -> None:
     """A best seller h is bought with x three times and with w twice, in 14 orders in all;
-    y and z are bought together twice and never apart. By counts h-x would come first; by
-    association (orders together over the geometric mean of each item's orders) y-z does:
-    2 / sqrt(2 * 2) = 1.0 against h-x 3 / sqrt(14 * 3) = 0.46 and h-w 2 / sqrt(14 * 2) = 0.38.
-    With one pair per item, h keeps only its strongest."""
-    days = [datetime(2011, 1, d, tzinfo=UTC) for d in range(1, 29)]
+    y and z are bought together twice and never apart; v is bought with t twice, in 22 orders.
+    By counts h-x would come first; by association (orders together over the geometric mean of
+    each item's orders) y-z does: 2 / sqrt(2 * 2) = 1.0, then h-x 3 / sqrt(14 * 3) = 0.46, h-w
+    2 / sqrt(14 * 2) = 0.38, v-t 2 / sqrt(22 * 2) = 0.30. With one pair per text, h keeps only
+    its strongest and v-t still follows. Two items of one text (s1, s2) never make a pair."""
+    days = [datetime(2011, 1, 1, tzinfo=UTC) + timedelta(days=d) for d in range(60)]
 
     def order(user: str, at: datetime, *items: str) -> list[Interaction]:
-        return [Interaction(f"{user}-{i}-{at.day}", i, "purchase", at) for i in items]
+        return [Interaction(f"{user}-{i}-{at.date()}", i, "purchase", at) for i in items]
 
-    hub = [order("u1", days[n], "h", "x") for n in range(3)]
-    hub += [order("u1", days[3 + n], "h", "w") for n in range(2)]
-    hub += [order("u2", days[5 + n], "h", f"o{n}") for n in range(9)]  # one order each
-    pairs = [order("u3", days[n], "y", "z") for n in range(2)]
+    others = [f"o{n}" for n in range(29)]  # each in one order: pairs with them count once
     histories = {
-        "u1": [i for o in hub[:5] for i in o],
-        "u2": [i for o in hub[5:] for i in o],
-        "u3": [i for o in pairs for i in o],
+        "u1": [i for n in range(3) for i in order("u1", days[n], "h", "x")]
+        + [i for n in range(2) for i in order("u1", days[3 + n], "h", "w")],
+        "u2": [i for n in range(9) for i in order("u2", days[n], "h", others[n])],
+        "u3": [i for n in range(2) for i in order("u3", days[n], "y", "z")],
+        "u4": [i for n in range(2) for i in order("u4", days[n], "v", "t")]
+        + [i for n in range(20) for i in order("u4", days[2 + n], "v", others[9 + n])],
+        "u5": [i for n in range(3) for i in order("u5", days[n], "s1", "s2")],
     }
-    texts = {i: f"item {i}" for i in ["h", "w", "x", "y", "z", *(f"o{n}" for n in range(9))]}
+    texts = {i: f"item {i}" for i in ["h", "t", "v", "w", "x", "y", "z", *others]}
+    texts |= {"s1": "item s", "s2": "item s"}
     assert co_purchase_pairs(histories, texts, limit=10) == [
         Pair("item y", "item z"),
         Pair("item h", "item x"),
         Pair("item h", "item w"),
+        Pair("item t", "item v"),
     ]
     assert co_purchase_pairs(histories, texts, limit=10, per_item=1) == [
         Pair("item y", "item z"),
         Pair("item h", "item x"),
+        Pair("item t", "item v"),
     ]
 
 
