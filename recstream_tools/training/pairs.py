@@ -38,9 +38,9 @@ MIN_CO_PURCHASES = 2
 """A pair bought together once may be chance; twice is a signal."""
 MAX_ORDER_ITEMS = 50
 CO_PURCHASES_PER_ITEM = 20
-"""Co-purchase pairs a text may be in (about twice the mean, 20,000 pairs over Online Retail's
-~2,800 paired texts). Not tuned: the validation runs (Online Retail orders of the two months
-before the evaluated period, bench/README.md) compared it with 40 and with raw counts."""
+"""Co-purchase pairs a text may be in (20,000 pairs over Online Retail's ~2,800 paired texts are
+~14 a text). Not tuned: the validation runs (Online Retail orders of the two months before the
+evaluated period, bench/README.md) compared it with 40 and with raw counts."""
 MIN_TRAIN_PAIRS = 16
 """Fewer training pairs than this are refused: in-batch negatives need full batches, and a
 handful of pairs teaches the model nothing it keeps."""
