@@ -37,7 +37,7 @@ from stream.ranking.profile import Interaction
 MIN_CO_PURCHASES = 2
 """A pair bought together once may be chance; twice is a signal."""
 MAX_ORDER_ITEMS = 50
-CO_PURCHASES_PER_ITEM = 20
+CO_PURCHASES_PER_TEXT = 20
 """Co-purchase pairs a text may be in (20,000 pairs over Online Retail's ~2,800 paired texts are
 ~14 a text). Not tuned: the validation runs (Online Retail orders of the two months before the
 evaluated period, bench/README.md) compared it with 40 and with raw counts."""
@@ -142,11 +142,11 @@ def co_purchase_pairs(
     texts: Mapping[str, str],
     limit: int,
     min_count: int = MIN_CO_PURCHASES,
-    per_item: int = CO_PURCHASES_PER_ITEM,
+    per_text: int = CO_PURCHASES_PER_TEXT,
 ) -> list[Pair]:
     """Up to ``limit`` pairs of items bought together (by one shopper at one time: one order) in
     at least ``min_count`` orders, the most strongly associated first, each text in at most
-    ``per_item`` pairs; items without a text, and pairs of two items with the same text, are
+    ``per_text`` pairs; items without a text, and pairs of two items with the same text, are
     left out.
 
     Association is the pair's orders over the geometric mean of each item's orders (the cosine
@@ -182,7 +182,7 @@ def co_purchase_pairs(
         if len(pairs) >= limit:
             break
         pair = Pair(texts[a], texts[b])
-        if taken[pair.text_a] < per_item and taken[pair.text_b] < per_item:
+        if taken[pair.text_a] < per_text and taken[pair.text_b] < per_text:
             taken.update((pair.text_a, pair.text_b))
             pairs.append(pair)
     return pairs

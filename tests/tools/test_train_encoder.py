@@ -125,7 +125,7 @@ def test_co_purchase_pairs_rank_by_association_and_spread_over_items() -> None:
         Pair("item h", "item w"),
         Pair("item t", "item v"),
     ]
-    assert co_purchase_pairs(histories, texts, limit=10, per_item=1) == [
+    assert co_purchase_pairs(histories, texts, limit=10, per_text=1) == [
         Pair("item y", "item z"),
         Pair("item h", "item x"),
         Pair("item t", "item v"),
