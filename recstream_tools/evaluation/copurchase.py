@@ -1,9 +1,10 @@
 """Similar-item lists against what shoppers bought together later (Online Retail).
 
 For each item bought in an order with another item from the cutoff on (the test period, or a
-window before it that ends at ``until``: a validation window; orders
-as :func:`recstream_tools.training.pairs.co_purchase_pairs` reads them: one shopper, one time,
-2 to :data:`MAX_ORDER_ITEMS` items), over the whole catalogue of the items' texts:
+window before it that ends at ``until``: a validation window; orders as
+:func:`recstream_tools.training.pairs.orders` reads them: one shopper, one time, 2 to
+:data:`~recstream_tools.training.pairs.MAX_ORDER_ITEMS` items), over the whole catalogue of
+the items' texts:
 
 - **HitRate@10**: is one of the items bought with it in the test period among its 10 most
   similar items?
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from encoders import Encoder
 from recstream_tools.evaluation.neighbours import rank_all
 from recstream_tools.evaluation.online_retail import online_retail_dataset
-from recstream_tools.training.pairs import MAX_ORDER_ITEMS
+from recstream_tools.training.pairs import orders
 from schemas.catalog import Item
 from stream.ranking.profile import Interaction
 
@@ -44,20 +45,14 @@ def later_partners(
     """Per item of ``known``, the other items of ``known`` bought in one order with it at or
     after ``cutoff`` (and before ``until``, when given)."""
     partners: dict[str, set[str]] = defaultdict(set)
-    for history in histories.values():
-        orders: dict[datetime, set[str]] = defaultdict(set)
-        for interaction in history:
-            if (
-                interaction.type == "purchase"
-                and interaction.at >= cutoff
-                and (until is None or interaction.at < until)
-                and interaction.item_id in known
-            ):
-                orders[interaction.at].add(interaction.item_id)
-        for order in orders.values():
-            if 2 <= len(order) <= MAX_ORDER_ITEMS:
-                for item_id in order:
-                    partners[item_id] |= order - {item_id}
+
+    def keep(interaction: Interaction) -> bool:
+        at = interaction.at
+        return cutoff <= at and (until is None or at < until) and interaction.item_id in known
+
+    for order in orders(histories, keep):
+        for item_id in order:
+            partners[item_id] |= order - {item_id}
     return dict(partners)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -137,6 +137,22 @@ def category_pairs(items: Iterable[Item], limit: int, seed: int) -> list[Pair]:
     return pairs
 
 
+def orders(
+    histories: Mapping[str, Sequence[Interaction]], keep: Callable[[Interaction], bool]
+) -> Iterator[set[str]]:
+    """Each order of 2 to :data:`MAX_ORDER_ITEMS` items: the items one shopper bought at one
+    time, of the purchases ``keep`` takes. A larger order (a reseller's restock) says little
+    about what belongs together, and its pairs would outnumber everyone else's: it is skipped."""
+    for history in histories.values():
+        by_time: dict[object, set[str]] = defaultdict(set)
+        for interaction in history:
+            if interaction.type == "purchase" and keep(interaction):
+                by_time[interaction.at].add(interaction.item_id)
+        for order in by_time.values():
+            if 2 <= len(order) <= MAX_ORDER_ITEMS:
+                yield order
+
+
 def co_purchase_pairs(
     histories: Mapping[str, Sequence[Interaction]],
     texts: Mapping[str, str],
@@ -150,26 +166,16 @@ def co_purchase_pairs(
     left out.
 
     Association is the pair's orders over the geometric mean of each item's orders (the cosine
-    of the two items' order sets; orders counted as pairs are: 2 to :data:`MAX_ORDER_ITEMS`
-    items), ties by item ids. Ranked by raw counts, the best sellers would make most pairs (in
-    Online Retail before 2011-08-01 one text was in 625 of the 20,000 most frequent), teaching
-    the model that everything goes with them; and since a text appears once per batch, their
-    pairs would end in batches of a pair or two, with no negatives to learn from
-    (bench/README.md).
-
-    An order of more than :data:`MAX_ORDER_ITEMS` items (a reseller's restock) says little about
-    what belongs together, and its pairs would outnumber everyone else's: it is skipped."""
+    of the two items' order sets), ties by item ids. Ranked by raw counts, the best sellers
+    would make most pairs (in Online Retail before 2011-08-01 one text was in 625 of the 20,000
+    most frequent), teaching the model that everything goes with them; and since a text appears
+    once per batch, their pairs would end in batches of a pair or two, with no negatives to
+    learn from (bench/README.md). Orders are those :func:`orders` reads."""
     counts: Counter[tuple[str, str]] = Counter()
     orders_of: Counter[str] = Counter()
-    for history in histories.values():
-        orders: dict[object, set[str]] = defaultdict(set)
-        for interaction in history:
-            if interaction.type == "purchase" and interaction.item_id in texts:
-                orders[interaction.at].add(interaction.item_id)
-        for order in orders.values():
-            if 2 <= len(order) <= MAX_ORDER_ITEMS:
-                counts.update(itertools.combinations(sorted(order), 2))
-                orders_of.update(order)
+    for order in orders(histories, lambda interaction: interaction.item_id in texts):
+        counts.update(itertools.combinations(sorted(order), 2))
+        orders_of.update(order)
     # the squared cosine as an exact fraction: equal strengths tie exactly, by item ids
     strength = {
         pair: Fraction(n * n, orders_of[pair[0]] * orders_of[pair[1]])
