@@ -51,7 +51,13 @@ from stream.ranking.profile import (
     recent_items,
     recently_purchased,
 )
-from stream.ranking.stats import NO_POPULARITY, DamagedStats, cooccurrence, half_lives
+from stream.ranking.stats import (
+    NO_POPULARITY,
+    RECORD,
+    DamagedStats,
+    cooccurrence,
+    half_lives,
+)
 from stream.settings import Settings
 from stream.store import StoredPoint, VectorStore
 from stream.store.base import Vector
@@ -148,7 +154,7 @@ class Recommender:
 
         semantic = self._semantic(index, shoppers)
         recent = sorted({k for sh in shoppers.values() for k in sh.recent})
-        stats = store.retrieve(ITEM_STATS, recent, fields=("co", "ref", "pop_key"))
+        stats = store.retrieve(ITEM_STATS, recent, fields=(RECORD, "co", "ref", "pop_key"))
         co_items, co_matrix = _cooccurrence(stats, shoppers, s.popularity_half_life_hours)
         co_index = {k: n for n, k in enumerate(co_items)}
         self.model.refresh()
@@ -159,7 +165,7 @@ class Recommender:
             ]
         )
         top = store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
-        popular = [p.key for p in top if float(p.payload.get("pop") or 0.0) > 0.0]
+        popular = [p.key for p in top if np.isfinite(_log_popularity(p.payload))]
         # log popularity at a shared time (the stored sort key): each item's share of the
         # largest does not depend on the time it is counted at (decay is the same factor for
         # all), so one value per item; known for the most popular and the recent items

@@ -48,12 +48,15 @@ def _fold(settings: Settings, store: EdgeStore) -> None:
 
 
 def _stats(store: EdgeStore, item: str) -> dict[str, Any]:
+    """An item's stats as stored: a sort key and one text of the rest, nothing else."""
     payload = store.retrieve(ITEM_STATS, [item])[item].payload
+    assert sorted(payload) == ["key", "pop_key", "stats"], payload
+    record = json.loads(payload["stats"])
     return {
-        "pop": payload["pop"],
-        "co": json.loads(payload["co"]),
-        "upto": json.loads(payload["upto"]),
-        "seen": payload.get("seen"),
+        "pop": record["pop"],
+        "co": record["co"],
+        "upto": record["upto"],
+        "seen": record.get("seen"),
     }
 
 
@@ -176,6 +179,11 @@ def test_a_damaged_stats_record_is_logged_once_and_started_afresh(
     ensure_topics(settings, item_stats_topics(settings))
     topic = settings.topic_item_activity()
     sound = {"pop": 3.0, "co": '{"pal":1.0}', "ref": T0.isoformat(), "upto": "{}"}
+    packed = {"pop": 3.0, "co": {"pal": 1.0}, "ref": T0.isoformat(), "upto": {}}
+
+    def text(**changes: Any) -> dict[str, Any]:  # a record stored as one text
+        return {"stats": json.dumps({**packed, **changes}), "pop_key": 1.0}
+
     damaged = {
         "bad-upto": {**sound, "upto": "{not json"},
         "bad-upto-type": {**sound, "upto": '{"events-in/0": "seven"}'},
@@ -185,15 +193,20 @@ def test_a_damaged_stats_record_is_logged_once_and_started_afresh(
         "bad-pop": {**sound, "pop": "lots"},
         "bad-ref": {**sound, "ref": "yesterday"},
         "bad-owner": {**sound, "item_id": "someone-else"},
+        "bad-text": {"stats": "{not json", "pop_key": 1.0},
+        "bad-text-list": {"stats": "[1, 2]", "pop_key": 1.0},
+        "bad-text-co": text(co={"pal": "heavy"}),
+        "bad-text-owner": text(item_id="someone-else"),
     }
-    records = {**damaged, "sound": sound}
+    records = {**damaged, "sound": sound, "sound-text": text()}
     store = EdgeStore(settings.qdrant_path)
     try:
         ItemStatsProcessor(settings, store, _DIM)  # the collections
+        one = np.ones(1, dtype=np.float32)
         store.upsert(
             ITEM_STATS,
             [
-                StoredPoint(item, {"item_id": item, **record}, np.ones(1, dtype=np.float32))
+                StoredPoint(item, record if "stats" in record else {"item_id": item, **record}, one)
                 for item, record in records.items()
             ],
         )
@@ -209,6 +222,8 @@ def test_a_damaged_stats_record_is_logged_once_and_started_afresh(
             assert got["upto"] == {SOURCE: len(records) + list(records).index(item)}, item
         assert _stats(store, "sound")["pop"] == pytest.approx(5.0)
         assert _stats(store, "sound")["co"] == pytest.approx({"pal": 3.0})
+        assert _stats(store, "sound-text")["pop"] == pytest.approx(5.0)
+        assert _stats(store, "sound-text")["co"] == pytest.approx({"pal": 3.0})
     finally:
         store.close()
     warned = [e["item_id"] for e in logs if e["event"] == "item_stats.damaged"]

@@ -388,6 +388,12 @@ def test_a_value_grown_past_the_largest_float_is_infinite_not_an_error() -> None
         ("ref", "yesterday"),
         ("item_id", "sku-9"),
         ("seen", "{not json"),
+        # stored as one text (stored_stats)
+        ("stats", "{not json"),
+        ("stats", "[1, 2]"),
+        ("stats", {"co": {"sku-2": "heavy"}}),
+        ("stats", {"ref": "yesterday"}),
+        ("stats", {"item_id": "sku-9"}),
     ],
 )
 def test_a_stored_record_that_cannot_be_read_raises_damaged_stats(field: str, value: Any) -> None:
@@ -403,9 +409,13 @@ def test_a_stored_record_that_cannot_be_read_raises_damaged_stats(field: str, va
     }
     if field == "seen":
         del record["upto"]
-    record[field] = value
+    if field == "stats":  # the record as one text, or that text with a field changed
+        changed = value if isinstance(value, str) else {**record, **value}
+        record = {"stats": changed if isinstance(changed, str) else json.dumps(changed)}
+    else:
+        record[field] = value
     with pytest.raises(DamagedStats):
         fold_activities(record, [act(1)], HALF_LIFE, 10)
-    if field in ("co", "ref"):
+    if field in ("co", "ref") or (field == "stats" and "item_id" not in value):
         with pytest.raises(DamagedStats):
             cooccurrence(record)
