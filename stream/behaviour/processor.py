@@ -82,10 +82,28 @@ def recommendations_value(user_id: str, ranked: Sequence[Ranked], generated_at: 
 
 
 def _rounded(ranked: Sequence[Ranked]) -> list[tuple[str, float, dict[str, float]]]:
-    return [
-        (r.item_id, round(r.score, 6), {k: round(v, 6) for k, v in r.components.items()})
-        for r in ranked
-    ]
+    values = iter(rounded_6([v for r in ranked for v in (r.score, *r.components.values())]))
+    return [(r.item_id, next(values), {k: next(values) for k in r.components}) for r in ranked]
+
+
+_EXACT_BELOW = 1e3
+"""Below this magnitude a float times 10^6 is within 2.3e-7 of its exact product."""
+
+
+def rounded_6(values: Sequence[float]) -> list[float]:
+    """``[round(v, 6) for v in values]``, the same floats, a vector at a time (Python's round to
+    6 places costs ~1 us a value: a batch's lists hold ~30,000). rint(v * 10^6) / 10^6 is
+    Python's answer unless v * 10^6 lay so near a half that the product's rounding could pick
+    the other integer (or v is large or not finite): those are rounded by Python."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(all="ignore"):  # infinities and NaN: rounded by Python below
+        scaled = v * 1e6
+        out = np.rint(scaled) / 1e6
+        unsure = ~(np.abs(v) < _EXACT_BELOW) | (np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6)
+    result: list[float] = out.tolist()
+    for k in np.flatnonzero(unsure).tolist():
+        result[k] = round(float(v[k]), 6)
+    return result
 
 
 OWED = "recs_pending"
