@@ -9,9 +9,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
-
-from schemas import jsontext
 
 # Every field is always written, so the published schema lists them all as required.
 OUTPUT_CONFIG = ConfigDict(
@@ -85,15 +84,17 @@ def recommendations_json(
     """The value ``Recommendations(...).to_json_bytes()`` writes for ``items`` (item id, score,
     components), written by orjson from the tuples as they are: the behaviour consumer writes
     one list per shopper of every batch (256 lists of 20 items: ~5 ms, against ~40 ms as text
-    built like :func:`neighbour_list_json`). NaN and infinities are refused, as the model
-    refuses them. A property test checks that the two parse alike."""
+    built like :func:`neighbour_list_json`; bench/README.md, "Small measurements").
+    What the model refuses is refused: NaN and infinities (``ValueError``), text that is not
+    Unicode (a lone surrogate) and keys that are not text (``TypeError``). A property test
+    checks that the two parse alike."""
     entries = []
     for i, s, parts in items:
         if not (math.isfinite(s) and all(map(math.isfinite, parts.values()))):
             raise ValueError(f"out of range float values are not JSON compliant: {i!r}")
         entries.append({"item_id": i, "score": s, "components": parts})
     message = {"user_id": user_id, "items": entries, "generated_at": _iso_utc(generated_at)}
-    return jsontext.dump_bytes(message)
+    return orjson.dumps(message)
 
 
 _string = json.encoder.encode_basestring

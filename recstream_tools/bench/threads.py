@@ -14,7 +14,6 @@ co-occurrence text of 150 items among them), an upsert of 256 items (a catalogue
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import tempfile
 import threading
@@ -27,6 +26,7 @@ import numpy as np
 
 from recstream_tools.bench.report import LoadMonitor, figure, median, new_result, write_outputs
 from stream.collections import ITEM_STATS, ITEMS, ensure_collections
+from stream.ranking.stats import stored_stats
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
 
@@ -37,11 +37,16 @@ DIM = 384
 
 
 def _stats_points() -> list[StoredPoint]:
-    co = json.dumps({f"item-{i:05d}": round(1.0 / (i + 1), 6) for i in range(150)})
-    payload = {"co": co, "ref": "2026-12-05T10:00:00+00:00", "pop": 3.5, "pop_key": 1.25}
+    """Item statistics as the item-stats consumer stores them (:func:`stored_stats`)."""
+    co = {f"item-{i:05d}": round(1.0 / (i + 1), 6) for i in range(150)}
+    record = {"pop": 3.5, "co": co, "ref": "2026-12-05T10:00:00+00:00", "pop_key": 1.25}
     one = np.ones(1, dtype=np.float32)
     return [
-        StoredPoint(f"item-{n:05d}", {**payload, "offsets": '{"0": 12}', "n": n}, one)
+        StoredPoint(
+            f"item-{n:05d}",
+            stored_stats({"item_id": f"item-{n:05d}", **record, "upto": {"user.events/0": n}}),
+            one,
+        )
         for n in range(POINTS)
     ]
 

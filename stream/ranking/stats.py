@@ -239,7 +239,8 @@ def stored_stats(payload: Mapping[str, Any]) -> dict[str, Any]:
     (ordered by the store), everything else as one JSON text, ``stats``. Nothing filters on
     the rest, and the embedded engine's points cost ~9 us per payload field whatever its size
     (2,500 points: 96 ms with the seven fields a field each, 19 ms with one text of all of
-    them; bench/README.md). Records stored a field each are still read (:func:`unpacked`)."""
+    them; bench/README.md, "Small measurements"). Records stored a field each are
+    still read (:func:`unpacked`)."""
     out: dict[str, Any] = {
         RECORD: jsontext.dumps({k: v for k, v in payload.items() if k != "pop_key"})
     }
@@ -275,8 +276,8 @@ def _mapping(value: object) -> Mapping[str, Any]:
 def _weights(value: object) -> dict[str, float]:
     """A stored ``co``: item ids to floats."""
     mapping = _mapping(value)
-    if isinstance(value, str) and set(map(type, mapping.values())) <= {float}:
-        return dict(mapping)  # as JSON gave it: text keys, float values (the usual case)
+    if set(map(type, mapping.values())) <= {float} and set(map(type, mapping)) <= {str}:
+        return dict(mapping)  # as JSON gave it, alone or in the record's text (the usual case)
     return {str(k): float(v) for k, v in mapping.items()}
 
 

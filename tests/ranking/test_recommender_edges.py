@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from stream.collections import ITEM_STATS, ITEMS, ensure_collections
 from stream.ranking.profile import Interaction
 from stream.ranking.recommender import Recommender
+from stream.ranking.stats import stored_stats
 from stream.settings import Settings
 from stream.store import StoredPoint
 from stream.store.edge import EdgeStore
@@ -81,16 +82,19 @@ def test_collaborative_shares_of_a_shopper_decades_older_than_the_statistics(
     assert got["c"]["collaborative"] == 1.0 and got["e"]["collaborative"] > 0
 
 
+@pytest.mark.parametrize("layout", ["fields", "text"])
 def test_damaged_statistics_of_a_recent_item_count_nothing_and_are_logged(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], layout: str
 ) -> None:
     """A recent item whose stored co-occurrence is not valid JSON does not stop the list: it
-    contributes no co-occurrence (a warning names it), the sound item's partners still score."""
+    contributes no co-occurrence (a warning names it), the sound item's partners still score.
+    Records stored a field each (as before) or as one text (:func:`stored_stats`)."""
     settings = make_settings(rank_candidates=10)
-    stats = {
-        "a": {**_co(LATE, {}), "co": "{not json"},
-        "b": _co(LATE, {"c": 1.0}),
-    }
+    if layout == "fields":
+        stats = {"a": {**_co(LATE, {}), "co": "{not json"}, "b": _co(LATE, {"c": 1.0})}
+    else:
+        sound = {"pop": 1.0, "co": {"c": 1.0}, "ref": LATE.isoformat(), "pop_key": 1.0}
+        stats = {"a": {"stats": "{not json", "pop_key": 1.0}, "b": stored_stats(sound)}
     history = [
         Interaction("e1", "a", "click", LATE),
         Interaction("e2", "b", "click", LATE),

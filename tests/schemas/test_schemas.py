@@ -193,6 +193,18 @@ def test_fast_recommendations_json_refuses_infinity() -> None:
         recommendations_json("u", [("a", 0.5, {"semantic": float("inf")})], datetime.now(UTC))
 
 
+@pytest.mark.parametrize(
+    "user_id, items",
+    [("u\ud800", []), ("u", [("a\udfff", 0.5, {})]), ("u", [("a", 0.5, {1: 0.5})])],
+)
+def test_fast_recommendations_json_refuses_what_the_model_cannot_write(
+    user_id: str, items: list[tuple[str, float, dict[Any, float]]]
+) -> None:
+    """A lone surrogate (no UTF-8 for it) or a component key that is not text: no message."""
+    with pytest.raises(TypeError):
+        recommendations_json(user_id, items, datetime.now(UTC))
+
+
 def test_fast_neighbour_list_json_refuses_nan() -> None:
     with pytest.raises(ValueError):
         neighbour_list_json("a", [("b", float("nan"))], "m", 1, datetime.now(UTC))
