@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from confluent_kafka import Producer
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from encoders import load_encoder
 from encoders.hybrid import lexical_width
@@ -243,6 +245,17 @@ def rank_search(settings: Settings) -> str:
     return "bfloat16" if screened(settings.rank_precision) else "float32"
 
 
+def _product_threads() -> tuple[int, int]:
+    """torch's and numpy's BLAS thread counts in this process."""
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return torch.get_num_threads(), max(blas, default=1)
+
+
+def _set_product_threads(torch_threads: int, blas_threads: int) -> None:
+    torch.set_num_threads(torch_threads)
+    threadpool_limits(limits=blas_threads, user_api="blas")
+
+
 def run(
     settings: Settings,
     items: int,
@@ -270,6 +283,7 @@ def run(
             producer = Producer(producer_config(s))
             try:
                 # 1. the catalog path's drain
+                threads_before = _product_threads()
                 indexed = catalogue[:catalog_events_count]
                 progress(f"  catalog: {len(indexed):,} items through the catalog consumer ...")
                 [catalog] = build_consumers(s, "catalog", store, encoder)
@@ -298,7 +312,10 @@ def run(
                 )
                 progress(f"  preloading {len(catalogue) - len(indexed):,} more items ...")
                 preload_s = preload_items(store, catalogue[len(indexed) :], base, encoder.name)
-                # 3. warm-up histories and the model
+                # 3. warm-up histories and the model, with the matrix products' threads of a
+                # `recstream run behaviour` process (the catalog consumer took them down to one
+                # for the whole process: stream.catalog.index.leave_cores_to_encoder)
+                _set_product_threads(*threads_before)
                 behaviour, stats = build_consumers(s, "behaviour", store)
                 for c in (behaviour, stats):
                     ensure_topics(s, c.topics)
