@@ -277,13 +277,13 @@ def run(
             s = on_embedded(settings, broker.bootstrap, workdir)
             # the generated shoppers' events are dated from a fixed day, maybe after today
             s = s.model_copy(update={"history_max_future_s": 1e12})
+            threads_before = _product_threads()  # before an encoder on torch sets its own
             encoder = load_encoder(s)
             store = EdgeStore(s.qdrant_path)
             ensure_collections(store, encoder.dim, lexical_width(encoder.name))
             producer = Producer(producer_config(s))
             try:
                 # 1. the catalog path's drain
-                threads_before = _product_threads()
                 indexed = catalogue[:catalog_events_count]
                 progress(f"  catalog: {len(indexed):,} items through the catalog consumer ...")
                 [catalog] = build_consumers(s, "catalog", store, encoder)
