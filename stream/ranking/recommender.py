@@ -14,12 +14,18 @@ one popularity query and one read of the candidates' popularity. The learned mod
 held in memory (read again when a new model is stored), and every shopper is folded in with one
 sparse product. All times are the shopper's last interaction time, so the same history always
 gives the same list, whenever and with whomever it is computed.
+
+The profiles' search runs on a worker thread while the batch reads the statistics and folds
+the shoppers into the model: its products and top-k selection release the interpreter's lock,
+so the two overlap on two cores (nothing else touches the copy meanwhile: it is caught up
+before, and its table made after, the search).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,6 +86,20 @@ class _Shopper:
     recent: list[str]
 
 
+@dataclass(frozen=True)
+class _Behaviour:
+    popular: list[str]
+    known: dict[str, float]
+    """Log popularity of the recent and the most popular items (NaN: none)."""
+    ceiling: float
+    """At most this for every other item's log popularity (NaN: none has any)."""
+    co_index: dict[str, int]
+    collaborative: list[_Sparse]
+    learned: list[_Sparse]
+    co_best: _Best
+    learned_best: _Best
+
+
 class Recommender:
     """Ranks with the settings given, or with the tuned ones the store holds (re-read every
     ``rank_reload_s``; ``rank_tuned`` off keeps the settings given)."""
@@ -92,6 +112,7 @@ class Recommender:
         self.model = LoadedModel(store)
         self.s = settings
         self.weights = Weights.from_settings(settings)
+        self._searcher = futures.ThreadPoolExecutor(1, thread_name_prefix="profile-search")
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -152,49 +173,23 @@ class Recommender:
                 recent_items(history, s.cooccurrence_window),
             )
 
-        semantic = self._semantic(index, shoppers)
-        recent = sorted({k for sh in shoppers.values() for k in sh.recent})
-        stats = store.retrieve(ITEM_STATS, recent, fields=(RECORD, "co", "ref", "pop_key"))
-        co_items, co_matrix = _cooccurrence(stats, shoppers, s.popularity_half_life_hours)
-        co_index = {k: n for n, k in enumerate(co_items)}
-        self.model.refresh()
-        folded = self.model.fold_in(
-            [
-                shopper_weights(sh.history, weights, s.learned_half_life_hours, sh.ref)
-                for sh in shoppers.values()
-            ]
-        )
-        top = store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
-        popular = [p.key for p in top if np.isfinite(_log_popularity(p.payload))]
-        # log popularity at a shared time (the stored sort key): each item's share of the
-        # largest does not depend on the time it is counted at (decay is the same factor for
-        # all), so one value per item; known for the most popular and the recent items
-        known = {k: _log_popularity(p.payload) for k, p in stats.items()}
-        known.update((p.key, _log_popularity(p.payload)) for p in top)
-        # every other item's is at most the least of the most popular, when those were as
-        # many as asked for and all have one; none at all otherwise
-        least = [known[p.key] for p in top]
-        ceiling = (
-            min(least) if len(top) == s.rank_candidates and np.isfinite(least).all() else np.nan
-        )
-
-        # every shopper's candidates, then all of them as one table: each source's best as
-        # positions in its own columns, named once per distinct column
-        collaborative = [_Sparse.row(co_matrix, n) for n in range(len(shoppers))]
-        learned = [_Sparse.row(folded, n) for n in range(len(shoppers))]
-        co_best = _Best.of(collaborative, s.rank_candidates, co_items)
-        learned_best = _Best.of(learned, s.rank_candidates, self.model.items)
-        named = {*popular, *co_best.names, *learned_best.names}
+        searching = self._searcher.submit(self._semantic, index, shoppers)
+        try:
+            b = self._behaviour(shoppers)
+        finally:  # the search reads the copy: it never runs on past the batch
+            futures.wait([searching])
+        semantic = searching.result()
+        named = {*b.popular, *b.co_best.names, *b.learned_best.names}
         for user in shoppers:
             named.update(semantic.get(user, ()))
         table = index.table(sorted(named))
-        co_rows = co_best.rows(table.row)
-        learned_rows = learned_best.rows(table.row)
-        popular_rows = np.array([table.row[k] for k in popular if k in table.row], np.int64)
+        co_rows = b.co_best.rows(table.row)
+        learned_rows = b.learned_best.rows(table.row)
+        popular_rows = np.array([table.row[k] for k in b.popular if k in table.row], np.int64)
         # what each row has in every source's columns (-1: none), and its log popularity
-        co_col = _positions(table.keys, co_index)
+        co_col = _positions(table.keys, b.co_index)
         learned_col = _positions(table.keys, self.model.index)
-        log_pop = np.fromiter((known.get(k, np.inf) for k in table.keys), np.float64)
+        log_pop = np.fromiter((b.known.get(k, np.inf) for k in table.keys), np.float64)
         prices = {k: p.payload.get("price") for k, p in items_known.items()}
         mmr = s.rank_mmr_lambda < 1.0
         scored = {}
@@ -204,8 +199,8 @@ class Recommender:
                 np.concatenate(
                     [
                         _positions(semantic.get(user, ()), table.row),
-                        co_best.of_shopper(n, co_rows),
-                        learned_best.of_shopper(n, learned_rows),
+                        b.co_best.of_shopper(n, co_rows),
+                        b.learned_best.of_shopper(n, learned_rows),
                         popular_rows,
                     ]
                 )
@@ -220,9 +215,9 @@ class Recommender:
                 keys,
                 table.unit[at].astype(np.float64) if mmr else np.zeros((len(at), 0)),
                 semantic=_cosines_of(table.unit, at, unit_profile(sh.profile)),
-                collaborative=collaborative[n].at(co_col[at]),
+                collaborative=b.collaborative[n].at(co_col[at]),
                 popularity=np.zeros(len(keys)),  # set below
-                learned=learned[n].at(learned_col[at]),
+                learned=b.learned[n].at(learned_col[at]),
                 prices=table.prices[at],
                 price_preference=price_preference(sh.history, prices),
                 price_sigma=s.rank_price_sigma,
@@ -232,14 +227,14 @@ class Recommender:
         wanted = {
             scored[user].ids[k]
             for user, raw in logs.items()
-            for k in _unread(scored[user], raw, ceiling, best)
+            for k in _unread(scored[user], raw, b.ceiling, best)
         }
         read = store.retrieve(ITEM_STATS, sorted(wanted), fields=("pop_key",))
-        known.update((k, _log_popularity(read[k].payload if k in read else None)) for k in wanted)
+        b.known.update((k, _log_popularity(read[k].payload if k in read else None)) for k in wanted)
         for user, raw in logs.items():
             names = scored[user].ids
             for k in np.flatnonzero(np.isposinf(raw)):
-                raw[k] = known.get(names[k], ceiling)  # read, or at most the ceiling
+                raw[k] = b.known.get(names[k], b.ceiling)  # read, or at most the b.ceiling
             scored[user].components[:, _POPULARITY] = _relative(raw)
         return scored, shoppers
 
@@ -250,6 +245,48 @@ class Recommender:
             return {}
         exclude = {u: shoppers[u].exclude for u in profiles}
         return index.nearest(profiles, exclude, self.s.rank_candidates)
+
+    def _behaviour(self, shoppers: Mapping[str, _Shopper]) -> _Behaviour:
+        """The candidates and components that come from behaviour: co-occurrence with each
+        shopper's recent items (one read of their statistics), the learned model folded in,
+        the most popular items and the popularity known so far."""
+        s = self.s
+        recent = sorted({k for sh in shoppers.values() for k in sh.recent})
+        stats = self.store.retrieve(ITEM_STATS, recent, fields=(RECORD, "co", "ref", "pop_key"))
+        co_items, co_matrix = _cooccurrence(stats, shoppers, s.popularity_half_life_hours)
+        self.model.refresh()
+        weights = s.behaviour_weights()
+        folded = self.model.fold_in(
+            [
+                shopper_weights(sh.history, weights, s.learned_half_life_hours, sh.ref)
+                for sh in shoppers.values()
+            ]
+        )
+        top = self.store.top_by(ITEM_STATS, "pop_key", s.rank_candidates)
+        # log popularity at a shared time (the stored sort key): each item's share of the
+        # largest does not depend on the time it is counted at (decay is the same factor for
+        # all), so one value per item; known for the most popular and the recent items
+        known = {k: _log_popularity(p.payload) for k, p in stats.items()}
+        known.update((p.key, _log_popularity(p.payload)) for p in top)
+        # every other item's is at most the least of the most popular, when those were as
+        # many as asked for and all have one; none at all otherwise
+        least = [known[p.key] for p in top]
+        ceiling = (
+            min(least) if len(top) == s.rank_candidates and np.isfinite(least).all() else np.nan
+        )
+        # each source's best as positions in its own columns, named once per distinct column
+        collaborative = [_Sparse.row(co_matrix, n) for n in range(len(shoppers))]
+        learned = [_Sparse.row(folded, n) for n in range(len(shoppers))]
+        return _Behaviour(
+            popular=[p.key for p in top if np.isfinite(_log_popularity(p.payload))],
+            known=known,
+            ceiling=ceiling,
+            co_index={k: n for n, k in enumerate(co_items)},
+            collaborative=collaborative,
+            learned=learned,
+            co_best=_Best.of(collaborative, s.rank_candidates, co_items),
+            learned_best=_Best.of(learned, s.rank_candidates, self.model.items),
+        )
 
     def _items(self) -> ItemIndex:
         """The copy of the items' vectors, caught up with the store (once per batch)."""
@@ -267,7 +304,8 @@ class Recommender:
         return self._index
 
     def close(self) -> None:
-        """Stop refreshing the copy of the items' vectors."""
+        """Stop refreshing the copy of the items' vectors, and the search's worker."""
+        self._searcher.shutdown()
         if self._index is not None:
             self._index.close()
 

@@ -1,23 +1,27 @@
 """The Recommender on a real (embedded) store holding what the consumers left: item statistics
-far later than a shopper's events, and a damaged statistics record."""
+far later than a shopper's events, and a damaged statistics record; and a batch that fails
+while its profiles' search runs beside it."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
 from stream.collections import ITEM_STATS, ITEMS, ensure_collections
+from stream.ranking.candidates import ItemIndex
 from stream.ranking.profile import Interaction
 from stream.ranking.recommender import Recommender
 from stream.ranking.stats import stored_stats
 from stream.settings import Settings
-from stream.store import StoredPoint
+from stream.store import StoredPoint, StoreError
 from stream.store.edge import EdgeStore
 
 _DIM = 4
@@ -110,3 +114,50 @@ def test_damaged_statistics_of_a_recent_item_count_nothing_and_are_logged(
     assert got["c"]["collaborative"] == 1.0
     damaged = [e for e in logs if e["event"] == "recommend.damaged_stats"]
     assert [(e["item_id"], e["log_level"]) for e in damaged] == [("a", "warning")]
+
+
+def test_a_failed_batch_waits_for_its_profile_search_and_the_next_one_ranks(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profiles' search runs beside the statistics' reads: when a read fails, the error
+    reaches the caller only after the search has finished (the next batch catches the copy
+    up, which must not change under a search), an error of the search itself reaches the
+    caller too, and the next batch ranks as a fresh recommender does."""
+    settings = make_settings(rank_candidates=10)
+    stats = {"a": _co(LATE, {"c": 1.0}), "b": _co(LATE, {"d": 1.0})}
+    history = [Interaction("e1", "a", "click", LATE), Interaction("e2", "b", "click", LATE)]
+    store = _store(settings, stats)
+    searched: list[str] = []
+    nearest = ItemIndex.nearest
+
+    def slow_nearest(self: ItemIndex, *args: Any) -> dict[str, list[str]]:
+        time.sleep(0.3)
+        searched.append("done")
+        return nearest(self, *args)
+
+    def failing_nearest(self: ItemIndex, *args: Any) -> dict[str, list[str]]:
+        raise RuntimeError("search failed")
+
+    def failing_retrieve(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("stats unreadable")
+
+    try:
+        fresh = Recommender(settings, store)
+        expected = fresh.recommend(history).ranked
+        fresh.close()
+        recommender = Recommender(settings, store)
+        recommender.recommend(history)  # the copy is read
+        with monkeypatch.context() as m:
+            m.setattr(ItemIndex, "nearest", slow_nearest)
+            m.setattr(store, "retrieve", failing_retrieve)
+            with pytest.raises(StoreError, match="stats unreadable"):
+                recommender.recommend(history)
+            assert searched == ["done"]  # finished before the error was raised
+        with monkeypatch.context() as m:
+            m.setattr(ItemIndex, "nearest", failing_nearest)
+            with pytest.raises(RuntimeError, match="search failed"):
+                recommender.recommend(history)
+        assert recommender.recommend(history).ranked == expected
+        recommender.close()
+    finally:
+        store.close()
