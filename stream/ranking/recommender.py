@@ -43,13 +43,12 @@ from stream.ranking.blend import (
     Scored,
     Weights,
     blended,
-    cosines,
-    score_arrays,
     unit_profile,
 )
 from stream.ranking.candidates import ItemIndex
 from stream.ranking.learned import LoadedModel, tuned_settings
 from stream.ranking.model import shopper_weights
+from stream.ranking.pairs import Pairs, lookup, owned
 from stream.ranking.profile import (
     Interaction,
     price_preference,
@@ -94,8 +93,10 @@ class _Behaviour:
     ceiling: float
     """At most this for every other item's log popularity (NaN: none has any)."""
     co_index: dict[str, int]
-    collaborative: list[_Sparse]
-    learned: list[_Sparse]
+    co_matrix: sp.csr_matrix
+    """Each shopper's co-occurrence scores (a row each; columns: ``co_index``)."""
+    folded: sp.csr_matrix
+    """Each shopper's learned scores (a row each; columns: the model's items)."""
     co_best: _Best
     learned_best: _Best
 
@@ -183,59 +184,60 @@ class Recommender:
         for user in shoppers:
             named.update(semantic.get(user, ()))
         table = index.table(sorted(named))
-        co_rows = b.co_best.rows(table.row)
-        learned_rows = b.learned_best.rows(table.row)
-        popular_rows = np.array([table.row[k] for k in b.popular if k in table.row], np.int64)
-        # what each row has in every source's columns (-1: none), and its log popularity
-        co_col = _positions(table.keys, b.co_index)
-        learned_col = _positions(table.keys, self.model.index)
-        log_pop = np.fromiter((b.known.get(k, np.inf) for k in table.keys), np.float64)
+        users = list(shoppers)
+        # every shopper's candidates as (shopper, table row) pairs: each source's best, the
+        # most popular, less what the shopper is excluded from and what is out of stock
+        sem_owner, sem_keys = owned([semantic.get(u, ()) for u in users])
+        ex_owner, ex_keys = owned([sorted(shoppers[u].exclude) for u in users])
+        popular_rows = _positions([k for k in b.popular if k in table.row], table.row)
+        pairs = Pairs.of(
+            len(users),
+            [
+                (sem_owner, _positions(sem_keys, table.row)),
+                b.co_best.pairs(table.row),
+                b.learned_best.pairs(table.row),
+                (
+                    np.repeat(np.arange(len(users)), len(popular_rows)),
+                    np.tile(popular_rows, len(users)),
+                ),
+            ],
+            (ex_owner, _positions(ex_keys, table.row)),
+            table.in_stock,
+        )
+        owner, rows = pairs.owner, pairs.row
         prices = {k: p.payload.get("price") for k, p in items_known.items()}
-        mmr = s.rank_mmr_lambda < 1.0
-        scored = {}
-        logs = {}
-        for n, (user, sh) in enumerate(shoppers.items()):
-            rows = np.unique(
-                np.concatenate(
-                    [
-                        _positions(semantic.get(user, ()), table.row),
-                        b.co_best.of_shopper(n, co_rows),
-                        b.learned_best.of_shopper(n, learned_rows),
-                        popular_rows,
-                    ]
-                )
-            )
-            rows = rows[rows >= 0]
-            if sh.exclude:
-                rows = rows[~np.isin(rows, _positions(sh.exclude, table.row))]
-            at = rows[table.in_stock[rows]]
-            keys = [table.keys[r] for r in at.tolist()]
-            scored[user] = score_arrays(
-                sh.profile,
-                keys,
-                table.unit[at].astype(np.float64) if mmr else np.zeros((len(at), 0)),
-                semantic=_cosines_of(table.unit, at, unit_profile(sh.profile)),
-                collaborative=b.collaborative[n].at(co_col[at]),
-                popularity=np.zeros(len(keys)),  # set below
-                learned=b.learned[n].at(learned_col[at]),
-                prices=table.prices[at],
-                price_preference=price_preference(sh.history, prices),
-                price_sigma=s.rank_price_sigma,
-            )
-            logs[user] = log_pop[at]
+        preferences = [price_preference(sh.history, prices) for sh in shoppers.values()]
+        components = np.zeros((len(pairs), len(COMPONENTS)), dtype=np.float64)
+        components[:, _SEMANTIC] = _cosines(
+            table.unit, pairs, [sh.profile for sh in shoppers.values()]
+        )
+        co = lookup(b.co_matrix, owner, _positions(table.keys, b.co_index)[rows])
+        components[:, _COLLABORATIVE] = pairs.shares(co)
+        learned = lookup(b.folded, owner, _positions(table.keys, self.model.index)[rows])
+        components[:, _LEARNED] = pairs.shares(learned)
+        components[:, _PRICE] = _price_affinity(
+            table.prices[rows], preferences, owner, s.rank_price_sigma
+        )
         # the candidates' popularity: one read of those that matter, then each shopper's shares
-        wanted = {
-            scored[user].ids[k]
-            for user, raw in logs.items()
-            for k in _unread(scored[user], raw, b.ceiling, best)
-        }
-        read = store.retrieve(ITEM_STATS, sorted(wanted), fields=("pop_key",))
+        row_pop = np.fromiter((b.known.get(k, np.inf) for k in table.keys), np.float64)
+        wanted = sorted(
+            {
+                table.keys[r]
+                for r in rows[_unread(pairs, components, row_pop[rows], b.ceiling, best)].tolist()
+            }
+        )
+        read = store.retrieve(ITEM_STATS, wanted, fields=("pop_key",))
         b.known.update((k, _log_popularity(read[k].payload if k in read else None)) for k in wanted)
-        for user, raw in logs.items():
-            names = scored[user].ids
-            for k in np.flatnonzero(np.isposinf(raw)):
-                raw[k] = b.known.get(names[k], b.ceiling)  # read, or at most the b.ceiling
-            scored[user].components[:, _POPULARITY] = _relative(raw)
+        for r in np.flatnonzero(np.isposinf(row_pop)).tolist():
+            row_pop[r] = b.known.get(table.keys[r], b.ceiling)  # read, or at most the ceiling
+        components[:, _POPULARITY] = pairs.relative(row_pop[rows])
+        mmr = s.rank_mmr_lambda < 1.0
+        ids = [table.keys[r] for r in rows.tolist()]
+        scored = {}
+        for n, user in enumerate(users):
+            lo, hi = pairs.starts[n], pairs.starts[n + 1]
+            unit = table.unit[rows[lo:hi]].astype(np.float64) if mmr else np.zeros((hi - lo, 0))
+            scored[user] = Scored(ids[lo:hi], unit, components[lo:hi])
         return scored, shoppers
 
     def _semantic(self, index: ItemIndex, shoppers: Mapping[str, _Shopper]) -> dict[str, list[str]]:
@@ -282,8 +284,8 @@ class Recommender:
             known=known,
             ceiling=ceiling,
             co_index={k: n for n, k in enumerate(co_items)},
-            collaborative=collaborative,
-            learned=learned,
+            co_matrix=co_matrix,
+            folded=folded,
             co_best=_Best.of(collaborative, s.rank_candidates, co_items),
             learned_best=_Best.of(learned, s.rank_candidates, self.model.items),
         )
@@ -382,14 +384,6 @@ class _Sparse:
         order = np.lexsort((self.cols, -self.values))[:n]
         return self.cols[order].astype(np.int64)
 
-    def at(self, cols: Sequence[int]) -> npt.NDArray[np.float64]:
-        """The scores of these columns (-1: not in the model), 0 where there is none."""
-        want = np.asarray(cols, dtype=np.int64)
-        if not len(self.cols):
-            return np.zeros(len(want))
-        pos = np.minimum(np.searchsorted(self.cols, want), len(self.cols) - 1)
-        return np.where(self.cols[pos] == want, self.values[pos], 0.0)
-
 
 @dataclass(frozen=True)
 class _Best:
@@ -406,13 +400,15 @@ class _Best:
         columns = np.unique(np.concatenate(shoppers)) if shoppers else np.zeros(0, np.int64)
         return cls(shoppers, columns, [names[c] for c in columns.tolist()])
 
-    def rows(self, row: Mapping[str, int]) -> npt.NDArray[np.int64]:
-        """The table row of each distinct column (-1 where the table has none)."""
-        return _positions(self.names, row)
-
-    def of_shopper(self, n: int, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Shopper ``n``'s best as table rows, given :meth:`rows`."""
-        return rows[np.searchsorted(self.columns, self.shoppers[n])]
+    def pairs(self, row: Mapping[str, int]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Every shopper's best as (shopper, table row) pairs (row -1 where the table has
+        none), given each name's table ``row``."""
+        counts = [len(best) for best in self.shoppers]
+        owners = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
+        if not sum(counts):
+            return owners, np.zeros(0, dtype=np.intp)
+        best = np.concatenate(self.shoppers)
+        return owners, _positions(self.names, row)[np.searchsorted(self.columns, best)]
 
 
 def _positions(keys: Iterable[str], index: Mapping[str, int]) -> npt.NDArray[np.int64]:
@@ -420,48 +416,90 @@ def _positions(keys: Iterable[str], index: Mapping[str, int]) -> npt.NDArray[np.
     return np.fromiter((index.get(k, -1) for k in keys), np.int64)
 
 
-def _cosines_of(
-    unit: npt.NDArray[np.float32],
-    at: npt.NDArray[np.int64],
-    profile: npt.NDArray[np.float64] | None,
+def _cosines(
+    unit: npt.NDArray[np.float32], pairs: Pairs, profiles: Sequence[Vector | None]
 ) -> npt.NDArray[np.float64]:
-    """The rows' semantic components (cosines with the unit profile, 0 without one)."""
-    return np.zeros(len(at)) if profile is None else cosines(unit[at], profile)
+    """Each pair's semantic component: the cosine of its row with its shopper's unit profile
+    (in the rows' precision, clipped to [0, 1]; 0 for a shopper without a profile)."""
+    out = np.zeros(len(pairs), dtype=np.float64)
+    units = [unit_profile(p) for p in profiles]
+    has = np.array([u is not None for u in units], dtype=bool)
+    if not len(pairs) or not has.any() or not unit.shape[1]:
+        return out
+    matrix = np.zeros((len(units), unit.shape[1]), dtype=unit.dtype)
+    for n, u in enumerate(units):
+        if u is not None:
+            matrix[n] = u.astype(unit.dtype)
+    for lo in range(0, len(pairs), _COSINE_CHUNK):
+        hi = lo + _COSINE_CHUNK
+        owner = pairs.owner[lo:hi]
+        products = np.einsum("ij,ij->i", unit[pairs.row[lo:hi]], matrix[owner])
+        out[lo:hi] = np.where(has[owner], np.clip(products.astype(np.float64), 0.0, 1.0), 0.0)
+    return out
 
 
+def _price_affinity(
+    prices: npt.NDArray[np.float64],
+    preferences: Sequence[float | None],
+    owner: npt.NDArray[np.intp],
+    sigma: float,
+) -> npt.NDArray[np.float64]:
+    """Each pair's price component: a Gaussian in log price around its shopper's preference
+    (0 without one, or without a usable price)."""
+    if sigma <= 0:
+        raise ValueError(f"price_sigma must be positive, not {sigma}")
+    preference = np.array([np.nan if p is None else p for p in preferences], dtype=np.float64)
+    out = np.zeros(len(prices), dtype=np.float64)
+    if not len(prices):
+        return out
+    centre = preference[owner]
+    known = np.isfinite(prices) & (prices > 0) & np.isfinite(centre)
+    out[known] = np.exp(-((np.log(prices[known]) - centre[known]) ** 2) / (2 * sigma**2))
+    return out
+
+
+_COSINE_CHUNK = 8_192
+"""Pairs whose rows are gathered at once for their cosines (12 MB at 384 float32 numbers)."""
+_SEMANTIC = COMPONENTS.index("semantic")
+_COLLABORATIVE = COMPONENTS.index("collaborative")
+_PRICE = COMPONENTS.index("price")
+_LEARNED = COMPONENTS.index("learned")
 _POPULARITY = COMPONENTS.index("popularity")
 
 
 def _unread(
-    scored: Scored,
+    pairs: Pairs,
+    components: npt.NDArray[np.float64],
     logs: npt.NDArray[np.float64],
     ceiling: float,
     best: tuple[Weights, int] | None,
 ) -> npt.NDArray[np.intp]:
-    """The candidates whose popularity must be read, by position (``logs``: their log
-    popularity where known, NaN for none, +inf where unknown; ``ceiling``: at most this for
-    every unknown one, NaN when none of them has any).
+    """The pairs whose popularity must be read (``logs``: their log popularity where known,
+    NaN for none, +inf where unknown; ``ceiling``: at most this for every unknown one, NaN
+    when none of them has any; ``components``: the popularity column still 0).
 
     Without ``best``, every unknown one. With it (weights, n), only those that could be among
-    the best ``n``: each unknown one counted at the ceiling scores at most ``high``; every
-    candidate counted at 0 where unknown scores at least ``low``; one whose ``high`` is below the
-    n-th best ``low`` has at least n candidates above it however it is read. The shares are of
-    the largest popularity among the candidates: when a known one is at least the ceiling, it
-    is that one whatever the unknown are, else every unknown one is read."""
+    their shopper's best ``n``: each unknown one counted at the ceiling scores at most
+    ``high``; every candidate counted at 0 where unknown scores at least ``low``; one whose
+    ``high`` is below its shopper's n-th best ``low`` has at least n candidates above it however
+    it is read. The shares are of the shopper's largest popularity: when a known one is at
+    least the ceiling, it is that one whatever the unknown are, else every unknown one of that
+    shopper is read (as for a shopper with n candidates or fewer)."""
     unknown = np.isposinf(logs)
     if not unknown.any() or not np.isfinite(ceiling):
-        return np.flatnonzero(np.zeros(0, dtype=bool))  # none unknown, or none has any
-    finite = np.isfinite(logs)
-    if best is None or len(logs) <= best[1] or not finite.any() or logs[finite].max() < ceiling:
-        return np.flatnonzero(unknown)  # all of them; the largest itself may be unknown
+        return np.zeros(0, dtype=np.intp)  # none unknown, or none has any
+    if best is None:
+        return np.flatnonzero(unknown)
     weights, n = best
-    # the popularity column is 0 until it is set
-    base = blended(scored.components, weights.vector())
-    low = base + weights.popularity * _relative(np.where(unknown, np.nan, logs))
-    high = base + weights.popularity * _relative(np.where(unknown, ceiling, logs))
+    largest = pairs.largest(np.where(np.isfinite(logs), logs, -np.inf), -np.inf)
+    every = (np.diff(pairs.starts) <= n) | (largest < ceiling)
+    base = blended(components, weights.vector())
+    low = base + weights.popularity * pairs.relative(np.where(unknown, np.nan, logs))
+    high = base + weights.popularity * pairs.relative(np.where(unknown, ceiling, logs))
     # a margin far above rounding: these sums are not formed as the list's own scores are
-    bar = np.partition(low, -n)[-n] - 1e-9
-    return np.flatnonzero(unknown & (high >= bar))
+    bar = pairs.nth_largest(low, n) - 1e-9
+    owner = pairs.owner
+    return np.flatnonzero(unknown & (every[owner] | (high >= bar[owner])))
 
 
 def _log_popularity(payload: Mapping[str, Any] | None) -> float:
@@ -469,12 +507,3 @@ def _log_popularity(payload: Mapping[str, Any] | None) -> float:
     if isinstance(key, int | float) and not isinstance(key, bool) and key > NO_POPULARITY:
         return float(key)
     return np.nan
-
-
-def _relative(log_values: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, Any]:
-    """exp(log value - the largest): each value's share of the largest; NaN (none) is 0."""
-    out = np.zeros(len(log_values), dtype=np.float64)
-    known = np.isfinite(log_values)
-    if known.any():
-        out[known] = np.exp(log_values[known] - log_values[known].max())
-    return out
