@@ -90,8 +90,7 @@ class Scored:
             return []
         scores = blended(self.components, weights.vector())
         if mmr_lambda >= 1.0:
-            order = np.lexsort((np.array(self.ids), -scores))[:n]
-            return self._ranked(order, scores)
+            return self._ranked(best_order(scores, self.ids, n), scores)
         everyone = self._ranked(np.arange(len(self.ids)), scores)
         return _mmr(everyone, self.unit, mmr_lambda, n)
 
@@ -102,6 +101,17 @@ class Scored:
             Ranked(self.ids[k], s, dict(zip(COMPONENTS, row, strict=True)))
             for k, s, row in zip(order.tolist(), scores[order].tolist(), rows, strict=True)
         ]
+
+
+def best_order(scores: _Matrix, ids: Sequence[str], n: int) -> npt.NDArray[np.intp]:
+    """The positions of the best ``n`` scores, ties by item id: one stable sort of the scores,
+    and the ids compared (as ``np.lexsort`` of ids then scores) only where two of the first
+    ``n + 1`` scores are equal or one is not a number."""
+    order = np.argsort(-scores, kind="stable")
+    top = scores[order[: n + 1]]
+    if not np.isfinite(top).all() or (top[1:] == top[:-1]).any():
+        return np.lexsort((np.array(ids), -scores))[:n]
+    return order[:n]
 
 
 def blended(components: _Matrix, weights: _Matrix) -> _Matrix:

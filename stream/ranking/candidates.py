@@ -309,12 +309,15 @@ class ItemIndex:
             else [p.vector.shape for p in fetched.values() if p.vector is not None]
         )
         dim = shapes[0][-1] if shapes else 0
-        matrix = np.zeros((len(ordered), dim), dtype=np.float32)
         row = {k: n for n, k in enumerate(ordered)}
-        if held:
-            matrix[[row[k] for k in held]] = vectors
-        for k, p in fetched.items():
-            matrix[row[k]] = p.vector
+        if not fetched and held == ordered:  # keys given in order, all held: no second copy
+            matrix = vectors
+        else:
+            matrix = np.zeros((len(ordered), dim), dtype=np.float32)
+            if held:
+                matrix[[row[k] for k in held]] = vectors
+            for k, p in fetched.items():
+                matrix[row[k]] = p.vector
         payloads = [fields[k] if k in fields else fetched[k].payload for k in ordered]
         return ItemTable(
             ordered,

@@ -4,6 +4,7 @@ normalisation, the score as their weighted sum, ordering and ties, MMR diversity
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.ranking.blend import Candidate, Ranked, Weights, rank
+from stream.ranking.blend import Candidate, Ranked, Weights, best_order, rank
 from stream.settings import Settings
 
 Vec = np.ndarray[Any, np.dtype[np.float32]]
@@ -230,3 +231,22 @@ def test_invalid_mmr_lambda_or_price_sigma_is_refused() -> None:
         rank(None, [], EVEN, n=1, mmr_lambda=1.5)
     with pytest.raises(ValueError):
         rank(None, [], EVEN, n=1, price_sigma=0.0)
+
+
+@given(
+    st.lists(st.sampled_from([0.0, -0.0, 0.25, 0.5, 0.75, 1.0, math.nan]), max_size=40),
+    st.integers(0, 45),
+    st.randoms(use_true_random=False),
+)
+def test_best_order_is_lexsort_of_ids_then_scores(
+    values: list[float], n: int, rnd: random.Random
+) -> None:
+    """Few distinct scores (ties everywhere, signed zeros, NaN) over ids in no order: the best
+    ``n`` positions are lexsort's, whichever way they are found."""
+    ids = [f"i{k:02d}" for k in range(len(values))]
+    rnd.shuffle(ids)
+    scores = np.array(values, dtype=np.float64) + np.array(
+        [rnd.choice([0.0, 1e-3]) for _ in values], dtype=np.float64
+    )
+    want = np.lexsort((np.array(ids), -scores))[:n]
+    assert best_order(scores, ids, n).tolist() == want.tolist()
