@@ -29,6 +29,8 @@ EXTRA = 0.5
 """Rows scored again in float32 beyond k, as a share of k."""
 _CHUNK_CELLS = 16_000_000
 """Rough scores computed at once (32 MB of bfloat16): queries are split to stay under."""
+BLOCKS = (64, 8)
+"""The column blocks :func:`top_columns` narrows a row to, in turn."""
 
 
 def rough_top(
@@ -56,7 +58,7 @@ def rough_top(
         product = torch.from_numpy(block).bfloat16() @ rough.T
         if banned is not None:
             product[:, banned] = -torch.inf
-        candidates = torch.topk(product, wide, dim=1, sorted=False).indices.numpy()
+        candidates = top_columns(product, wide).numpy()
         # a matrix-vector product per query: a third of one einsum over the gathered rows
         exact = np.stack([matrix[c] @ q for q, c in zip(block, candidates, strict=True)])
         out = candidates == own[start : start + step, np.newaxis]
@@ -71,3 +73,30 @@ def rough_top(
             tops.append(best[q][kept].astype(np.intp))
             scores.append(best_scores[q][kept])
     return tops, scores
+
+
+def top_columns(scores: torch.Tensor, wide: int) -> torch.Tensor:
+    """Each row's ``wide`` largest scores' columns (in no order): what ``torch.topk`` gives,
+    from fewer columns. The columns are cut into blocks of :data:`BLOCKS` (64, then 8 of the
+    columns kept); the ``wide`` blocks with the largest maxima hold a top ``wide`` (each of
+    the ``wide`` best scores lies in a block whose maximum is at least the ``wide``-th best,
+    and ties leave as many equal scores among the kept blocks), so the selection reads the
+    scores once for the maxima and then ~1% of them. A row of fewer than 4 x ``wide`` blocks
+    is taken whole; the columns past the last whole block are always kept."""
+    rows = scores.shape[0]
+    values, columns = scores, None
+    for block in BLOCKS:
+        width = values.shape[1]
+        whole = width // block
+        if whole < 4 * wide:
+            continue
+        maxima = values[:, : whole * block].reshape(rows, whole, block).amax(dim=2)
+        best = torch.topk(maxima, wide, dim=1, sorted=False).indices
+        kept = (best.unsqueeze(2) * block + torch.arange(block)).reshape(rows, -1)
+        if width > whole * block:
+            rest = torch.arange(whole * block, width).expand(rows, -1)
+            kept = torch.cat([kept, rest], dim=1)
+        values = torch.gather(values, 1, kept)
+        columns = kept if columns is None else torch.gather(columns, 1, kept)
+    top = torch.topk(values, wide, dim=1, sorted=False).indices
+    return top if columns is None else torch.gather(columns, 1, top)

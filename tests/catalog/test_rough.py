@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.catalog import rough as rough_module
 from stream.catalog.index import MemoryIndex
 from stream.catalog.lists import NeighbourState
-from stream.catalog.rough import rough_top
+from stream.catalog.rough import rough_top, top_columns
 from stream.catalog.search import Found, screen_slack
 
 DIM = 64
@@ -136,3 +138,35 @@ def test_an_index_without_records_keeps_no_room_for_lists_and_searches_alike() -
     ]
     with pytest.raises(ValueError, match="no recorded lists"):
         bare.set_lists({"k1": NeighbourState(("k2",), (0.5,))})
+
+
+@given(
+    st.integers(1, 5),
+    st.integers(1, 40),
+    st.integers(1, 3_000),
+    st.sampled_from([0, 1, 2]),
+    st.integers(0, 2**31),
+)
+@settings(max_examples=60, deadline=None)
+def test_top_columns_hold_the_largest_scores_as_topk_does(
+    rows: int, wide: int, width: int, ties: int, seed: int
+) -> None:
+    """Against ``torch.topk`` on bfloat16 scores with many ties (a few distinct values), -inf
+    columns (hidden rows) and widths that leave a partial last block: the columns are distinct,
+    in range, and their scores are the row's ``wide`` largest."""
+    wide = min(wide, width)
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, width, generator=gen)
+    if ties:
+        scores = torch.round(scores * (2 if ties == 1 else 8)) / 8
+    scores[:, torch.rand(width, generator=gen) < 0.05] = -torch.inf
+    scores = scores.bfloat16()
+    got = top_columns(scores, wide)
+    want = torch.topk(scores, wide, dim=1, sorted=False).indices
+    assert got.shape == (rows, wide)
+    for r in range(rows):
+        assert len(set(got[r].tolist())) == wide and int(got[r].max()) < width
+        assert torch.equal(
+            torch.sort(scores[r, got[r]].float()).values,
+            torch.sort(scores[r, want[r]].float()).values,
+        )
