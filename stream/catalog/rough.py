@@ -29,6 +29,8 @@ EXTRA = 0.5
 """Rows scored again in float32 beyond k, as a share of k."""
 _CHUNK_CELLS = 16_000_000
 """Rough scores computed at once (32 MB of bfloat16): queries are split to stay under."""
+_EXACT_CELLS = 4_000_000
+"""Numbers of gathered rows scored exactly at once (16 MB of float32)."""
 BLOCKS = (64, 8)
 """The column blocks :func:`top_columns` narrows a row to, in turn."""
 
@@ -59,8 +61,7 @@ def rough_top(
         if banned is not None:
             product[:, banned] = -torch.inf
         candidates = top_columns(product, wide).numpy()
-        # a matrix-vector product per query: a third of one einsum over the gathered rows
-        exact = np.stack([matrix[c] @ q for q, c in zip(block, candidates, strict=True)])
+        exact = _exact(matrix, block, candidates)
         out = candidates == own[start : start + step, np.newaxis]
         if hidden is not None:
             out |= hidden[candidates]
@@ -100,3 +101,19 @@ def top_columns(scores: torch.Tensor, wide: int) -> torch.Tensor:
         columns = kept if columns is None else torch.gather(columns, 1, kept)
     top = torch.topk(values, wide, dim=1, sorted=False).indices
     return top if columns is None else torch.gather(columns, 1, top)
+
+
+def _exact(matrix: Vector, queries: Vector, candidates: Ints) -> Vector:
+    """Each query's float32 scores with its candidate rows: the rows gathered and scored by
+    one stacked product per few dozen queries. A product per query would cost a third alone,
+    but lets go of the interpreter's lock once per query: beside a thread running Python (the
+    batch's other work, the item-statistics consumer) each takes it back only after a switch
+    interval (5 ms), which made 256 queries' products take over a second."""
+    out = np.empty(candidates.shape, dtype=np.float32)
+    step = max(1, _EXACT_CELLS // max(1, candidates.shape[1] * matrix.shape[1]))
+    for start in range(0, len(queries), step):
+        rows = matrix[candidates[start : start + step]]
+        out[start : start + step] = np.matmul(rows, queries[start : start + step, :, np.newaxis])[
+            :, :, 0
+        ]
+    return out
