@@ -66,7 +66,8 @@ def rough_top(
         if hidden is not None:
             out |= hidden[candidates]
         exact[out] = -np.inf
-        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        # ties by row, whatever order the candidates came in
+        order = np.lexsort((candidates, -exact), axis=-1)[:, :k]
         best = np.take_along_axis(candidates, order, axis=1)
         best_scores = np.take_along_axis(exact, order, axis=1)
         for q in range(len(block)):
@@ -82,8 +83,9 @@ def top_columns(scores: torch.Tensor, wide: int) -> torch.Tensor:
     columns kept); the ``wide`` blocks with the largest maxima hold a top ``wide`` (each of
     the ``wide`` best scores lies in a block whose maximum is at least the ``wide``-th best,
     and ties leave as many equal scores among the kept blocks), so the selection reads the
-    scores once for the maxima and then ~1% of them. A row of fewer than 4 x ``wide`` blocks
-    is taken whole; the columns past the last whole block are always kept."""
+    scores once for the maxima, then ~10% of them (150 x 64 of 100,000), then ~1%. A row of
+    fewer than 4 x ``wide`` blocks is taken whole; the columns past the last whole block are
+    always kept."""
     rows = scores.shape[0]
     values, columns = scores, None
     for block in BLOCKS:

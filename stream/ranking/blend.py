@@ -131,20 +131,15 @@ def score_arrays(
     prices: _Matrix,
     price_preference: float | None,
     price_sigma: float,
-    semantic: _Matrix | None = None,
 ) -> Scored:
     """The components of eligible candidates given as arrays (one entry per id; ``unit`` their
-    unit rows, zero for none; ``prices`` NaN where unknown). ``semantic``: the cosines of the
-    profile and the candidates where the caller computed them (:func:`cosines`), and ``unit``
-    then only what maximal marginal relevance needs (zero columns without it)."""
-    if price_sigma <= 0:
-        raise ValueError(f"price_sigma must be positive, not {price_sigma}")
+    unit rows, zero for none; ``prices`` NaN where unknown)."""
     matrix = np.empty((len(ids), len(COMPONENTS)), dtype=np.float64)
     columns = {
-        "semantic": _semantic(profile, unit) if semantic is None else semantic,
+        "semantic": _semantic(profile, unit),
         "collaborative": _shares(collaborative),
         "popularity": _shares(popularity),
-        "price": _price_affinity(prices, price_preference, price_sigma),
+        "price": price_affinity(prices, price_preference, price_sigma),
         "learned": _shares(learned),
     }
     for k, name in enumerate(COMPONENTS):
@@ -263,12 +258,18 @@ def _shares(values: _Matrix) -> _Matrix:
     return np.minimum(1.0, positive / largest)
 
 
-def _price_affinity(prices: _Matrix, preference: float | None, sigma: float) -> _Matrix:
+def price_affinity(prices: _Matrix, preference: float | _Matrix | None, sigma: float) -> _Matrix:
+    """The price component: a Gaussian in log price around the shopper's preference (the mean
+    log price they interacted with), 0 without a preference or a positive price;
+    ``preference`` one number, or one per price (NaN: none)."""
+    if sigma <= 0:
+        raise ValueError(f"price_sigma must be positive, not {sigma}")
     out = np.zeros(len(prices), dtype=np.float64)
     if preference is None:
         return out
-    known = np.isfinite(prices) & (prices > 0)
-    out[known] = np.exp(-((np.log(prices[known]) - preference) ** 2) / (2 * sigma**2))
+    centre = np.broadcast_to(np.asarray(preference, dtype=np.float64), prices.shape)
+    known = np.isfinite(prices) & (prices > 0) & np.isfinite(centre)
+    out[known] = np.exp(-((np.log(prices[known]) - centre[known]) ** 2) / (2 * sigma**2))
     return out
 
 

@@ -83,7 +83,7 @@ class Pairs:
 
     def relative(self, log_values: Floats) -> Floats:
         """exp(log value - its shopper's largest): each value's share of the largest; NaN
-        (none) is 0. :func:`stream.ranking.recommender._relative` of every segment."""
+        (none) is 0, for every segment at once."""
         known = np.isfinite(log_values)
         largest = self.largest(np.where(known, log_values, -np.inf), -np.inf)[self.owner]
         out = np.zeros(len(log_values), dtype=np.float64)
@@ -91,7 +91,8 @@ class Pairs:
         return out
 
     def nth_largest(self, values: Floats, n: int) -> Floats:
-        """Each shopper's ``n``-th largest value (NaN for a shopper with fewer pairs)."""
+        """Each shopper's ``n``-th largest value (NaN for a shopper with fewer pairs; a NaN
+        value counts as the smallest)."""
         order = np.lexsort((-values, self.owner))
         out = np.full(len(self.starts) - 1, np.nan, dtype=np.float64)
         counts = np.diff(self.starts)
@@ -103,8 +104,7 @@ class Pairs:
 def lookup(matrix: sp.csr_matrix, owner: Ints, cols: Ints) -> Floats:
     """``matrix[owner, col]`` for each pair where positive and finite, else 0 (and 0 where
     ``col`` is below 0): one sorted search over the matrix's entries for all pairs."""
-    m = sp.csr_matrix(matrix)
-    m.sort_indices()
+    m = matrix if matrix.has_sorted_indices else matrix.sorted_indices()  # never in place
     out = np.zeros(len(owner), dtype=np.float64)
     if not m.nnz or not len(owner):
         return out

@@ -43,6 +43,7 @@ from stream.ranking.blend import (
     Scored,
     Weights,
     blended,
+    price_affinity,
     unit_profile,
 )
 from stream.ranking.candidates import ItemIndex
@@ -215,8 +216,9 @@ class Recommender:
         components[:, _COLLABORATIVE] = pairs.shares(co)
         learned = lookup(b.folded, owner, _positions(table.keys, self.model.index)[rows])
         components[:, _LEARNED] = pairs.shares(learned)
-        components[:, _PRICE] = _price_affinity(
-            table.prices[rows], preferences, owner, s.rank_price_sigma
+        centres = np.array([np.nan if p is None else p for p in preferences], np.float64)
+        components[:, _PRICE] = price_affinity(
+            table.prices[rows], centres[owner], s.rank_price_sigma
         )
         # the candidates' popularity: one read of those that matter, then each shopper's shares
         row_pop = np.fromiter((b.known.get(k, np.inf) for k in table.keys), np.float64)
@@ -306,7 +308,8 @@ class Recommender:
         return self._index
 
     def close(self) -> None:
-        """Stop refreshing the copy of the items' vectors, and the search's worker."""
+        """Stop refreshing the copy of the items' vectors, and the search's worker (a closed
+        recommender ranks no more)."""
         self._searcher.shutdown()
         if self._index is not None:
             self._index.close()
@@ -438,28 +441,9 @@ def _cosines(
     return out
 
 
-def _price_affinity(
-    prices: npt.NDArray[np.float64],
-    preferences: Sequence[float | None],
-    owner: npt.NDArray[np.intp],
-    sigma: float,
-) -> npt.NDArray[np.float64]:
-    """Each pair's price component: a Gaussian in log price around its shopper's preference
-    (0 without one, or without a usable price)."""
-    if sigma <= 0:
-        raise ValueError(f"price_sigma must be positive, not {sigma}")
-    preference = np.array([np.nan if p is None else p for p in preferences], dtype=np.float64)
-    out = np.zeros(len(prices), dtype=np.float64)
-    if not len(prices):
-        return out
-    centre = preference[owner]
-    known = np.isfinite(prices) & (prices > 0) & np.isfinite(centre)
-    out[known] = np.exp(-((np.log(prices[known]) - centre[known]) ** 2) / (2 * sigma**2))
-    return out
-
-
 _COSINE_CHUNK = 8_192
-"""Pairs whose rows are gathered at once for their cosines (12 MB at 384 float32 numbers)."""
+"""Pairs whose cosines are computed at once (their rows and profiles gathered: 25 MB at 384
+float32 numbers)."""
 _SEMANTIC = COMPONENTS.index("semantic")
 _COLLABORATIVE = COMPONENTS.index("collaborative")
 _PRICE = COMPONENTS.index("price")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stream.catalog import rough as rough_module
@@ -140,6 +140,7 @@ def test_an_index_without_records_keeps_no_room_for_lists_and_searches_alike() -
         bare.set_lists({"k1": NeighbourState(("k2",), (0.5,))})
 
 
+@example(rows=2, wide=150, width=100_003, ties=1, seed=7)  # a profile search's shape
 @given(
     st.integers(1, 5),
     st.integers(1, 40),
@@ -170,3 +171,16 @@ def test_top_columns_hold_the_largest_scores_as_topk_does(
             torch.sort(scores[r, got[r]].float()).values,
             torch.sort(scores[r, want[r]].float()).values,
         )
+
+
+def test_rough_top_breaks_ties_by_row() -> None:
+    """Two rows with the same vector tie for a query's best: the lower row is kept, whichever
+    order the bfloat16 round hands the candidates over in."""
+    rng = np.random.default_rng(11)
+    m = rng.normal(size=(5_000, DIM))
+    m[4_000] = m[17]
+    m = (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+    rough = torch.from_numpy(m).bfloat16()
+    queries = m[[17, 4_000]].copy()
+    tops, _ = rough_top(m, rough, queries, np.full(2, -1, dtype=np.intp), 1)
+    assert [t.tolist() for t in tops] == [[17], [17]]

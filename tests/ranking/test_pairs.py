@@ -94,7 +94,9 @@ def test_lookup_reads_positive_finite_entries_of_each_pairs_row() -> None:
     )
     owner = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2], dtype=np.intp)
     cols = np.array([0, 1, 2, 3, 0, 1, 2, 3, -1, 0], dtype=np.intp)
+    stored = m.indices.copy()
     got = lookup(m, owner, cols)
+    assert m.indices.tolist() == stored.tolist()  # the caller's matrix is left as it was
     expected = [
         dense[o, c] if c >= 0 and np.isfinite(dense[o, c]) and dense[o, c] > 0 else 0.0
         for o, c in zip(owner.tolist(), cols.tolist(), strict=True)
