@@ -122,11 +122,14 @@ def lookup(matrix: sp.csr_matrix, owner: Ints, cols: Ints) -> Floats:
     return out
 
 
+def owners(counts: Sequence[int]) -> Ints:
+    """The shopper number of each of ``counts[n]`` elements of shopper ``n``, in turn."""
+    return np.repeat(np.arange(len(counts), dtype=np.intp), np.asarray(counts, dtype=np.intp))
+
+
 def owned(groups: Sequence[Sequence[Any]]) -> tuple[Ints, list[Any]]:
     """Groups (one per shopper) flattened: each element's shopper number, and the elements."""
-    counts = np.fromiter((len(g) for g in groups), np.intp, count=len(groups))
-    flat = [x for g in groups for x in g]
-    return np.repeat(np.arange(len(groups), dtype=np.intp), counts), flat
+    return owners([len(g) for g in groups]), [x for g in groups for x in g]
 
 
 def _none() -> Ints:

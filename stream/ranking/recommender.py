@@ -49,7 +49,7 @@ from stream.ranking.blend import (
 from stream.ranking.candidates import ItemIndex
 from stream.ranking.learned import LoadedModel, tuned_settings
 from stream.ranking.model import shopper_weights
-from stream.ranking.pairs import Pairs, lookup, owned
+from stream.ranking.pairs import Pairs, lookup, owned, owners
 from stream.ranking.profile import (
     Interaction,
     price_preference,
@@ -197,10 +197,7 @@ class Recommender:
                 (sem_owner, _positions(sem_keys, table.row)),
                 b.co_best.pairs(table.row),
                 b.learned_best.pairs(table.row),
-                (
-                    np.repeat(np.arange(len(users)), len(popular_rows)),
-                    np.tile(popular_rows, len(users)),
-                ),
+                (owners([len(popular_rows)] * len(users)), np.tile(popular_rows, len(users))),
             ],
             (ex_owner, _positions(ex_keys, table.row)),
             table.in_stock,
@@ -407,11 +404,10 @@ class _Best:
         """Every shopper's best as (shopper, table row) pairs (row -1 where the table has
         none), given each name's table ``row``."""
         counts = [len(best) for best in self.shoppers]
-        owners = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
         if not sum(counts):
-            return owners, np.zeros(0, dtype=np.intp)
+            return owners(counts), np.zeros(0, dtype=np.intp)
         best = np.concatenate(self.shoppers)
-        return owners, _positions(self.names, row)[np.searchsorted(self.columns, best)]
+        return owners(counts), _positions(self.names, row)[np.searchsorted(self.columns, best)]
 
 
 def _positions(keys: Iterable[str], index: Mapping[str, int]) -> npt.NDArray[np.int64]:
