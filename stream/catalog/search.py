@@ -14,7 +14,9 @@ Nothing a full scan would find is left out: an item outside the scored clusters 
 above its cluster's bound. When the clusters that can matter hold more than a quarter of the
 (query, row) pairs (lists shorter than k, a partition gone stale), one full product is
 cheaper, and is what runs. On product names clusters seldom prune (a list's floor is far below
-what a cluster's bound allows), so the full product is what most catalogues run.
+what a cluster's bound allows), so the full product is what most catalogues run. Where the full
+product would be screened (below), it is cheaper still, and the choice weighs what each costs
+(:func:`_cheaper_in_full`).
 
 With a :class:`Screen` (a bfloat16 copy of the rows, on CPUs that multiply bfloat16 natively),
 the full product is first taken in bfloat16, in about 0.6x the time; every score it gives is
@@ -42,6 +44,16 @@ FULL_SCAN_SHARE = 0.25
 """Scan everything when the clusters that can matter hold more of the (query, row) pairs than
 this: cluster by cluster, each pair costs several times what it does in one product
 (bench/README.md)."""
+# What the rest of a clustered search and a screened full scan cost, in units of one
+# (query, row) pair of the screened scan (its bfloat16 product and second pass, ~13 ns on one
+# core of an AMX machine at 256 queries). Measured there, on one torch thread as the catalog
+# consumer runs, 30,000 and 100,000 items, 2 to 256 queries (bench/README.md): a cluster
+# block's pair ~6 (~80 ns, float32 and gathered), each block ~7,000 (~90 us of calls: product,
+# own cells, floors, top k), each row of a full scan ~20 besides its pairs (~250 ns: reading
+# it, whatever the queries).
+_CLUSTER_PAIR = 6
+_CLUSTER_BLOCK = 7_000
+_FULL_ROW = 20
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,8 @@ def search(
     the rows in bfloat16, to score roughly first (None: float32 only)."""
     if clusters is not None:
         blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden)  # blocks of rows
-        if _pruned(blocks, clusters):
+        screened = screen is not None and _screens(len(queries), len(matrix))
+        if _pruned(blocks, clusters, screened):
             return blocks.found(clustered=True)
     # a fresh one: the pruned attempt's first round would be scored twice
     blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden, screen)
@@ -142,9 +155,25 @@ def _pair_products(queries: Vector, matrix: Vector, q: Ints, rows: Ints) -> Vect
     return out
 
 
-def _pruned(blocks: _Blocks, clusters: Clusters) -> bool:
+def _screens(queries: int, rows: int) -> bool:
+    """Whether a full scan of ``queries`` x ``rows`` goes through a screen (when there is one)."""
+    return queries > 1 and queries * rows >= SCREEN_MIN_CELLS
+
+
+def _cheaper_in_full(pairs: int, blocks: int, queries: int, rows: int, screened: bool) -> bool:
+    """Whether a full scan of ``queries`` x ``rows`` costs less than scoring ``pairs`` more
+    in ``blocks`` cluster blocks: :data:`FULL_SCAN_SHARE` of the pairs in float32; with the
+    screen, by the costs measured (:data:`_CLUSTER_PAIR`)."""
+    if not screened:
+        return pairs > FULL_SCAN_SHARE * queries * rows
+    clustered = _CLUSTER_PAIR * pairs + _CLUSTER_BLOCK * blocks
+    return clustered > queries * rows + _FULL_ROW * rows
+
+
+def _pruned(blocks: _Blocks, clusters: Clusters, screened: bool = False) -> bool:
     """Score ``blocks`` cluster by cluster; False (stopped after the first round) when the
-    clusters that can matter hold more than :data:`FULL_SCAN_SHARE` of the pairs.
+    rest would cost more than a full scan (:func:`_cheaper_in_full`; ``screened``: the full
+    scan would go through the screen).
 
     In the second round a cluster whose bound reaches a query's k-th best so far is scored
     whole for it; one that can only hold lists the query enters (its bound is below that k-th
@@ -172,7 +201,8 @@ def _pruned(blocks: _Blocks, clusters: Clusters) -> bool:
             rows = members[lowest[members] < bounds[qs, cluster].max()]
             entering.append((qs, rows))
             cost += len(qs) * len(rows)
-    if cost > FULL_SCAN_SHARE * len(blocks.queries) * len(blocks.matrix):
+    count = int(whole.any(axis=0).sum()) + len(entering)
+    if _cheaper_in_full(cost, count, len(blocks.queries), len(blocks.matrix), screened):
         return False
     for cluster, qs in _by_cluster(whole):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
@@ -264,12 +294,7 @@ class _Blocks:
         """Score queries ``qs`` against ``rows`` (ascending; None: every row)."""
         if rows is not None and not len(rows):
             return
-        if (
-            self.screen is not None
-            and rows is None
-            and len(qs) > 1
-            and len(qs) * len(self.matrix) >= SCREEN_MIN_CELLS
-        ):
+        if self.screen is not None and rows is None and _screens(len(qs), len(self.matrix)):
             self._screened(qs)
             return
         scores = _rows_product(self.queries[qs], self.matrix, rows)

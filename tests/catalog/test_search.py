@@ -449,3 +449,26 @@ def test_clusters_that_only_hold_entered_lists_are_read_at_their_low_floors() ->
     assert found.clustered is True
     assert len(found.entries) > 40  # the low floors are entered from far away too
     assert scored < 40 * len(index) / 4
+
+
+def test_a_batch_that_a_screen_scans_cheaper_in_full_skips_the_clusters() -> None:
+    """Where the full product would be screened, a batch of queries whose clusters would each
+    be a block of its own is scanned in full instead (cluster blocks cost several times a
+    screened pair: bench/README.md); without a screen, or for one query, the clusters answer.
+    Every answer equals brute force's."""
+    rng = np.random.default_rng(9)
+    m = clustered(rng, 4_000, groups=16)
+    found = {}
+    for screen in (False, True):
+        index = MemoryIndex(DIM, K, min_rows=500, background=False, screen=screen)
+        index.put({f"k{i}": m[i] for i in range(3_936)})
+        record_true_lists(index)
+        new = {f"n{i}": m[3_936 + i] for i in range(64)}
+        index.put(new)
+        index.settle()
+        own = np.asarray([index.rows[k] for k in new], dtype=np.intp)
+        check(index, index.matrix[own], own)
+        found[screen] = index.search(index.matrix[own], own, own).clustered
+        check(index, index.matrix[own[:1]], own[:1])
+        assert index.search(index.matrix[own[:1]], own[:1], own[:1]).clustered is True
+    assert found == {False: True, True: False}
