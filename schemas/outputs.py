@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -63,17 +63,22 @@ def neighbour_list_json(
     generated_at: datetime,
 ) -> bytes:
     """The value ``NeighbourList(...).to_json_bytes()`` writes (same fields, order and types),
-    built as text: the catalog consumer writes thousands a batch, and this is several times
-    faster than ``json.dumps`` of a dict (which writes the same characters). A property test
-    checks that the two parse to the same message."""
-    entries = ",".join(
-        f'{{"item_id":{_string(i)},"score":{_number(float(s))}}}' for i, s in neighbours
-    )
-    version = "null" if item_version is None else str(int(item_version))
-    return (
-        f'{{"item_id":{_string(item_id)},"neighbours":[{entries}],"model":{_string(model)},'
-        f'"item_version":{version},"generated_at":"{_iso_utc(generated_at)}"}}'
-    ).encode()
+    written by orjson from plain dicts: the catalog consumer writes thousands a batch, and this
+    took a third of the time of the same text built with f-strings (4,000 lists of 10: 15
+    against 46 ms; bench/README.md, "Small measurements"), itself several times faster than
+    the model. NaN and infinities are refused (``ValueError``), as the model refuses them. A
+    property test checks that the two parse to the same message."""
+    entries = [{"item_id": i, "score": float(s)} for i, s in neighbours]
+    if not all(math.isfinite(e["score"]) for e in entries):
+        raise ValueError(f"out of range float values are not JSON compliant: {item_id!r}")
+    message = {
+        "item_id": item_id,
+        "neighbours": entries,
+        "model": model,
+        "item_version": None if item_version is None else int(item_version),
+        "generated_at": _stamp(generated_at),
+    }
+    return orjson.dumps(message)
 
 
 def recommendations_json(
@@ -93,19 +98,14 @@ def recommendations_json(
         if not (math.isfinite(s) and all(map(math.isfinite, parts.values()))):
             raise ValueError(f"out of range float values are not JSON compliant: {i!r}")
         entries.append({"item_id": i, "score": s, "components": parts})
-    message = {"user_id": user_id, "items": entries, "generated_at": _iso_utc(generated_at)}
+    message = {"user_id": user_id, "items": entries, "generated_at": _stamp(generated_at)}
     return orjson.dumps(message)
 
 
-_string = json.encoder.encode_basestring
-"""A JSON string literal, non-ASCII kept (as ``json.dumps(..., ensure_ascii=False)``)."""
-
-
-def _number(value: float) -> str:
-    """A float as ``json.dumps`` writes it (``repr``), refusing NaN and infinities."""
-    if not math.isfinite(value):
-        raise ValueError(f"out of range float values are not JSON compliant: {value!r}")
-    return repr(value)
+@functools.lru_cache(maxsize=16)
+def _stamp(value: datetime) -> str:
+    """:func:`_iso_utc`, remembered: every message of a batch carries the batch's one time."""
+    return _iso_utc(value)
 
 
 class RecommendedItem(_Output):
