@@ -68,9 +68,10 @@ def neighbour_list_json(
     against 46 ms; bench/README.md, "Small measurements"), itself several times faster than
     the model. NaN and infinities are refused (``ValueError``), as the model refuses them. A
     property test checks that the two parse to the same message."""
-    entries = [{"item_id": i, "score": float(s)} for i, s in neighbours]
-    if not all(math.isfinite(e["score"]) for e in entries):
+    pairs = [(i, float(s)) for i, s in neighbours]
+    if not all(math.isfinite(s) for _, s in pairs):
         raise ValueError(f"out of range float values are not JSON compliant: {item_id!r}")
+    entries = [{"item_id": i, "score": s} for i, s in pairs]
     message = {
         "item_id": item_id,
         "neighbours": entries,

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ from stream.errors import Refused, Transient
 
 Vector = npt.NDArray[np.float32]
 Payload = dict[str, Any]
+Id = TypeVar("Id")
 
 _NAMESPACE = uuid.UUID("6f1c1d2e-7a51-4d0e-9a55-3c1e0b7d9a10")
 
@@ -200,3 +201,16 @@ def payload_fields(fields: Sequence[str] | None) -> bool | list[str]:
 
 def as_vector(values: Sequence[float] | Vector) -> Vector:
     return np.asarray(values, dtype=np.float32)
+
+
+def runs_of_equal(pairs: Sequence[tuple[Id, Payload]]) -> list[tuple[list[Id], Payload]]:
+    """``pairs`` of (point id, payload) as runs of consecutive equal payloads, each with its
+    ids: one payload write per run (a batch's ``{lists_pending: false}`` for all its items is
+    one write, not one per item)."""
+    runs: list[tuple[list[Id], Payload]] = []
+    for point, payload in pairs:
+        if runs and runs[-1][1] == payload:
+            runs[-1][0].append(point)
+        else:
+            runs.append(([point], payload))
+    return runs

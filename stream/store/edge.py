@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -30,6 +31,7 @@ from stream.store.base import (
     engine_calls,
     payload_fields,
     point_id,
+    runs_of_equal,
 )
 from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split, whole_vectors
 
@@ -259,9 +261,11 @@ class EdgeStore:
             shard = self._shard(collection)
             # The engine raises for a missing point; a point deleted meanwhile needs nothing.
             found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
-            for record in found:
-                key = ids[str(record.id)]
-                shard.update(qe.UpdateOperation.set_payload([str(record.id)], dict(payloads[key])))
+            present: list[tuple[int | uuid.UUID | str, Payload]] = [
+                (str(r.id), payloads[ids[str(r.id)]]) for r in found
+            ]
+            for group, payload in runs_of_equal(present):
+                shard.update(qe.UpdateOperation.set_payload(group, dict(payload)))
 
     def update_vectors(self, collection: str, vectors: Mapping[str, Vector]) -> None:
         if not vectors:

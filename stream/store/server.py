@@ -25,6 +25,7 @@ from stream.store.base import (
     engine_calls,
     payload_fields,
     point_id,
+    runs_of_equal,
 )
 from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split, whole_vectors
 
@@ -213,12 +214,13 @@ class ServerStore:
         if not payloads:
             return
         existing = self.retrieve(collection, list(payloads))
+        # like the embedded engine: no payload for missing points
+        present = [(point_id(k), p) for k, p in payloads.items() if k in existing]
         ops = [
             models.SetPayloadOperation(
-                set_payload=models.SetPayload(payload=dict(payload), points=[point_id(key)])
+                set_payload=models.SetPayload(payload=dict(payload), points=list(points))
             )
-            for key, payload in payloads.items()
-            if key in existing  # like the embedded engine: no payload for missing points
+            for points, payload in runs_of_equal(present)
         ]
         if ops:
             with self._engine():

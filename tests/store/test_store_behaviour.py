@@ -131,6 +131,35 @@ def test_retrieve_upsert_replaces_set_payload_merges(store: VectorStore) -> None
     assert "ghost" not in got
 
 
+def test_set_payload_gives_each_point_its_own_fields_equal_ones_written_together(
+    store: VectorStore,
+) -> None:
+    """Points given equal payloads (written as one run) and points between them given others
+    each end with exactly the fields they were given, merged into what they held."""
+    rng = np.random.default_rng(4)
+    keys = [f"sku-{i}" for i in range(6)]
+    store.upsert(
+        "items",
+        [
+            StoredPoint(k, {"n": i}, v)
+            for i, (k, v) in enumerate(zip(keys, _unit(rng, 6), strict=True))
+        ],
+    )
+    given = {
+        "sku-0": {"pending": False},
+        "sku-1": {"pending": False},
+        "sku-2": {"pending": True, "tag": "x"},
+        "ghost": {"pending": False},
+        "sku-3": {"pending": False},
+        "sku-4": {"pending": False, "tag": "y"},
+    }
+    store.set_payload("items", given)
+    got = store.retrieve("items", [*keys, "ghost"])
+    assert "ghost" not in got
+    for i, key in enumerate(keys):
+        assert got[key].payload == {"n": i, "key": key, **given.get(key, {})}, key
+
+
 def test_retrieve_reads_only_the_fields_asked_for(store: VectorStore) -> None:
     """With ``fields``, a point's payload holds those fields (and the key), nothing else; the
     vector comes all the same."""
