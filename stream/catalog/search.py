@@ -258,6 +258,19 @@ def _rows_product(queries: Vector, matrix: Vector, rows: Ints | None) -> Vector:
     return found[0] if len(found) == 1 else np.concatenate(found, axis=1)
 
 
+def _sparse_nonzero(mask: npt.NDArray[np.bool_]) -> tuple[Ints, Ints]:
+    """``np.nonzero`` of a 2-d C-contiguous mask that is nearly all False, in the same order:
+    read as 64-bit words, only the words with a True in them are looked into (on a screened
+    block of 160 x 100,000 with 0.05% True, 6.5 ms against 50: bench/README.md)."""
+    flat = mask.reshape(-1)
+    whole = flat.size - flat.size % 8
+    hot = np.flatnonzero(flat[:whole].view(np.uint64))
+    cells = (hot[:, np.newaxis] * 8 + np.arange(8)).reshape(-1)
+    cells = np.concatenate([cells[flat[cells]], np.flatnonzero(flat[whole:]) + whole])
+    rows, cols = np.divmod(cells, mask.shape[1])
+    return rows, cols
+
+
 class _Blocks:
     """Scores blocks of (queries x rows) and keeps what each query found."""
 
@@ -345,7 +358,7 @@ class _Blocks:
             kth = torch.topk(named, size, dim=1, sorted=False).values.min(dim=1).values.numpy()
             top = (named.numpy() >= (kth - 2 * slack)[:, np.newaxis]) & (scores > -np.inf)
             wanted |= top
-        pair_q, rows = np.nonzero(wanted)
+        pair_q, rows = _sparse_nonzero(wanted)
         queries = qs[pair_q]
         exact = _pair_products(self.queries, self.matrix, queries, rows)
         self.scored += scores.size

@@ -472,3 +472,14 @@ def test_a_batch_that_a_screen_scans_cheaper_in_full_skips_the_clusters() -> Non
         check(index, index.matrix[own[:1]], own[:1])
         assert index.search(index.matrix[own[:1]], own[:1], own[:1]).clustered is True
     assert found == {False: True, True: False}
+
+
+@pytest.mark.parametrize("shape", [(3, 40), (7, 13), (1, 5), (5, 8), (0, 9)])
+def test_the_sparse_nonzero_is_numpys_in_the_same_order(shape: tuple[int, int]) -> None:
+    """Masks of sizes that are and are not whole 64-bit words, sparse, dense, empty and full."""
+    rng = np.random.default_rng(sum(shape))
+    for share in (0.0, 0.01, 0.3, 1.0):
+        mask = rng.random(shape) < share
+        got = search_module._sparse_nonzero(mask)
+        want = np.nonzero(mask)
+        assert [g.tolist() for g in got] == [w.tolist() for w in want], share
