@@ -107,7 +107,8 @@ class BatchEffects:
             {k: message for k, (_, message) in published.lists.items()},
         )
         # the batch's own items' lists are delivered: nothing owed for them any more
-        self.store.set_payload(ITEMS, {k: {PENDING: False} for k in published.owed})
+        delivered = {PENDING: False}  # one object: one store update for them all
+        self.store.set_payload(ITEMS, dict.fromkeys(published.owed, delivered))
 
     def _hidden(self, written: list[Received]) -> dict[str, bool]:
         if not self.finder.in_stock_only:

@@ -137,7 +137,7 @@ def search(
             return blocks.found(clustered=True)
     # a fresh one: the pruned attempt's first round would be scored twice
     blocks = _Blocks(matrix, floors, queries, own, k, no_entry, hidden, screen)
-    step = max(1, _CHUNK_CELLS // max(1, len(matrix)))
+    step = _chunk_queries(len(matrix))
     for start in range(0, len(queries), step):
         blocks.score(np.arange(start, min(start + step, len(queries))), None)
     return blocks.found(clustered=False if clusters is not None else None)
@@ -167,7 +167,13 @@ def _cheaper_in_full(pairs: int, blocks: int, queries: int, rows: int, screened:
     if not screened:
         return pairs > FULL_SCAN_SHARE * queries * rows
     clustered = _CLUSTER_PAIR * pairs + _CLUSTER_BLOCK * blocks
-    return clustered > queries * rows + _FULL_ROW * rows
+    reads = -(-queries // _chunk_queries(rows))  # each chunk of queries reads every row
+    return clustered > queries * rows + _FULL_ROW * rows * reads
+
+
+def _chunk_queries(rows: int) -> int:
+    """Queries a full scan of ``rows`` rows scores at once (:data:`_CHUNK_CELLS`)."""
+    return max(1, _CHUNK_CELLS // max(1, rows))
 
 
 def _pruned(blocks: _Blocks, clusters: Clusters, screened: bool = False) -> bool:
@@ -180,7 +186,8 @@ def _pruned(blocks: _Blocks, clusters: Clusters, screened: bool = False) -> bool
     best, above the lowest floor among its rows) is scored only at the rows whose floor is below
     the largest bound of the queries that need it: no other row's list can be entered (a
     query's score with any of the cluster's rows is at most its bound). Those are few: one low
-    floor (a short list, a new item's) made the whole cluster count before."""
+    floor (a short list, a new item's) made the whole cluster count before. Such rows score
+    below the query's k-th best so far, so no top k is taken among them."""
     bounds = clusters.partition.bounds(blocks.queries)
     order, starts = clusters.order, clusters.starts
     sizes = np.diff(starts)
@@ -207,7 +214,7 @@ def _pruned(blocks: _Blocks, clusters: Clusters, screened: bool = False) -> bool
     for cluster, qs in _by_cluster(whole):
         blocks.score(qs, order[starts[cluster] : starts[cluster + 1]])
     for qs, rows in entering:
-        blocks.score(qs, rows)
+        blocks.score(qs, rows, tops=False)  # below the k-th best: no top k there
     return True
 
 
@@ -262,9 +269,11 @@ def _sparse_nonzero(mask: npt.NDArray[np.bool_]) -> tuple[Ints, Ints]:
     """``np.nonzero`` of a 2-d C-contiguous mask that is nearly all False, in the same order:
     read as 64-bit words, only the words with a True in them are looked into (on a screened
     block of 160 x 100,000 with 0.05% True, 6.5 ms against 50: bench/README.md)."""
-    flat = mask.reshape(-1)
+    flat = np.ascontiguousarray(mask).reshape(-1)
     whole = flat.size - flat.size % 8
     hot = np.flatnonzero(flat[:whole].view(np.uint64))
+    if len(hot) * 8 > whole:  # not sparse after all (every 8th cell or more): numpy's own
+        return np.nonzero(mask)  # type: ignore[return-value]
     cells = (hot[:, np.newaxis] * 8 + np.arange(8)).reshape(-1)
     cells = np.concatenate([cells[flat[cells]], np.flatnonzero(flat[whole:]) + whole])
     rows, cols = np.divmod(cells, mask.shape[1])
@@ -303,8 +312,9 @@ class _Blocks:
         self.cand_scores: list[Vector] = []
         self.scored = 0
 
-    def score(self, qs: Ints, rows: Ints | None) -> None:
-        """Score queries ``qs`` against ``rows`` (ascending; None: every row)."""
+    def score(self, qs: Ints, rows: Ints | None, tops: bool = True) -> None:
+        """Score queries ``qs`` against ``rows`` (ascending; None: every row); without
+        ``tops``, for the lists they enter only (no row can be in their top k)."""
         if rows is not None and not len(rows):
             return
         if self.screen is not None and rows is None and _screens(len(qs), len(self.matrix)):
@@ -320,6 +330,8 @@ class _Blocks:
             hit_q, hit_col = np.nonzero(enters)
             hit_rows = hit_col if rows is None else rows[hit_col]
             self._entered(qs[hit_q], hit_rows, scores[hit_q, hit_col])
+        if not tops:
+            return
         if self.hidden is not None:
             scores[:, self.hidden if rows is None else self.hidden[rows]] = -np.inf
         size = min(self.k, scores.shape[1])

@@ -203,13 +203,14 @@ def as_vector(values: Sequence[float] | Vector) -> Vector:
     return np.asarray(values, dtype=np.float32)
 
 
-def runs_of_equal(pairs: Sequence[tuple[Id, Payload]]) -> list[tuple[list[Id], Payload]]:
-    """``pairs`` of (point id, payload) as runs of consecutive equal payloads, each with its
-    ids: one payload write per run (a batch's ``{lists_pending: false}`` for all its items is
-    one write, not one per item)."""
+def runs_of_same(pairs: Sequence[tuple[Id, Payload]]) -> list[tuple[list[Id], Payload]]:
+    """``pairs`` of (point id, payload) as runs of consecutive pairs that share one payload
+    object, each with its ids: one payload write per run (a batch's ``{lists_pending: false}``
+    for all its items, given as one dict, is one write, not one per item). The same object, not
+    equal ones: ``{"n": 1} == {"n": True}``, and each point must get its own types."""
     runs: list[tuple[list[Id], Payload]] = []
     for point, payload in pairs:
-        if runs and runs[-1][1] == payload:
+        if runs and runs[-1][1] is payload:
             runs[-1][0].append(point)
         else:
             runs.append(([point], payload))

@@ -31,7 +31,7 @@ from stream.store.base import (
     engine_calls,
     payload_fields,
     point_id,
-    runs_of_equal,
+    runs_of_same,
 )
 from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split, whole_vectors
 
@@ -260,11 +260,13 @@ class EdgeStore:
         with self._engine():
             shard = self._shard(collection)
             # The engine raises for a missing point; a point deleted meanwhile needs nothing.
-            found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
+            found = {
+                str(r.id) for r in shard.retrieve(list(ids), with_payload=False, with_vector=False)
+            }
             present: list[tuple[int | uuid.UUID | str, Payload]] = [
-                (str(r.id), payloads[ids[str(r.id)]]) for r in found
-            ]
-            for group, payload in runs_of_equal(present):
+                (point, payloads[key]) for point, key in ids.items() if point in found
+            ]  # in the caller's order, as the runs of one payload were given
+            for group, payload in runs_of_same(present):
                 shard.update(qe.UpdateOperation.set_payload(group, dict(payload)))
 
     def update_vectors(self, collection: str, vectors: Mapping[str, Vector]) -> None:

@@ -25,7 +25,7 @@ from stream.store.base import (
     engine_calls,
     payload_fields,
     point_id,
-    runs_of_equal,
+    runs_of_same,
 )
 from stream.store.hybrid import LEXICAL, Split, fused_search, joined, split, whole_vectors
 
@@ -220,7 +220,7 @@ class ServerStore:
             models.SetPayloadOperation(
                 set_payload=models.SetPayload(payload=dict(payload), points=list(points))
             )
-            for points, payload in runs_of_equal(present)
+            for points, payload in runs_of_same(present)
         ]
         if ops:
             with self._engine():

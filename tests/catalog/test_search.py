@@ -480,6 +480,21 @@ def test_the_sparse_nonzero_is_numpys_in_the_same_order(shape: tuple[int, int]) 
     rng = np.random.default_rng(sum(shape))
     for share in (0.0, 0.01, 0.3, 1.0):
         mask = rng.random(shape) < share
-        got = search_module._sparse_nonzero(mask)
-        want = np.nonzero(mask)
-        assert [g.tolist() for g in got] == [w.tolist() for w in want], share
+        for given in (mask, np.repeat(mask, 2, axis=1)[:, ::2]):  # also a strided view
+            got = search_module._sparse_nonzero(given)
+            want = np.nonzero(given)
+            assert [g.tolist() for g in got] == [w.tolist() for w in want], share
+
+
+def test_a_screened_scan_is_charged_a_read_of_every_row_per_chunk_of_queries() -> None:
+    """The full scan splits its queries into chunks that each read every row: at 1,000,000
+    rows 256 queries are 16 reads, which the clusters' rest is weighed against."""
+    rows, queries = 1_000_000, 256
+    assert search_module._chunk_queries(rows) == 16
+    read_once = queries * rows + search_module._FULL_ROW * rows
+    pairs = read_once // search_module._CLUSTER_PAIR + 1  # dearer than one read, not sixteen
+    assert not search_module._cheaper_in_full(pairs, 0, queries, rows, screened=True)
+    assert search_module._cheaper_in_full(pairs * 3, 0, queries, rows, screened=True)
+    quarter = int(search_module.FULL_SCAN_SHARE * queries * rows)  # without a screen
+    assert search_module._cheaper_in_full(quarter + 1, 0, queries, rows, screened=False)
+    assert not search_module._cheaper_in_full(quarter, 0, queries, rows, screened=False)

@@ -131,11 +131,12 @@ def test_retrieve_upsert_replaces_set_payload_merges(store: VectorStore) -> None
     assert "ghost" not in got
 
 
-def test_set_payload_gives_each_point_its_own_fields_equal_ones_written_together(
+def test_set_payload_gives_each_point_its_own_fields_one_payload_written_together(
     store: VectorStore,
 ) -> None:
-    """Points given equal payloads (written as one run) and points between them given others
-    each end with exactly the fields they were given, merged into what they held."""
+    """Points given one payload object (written as one run), points between them given others,
+    and one given a payload equal to it in Python but not in type (0 for False) each end with
+    exactly the fields, and types, they were given, merged into what they held."""
     rng = np.random.default_rng(4)
     keys = [f"sku-{i}" for i in range(6)]
     store.upsert(
@@ -145,19 +146,23 @@ def test_set_payload_gives_each_point_its_own_fields_equal_ones_written_together
             for i, (k, v) in enumerate(zip(keys, _unit(rng, 6), strict=True))
         ],
     )
+    flag = {"pending": False}
     given = {
-        "sku-0": {"pending": False},
-        "sku-1": {"pending": False},
+        "sku-0": flag,
+        "sku-1": flag,
         "sku-2": {"pending": True, "tag": "x"},
-        "ghost": {"pending": False},
-        "sku-3": {"pending": False},
-        "sku-4": {"pending": False, "tag": "y"},
+        "ghost": flag,
+        "sku-3": flag,
+        "sku-4": {"pending": 0},
+        "sku-5": flag,
     }
+    assert given["sku-4"] == flag
     store.set_payload("items", given)
     got = store.retrieve("items", [*keys, "ghost"])
     assert "ghost" not in got
     for i, key in enumerate(keys):
-        assert got[key].payload == {"n": i, "key": key, **given.get(key, {})}, key
+        assert got[key].payload == {"n": i, "key": key, **given[key]}, key
+        assert type(got[key].payload["pending"]) is type(given[key]["pending"]), key
 
 
 def test_retrieve_reads_only_the_fields_asked_for(store: VectorStore) -> None:
