@@ -77,7 +77,7 @@ def neighbour_list_json(
         "neighbours": entries,
         "model": model,
         "item_version": None if item_version is None else int(item_version),
-        "generated_at": _stamp(generated_at.astimezone(UTC)),
+        "generated_at": _stamp(generated_at),
     }
     return orjson.dumps(message)
 
@@ -99,16 +99,19 @@ def recommendations_json(
         if not (math.isfinite(s) and all(map(math.isfinite, parts.values()))):
             raise ValueError(f"out of range float values are not JSON compliant: {i!r}")
         entries.append({"item_id": i, "score": s, "components": parts})
-    stamp = _stamp(generated_at.astimezone(UTC))
-    message = {"user_id": user_id, "items": entries, "generated_at": stamp}
+    message = {"user_id": user_id, "items": entries, "generated_at": _stamp(generated_at)}
     return orjson.dumps(message)
 
 
-@functools.lru_cache(maxsize=16)
 def _stamp(value: datetime) -> str:
-    """:func:`_iso_utc` of a UTC time, remembered: every message of a batch carries the
-    batch's one time. Only UTC times are kept (two local times of a clock turned back compare
-    equal and are an hour apart)."""
+    """:func:`_iso_utc`, remembered per UTC time: every message of a batch carries the
+    batch's one time. Keyed on the time in UTC, as two local times of a clock turned back
+    compare equal and are an hour apart."""
+    return _utc_stamp(value.astimezone(UTC))
+
+
+@functools.lru_cache(maxsize=16)
+def _utc_stamp(value: datetime) -> str:
     return _iso_utc(value)
 
 
