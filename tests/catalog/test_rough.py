@@ -140,25 +140,27 @@ def test_an_index_without_records_keeps_no_room_for_lists_and_searches_alike() -
         bare.set_lists({"k1": NeighbourState(("k2",), (0.5,))})
 
 
-@example(rows=2, wide=150, width=100_003, ties=1, offset=0.0, seed=7)  # a profile search
-@example(rows=2, wide=10, width=3_000, ties=0, offset=-4.0, seed=3)  # every score < 0
+@example(rows=2, wide=150, width=100_003, ties=1, offset=0.0, by_row=True, seed=7)
+@example(rows=2, wide=10, width=3_000, ties=0, offset=-4.0, by_row=False, seed=3)  # all < 0
 @given(
     st.integers(1, 5),
     st.integers(1, 40),
     st.integers(1, 3_000),
     st.sampled_from([0, 1, 2]),
     st.sampled_from([0.0, 2.0, -0.5, -4.0]),
+    st.booleans(),
     st.integers(0, 2**31),
 )
 @settings(max_examples=80, deadline=None)
 def test_top_columns_hold_the_largest_scores_as_topk_does(
-    rows: int, wide: int, width: int, ties: int, offset: float, seed: int
+    rows: int, wide: int, width: int, ties: int, offset: float, by_row: bool, seed: int
 ) -> None:
     """Against ``torch.topk`` on bfloat16 scores with many ties (a few distinct values), -inf
     columns (hidden rows), widths that leave a partial last block, and scores moved so that
     all, some or none of a row's best are below zero (where the scores' bits, read as
     integers, order backwards): the columns are distinct, in range, and their scores are the
-    row's ``wide`` largest."""
+    row's ``wide`` largest; the scores laid out a row of the matrix after another, or a column
+    (``by_row``: a product of the rows with the queries, transposed)."""
     wide = min(wide, width)
     gen = torch.Generator().manual_seed(seed)
     scores = torch.randn(rows, width, generator=gen) + offset
@@ -166,7 +168,7 @@ def test_top_columns_hold_the_largest_scores_as_topk_does(
         scores = torch.round(scores * (2 if ties == 1 else 8)) / 8
     scores[:, torch.rand(width, generator=gen) < 0.05] = -torch.inf
     scores = scores.bfloat16()
-    got = top_columns(scores, wide)
+    got = top_columns(scores.T.contiguous().T if by_row else scores, wide)
     want = torch.topk(scores, wide, dim=1, sorted=False).indices
     assert got.shape == (rows, wide)
     for r in range(rows):
