@@ -419,27 +419,23 @@ def _cosines(
     unit: npt.NDArray[np.float32], pairs: Pairs, profiles: Sequence[Vector | None]
 ) -> npt.NDArray[np.float64]:
     """Each pair's semantic component: the cosine of its row with its shopper's unit profile
-    (in the rows' precision, clipped to [0, 1]; 0 for a shopper without a profile)."""
+    (in the rows' precision, clipped to [0, 1]; 0 for a shopper without a profile). A shopper
+    at a time: their rows (~150) gathered and multiplied in cache, where gathering every
+    pair's row and profile at once moved three times the memory (256 shoppers: 14.2 -> 8.4
+    ms, the same numbers)."""
     out = np.zeros(len(pairs), dtype=np.float64)
-    units = [unit_profile(p) for p in profiles]
-    has = np.array([u is not None for u in units], dtype=bool)
-    if not len(pairs) or not has.any() or not unit.shape[1]:
+    if not unit.shape[1]:
         return out
-    matrix = np.zeros((len(units), unit.shape[1]), dtype=unit.dtype)
-    for n, u in enumerate(units):
-        if u is not None:
-            matrix[n] = u.astype(unit.dtype)
-    for lo in range(0, len(pairs), _COSINE_CHUNK):
-        hi = lo + _COSINE_CHUNK
-        owner = pairs.owner[lo:hi]
-        products = np.einsum("ij,ij->i", unit[pairs.row[lo:hi]], matrix[owner])
-        out[lo:hi] = np.where(has[owner], np.clip(products.astype(np.float64), 0.0, 1.0), 0.0)
+    for n, profile in enumerate(profiles):
+        u = unit_profile(profile)
+        lo, hi = pairs.starts[n], pairs.starts[n + 1]
+        if u is None or lo == hi:
+            continue
+        products = np.einsum("ij,j->i", unit[pairs.row[lo:hi]], u.astype(unit.dtype))
+        out[lo:hi] = np.clip(products.astype(np.float64), 0.0, 1.0)
     return out
 
 
-_COSINE_CHUNK = 8_192
-"""Pairs whose cosines are computed at once (their rows and profiles gathered: 25 MB at 384
-float32 numbers)."""
 _SEMANTIC = COMPONENTS.index("semantic")
 _COLLABORATIVE = COMPONENTS.index("collaborative")
 _PRICE = COMPONENTS.index("price")
