@@ -36,6 +36,7 @@ import numpy.typing as npt
 import torch
 
 from stream.catalog.partition import Ints, Partition
+from stream.catalog.rough import top_columns
 from stream.store.base import Vector
 
 _CHUNK_CELLS = 16_000_000
@@ -45,15 +46,15 @@ FULL_SCAN_SHARE = 0.25
 this: cluster by cluster, each pair costs several times what it does in one product
 (bench/README.md)."""
 # What the rest of a clustered search and a screened full scan cost, in units of one
-# (query, row) pair of the screened scan (its bfloat16 product and second pass, ~13 ns on one
+# (query, row) pair of the screened scan (its bfloat16 product and second pass, ~10 ns on one
 # core of an AMX machine at 256 queries). Measured there, on one torch thread as the catalog
-# consumer runs, 30,000 and 100,000 items, 2 to 256 queries (bench/README.md): a cluster
-# block's pair ~6 (~80 ns, float32 and gathered), each block ~7,000 (~90 us of calls: product,
-# own cells, floors, top k), each row of a full scan ~20 besides its pairs (~250 ns: reading
-# it, whatever the queries).
-_CLUSTER_PAIR = 6
-_CLUSTER_BLOCK = 7_000
-_FULL_ROW = 20
+# consumer runs, 30,000 and 100,000 items of 1,408 numbers, 2 to 256 queries (bench/README.md):
+# a cluster block's pair ~8 (~80 ns, float32 and gathered), each block ~9,000 (~90 us of calls:
+# product, own cells, floors, top k), each row of a full scan ~21 besides its pairs (~210 ns:
+# reading it, whatever the queries).
+_CLUSTER_PAIR = 8
+_CLUSTER_BLOCK = 9_000
+_FULL_ROW = 21
 
 
 @dataclass(frozen=True)
@@ -348,37 +349,49 @@ class _Blocks:
     def _screened(self, qs: Ints) -> None:
         """:meth:`score` of every row through the screen: rough scores of the whole block,
         exact ones of the pairs within its slack of a row's floor or of a top k (of the rough
-        scores), and only those kept."""
+        scores), and only those kept.
+
+        The block is laid out a catalogue row by a query (the rows times the queries): oneDNN
+        forms it in ~0.65x the time of the queries times the rows at 4-64 queries, which is
+        most of a screened scan (bench/README.md); each query's k-th best rough score is read
+        from the bfloat16 block by :func:`stream.catalog.rough.top_columns`, which reads that
+        layout, where ``torch.topk`` across it took three times as long."""
         assert self.screen is not None and self._rough_queries is not None
         slack = self.screen.slack
-        rough = (self._rough_queries[torch.from_numpy(qs)] @ self.screen.rows.T).float()
-        scores = rough.numpy()  # shares rough's memory
-        scores[self._own_cells(qs, None)] = -np.inf  # never its own neighbour
+        by_row = self.screen.rows @ self._rough_queries[torch.from_numpy(qs)].T
+        own_q, own_rows = self._own_cells(qs, None)
+        by_row[torch.from_numpy(own_rows), torch.from_numpy(own_q)] = -torch.inf  # never its own
+        scores = by_row.float().numpy()
         wanted = np.zeros(scores.shape, dtype=bool)
         enters = top = None
         if self.no_entry is not None:
-            enters = scores > (self.floors - slack)[np.newaxis, :]
-            enters[:, self.no_entry] = False
+            enters = scores > (self.floors - slack)[:, np.newaxis]
+            enters[self.no_entry] = False
             wanted |= enters
-        size = min(self.k, scores.shape[1])
+        size = min(self.k, scores.shape[0])
         if size > 0:
-            named = rough
+            named = by_row
             if self.hidden is not None:
-                named = rough.clone()
-                named[:, torch.from_numpy(self.hidden)] = -torch.inf
+                named = by_row.clone()
+                named[torch.from_numpy(self.hidden)] = -torch.inf
             # every row of the exact top k scores within 2 slacks of the rough k-th best
-            kth = torch.topk(named, size, dim=1, sorted=False).values.min(dim=1).values.numpy()
-            top = (named.numpy() >= (kth - 2 * slack)[:, np.newaxis]) & (scores > -np.inf)
+            best = top_columns(named.T, size)
+            kth = named.T.gather(1, best).float().amin(dim=1).numpy()
+            top = (scores >= (kth - 2 * slack)[np.newaxis, :]) & (scores > -np.inf)
+            if self.hidden is not None:
+                top[self.hidden] = False
             wanted |= top
-        pair_q, rows = _sparse_nonzero(wanted)
+        rows, pair_q = _sparse_nonzero(wanted)
+        by_query = np.argsort(pair_q, kind="stable")  # a query's rows together, ascending
+        rows, pair_q = rows[by_query], pair_q[by_query]
         queries = qs[pair_q]
         exact = _pair_products(self.queries, self.matrix, queries, rows)
         self.scored += scores.size
         if enters is not None:
-            hit = enters[pair_q, rows] & (exact > self.floors[rows])
+            hit = enters[rows, pair_q] & (exact > self.floors[rows])
             self._entered(queries[hit], rows[hit], exact[hit])
         if top is not None:
-            named_pairs = top[pair_q, rows]
+            named_pairs = top[rows, pair_q]
             self.cand_q.append(queries[named_pairs])
             self.cand_rows.append(rows[named_pairs])
             self.cand_scores.append(exact[named_pairs])
