@@ -91,7 +91,8 @@ def top_columns(scores: torch.Tensor, wide: int) -> torch.Tensor:
 
     bfloat16 scores are compared as their bits read as 16-bit integers, which order every
     score from +0 up as the numbers do (torch's bfloat16 maxima cost ~5x the integers'); where
-    a row's ``wide`` largest are not all >= +0 the floats decide."""
+    any row's ``wide`` largest are not all >= +0, the floats decide for the whole batch.
+    Scores are finite or -inf (unit rows): a NaN would read as an integer below +0."""
     if scores.dtype == torch.bfloat16:
         columns = _narrowed(scores.view(torch.int16), wide, bits=True)
         if columns is not None:

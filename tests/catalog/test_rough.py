@@ -142,6 +142,7 @@ def test_an_index_without_records_keeps_no_room_for_lists_and_searches_alike() -
 
 @example(rows=2, wide=150, width=100_003, ties=1, offset=0.0, by_row=True, seed=7)
 @example(rows=2, wide=10, width=3_000, ties=0, offset=-4.0, by_row=False, seed=3)  # all < 0
+@example(rows=3, wide=20, width=1_000, ties=2, offset=0.0, by_row=True, seed=5)  # blocks of 8
 @given(
     st.integers(1, 5),
     st.integers(1, 40),

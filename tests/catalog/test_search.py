@@ -404,6 +404,31 @@ def test_a_bfloat16_screen_gives_the_float32_answers_at_the_rounding_bound(
     assert [r.tolist() for r in tops[1].top_rows] == [r.tolist() for r in tops[0].top_rows]
 
 
+def test_a_screened_scan_lists_no_hidden_row_when_fewer_than_k_are_visible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A catalogue where hidden rows and a query's own row leave fewer than k rows to list:
+    the screened scan's rough k-th best is then -inf, and every visible row is a candidate,
+    but no hidden one (the float32 search's answer, row for row)."""
+    monkeypatch.setattr(search_module, "SCREEN_MIN_CELLS", 1)  # every block screened
+    rng = np.random.default_rng(21)
+    m = rng.normal(size=(9, DIM))
+    m = (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+    keys = [f"k{i}" for i in range(len(m))]
+    found = []
+    for screen in (False, True):
+        index = MemoryIndex(DIM, K, min_rows=10**9, screen=screen)
+        index.put({key: m[i] for i, key in enumerate(keys)})
+        index.hide({f"k{i}": True for i in range(4, 9)})
+        own = np.array([index.rows["k0"], -1, -1], dtype=np.intp)
+        found.append(index.search(m[[0, 1, 5]], own, None))
+    hidden = {index.rows[f"k{i}"] for i in range(4, 9)}
+    for q in range(3):
+        assert found[1].top_rows[q].tolist() == found[0].top_rows[q].tolist(), q
+        assert not hidden & set(found[1].top_rows[q].tolist()), q
+    assert [len(t) for t in found[1].top_rows] == [3, 4, 4]
+
+
 def test_a_block_read_as_runs_of_rows_equals_the_gathered_product() -> None:
     """Rows of a cluster are read as their longest run in place and the rest gathered: the
     scores are the gathered block's, column for column, whatever runs the rows make."""
