@@ -413,8 +413,11 @@ class EdgeStore:
                 return
 
     def count(self, collection: str) -> int:
+        # Without a filter the engine's estimate is no estimate: each segment's points less
+        # its deleted ones, read from its id tracker (0.02 ms at 100,000 points), where the
+        # exact count reads every point (6-7 ms on the 2-core machine, once per behaviour batch)
         with self._engine():
-            return int(self._shard(collection).count(qe.CountRequest()))
+            return int(self._shard(collection).count(qe.CountRequest(exact=False)))
 
     def flush(self) -> None:
         with self._engine():

@@ -192,6 +192,43 @@ def test_delete_scroll_count(store: VectorStore) -> None:
     assert "sku-3" not in {h.key for h in hits}
 
 
+def test_count_is_the_number_of_points_through_rewrites_deletes_and_reopening(
+    tmp_path: Path,
+) -> None:
+    """The count equals the distinct keys a scroll finds after every kind of write: points
+    written again, payloads and vectors changed, deleted and written back, the shard closed
+    and opened again (the behaviour consumers compare it with their copy to find deletes)."""
+    rng = np.random.default_rng(6)
+    vectors = _unit(rng, 600)
+    points = _points(vectors)
+    s = EdgeStore(tmp_path)
+    s.ensure_collection("items", DIM)
+
+    def counted(store: VectorStore) -> int:
+        n = store.count("items")
+        assert n == len({p.key for p in store.scroll("items")})
+        return n
+
+    s.upsert("items", points[:500])
+    s.upsert("items", points[400:600])  # 100 written again
+    s.set_payload("items", {f"sku-{i}": {"n": -i} for i in range(0, 600, 7)})
+    s.update_vectors("items", {f"sku-{i}": vectors[(i + 1) % 600] for i in range(0, 600, 5)})
+    assert counted(s) == 600
+    s.delete("items", [f"sku-{i}" for i in range(0, 600, 3)])
+    assert counted(s) == 400
+    s.upsert("items", points[0:30])  # ten of them deleted before
+    assert counted(s) == 410
+    s.close()
+    again = EdgeStore(tmp_path)
+    again.ensure_collection("items", DIM)
+    assert counted(again) == 410
+    again.delete("items", ["sku-1", "sku-33"])  # one there, one deleted before
+    assert counted(again) == 409
+    again.upsert("items", points[33:35])  # one deleted before, one there
+    assert counted(again) == 410
+    again.close()
+
+
 def test_reopen_keeps_data(tmp_path: Path) -> None:
     """The embedded store survives close and reopen (what a consumer restart relies on)."""
     rng = np.random.default_rng(5)
