@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -96,6 +97,14 @@ def test_failed_deliveries_are_retried_and_never_committed(
         store.close()
 
 
+def _publish_paced(
+    settings: Settings, events: list[tuple[bytes, bytes]], chunk: int, pause_s: float
+) -> None:
+    for start in range(0, len(events), chunk):
+        publish(settings, settings.topic_items, events[start : start + chunk])
+        time.sleep(pause_s)
+
+
 def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     make_settings: Callable[..., Settings], encoder: Encoder
 ) -> None:
@@ -103,12 +112,15 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     shutdown deadline, having committed only what it finished; a restart completes the rest
     and every list is right."""
     settings = make_settings(batch_max_items=16, shutdown_timeout_s=20)
-    # enough that SIGTERM lands mid-stream: reading the topic to see the first lists takes
-    # seconds, and 1,000 were once all done by then
+    # published at a pace over ~15 s, so that SIGTERM lands mid-stream however fast the
+    # machine: published at once, 3,000 were once all done before the first lists were read
     events = _items_events(3_000, seed=53)
-    publish(settings, settings.topic_items, events)
+    publisher = threading.Thread(
+        target=_publish_paced, args=(settings, events, 100, 0.5), name="paced-publisher"
+    )
     command = [sys.executable, "-m", "stream.cli", "run", "catalog"]
     proc = subprocess.Popen(command, env=settings_env(settings), stderr=subprocess.PIPE, text=True)
+    publisher.start()
     try:
         wait_for(
             lambda: len(read_topic(settings, settings.topic_neighbours)) > 20,
@@ -122,6 +134,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     finally:
         if proc.poll() is None:
             proc.kill()
+        publisher.join()
     _, stderr = proc.communicate()
     assert rc == 0, stderr[-2000:]
     assert '"consumer.stopped"' in stderr
