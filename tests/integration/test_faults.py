@@ -98,10 +98,16 @@ def test_failed_deliveries_are_retried_and_never_committed(
 
 
 def _publish_paced(
-    settings: Settings, events: list[tuple[bytes, bytes]], chunk: int, pause_s: float
+    settings: Settings,
+    events: list[tuple[bytes, bytes]],
+    chunk: int,
+    pause_s: float,
+    acked: list[int],
 ) -> None:
+    """``events`` in chunks of ``chunk`` every ``pause_s``; each chunk's acknowledged count is
+    appended to ``acked`` (a failure in this thread would otherwise go unseen)."""
     for start in range(0, len(events), chunk):
-        publish(settings, settings.topic_items, events[start : start + chunk])
+        acked.append(publish(settings, settings.topic_items, events[start : start + chunk]))
         time.sleep(pause_s)
 
 
@@ -115,8 +121,9 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     # published at a pace over ~15 s, so that SIGTERM lands mid-stream however fast the
     # machine: published at once, 3,000 were once all done before the first lists were read
     events = _items_events(3_000, seed=53)
+    acked: list[int] = []
     publisher = threading.Thread(
-        target=_publish_paced, args=(settings, events, 100, 0.5), name="paced-publisher"
+        target=_publish_paced, args=(settings, events, 100, 0.5, acked), name="paced-publisher"
     )
     command = [sys.executable, "-m", "stream.cli", "run", "catalog"]
     proc = subprocess.Popen(command, env=settings_env(settings), stderr=subprocess.PIPE, text=True)
@@ -136,6 +143,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
             proc.kill()
         publisher.join()
     _, stderr = proc.communicate()
+    assert sum(acked) == len(events), "every event reached the topic"
     assert rc == 0, stderr[-2000:]
     assert '"consumer.stopped"' in stderr
     done = committed_count(settings, settings.catalog_group(), settings.topic_items)
